@@ -1,0 +1,82 @@
+"""Authorize an OAuth2 API from inside a Jupyter notebook.
+
+The public names load lazily, so ``import chat_oauth2_nb`` stays cheap in a kernel and
+never pulls in tornado or the widgets until they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_oauth2_client": "client",
+    "OAuth2Client": "client",
+    "resolve_user": "client",
+    "HttpExchange": "client",
+    "OAuth2Auth": "auth",
+    "AuthData": "protocol",
+    "ProviderConfig": "config",
+    "Store": "store",
+    "open_store": "store",
+    "dashboard": "widgets",
+    "OAuth2Panel": "widgets",
+    "OAuth2Error": "errors",
+    "ConfigurationError": "errors",
+    "NotAuthorizedError": "errors",
+    "AuthorizationDeniedError": "errors",
+    "StateError": "errors",
+    "AuthorizationTimeoutError": "errors",
+    "StoreError": "errors",
+    "StoreLockedError": "errors",
+    "ProviderError": "errors",
+    "TokenExchangeError": "errors",
+    "TokenRefreshError": "errors",
+    "TokenRevokeError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .auth import OAuth2Auth
+    from .client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
+    from .config import ProviderConfig
+    from .errors import (
+        AuthorizationDeniedError,
+        AuthorizationTimeoutError,
+        ConfigurationError,
+        NotAuthorizedError,
+        OAuth2Error,
+        ProviderError,
+        StateError,
+        StoreError,
+        StoreLockedError,
+        TokenExchangeError,
+        TokenRefreshError,
+        TokenRevokeError,
+    )
+    from .protocol import AuthData
+    from .store import Store, open_store
+    from .widgets import OAuth2Panel, dashboard
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chat_oauth2_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Tell jupyter_server where the extension app is (imported only by the server)."""
+    from .server.app import ChatOAuth2App
+
+    return [{"module": "chat_oauth2_nb", "app": ChatOAuth2App}]

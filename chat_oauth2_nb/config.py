@@ -1,0 +1,290 @@
+"""Provider configuration: the seed's keys verbatim, snake_case twins, credentials."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["CLIENT_AUTH_METHODS", "ClientAuthMethod", "ProviderConfig", "env_var_name"]
+
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+CLIENT_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post", "none")
+
+# seed key (camelCase, as in the Rocket.Chat page) -> our field name
+_SEED_KEYS = {
+    "alias": "alias",
+    "authUri": "auth_uri",
+    "accessTokenUri": "access_token_uri",
+    "refreshTokenUri": "refresh_token_uri",
+    "revokeTokenUri": "revoke_token_uri",
+    "introspectionUri": "introspection_uri",
+    "defaultScopes": "default_scopes",
+    "authUriParams": "auth_uri_params",
+    "authorizationCallback": "authorization_callback",
+    "clientId": "client_id",
+    "clientSecret": "client_secret",
+    "clientAuthMethod": "client_auth_method",
+}
+_FIELDS = set(_SEED_KEYS.values())
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Parameters we set ourselves; letting authUriParams override them would break PKCE or state.
+_RESERVED_PARAMS = {
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+}
+
+AuthorizationCallback = Callable[..., Any]
+
+
+def env_var_name(alias: str, what: str) -> str:
+    """Return the environment variable read for ``what`` (CLIENT_ID, CLIENT_SECRET) of an alias."""
+    return f"CHAT_OAUTH2_{re.sub(r'[^A-Za-z0-9]', '_', alias).upper()}_{what}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_uri(field: str, value: object, *, allow_http: bool) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            field,
+            "is missing or empty",
+            f"Put the provider's endpoint URL there, e.g. 'https://provider.example/{field}'.",
+        )
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            field,
+            f"is not an absolute http(s) URL (got {value!r})",
+            "Use the full URL from the provider's documentation, starting with https://.",
+        )
+    if parts.scheme == "http" and not allow_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            field,
+            "uses plain http to a host that is not this machine",
+            "Use https://, or pass allow_insecure_http=True if this really is a test provider.",
+        )
+    return value.strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderConfig:
+    """One OAuth2 provider as the client sees it: endpoints, scopes and credentials."""
+
+    alias: str
+    auth_uri: str
+    access_token_uri: str
+    refresh_token_uri: str
+    revoke_token_uri: str | None = None
+    introspection_uri: str | None = None
+    default_scopes: tuple[str, ...] = ()
+    auth_uri_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    client_id: str = ""
+    client_secret: str | None = dataclasses.field(default=None, repr=False)
+    client_auth_method: ClientAuthMethod = "client_secret_basic"
+    authorization_callback: AuthorizationCallback | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def __repr__(self) -> str:
+        secret = "set" if self.client_secret else "none"
+        return (
+            f"ProviderConfig(alias={self.alias!r}, auth_uri={self.auth_uri!r}, "
+            f"access_token_uri={self.access_token_uri!r}, client_id={self.client_id!r}, "
+            f"client_secret=<{secret}>, client_auth_method={self.client_auth_method!r}, "
+            f"default_scopes={list(self.default_scopes)!r})"
+        )
+
+    @classmethod
+    def from_mapping(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_auth_method: str | None = None,
+        allow_insecure_http: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> ProviderConfig:
+        """Build and validate a config from the seed's dict (camelCase) or snake_case keys."""
+        if isinstance(config, ProviderConfig):
+            config = config.to_mapping(include_secret=True)
+        if not isinstance(config, Mapping):
+            raise ConfigurationError(
+                "config",
+                f"must be a dict, not {type(config).__name__}",
+                "Pass a dict like {'alias': ..., 'authUri': ..., 'accessTokenUri': ...}.",
+            )
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            name = _SEED_KEYS.get(key, key)
+            if name not in _FIELDS:
+                known = ", ".join(sorted(_SEED_KEYS))
+                raise ConfigurationError(
+                    str(key),
+                    "is not a known config key",
+                    f"Use one of: {known} (or their snake_case twins).",
+                )
+            if name in values:
+                raise ConfigurationError(
+                    str(key),
+                    "is given twice (camelCase and snake_case)",
+                    "Keep only one of the two spellings.",
+                )
+            values[name] = value
+
+        alias = values.get("alias")
+        if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+            raise ConfigurationError(
+                "alias",
+                "is missing or malformed" if alias is None else f"is malformed (got {alias!r})",
+                "Use a short name of letters, digits, '.', '_' or '-', e.g. 'google'.",
+            )
+        auth_uri = _check_uri("authUri", values.get("auth_uri"), allow_http=allow_insecure_http)
+        token_uri = _check_uri(
+            "accessTokenUri", values.get("access_token_uri"), allow_http=allow_insecure_http
+        )
+        refresh_uri = (
+            _check_uri(
+                "refreshTokenUri", values["refresh_token_uri"], allow_http=allow_insecure_http
+            )
+            if values.get("refresh_token_uri")
+            else token_uri
+        )
+        revoke_uri = (
+            _check_uri("revokeTokenUri", values["revoke_token_uri"], allow_http=allow_insecure_http)
+            if values.get("revoke_token_uri")
+            else None
+        )
+        introspection_uri = (
+            _check_uri(
+                "introspectionUri", values["introspection_uri"], allow_http=allow_insecure_http
+            )
+            if values.get("introspection_uri")
+            else None
+        )
+        scopes = _scopes("defaultScopes", values.get("default_scopes", ()))
+
+        params = values.get("auth_uri_params") or {}
+        if not isinstance(params, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+        ):
+            raise ConfigurationError(
+                "authUriParams",
+                "must map strings to strings",
+                "Write e.g. {'access_type': 'offline', 'prompt': 'consent'}.",
+            )
+        clash = _RESERVED_PARAMS.intersection(params)
+        if clash:
+            raise ConfigurationError(
+                "authUriParams",
+                f"sets {sorted(clash)!r}, which the client sets itself",
+                "Remove them: use defaultScopes / scopes= for scope, redirect_uri= for the redirect.",
+            )
+
+        callback = values.get("authorization_callback")
+        if callback is not None and not callable(callback):
+            raise ConfigurationError(
+                "authorizationCallback",
+                "is not callable",
+                "Pass a function taking (auth_data, user), or leave it out.",
+            )
+
+        env = os.environ if environ is None else environ
+        cid = client_id or values.get("client_id") or env.get(env_var_name(alias, "CLIENT_ID"))
+        secret = (
+            client_secret
+            or values.get("client_secret")
+            or env.get(env_var_name(alias, "CLIENT_SECRET"))
+        )
+        if not isinstance(cid, str) or not cid:
+            raise ConfigurationError(
+                "client_id",
+                "is missing",
+                f"Pass client_id= to create_oauth2_client() or set {env_var_name(alias, 'CLIENT_ID')}.",
+            )
+        method = (
+            client_auth_method
+            or values.get("client_auth_method")
+            or ("client_secret_basic" if secret else "none")
+        )
+        if method not in CLIENT_AUTH_METHODS:
+            raise ConfigurationError(
+                "client_auth_method",
+                f"is {method!r}",
+                "Use 'client_secret_basic' (default), 'client_secret_post' or 'none' (public client).",
+            )
+        if method != "none" and not secret:
+            raise ConfigurationError(
+                "client_secret",
+                "is missing",
+                f"Pass client_secret= or set {env_var_name(alias, 'CLIENT_SECRET')}; "
+                "for a public client pass client_auth_method='none'.",
+            )
+        return cls(
+            alias=alias,
+            auth_uri=auth_uri,
+            access_token_uri=token_uri,
+            refresh_token_uri=refresh_uri,
+            revoke_token_uri=revoke_uri,
+            introspection_uri=introspection_uri,
+            default_scopes=scopes,
+            auth_uri_params=dict(params),
+            client_id=cid,
+            client_secret=secret if method != "none" else None,
+            client_auth_method=cast(ClientAuthMethod, method),
+            authorization_callback=callback,
+        )
+
+    def to_mapping(self, *, include_secret: bool = False) -> dict[str, Any]:
+        """Return the JSON-able snake_case form (the secret only when asked)."""
+        data: dict[str, Any] = {
+            "alias": self.alias,
+            "auth_uri": self.auth_uri,
+            "access_token_uri": self.access_token_uri,
+            "refresh_token_uri": self.refresh_token_uri,
+            "revoke_token_uri": self.revoke_token_uri,
+            "introspection_uri": self.introspection_uri,
+            "default_scopes": list(self.default_scopes),
+            "auth_uri_params": dict(self.auth_uri_params),
+            "client_id": self.client_id,
+            "client_auth_method": self.client_auth_method,
+        }
+        if include_secret:
+            data["client_secret"] = self.client_secret
+        return data
+
+
+def _scopes(field: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, Iterable) and all(
+        isinstance(s, str) and s and " " not in s for s in value
+    ):
+        return tuple(value)
+    raise ConfigurationError(
+        field, f"must be a list of scope strings (got {value!r})", "Write e.g. ['openid', 'email']."
+    )
+
+
+def scopes_argument(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Normalise a ``scopes=`` argument (a space-separated string or a list)."""
+    return () if value is None else _scopes("scopes", value)

@@ -1,0 +1,1 @@
+"""The ipywidgets panel (state model + view)."""

@@ -1,0 +1,206 @@
+"""The callback route in a real Jupyter server (pytest-jupyter) with the real demo provider."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from chat_oauth2_nb import (
+    AuthorizationDeniedError,
+    StateError,
+    TokenExchangeError,
+    create_oauth2_client,
+)
+from chat_oauth2_nb.client import OAuth2Client
+from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.store import default_store_path, open_store
+
+Fetch = Callable[..., Awaitable[Any]]
+
+
+async def jupyter_client(provider: DemoProvider, **kwargs: Any) -> OAuth2Client:
+    client = create_oauth2_client(
+        provider.config(alias="demo"),
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+        **kwargs,
+    )
+    # asetup(): setup() probes the Jupyter server, which runs on this very event loop.
+    await client.asetup()
+    return client
+
+
+def callback_params(provider: DemoProvider, url: str, **kw: Any) -> dict[str, str]:
+    redirect = provider.approve(url, follow_redirect=False, **kw)
+    assert redirect.status_code in (302, 303), redirect.text
+    return {k: v[0] for k, v in parse_qs(urlsplit(redirect.headers["location"]).query).items()}
+
+
+async def test_redirect_uri_is_the_servers_callback(
+    jp_serverapp: Any, provider: DemoProvider, jp_base_url: str, jp_http_port: int
+) -> None:
+    await asyncio.sleep(0)  # let the extension export its URL once the loop runs
+    client = await jupyter_client(provider)
+    assert (
+        client.redirect_uri == f"http://localhost:{jp_http_port}{jp_base_url}chat-oauth2/callback"
+    )
+    assert client.mode == "auto"
+
+
+async def test_full_flow_through_callback(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    await asyncio.sleep(0)
+    client = await jupyter_client(provider)
+    url = client.get_user_authorization_url("ada")
+    params = callback_params(provider, url)
+    response = await jp_fetch("chat-oauth2", "callback", params=params)
+    assert response.code == 200
+    page = response.body.decode()
+    assert "Authorized" in page and "close this tab" in page
+    data = await client.await_for_authorization("ada", timeout=5)
+    assert provider.introspect(data.token)["active"] is True
+    for secret in (data.token, data.refresh_token, params["code"]):
+        assert secret not in page
+    # The same state again: single use.
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    assert info.value.code == 400
+    assert b"already used" in info.value.response.body  # type: ignore[union-attr]
+    assert (await client.aget_access_token_for_user("ada")) == data
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"state": "forged-" + "x" * 40, "code": "abc"},
+        {"code": "abc"},
+        {"state": "", "code": "abc"},
+    ],
+)
+async def test_forged_or_missing_state_rejected(
+    jp_fetch: Fetch, jp_serverapp: Any, params: dict[str, str]
+) -> None:
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    assert info.value.code == 400
+    assert open_store().list_tokens() == []
+
+
+async def test_expired_state_rejected(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    client = await jupyter_client(provider, flow_ttl=0.3)
+    url = client.get_user_authorization_url("ada")
+    params = callback_params(provider, url)
+    await asyncio.sleep(0.5)
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    assert info.value.code == 400 and b"expired" in info.value.response.body  # type: ignore[union-attr]
+    with pytest.raises(StateError, match="expired"):
+        await client.await_for_authorization("ada", timeout=2)
+
+
+async def test_callback_requires_jupyter_login(
+    jp_serverapp: Any, http_server_client: Any, jp_base_url: str, provider: DemoProvider
+) -> None:
+    client = await jupyter_client(provider)
+    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    from urllib.parse import urlencode
+
+    url = f"{jp_base_url}chat-oauth2/callback?{urlencode(params)}"
+    with pytest.raises(HTTPClientError) as info:
+        await http_server_client.fetch(url, follow_redirects=False)
+    assert info.value.code in (302, 403)
+    if info.value.code == 302:
+        assert "/login" in info.value.response.headers["Location"]  # type: ignore[union-attr]
+    assert open_store().get_token("demo", "ada") is None
+    # The flow was not used up by the rejected request: the person can still log in and finish.
+    assert open_store().get_flow(params["state"]).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_provider_error_is_escaped_and_reaches_kernel(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    client = await jupyter_client(provider)
+    url = client.get_user_authorization_url("ada")
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    params = {
+        "state": state,
+        "error": "access_denied",
+        "error_description": '<script>alert("x")</script> & <b>bold</b>',
+    }
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    assert info.value.code == 400
+    page = info.value.response.body.decode()  # type: ignore[union-attr]
+    assert "<script>" not in page and "<b>bold</b>" not in page
+    assert "&lt;script&gt;" in page and "access_denied" in page
+    with pytest.raises(AuthorizationDeniedError) as denied:
+        await client.await_for_authorization("ada", timeout=5)
+    assert denied.value.error == "access_denied"
+
+
+async def test_token_endpoint_failure_is_502(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    client = await jupyter_client(provider)
+    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    provider.inject_fault("token", status=500, body="<html>boom</html>", content_type="text/html")
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    assert info.value.code == 502
+    assert b"HTTP 500" in info.value.response.body  # type: ignore[union-attr]
+    with pytest.raises(TokenExchangeError, match="HTTP 500"):
+        await client.await_for_authorization("ada", timeout=5)
+    assert open_store().get_token("demo", "ada") is None
+
+
+async def test_wrong_client_secret_shows_invalid_client(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    client = create_oauth2_client(
+        provider.config(alias="demo"),
+        client_id=provider.client_id,
+        client_secret="wrong-secret-xyz",
+    )
+    await client.asetup()
+    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("chat-oauth2", "callback", params=params)
+    page = info.value.response.body.decode()  # type: ignore[union-attr]
+    assert info.value.code == 502 and "invalid_client" in page and "client id and secret" in page
+    assert "wrong-secret-xyz" not in page
+
+
+async def test_store_file_modes(jp_serverapp: Any, provider: DemoProvider) -> None:
+    client = await jupyter_client(provider)
+    client.get_user_authorization_url("ada")
+    path = default_store_path()
+    assert str(path).startswith(os.environ["JUPYTER_DATA_DIR"])
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    for f in path.parent.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_extension_is_enabled_by_install() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter", "server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+    )
+    out = result.stdout + result.stderr
+    line = next(x for x in out.splitlines() if "chat_oauth2_nb" in x and "enabled" in x)
+    assert "enabled" in line
+    assert "chat_oauth2_nb" in out and "OK" in out.split("chat_oauth2_nb", 1)[1][:200]
