@@ -166,8 +166,11 @@ class Store:
                 f"Cannot create the token store at {self.path} ({exc.strerror})",
                 hint="Check JUPYTER_DATA_DIR points at a folder you can write, or pass store=.",
             ) from None
-        with self._transaction() as db:
-            db.executescript(_SCHEMA)
+        try:
+            # executescript() commits on its own; IF NOT EXISTS makes it safe to race.
+            self._connection().executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

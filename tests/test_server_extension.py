@@ -46,9 +46,12 @@ def callback_params(provider: DemoProvider, url: str, **kw: Any) -> dict[str, st
 
 
 async def test_redirect_uri_is_the_servers_callback(
-    jp_serverapp: Any, provider: DemoProvider, jp_base_url: str, jp_http_port: int
+    jp_serverapp: Any,
+    http_server_client: Any,  # makes the test server accept connections, as a real one does
+    provider: DemoProvider,
+    jp_base_url: str,
+    jp_http_port: int,
 ) -> None:
-    await asyncio.sleep(0)  # let the extension export its URL once the loop runs
     client = await jupyter_client(provider)
     assert (
         client.redirect_uri == f"http://localhost:{jp_http_port}{jp_base_url}chat-oauth2/callback"
@@ -59,8 +62,8 @@ async def test_redirect_uri_is_the_servers_callback(
 async def test_full_flow_through_callback(
     jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
 ) -> None:
-    await asyncio.sleep(0)
     client = await jupyter_client(provider)
+    assert client.redirect_uri is not None and "/a%40b/chat-oauth2/callback" in client.redirect_uri
     url = client.get_user_authorization_url("ada")
     params = callback_params(provider, url)
     response = await jp_fetch("chat-oauth2", "callback", params=params)

@@ -52,8 +52,9 @@ class ChatOAuth2App(ExtensionApp):
 
         self._http = http
         self.settings.update(chat_oauth2_nb_http=get_http, chat_oauth2_nb_store=get_store)
-        # The port is final only once the server binds: export after the loop starts.
         assert self.serverapp is not None
+        self._export_callback_url()
+        # With port retries the port is final only once the server binds: export again then.
         self.serverapp.io_loop.add_callback(self._export_callback_url)
 
     def _export_callback_url(self) -> None:
@@ -61,6 +62,8 @@ class ChatOAuth2App(ExtensionApp):
         base = self.public_url or self.serverapp.connection_url
         url = url_path_join(base, CALLBACK_PATH)
         # Kernels started by this server inherit its environment.
+        if os.environ.get(SERVER_CALLBACK_ENV) == url:
+            return
         os.environ[SERVER_CALLBACK_ENV] = url
         self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s", url)
 
