@@ -19,6 +19,7 @@ _EXPORTS = {
     "OAuth2Auth": "auth",
     "AuthData": "protocol",
     "ProviderConfig": "config",
+    "discover_config": "config",
     "Store": "store",
     "open_store": "store",
     "dashboard": "widgets",
@@ -42,7 +43,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .auth import OAuth2Auth
     from .client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
-    from .config import ProviderConfig
+    from .config import ProviderConfig, discover_config
     from .errors import (
         AuthorizationDeniedError,
         AuthorizationTimeoutError,

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["CLIENT_AUTH_METHODS", "ClientAuthMethod", "ProviderConfig", "env_var_name"]
+__all__ = [
+    "CLIENT_AUTH_METHODS",
+    "ClientAuthMethod",
+    "ProviderConfig",
+    "discover_config",
+    "env_var_name",
+    "scopes_argument",
+]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 CLIENT_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post", "none")
@@ -288,3 +295,69 @@ def _scopes(field: str, value: object) -> tuple[str, ...]:
 def scopes_argument(value: str | Iterable[str] | None) -> tuple[str, ...]:
     """Normalise a ``scopes=`` argument (a space-separated string or a list)."""
     return () if value is None else _scopes("scopes", value)
+
+
+def discover_config(
+    issuer: str,
+    *,
+    alias: str,
+    default_scopes: Iterable[str] = (),
+    timeout: float = 10.0,
+    transport: Any = None,
+) -> dict[str, Any]:
+    """Read the provider's metadata (RFC 8414, else OpenID discovery); return a seed-style config.
+
+    The metadata is validated with Authlib's RFC 8414 model and its ``issuer`` must equal
+    ``issuer`` (RFC 8414 §3.3), so a mistyped or impersonated issuer is caught here.
+    """
+    import httpx
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata, get_well_known_url
+
+    issuer = issuer.rstrip("/")
+    candidates = [
+        get_well_known_url(issuer, external=True, suffix="oauth-authorization-server"),
+        f"{issuer}/.well-known/openid-configuration",
+    ]
+    tried: list[str] = []
+    with httpx.Client(timeout=timeout, transport=transport) as http:
+        for url in candidates:
+            try:
+                response = http.get(url, headers={"Accept": "application/json"})
+            except httpx.HTTPError as exc:
+                tried.append(f"{url}: {type(exc).__name__}")
+                continue
+            if response.status_code != 200:
+                tried.append(f"{url}: HTTP {response.status_code}")
+                continue
+            try:
+                metadata = AuthorizationServerMetadata(response.json())
+                metadata.validate()
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "issuer",
+                    f"serves invalid metadata at {url} ({exc})",
+                    "Ask the provider for its endpoints and pass them in the config dict instead.",
+                ) from None
+            if str(metadata["issuer"]).rstrip("/") != issuer:
+                raise ConfigurationError(
+                    "issuer",
+                    f"does not match the metadata's issuer {metadata['issuer']!r}",
+                    "Use exactly the issuer URL the provider documents.",
+                )
+            config: dict[str, Any] = {
+                "alias": alias,
+                "authUri": metadata["authorization_endpoint"],
+                "accessTokenUri": metadata["token_endpoint"],
+                "refreshTokenUri": metadata["token_endpoint"],
+                "defaultScopes": list(default_scopes),
+            }
+            if metadata.get("revocation_endpoint"):
+                config["revokeTokenUri"] = metadata["revocation_endpoint"]
+            if metadata.get("introspection_endpoint"):
+                config["introspectionUri"] = metadata["introspection_endpoint"]
+            return config
+    raise ConfigurationError(
+        "issuer",
+        f"has no metadata ({'; '.join(tried)})",
+        "Check the issuer URL, or pass the endpoints in the config dict yourself.",
+    )

@@ -523,3 +523,21 @@ def test_expires_at_uses_local_clock(make_client: Make, provider: DemoProvider) 
     data = client.wait_for_authorization("ada", timeout=10)
     assert data.expires_at is not None
     assert abs((data.expires_at - dt.datetime.now(dt.timezone.utc)).total_seconds() - 3600) < 30
+
+
+def test_discovery_builds_a_working_config(make_client: Make, provider: DemoProvider) -> None:
+    from chat_oauth2_nb import discover_config
+
+    config = discover_config(provider.issuer, alias="found", default_scopes=["profile"])
+    assert config["accessTokenUri"] == provider.config()["accessTokenUri"]
+    assert config["revokeTokenUri"] == provider.config()["revokeTokenUri"]
+    client = make_client(config=config)
+    provider.approve(client.get_user_authorization_url("ada"))
+    assert client.wait_for_authorization("ada", timeout=10).token
+
+
+def test_discovery_of_a_wrong_issuer_is_a_configuration_error(provider: DemoProvider) -> None:
+    from chat_oauth2_nb import discover_config
+
+    with pytest.raises(ConfigurationError, match="issuer"):
+        discover_config(provider.issuer + "/nope", alias="x")
