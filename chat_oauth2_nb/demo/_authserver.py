@@ -1,0 +1,583 @@
+"""Authlib's authorization server wired to our HTTP layer and in-memory store.
+
+Authlib supplies the protocol (RFC 6749 grants, RFC 7636 PKCE, RFC 7009 revocation,
+RFC 7662 introspection, OpenID Connect id_tokens); this module supplies what Authlib
+leaves to a web framework: request and response objects, client and token storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, cast
+from urllib.parse import parse_qsl
+
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    JsonPayload,
+    JsonRequest,
+    OAuth2Payload,
+    OAuth2Request,
+)
+from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import OpenIDCode, OpenIDToken, UserInfo
+from joserfc.jwk import RSAKey
+
+from ._models import (
+    CODE_LIFETIME,
+    AuthorizationCode,
+    DemoClient,
+    DemoUser,
+    IssuedToken,
+    MemoryStore,
+)
+
+__all__ = [
+    "AUTHORIZE_PATH",
+    "DemoAuthorizationServer",
+    "DemoRequest",
+    "DemoResponse",
+    "Headers",
+    "RawRequest",
+    "token_claims",
+]
+
+log = logging.getLogger("chat_oauth2_nb.demo")
+
+AUTHORIZE_PATH = "/authorize"
+SIGNING_ALG = "RS256"  # the one algorithm OpenID Connect requires every provider to offer
+_TOKEN_KEYS = frozenset({"access_token", "refresh_token", "id_token"})
+
+
+class _HideIssuedTokens(logging.Filter):
+    """Masks token values in records of Authlib's grant loggers.
+
+    Authlib logs every token response at DEBUG ("Issue token {...} to client"); a notebook
+    with DEBUG logging on would print live tokens. The filter keeps the record, not them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                {k: "<hidden>" if k in _TOKEN_KEYS else v for k, v in arg.items()}
+                if isinstance(arg, dict) and _TOKEN_KEYS & arg.keys()
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+for _name in (
+    "authlib.oauth2.rfc6749.grants.authorization_code",
+    "authlib.oauth2.rfc6749.grants.refresh_token",
+):
+    logging.getLogger(_name).addFilter(_HideIssuedTokens())
+
+
+class Headers(Protocol):
+    """Case-insensitive header lookup (``http.client.HTTPMessage`` or a plain mapping)."""
+
+    def get(self, name: str, /) -> str | None:
+        """Return a header's value, or None."""
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """An HTTP request as the stdlib server parsed it: the 'framework request' for Authlib."""
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    body: bytes
+
+    def form_pairs(self) -> list[tuple[str, str]]:
+        """Decode an ``application/x-www-form-urlencoded`` body."""
+        return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """Decode the query string."""
+        return parse_qsl(self.query, keep_blank_values=True)
+
+
+@dataclass(frozen=True)
+class DemoResponse:
+    """What the HTTP layer writes back."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+class _Payload(OAuth2Payload):  # type: ignore[misc]
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in pairs:
+            self._datalist[key].append(value)
+        self._data = {key: values[0] for key, values in self._datalist.items()}
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class DemoRequest(OAuth2Request):  # type: ignore[misc]
+    """Authlib's view of a request: parameters come from the query or the form body."""
+
+    def __init__(self, issuer: str, raw: RawRequest) -> None:
+        uri = issuer + raw.path + (f"?{raw.query}" if raw.query else "")
+        super().__init__(method=raw.method, uri=uri, headers=raw.headers)
+        query = raw.query_pairs()
+        form = raw.form_pairs() if raw.method == "POST" else []
+        self._args = dict(reversed(query))  # first value wins, as in every framework
+        self._form = dict(reversed(form))
+        # The consent form posts back to the authorization URL: its OAuth parameters stay
+        # in the query while the form body carries only the person's decision.
+        from_query = raw.method == "GET" or raw.path == AUTHORIZE_PATH
+        self.payload = _Payload(query if from_query else form)
+
+    @property
+    def args(self) -> dict[str, str]:
+        """Query parameters (first value of each)."""
+        return self._args
+
+    @property
+    def form(self) -> dict[str, str]:
+        """Form body parameters (first value of each)."""
+        return self._form
+
+
+class _JsonPayload(JsonPayload):  # type: ignore[misc]
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self._body or b"{}")
+
+
+def _json_body(body: Any) -> bytes:
+    if isinstance(body, (dict, list)):
+        return json.dumps(body).encode()
+    if isinstance(body, bytes):
+        return body
+    return str(body or "").encode()
+
+
+def token_claims(token: IssuedToken, issuer: str) -> dict[str, Any]:
+    """RFC 7662 §2.2 members for an active token (``token_type`` says which kind it is)."""
+    claims: dict[str, Any] = {
+        "active": True,
+        "scope": token.scope,
+        "client_id": token.client_id,
+        "username": token.grant.user.username,
+        "sub": token.grant.user.username,
+        "token_type": token.kind,
+        "iat": token.issued_at,
+        "iss": issuer,
+    }
+    if token.expires_at is not None:
+        claims["exp"] = token.expires_at
+    return claims
+
+
+# -- grants --------------------------------------------------------------------------------
+
+_ALL_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: DemoRequest, client: DemoClient) -> str:
+        # Authlib's own messages quote the URI, and a '"' in it would make OAuth2Error
+        # raise ValueError: our messages carry no request data.
+        uri = request.payload.redirect_uri
+        if uri:
+            if not client.check_redirect_uri(uri):
+                raise InvalidRequestError(
+                    "The redirect_uri is not registered for this client; the provider will "
+                    "not send you back to it."
+                )
+            return str(uri)
+        default = client.get_default_redirect_uri()
+        if not default:
+            raise InvalidRequestError("Missing 'redirect_uri' in request.")
+        return default
+
+    def save_authorization_code(self, code: str, request: DemoRequest) -> None:
+        data = request.payload.data
+        self.server.store.add_code(
+            AuthorizationCode(
+                code=code,
+                client_id=request.client.client_id,
+                redirect_uri=request.payload.redirect_uri,
+                scope=request.scope or "",
+                user=request.user,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                nonce=data.get("nonce"),
+                auth_time=int(time.time()),
+                expires_at=time.time() + CODE_LIFETIME,
+            )
+        )
+
+    def query_authorization_code(self, code: str, client: DemoClient) -> AuthorizationCode | None:
+        store: MemoryStore = self.server.store
+        record = store.codes.get(code)
+        if record is None or record.client_id != client.client_id:
+            return None
+        if record.used:
+            # RFC 6749 §4.1.2: a code used twice may have leaked; revoke what it produced.
+            if record.grant is not None:
+                store.revoke_grant(record.grant)
+            log.warning(
+                "authorization code reuse by client %s: its grant is revoked", client.client_id
+            )
+            raise InvalidGrantError(
+                "The authorization code was already used; the tokens issued for it are now revoked."
+            )
+        if record.is_expired():
+            raise InvalidGrantError("The authorization code has expired.")
+        return record
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        # Kept (marked used) until it expires, so a second use can be detected.
+        authorization_code.used = True
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> DemoUser:
+        return authorization_code.user
+
+
+class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
+
+    def authenticate_refresh_token(self, refresh_token: str) -> IssuedToken | None:
+        store: MemoryStore = self.server.store
+        record = store.tokens.get(refresh_token)
+        if record is None or record.kind != "refresh_token":
+            return None
+        if not record.check_client(self.request.client):
+            return None
+        if record.used:
+            # Reuse detection: either the client lost a race with itself or the token
+            # leaked; real providers cannot tell which, so the whole grant dies.
+            store.revoke_grant(record.grant)
+            log.warning("refresh token reuse by client %s: its grant is revoked", record.client_id)
+            raise InvalidGrantError(
+                "The refresh token was already used (rotated); every token of this grant is "
+                "now revoked. Authorize again."
+            )
+        if record.is_revoked():
+            raise InvalidGrantError("The refresh token was revoked. Authorize again.")
+        return record
+
+    def authenticate_user(self, refresh_token: IssuedToken) -> DemoUser:
+        return refresh_token.grant.user
+
+    def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
+        refresh_token.used = True
+
+
+class _S256Only(CodeChallenge):  # type: ignore[misc]
+    """PKCE with S256 only, and mandatory for public clients already at /authorize."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+
+    def validate_code_challenge(self, grant: _CodeGrant, redirect_uri: str) -> None:
+        super().validate_code_challenge(grant, redirect_uri)
+        data = grant.request.payload.data
+        challenge = data.get("code_challenge")
+        if not challenge:
+            if grant.request.client.is_public:
+                raise InvalidRequestError(
+                    "PKCE is required for public clients: send code_challenge and "
+                    "code_challenge_method=S256."
+                )
+            return
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
+
+
+# -- OpenID Connect id_token ---------------------------------------------------------------
+
+_key_lock = threading.Lock()
+_key: RSAKey | None = None
+
+
+def signing_key() -> RSAKey:
+    """The RSA key that signs id_tokens: made on first use, shared by the process's providers.
+
+    Generating a 2048-bit key takes tens of milliseconds; test suites start hundreds of
+    providers, and a demo key needs no per-provider identity.
+    """
+    global _key
+    with _key_lock:
+        if _key is None:
+            _key = RSAKey.generate_key(2048, auto_kid=True)
+        return _key
+
+
+class _IdTokenSigner:
+    """What Authlib's OIDC extensions ask of us: key, algorithm, claims, user info."""
+
+    def __init__(self, server: DemoAuthorizationServer) -> None:
+        self._server = server
+
+    def resolve_client_private_key(self, client: DemoClient) -> RSAKey:
+        return signing_key()
+
+    def get_client_algorithm(self, client: DemoClient) -> str:
+        return SIGNING_ALG
+
+    def get_encode_header(self, client: DemoClient) -> dict[str, str]:
+        return {"alg": SIGNING_ALG, "kid": str(signing_key().kid)}
+
+    def get_client_claims(self, client: DemoClient) -> dict[str, Any]:
+        return {"iss": self._server.issuer, "aud": [client.client_id]}
+
+    def generate_user_info(self, user: DemoUser, scope: str) -> Any:
+        info = UserInfo(
+            sub=user.username,
+            name=user.username,
+            preferred_username=user.username,
+            email=f"{user.username}@example.com",
+            email_verified=False,
+        )
+        return info.filter(scope)
+
+
+class _OpenIDCode(_IdTokenSigner, OpenIDCode):  # type: ignore[misc]
+    def __init__(self, server: DemoAuthorizationServer) -> None:
+        OpenIDCode.__init__(self, require_nonce=False)
+        _IdTokenSigner.__init__(self, server)
+
+    def exists_nonce(self, nonce: str, request: DemoRequest) -> bool:
+        return self._server.store.nonce_seen(request.payload.client_id, nonce)
+
+
+class _OpenIDRefresh(_IdTokenSigner, OpenIDToken):  # type: ignore[misc]
+    """A fresh id_token on refresh too, as Google and others do."""
+
+
+# -- revocation and introspection ----------------------------------------------------------
+
+
+def _require_token(request: DemoRequest) -> None:
+    # RFC 7009 §2.1: "An invalid token type hint value is ignored by the authorization
+    # server"; Authlib answers unsupported_token_type instead, so only the token is checked.
+    if not request.form.get("token"):
+        raise InvalidRequestError("Missing 'token' in request.")
+
+
+class _Revocation(RevocationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
+
+    def check_params(self, request: DemoRequest, client: DemoClient) -> None:
+        _require_token(request)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        # One table holds both kinds, so the hint is not needed to find the token.
+        return cast("IssuedToken | None", self.server.store.tokens.get(token_string))
+
+    def revoke_token(self, token: IssuedToken, request: DemoRequest) -> None:
+        self.server.store.revoke_token(token)
+
+
+class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+
+    def check_params(self, request: DemoRequest, client: DemoClient) -> None:
+        _require_token(request)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return cast("IssuedToken | None", self.server.store.tokens.get(token_string))
+
+    def check_permission(
+        self, token: IssuedToken, client: DemoClient, request: DemoRequest
+    ) -> bool:
+        # Any confidential client may ask, as a resource server would.
+        return True
+
+    def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
+        return token_claims(token, self.server.issuer)
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's ``AuthorizationServer`` with the framework glue for the stdlib HTTP server."""
+
+    def __init__(self, store: MemoryStore, token_lifetime: Callable[[], int]) -> None:
+        super().__init__(scopes_supported=None)
+        self.store = store
+        self.issuer = ""  # set once the socket is bound
+        self._token_lifetime = token_lifetime
+        self.register_token_generator("default", self._generate_token)
+        self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
+        self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
+        self.register_endpoint(_Revocation(self))
+        self.register_endpoint(_Introspection(self))
+
+    # framework glue that Authlib requires
+
+    def get_authorization_grant(self, request: DemoRequest) -> Any:
+        """Find the grant for the request's response_type (Authlib's, made robust)."""
+        try:
+            return super().get_authorization_grant(request)
+        except ValueError:
+            # Authlib quotes the response_type in its error message, and characters that
+            # OAuth forbids in messages make that message raise ValueError.
+            raise InvalidRequestError(
+                "The response_type contains characters OAuth 2.0 does not allow."
+            ) from None
+
+    def query_client(self, client_id: str) -> DemoClient | None:
+        """Look a client up by id."""
+        with self.store.lock:
+            return self.store.clients.get(client_id)
+
+    def save_token(self, token: dict[str, Any], request: DemoRequest) -> None:
+        """Record the tokens of a token response under their grant (new or refreshed)."""
+        store = self.store
+        with store.lock:
+            previous: IssuedToken | None = request.refresh_token
+            if previous is not None:
+                grant = previous.grant
+            else:
+                grant = store.new_grant(request.client.client_id, request.user, token["scope"])
+                if request.authorization_code is not None:
+                    request.authorization_code.grant = grant
+            now = int(time.time())
+            store.add_token(
+                IssuedToken(
+                    value=token["access_token"],
+                    kind="access_token",
+                    grant=grant,
+                    client_id=grant.client_id,
+                    scope=token["scope"],
+                    issued_at=now,
+                    expires_in=int(token["expires_in"]),
+                )
+            )
+            if "refresh_token" in token:
+                store.add_token(
+                    IssuedToken(
+                        value=token["refresh_token"],
+                        kind="refresh_token",
+                        grant=grant,
+                        client_id=grant.client_id,
+                        # RFC 6749 §6: a refresh may narrow the access token's scope, but
+                        # later refreshes may ask again for anything originally granted.
+                        scope=grant.scope,
+                        issued_at=now,
+                        expires_in=None,
+                    )
+                )
+
+    def create_oauth2_request(self, request: RawRequest | DemoRequest) -> DemoRequest:
+        """Wrap the stdlib request for Authlib (idempotent)."""
+        if isinstance(request, DemoRequest):
+            return request
+        return DemoRequest(self.issuer, request)
+
+    def create_json_request(self, request: RawRequest) -> JsonRequest:
+        """Wrap a JSON request for Authlib (no endpoint here takes JSON, but the hook exists)."""
+        wrapped = JsonRequest(request.method, self.issuer + request.path, request.headers)
+        wrapped.payload = _JsonPayload(request.body)
+        return wrapped
+
+    def handle_response(
+        self, status: int, body: Any, headers: Sequence[tuple[str, str]]
+    ) -> DemoResponse:
+        """Turn Authlib's (status, body, headers) into our response object."""
+        return DemoResponse(int(status), _json_body(body), list(headers))
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Authlib's signal hook: only noted in the debug log (never with token values)."""
+        client = kwargs.get("client")
+        log.debug("%s (client %s)", name, getattr(client, "client_id", None))
+
+    # token issuance
+
+    def _generate_token(
+        self,
+        grant_type: str,
+        client: DemoClient,
+        user: DemoUser | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        allowed = client.get_allowed_scope(scope)
+        if allowed is None:
+            raise InvalidScopeError()
+        token: dict[str, Any] = {
+            "access_token": secrets.token_urlsafe(32),
+            "token_type": "Bearer",
+            "expires_in": self._token_lifetime() if expires_in is None else expires_in,
+            "scope": allowed,
+        }
+        if include_refresh_token:
+            token["refresh_token"] = secrets.token_urlsafe(48)
+        return token
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 authorization server metadata (also served as OIDC discovery)."""
+        issuer = self.issuer
+        auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+        return {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}{AUTHORIZE_PATH}",
+            "token_endpoint": f"{issuer}/token",
+            "revocation_endpoint": f"{issuer}/revoke",
+            "introspection_endpoint": f"{issuer}/introspect",
+            "jwks_uri": f"{issuer}/jwks.json",
+            "scopes_supported": ["openid", "profile", "email"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "code_challenge_methods_supported": ["S256"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [SIGNING_ALG],
+            "claims_supported": [
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "name",
+                "preferred_username",
+                "email",
+                "email_verified",
+            ],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key that signs id_tokens."""
+        key = signing_key().as_dict(private=False)
+        return {"keys": [{**key, "use": "sig", "alg": SIGNING_ALG}]}
