@@ -1,0 +1,291 @@
+"""The dashboard: one row per stored (alias, user), with status, expiry, Refresh and Revoke.
+
+Each alias gets a client rebuilt from the provider the store registered for it, so tokens
+authorized in other notebooks (or by the server) can be refreshed and revoked from here.
+A daemon thread re-reads the store once a second for countdowns and rows that come or go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from ..client import OAuth2Client
+from ..errors import OAuth2Error
+from ..protocol import utcnow
+from ..store import Store, TokenRecord, open_store
+from ._threads import Ticker, start_worker
+from ._view import assign, close_tree, error_html, set_status_class, text
+from .state import ErrorInfo, PanelState, TokenView, expiry_text, status_line
+
+__all__ = ["TokenDashboard", "dashboard"]
+
+Key = tuple[str, str]
+
+
+@dataclasses.dataclass
+class _Row:
+    """The widgets of one (alias, user) row and what the row last learned."""
+
+    alias: str
+    user: str
+    box: widgets.HBox
+    label: widgets.HTML
+    status: widgets.HTML
+    expiry: widgets.HTML
+    refresh: widgets.Button
+    revoke: widgets.Button
+    outcome: widgets.HTML
+    token: TokenView | None = None
+    error: ErrorInfo | None = None
+    busy: str | None = None
+    message: str | None = None
+
+
+class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
+    """Every token in one store: status and expiry per (alias, user), with Refresh and Revoke."""
+
+    def __init__(self, store: Store, *, interval: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("chat-oauth2-dashboard")
+        self._store = store
+        self._lock = threading.RLock()
+        self._closed = False
+        self._clients: dict[str, OAuth2Client | None] = {}
+        self._rows: dict[Key, _Row] = {}
+        self._header = widgets.HTML()
+        self._header.add_class("chat-oauth2-dashboard-header")
+        self._message = widgets.HTML()
+        self._message.add_class("chat-oauth2-outcome")
+        self._load_problem: ErrorInfo | None = None
+        self.children = (self._header, self._message)
+        with self._lock:
+            self._reload()
+        self._ticker = Ticker(self._on_tick, interval, "chat-oauth2-dashboard", on_stop=store.close)
+        self._ticker.start()
+
+    @property
+    def rows(self) -> list[Key]:
+        """The (alias, user) pairs shown, in display order."""
+        return list(self._rows)
+
+    @property
+    def _timer_alive(self) -> bool:
+        return self._ticker.alive
+
+    def _client(self, alias: str) -> OAuth2Client | None:
+        # A missing provider is looked up again: setup() in some notebook may register it.
+        if self._clients.get(alias) is None:
+            config = self._store.get_provider(alias)
+            # No setup(): refresh and revoke need no redirect URI, and setup() would register
+            # the provider again or start a loopback listener nobody uses.
+            self._clients[alias] = OAuth2Client(config, store=self._store) if config else None
+        return self._clients[alias]
+
+    # rows --------------------------------------------------------------------------------
+
+    def _new_row(self, alias: str, user: str) -> _Row:
+        def html(css_class: str) -> widgets.HTML:
+            widget = widgets.HTML()
+            widget.add_class(css_class)
+            return widget
+
+        label = html("chat-oauth2-dashboard-who")
+        label.value = f"<b>{text(alias)}</b> · <code>{text(user)}</code>"
+        refresh = widgets.Button(description="Refresh", icon="refresh")
+        refresh.add_class("chat-oauth2-refresh")
+        revoke = widgets.Button(description="Revoke", icon="trash", button_style="warning")
+        revoke.add_class("chat-oauth2-revoke")
+        status, expiry, outcome = (
+            html("chat-oauth2-status"),
+            html("chat-oauth2-expiry"),
+            html("chat-oauth2-outcome"),
+        )
+        box = widgets.HBox((label, status, expiry, refresh, revoke, outcome))
+        box.add_class("chat-oauth2-dashboard-row")
+        row = _Row(alias, user, box, label, status, expiry, refresh, revoke, outcome)
+        refresh.on_click(lambda _b: self._on_refresh((alias, user)))
+        revoke.on_click(lambda _b: self._on_revoke((alias, user)))
+        return row
+
+    def _reload(self) -> None:
+        """Re-read the store, add and drop rows, render; the caller holds the lock."""
+        if self._closed:
+            return
+        try:
+            records = self._store.list_tokens()
+            self._load_problem = None
+        except OAuth2Error as exc:
+            self._load_problem = ErrorInfo.from_exception(exc)
+            records = None
+        if records is not None:
+            self._apply(records)
+        self._render()
+
+    def _apply(self, records: list[TokenRecord]) -> None:
+        seen: dict[Key, TokenRecord] = {(r.alias, r.user): r for r in records}
+        for key in [k for k in self._rows if k not in seen and self._rows[k].busy is None]:
+            close_tree(self._rows.pop(key).box)
+        for key, record in seen.items():
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = self._new_row(*key)
+            token = row.token
+            if token is None or (token.version, token.updated_at) != (
+                record.version,
+                record.updated_at,
+            ):
+                row.token = TokenView.from_auth_data(
+                    record.data, version=record.version, updated_at=record.updated_at
+                )
+                if token is not None:
+                    row.error = None  # a new token answers whatever failed before
+        ordered = sorted(self._rows)
+        if list(self._rows) != ordered:
+            self._rows = {k: self._rows[k] for k in ordered}
+        assign(
+            self, "children", (self._header, self._message, *(r.box for r in self._rows.values()))
+        )
+
+    # events ------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        with self._lock:
+            self._reload()
+
+    def _on_refresh(self, key: Key) -> None:
+        def action(client: OAuth2Client, user: str) -> str:
+            data = client.refresh_user_access_token(user)
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            return f"Refreshed at {stamp}: {expiry_text(data.expires_at, utcnow())}."
+
+        self._start_action(key, "refresh", action)
+
+    def _on_revoke(self, key: Key) -> None:
+        def action(client: OAuth2Client, user: str) -> str:
+            client.revoke_user_access_token(user)
+            return f"Revoked {user!r} at {client.alias!r}."
+
+        self._start_action(key, "revoke", action)
+
+    def _start_action(
+        self, key: Key, name: str, action: Callable[[OAuth2Client, str], str]
+    ) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            client = self._client(key[0])
+            if self._closed or row is None or row.busy is not None or client is None:
+                return
+            row.busy = name
+            row.message = "Refreshing…" if name == "refresh" else "Revoking…"
+            self._render()
+        start_worker(
+            lambda: self._run_action(key, name, client, action),
+            f"chat-oauth2-dashboard-{name}",
+            on_stop=self._store.close,
+        )
+
+    def _run_action(
+        self,
+        key: Key,
+        name: str,
+        client: OAuth2Client,
+        action: Callable[[OAuth2Client, str], str],
+    ) -> None:
+        error: ErrorInfo | None = None
+        try:
+            message = action(client, key[1])
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+            what = "refresh" if name == "refresh" else "revocation"
+            message = f"The {what} failed; the stored token is unchanged."
+        with self._lock:
+            if self._closed:
+                return
+            row = self._rows.get(key)
+            if row is not None:
+                row.busy = None
+                row.message = message
+            if error is None and name == "revoke":
+                # The row goes away with the token; say so above the rows instead.
+                assign(self._message, "value", text(message))
+            self._reload()
+            row = self._rows.get(key)
+            if row is not None:
+                row.error = error
+                self._render()
+
+    def close(self) -> None:
+        """Stop the reload thread, close every row and the clients built for them."""
+        with self._lock:
+            self._closed = True
+        self._ticker.stop()
+        for child in self.children:
+            close_tree(child)
+        self.layout.close()
+        for client in self._clients.values():
+            if client is not None:
+                client.close()
+        super().close()
+
+    # view --------------------------------------------------------------------------------
+
+    def _render(self) -> None:
+        if self._closed:
+            return
+        now = utcnow()
+        count = len(self._rows)
+        header = f"<b>OAuth2 tokens</b> in <code>{text(str(self._store.path))}</code>: " + (
+            f"{count} stored" if count else "none stored"
+        )
+        if self._load_problem is not None:
+            header += "<br>" + error_html(self._load_problem)
+        assign(self._header, "value", header)
+        for row in self._rows.values():
+            self._render_row(row, now)
+
+    def _render_row(self, row: _Row, now: dt.datetime) -> None:
+        client = self._client(row.alias)
+        config = client.config if client is not None else None
+        state = PanelState(
+            alias=row.alias,
+            user=row.user,
+            auth_uri=config.auth_uri if config else "",
+            token_uri=config.access_token_uri if config else "",
+            requested_scopes=tuple(config.default_scopes) if config else (),
+            redirect_uri=None,
+            config_problem=None
+            if config
+            else f"no provider is registered for {row.alias!r} in this store; run "
+            "client.setup() for it once",
+            token=row.token,
+            error=row.error,
+        )
+        status = state.status(now)
+        assign(row.status, "value", text(status_line(state, now)))
+        set_status_class(row.status, "chat-oauth2-status", status)
+        token = row.token
+        assign(
+            row.expiry,
+            "value",
+            text(expiry_text(token.expires_at, now)) if token is not None else "",
+        )
+        idle = config is not None and row.busy is None and token is not None
+        assign(
+            row.refresh, "disabled", not (idle and token is not None and token.has_refresh_token)
+        )
+        assign(row.revoke, "disabled", not idle)
+        outcome = text(row.message or "")
+        if row.error is not None:
+            outcome += "<br>" + error_html(row.error)
+        assign(row.outcome, "value", outcome)
+
+
+def dashboard(store: Store | None = None) -> TokenDashboard:
+    """Return a widget listing every stored token (default store if none given)."""
+    return TokenDashboard(store if store is not None else open_store())

@@ -1,0 +1,910 @@
+"""The notebook panel and the dashboard, driven without a browser against the demo provider.
+
+Widgets are found by their CSS classes (the same handles the browser test uses) and buttons
+are pressed with ``.click()``; the browser's callback is played by ``provider.approve()``,
+which lands in the client's loopback listener and writes the store, as the Jupyter server
+would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import ipywidgets
+import pytest
+from ipywidgets.embed import embed_data
+from ipywidgets.widgets import widget as widget_module
+
+from chat_oauth2_nb.client import OAuth2Client
+from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.errors import ConfigurationError, TokenRefreshError, hint_for
+from chat_oauth2_nb.protocol import AuthData, mask
+from chat_oauth2_nb.store import Store
+from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard, dashboard
+from chat_oauth2_nb.widgets.state import (
+    STATUS_WORDS,
+    ErrorInfo,
+    LinkView,
+    PanelState,
+    Status,
+    TokenView,
+    decode_id_token_claims,
+    derive_status,
+    expiry_text,
+    format_countdown,
+    scope_report,
+    status_line,
+)
+
+Make = Callable[..., OAuth2Client]
+OPENID = ("openid", "profile")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def find(root: ipywidgets.Widget, css_class: str) -> list[Any]:
+    """Every widget under ``root`` (itself included) carrying ``css_class``."""
+    found = [root] if css_class in getattr(root, "_dom_classes", ()) else []
+    for child in getattr(root, "children", ()):
+        found.extend(find(child, css_class))
+    return found
+
+
+def one(root: ipywidgets.Widget, css_class: str) -> Any:
+    matches = find(root, css_class)
+    assert len(matches) == 1, f"{len(matches)} widgets with class {css_class!r}"
+    return matches[0]
+
+
+def status(root: ipywidgets.Widget) -> str:
+    return str(one(root, "chat-oauth2-status").value)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.anchors.append(dict(attrs))
+
+
+def authorize_anchor(panel: OAuth2Panel) -> dict[str, str | None]:
+    parser = _Anchors()
+    parser.feed(one(panel, "chat-oauth2-link").value)
+    anchors = [a for a in parser.anchors if "chat-oauth2-authorize" in (a.get("class") or "")]
+    assert len(anchors) == 1, one(panel, "chat-oauth2-link").value
+    return anchors[0]
+
+
+def href(panel: OAuth2Panel) -> str:
+    url = authorize_anchor(panel)["href"]
+    assert url
+    return url
+
+
+def state_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+def idle(root: ipywidgets.Widget) -> bool:
+    return "…" not in str(one(root, "chat-oauth2-outcome").value)
+
+
+def shown(widget: ipywidgets.DOMWidget) -> bool:
+    return bool(widget.layout.display != "none")
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_panel(make_client: Make) -> Iterator[Callable[..., OAuth2Panel]]:
+    """Build panels; they are closed before their clients (fixture teardown order)."""
+    made: list[OAuth2Panel] = []
+
+    def make(client: OAuth2Client | None = None, user: Any = "ada", **kwargs: Any) -> OAuth2Panel:
+        client = client or make_client()
+        panel = OAuth2Panel(client, user, **kwargs) if kwargs else client.panel(user)
+        made.append(panel)
+        return panel
+
+    yield make
+    for panel in made:
+        panel.close()
+
+
+@pytest.fixture
+def make_dashboard(store: Store) -> Iterator[Callable[..., TokenDashboard]]:
+    made: list[TokenDashboard] = []
+
+    def make(target: Store | None = None) -> TokenDashboard:
+        board = dashboard(target or store)
+        made.append(board)
+        return board
+
+    yield make
+    for board in made:
+        board.close()
+
+
+@pytest.fixture
+def openid_client(make_client: Make, provider: DemoProvider) -> OAuth2Client:
+    return make_client(config=provider.config(alias="demo", scopes=OPENID))
+
+
+def authorize_via_panel(panel: OAuth2Panel, provider: DemoProvider) -> None:
+    response = provider.approve(href(panel))
+    assert response.status_code == 200, response.text
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+
+
+# -- the state model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (299.9, "4:59"),
+        (0, "0:00"),
+        (-5, "0:00"),
+        (59.999, "0:59"),
+        (3600, "1:00:00"),
+        (3725, "1:02:05"),
+        (2 * 86400 + 3725, "2d 1:02:05"),
+    ],
+)
+def test_format_countdown(seconds: float, text: str) -> None:
+    assert format_countdown(seconds) == text
+
+
+def test_expiry_text() -> None:
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    assert expiry_text(now + dt.timedelta(seconds=299.5), now) == "expires in 4:59"
+    assert expiry_text(now - dt.timedelta(seconds=12), now) == "expired 0:12 ago"
+    assert expiry_text(None, now) == "no expiry given"
+
+
+def _jwt(payload: Any) -> str:
+    import base64
+
+    def part(value: Any) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def test_decode_id_token_claims_without_verification() -> None:
+    assert decode_id_token_claims(_jwt({"sub": "ada", "é": 1})) == {"sub": "ada", "é": 1}
+    with pytest.raises(ValueError, match="3 of a JWT"):
+        decode_id_token_claims("not-a-jwt")
+    with pytest.raises(ValueError, match="base64url"):
+        decode_id_token_claims("a.!!!.c")
+    with pytest.raises(ValueError, match="not an object"):
+        decode_id_token_claims(_jwt([1, 2]))
+
+
+def test_token_view_keeps_no_secret() -> None:
+    data = AuthData(
+        token="access-token-0123456789abcdef",
+        refresh_token="refresh-token-0123456789abcdef",
+        id_token=_jwt({"sub": "ada"}),
+        scope="openid email",
+    )
+    view = TokenView.from_auth_data(data, version=1, updated_at=0.0)
+    dumped = repr(view)
+    assert data.refresh_token is not None and data.id_token is not None
+    assert data.token not in dumped and data.refresh_token not in dumped
+    assert data.id_token not in dumped
+    assert view.token_mask == mask(data.token)
+    assert view.has_refresh_token and view.has_id_token and view.id_token_claims == {"sub": "ada"}
+    broken = TokenView.from_auth_data(
+        AuthData(token="t" * 20, id_token="garbage"), version=1, updated_at=0.0
+    )
+    assert broken.id_token_claims is None and "cannot be decoded" in (broken.id_token_problem or "")
+
+
+def test_scope_report() -> None:
+    report = scope_report(["openid", "email", "drive"], ["openid", "email", "extra"])
+    assert report.missing == ("drive",) and report.extra == ("extra",)
+    assert report.granted == ("openid", "email", "extra")
+
+
+def test_error_info_from_typed_and_foreign_errors() -> None:
+    typed = ErrorInfo.from_exception(
+        TokenRefreshError(
+            "Refreshing the token failed",
+            error="invalid_grant",
+            error_description="revoked",
+            status_code=400,
+        )
+    )
+    assert typed.hint == hint_for("invalid_grant")
+    assert typed.provider_text() == "'invalid_grant': revoked (HTTP 400)"
+    foreign = ErrorInfo.from_exception(RuntimeError("secret-value-in-a-message"))
+    assert "secret-value" not in foreign.message and "RuntimeError" in foreign.message
+    assert foreign.provider_text() is None
+
+
+def test_derive_status_priorities() -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    ts = now.timestamp()
+    live = AuthData(token="t" * 20, expires_at=now + dt.timedelta(minutes=5), obtained_at=now)
+    dead = AuthData(token="t" * 20, expires_at=now - dt.timedelta(seconds=1), obtained_at=now)
+    token = TokenView.from_auth_data(live, version=1, updated_at=ts - 10)
+    expired = TokenView.from_auth_data(dead, version=1, updated_at=ts - 10)
+    own = LinkView("https://p/a", "s", (), ts, ts + 60, started_by_panel=True)
+    theirs = LinkView("https://p/a", "s2", (), ts, ts + 60, started_by_panel=False)
+    error = ErrorInfo("failed")
+
+    def derive(**kw: Any) -> Status:
+        values: dict[str, Any] = {
+            "config_problem": None,
+            "token": None,
+            "link": None,
+            "error": None,
+            "now": now,
+        }
+        values.update(kw)
+        return derive_status(**values)
+
+    assert derive(config_problem="x", error=error) is Status.NOT_CONFIGURED
+    assert derive(error=error, token=token) is Status.ERROR
+    assert derive(link=own) is Status.NOT_AUTHORIZED
+    assert derive(link=theirs) is Status.WAITING
+    assert derive(link=theirs, token=token) is Status.WAITING  # started after the token
+    older = LinkView("https://p/a", "s3", (), ts - 20, ts + 60, started_by_panel=False)
+    assert derive(link=older, token=token) is Status.AUTHORIZED
+    exchanging = LinkView("https://p/a", "s", (), ts, ts + 60, True, exchanging=True)
+    assert derive(link=exchanging, token=token) is Status.WAITING
+    assert derive(token=token, link=own) is Status.AUTHORIZED
+    assert derive(token=expired) is Status.EXPIRED
+    assert derive() is Status.NOT_AUTHORIZED
+
+
+def test_status_line_starts_with_the_status_word() -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    base = PanelState("demo", "ada", "https://p/a", "https://p/t", (), None)
+    token = TokenView.from_auth_data(
+        AuthData(token="t" * 20, expires_at=now + dt.timedelta(seconds=299.5), obtained_at=now),
+        version=1,
+        updated_at=0.0,
+    )
+    states = {
+        Status.NOT_CONFIGURED: PanelState(
+            "demo", "ada", "", "", (), None, config_problem="no server"
+        ),
+        Status.NOT_AUTHORIZED: base,
+        Status.AUTHORIZED: PanelState("demo", "ada", "", "", (), None, token=token),
+        Status.ERROR: PanelState("demo", "ada", "", "", (), None, error=ErrorInfo("It broke")),
+    }
+    for expected, state in states.items():
+        assert state.status(now) is expected
+        assert status_line(state, now).startswith(STATUS_WORDS[expected])
+    assert "expires in 4:59" in status_line(states[Status.AUTHORIZED], now)
+    forever = TokenView.from_auth_data(AuthData(token="t" * 20), version=1, updated_at=0.0)
+    line = status_line(PanelState("demo", "ada", "", "", (), None, token=forever), now)
+    assert line == "Authorized: the provider gave the token no expiry."
+
+
+def test_state_model_imports_without_ipywidgets() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, chat_oauth2_nb.widgets.state, chat_oauth2_nb.widgets.board as b; "
+        "from chat_oauth2_nb.widgets import dashboard; "
+        "assert callable(dashboard) and dashboard is b.dashboard; "
+        "import chat_oauth2_nb.widgets as w; assert w.dashboard is b.dashboard"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    pure = "import sys, chat_oauth2_nb.widgets.state; assert 'ipywidgets' not in sys.modules"
+    subprocess.run([sys.executable, "-c", pure], check=True, timeout=60)
+
+
+# -- the panel: every state ------------------------------------------------------------------
+
+
+def test_not_configured_shows_the_configuration_error(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHAT_OAUTH2_NB_CALLBACK_URL", raising=False)
+    client = make_client(mode="jupyter")
+    with pytest.raises(ConfigurationError):
+        client.setup()
+    panel = make_panel(client)
+    assert panel.state.status(dt.datetime.now(dt.timezone.utc)) is Status.NOT_CONFIGURED
+    assert status(panel).startswith("Not configured: ")
+    assert "jupyter" in status(panel) and "extension" in status(panel)
+    assert "chat-oauth2-status--not-configured" in one(panel, "chat-oauth2-status")._dom_classes
+    assert one(panel, "chat-oauth2-link").value == ""
+    assert one(panel, "chat-oauth2-refresh").disabled and one(panel, "chat-oauth2-revoke").disabled
+    assert not shown(one(panel, "chat-oauth2-token-box"))
+    assert not panel._timer_alive  # nothing to watch
+
+
+def test_bad_user_is_not_configured(make_panel: Callable[..., OAuth2Panel]) -> None:
+    panel = make_panel(user="   ")
+    assert status(panel).startswith("Not configured: ") and "user" in status(panel)
+
+
+def test_not_authorized_shows_provider_and_authorize_link(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    assert "chat-oauth2-panel" in panel._dom_classes
+    assert status(panel).startswith("Not authorized")
+    assert "valid for 9:5" in status(panel)
+    provider_text = one(panel, "chat-oauth2-provider").value
+    assert client.config.auth_uri in provider_text
+    assert client.config.access_token_uri in provider_text
+    assert client.redirect_uri and client.redirect_uri in provider_text
+    assert "profile" in provider_text
+    anchor = authorize_anchor(panel)
+    assert anchor["target"] == "_blank" and anchor["rel"] == "noopener"
+    assert anchor["data-chat-oauth2"] == "authorize"
+    url = href(panel)
+    assert url.startswith(client.config.auth_uri + "?")
+    query = parse_qs(urlsplit(url).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [client.redirect_uri]
+    assert not shown(one(panel, "chat-oauth2-token-box"))
+    assert one(panel, "chat-oauth2-refresh").disabled and one(panel, "chat-oauth2-revoke").disabled
+    assert panel._timer_alive
+
+
+def test_poller_notices_the_callback_and_shows_the_token(
+    openid_client: OAuth2Client, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(openid_client)
+    assert status(panel).startswith("Not authorized")
+    response = provider.approve(href(panel))
+    assert response.status_code == 200, response.text
+    # Nobody touches the panel: only its background thread can notice the new token.
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+    stored = openid_client.get_access_token_for_user("ada")
+    assert stored is not None
+    assert "chat-oauth2-status--authorized" in one(panel, "chat-oauth2-status")._dom_classes
+    assert shown(one(panel, "chat-oauth2-token-box"))
+    token_text = one(panel, "chat-oauth2-token").value
+    assert mask(stored.token) in token_text and "Bearer" in token_text
+    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:5")
+    assert "Refresh token: stored" in one(panel, "chat-oauth2-extras").value
+    assert "id_token: stored" in one(panel, "chat-oauth2-extras").value
+    scopes = one(panel, "chat-oauth2-scopes").value
+    assert "granted: <code>openid profile</code>" in scopes
+    assert "requested: <code>openid profile</code>" in scopes
+    claims = one(panel, "chat-oauth2-claims").value
+    assert "not verified" in claims and "demo-user" in claims
+    assert not one(panel, "chat-oauth2-refresh").disabled
+    assert not one(panel, "chat-oauth2-revoke").disabled
+
+
+def test_countdown_ticks_without_help(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    first = one(panel, "chat-oauth2-expiry").value
+    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != first, timeout=2.5)
+
+
+def test_authorize_link_is_replaced_after_use(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    used = href(panel)
+    authorize_via_panel(panel, provider)
+    assert wait_for(lambda: href(panel) != used)
+    assert state_of(href(panel)) != state_of(used)
+    again = provider.approve(used)
+    assert again.status_code == 400 and "already used" in again.text
+    assert status(panel).startswith("Authorized")  # a replayed link is not this panel's news
+
+
+def test_authorize_link_is_replaced_when_it_expires(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel]
+) -> None:
+    panel = make_panel(make_client(flow_ttl=0.4))
+    first = href(panel)
+    assert wait_for(lambda: href(panel) != first)
+    assert status(panel).startswith("Not authorized")
+    assert not shown(one(panel, "chat-oauth2-error"))
+
+
+def test_waiting_for_a_flow_started_from_code(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    assert status(panel).startswith("Not authorized")
+    url = client.get_user_authorization_url("ada")
+    assert wait_for(lambda: status(panel).startswith("Waiting for the browser")), status(panel)
+    assert "expires in 9:5" in status(panel)
+    assert "chat-oauth2-status--waiting" in one(panel, "chat-oauth2-status")._dom_classes
+    # The panel offers the same flow, so its link and wait_for_authorization() agree.
+    assert state_of(href(panel)) == state_of(url)
+    provider.approve(href(panel))
+    assert client.wait_for_authorization("ada", timeout=5).token
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+
+
+def test_second_panel_shares_the_first_ones_link(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    first = make_panel(client)
+    second = make_panel(client)  # re-running the cell
+    assert href(second) == href(first)
+    assert status(second).startswith("Not authorized")
+    authorize_via_panel(second, provider)
+    assert wait_for(lambda: status(first).startswith("Authorized"))
+
+
+def test_panel_adopts_a_pending_flow_at_start(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel]
+) -> None:
+    client = make_client()
+    url = client.get_user_authorization_url("ada")
+    panel = make_panel(client)
+    assert status(panel).startswith("Waiting for the browser")
+    assert href(panel) == url
+
+
+def test_expired_token(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    provider.set_token_lifetime(1)
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    assert wait_for(lambda: status(panel).startswith("Expired"), timeout=3), status(panel)
+    assert "Refresh it" in status(panel)
+    assert re.match(r"expired 0:0\d ago", one(panel, "chat-oauth2-expiry").value)
+    assert "chat-oauth2-status--expired" in one(panel, "chat-oauth2-status")._dom_classes
+    provider.set_token_lifetime(3600)
+    one(panel, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+
+
+def test_denied_authorization_is_an_error_with_a_hint(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    used = href(panel)
+    page = provider.approve(used, deny=True)
+    assert page.status_code == 400
+    assert wait_for(lambda: status(panel).startswith("Error")), status(panel)
+    error = one(panel, "chat-oauth2-error")
+    assert shown(error) and "access_denied" in error.value
+    assert str(hint_for("access_denied")) in error.value.replace("&#x27;", "'")
+    assert "chat-oauth2-status--error" in one(panel, "chat-oauth2-status")._dom_classes
+    # A fresh link is in place, and using it clears the error.
+    assert wait_for(lambda: href(panel) != used)
+    authorize_via_panel(panel, provider)
+    assert not shown(one(panel, "chat-oauth2-error"))
+
+
+# -- the panel: buttons ----------------------------------------------------------------------
+
+
+def test_refresh_changes_token_and_expiry(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    authorize_via_panel(panel, provider)
+    before = one(panel, "chat-oauth2-token").value
+    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
+    provider.set_token_lifetime(600)
+    one(panel, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: idle(panel))
+    assert one(panel, "chat-oauth2-outcome").value.startswith("Refreshed at ")
+    assert one(panel, "chat-oauth2-token").value != before
+    stored = client.get_access_token_for_user("ada")
+    assert stored is not None and mask(stored.token) in one(panel, "chat-oauth2-token").value
+    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 9:5")
+    assert status(panel).startswith("Authorized")
+
+
+def test_buttons_are_disabled_while_a_request_runs(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    refresh, revoke = one(panel, "chat-oauth2-refresh"), one(panel, "chat-oauth2-revoke")
+    before = provider.token_requests["refresh_token"]
+    provider.token_delay = 0.5
+    refresh.click()
+    assert refresh.disabled and revoke.disabled
+    assert one(panel, "chat-oauth2-outcome").value == "Refreshing…"
+    refresh.click()  # ignored: one request at a time
+    revoke.click()
+    assert wait_for(lambda: idle(panel), timeout=5)
+    assert not refresh.disabled and not revoke.disabled
+    assert provider.token_requests["refresh_token"] - before == 1
+    assert status(panel).startswith("Authorized")
+
+
+def test_failing_refresh_shows_error_and_hint_and_keeps_token(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    authorize_via_panel(panel, provider)
+    before = client.store.get_token(client.alias, "ada")
+    token_text = one(panel, "chat-oauth2-token").value
+    provider.inject_fault(
+        "token",
+        status=400,
+        content_type="application/json",
+        body='{"error": "invalid_grant", "error_description": "refresh token revoked"}',
+    )
+    one(panel, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: idle(panel))
+    assert status(panel).startswith("Error: Refreshing the token failed")
+    error = one(panel, "chat-oauth2-error").value.replace("&#x27;", "'")
+    assert "'invalid_grant': refresh token revoked (HTTP 400)" in error
+    assert str(hint_for("invalid_grant")) in error
+    assert "unchanged" in one(panel, "chat-oauth2-outcome").value
+    # The token is kept, and still shown.
+    assert client.store.get_token(client.alias, "ada") == before
+    assert shown(one(panel, "chat-oauth2-token-box"))
+    assert one(panel, "chat-oauth2-token").value == token_text
+    # Staying in the error state across ticks, until something succeeds.
+    time.sleep(0.3)
+    assert status(panel).startswith("Error")
+    one(panel, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+
+
+def test_revoke_returns_to_not_authorized(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    authorize_via_panel(panel, provider)
+    token = client.get_access_token_for_user("ada")
+    assert token is not None
+    one(panel, "chat-oauth2-revoke").click()
+    assert wait_for(lambda: status(panel).startswith("Not authorized")), status(panel)
+    assert wait_for(lambda: idle(panel))
+    assert one(panel, "chat-oauth2-outcome").value == "Revoked at the provider and deleted here."
+    assert client.store.get_token(client.alias, "ada") is None
+    assert provider.introspect(token.token)["active"] is False
+    assert not shown(one(panel, "chat-oauth2-token-box"))
+    assert one(panel, "chat-oauth2-revoke").disabled
+    href(panel)  # a link to authorize again is on offer
+
+
+def test_failing_revoke_keeps_token(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    authorize_via_panel(panel, provider)
+    provider.inject_fault("revoke", status=503, body="<html>down</html>", content_type="text/html")
+    one(panel, "chat-oauth2-revoke").click()
+    assert wait_for(lambda: idle(panel))
+    assert status(panel).startswith("Error: Revoking the token failed")
+    assert "HTTP 503" in one(panel, "chat-oauth2-error").value
+    assert client.store.get_token(client.alias, "ada") is not None
+    assert shown(one(panel, "chat-oauth2-token-box"))
+
+
+def test_http_log_lists_the_exchanges(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panel = make_panel(client)
+    log = one(panel, "chat-oauth2-http-log")
+    assert isinstance(log, ipywidgets.Accordion) and log.selected_index is None
+    assert log.titles == ("HTTP log (0)",)
+    authorize_via_panel(panel, provider)
+    one(panel, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: idle(panel))
+    assert wait_for(lambda: log.titles == ("HTTP log (1)",))
+    body = one(panel, "chat-oauth2-http-log-body").value
+    assert f"<b>POST</b> <code>{client.config.refresh_token_uri}</code> → <b>200</b>" in body
+    assert " ms at " in body and "grant_type=refresh_token" in body
+
+
+def test_close_stops_the_threads(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    children = find(panel, "chat-oauth2-status") + find(panel, "chat-oauth2-refresh")
+    assert panel._timer_alive
+    provider.token_delay = 0.3
+    one(panel, "chat-oauth2-refresh").click()  # a worker still running at close()
+    panel.close()
+    assert not panel._timer_alive
+    assert panel.comm is None and all(child.comm is None for child in children)
+    names = {t.name for t in threading.enumerate()}
+    assert "chat-oauth2-panel" not in names
+    assert wait_for(
+        lambda: "chat-oauth2-panel-refresh" not in {t.name for t in threading.enumerate()}
+    )
+    panel.close()  # twice is harmless
+
+
+# -- no secret in any widget state -----------------------------------------------------------
+
+
+def _flow_verifiers(store: Store) -> list[str]:
+    with sqlite3.connect(store.path) as db:
+        return [row[0] for row in db.execute("SELECT code_verifier FROM flows")]
+
+
+def _token_secrets(data: AuthData | None) -> list[str]:
+    if data is None:
+        return []
+    return [s for s in (data.token, data.refresh_token, data.id_token) if s]
+
+
+def _assert_no_secret_in_widget_state(secrets: list[str]) -> None:
+    assert secrets
+    open_widgets = list(widget_module._instances.values())
+    assert open_widgets
+    dumps = [json.dumps(w.get_state(), default=str) for w in open_widgets]
+    dumps.append(json.dumps(embed_data(views=None, drop_defaults=False), default=str))
+    dumps.append(json.dumps(ipywidgets.Widget.get_manager_state(drop_defaults=False), default=str))
+    for secret in secrets:
+        for dumped in dumps:
+            assert secret not in dumped, f"a secret ({mask(secret)}) is in a widget's state"
+
+
+def test_no_secret_ever_reaches_a_widget_trait(
+    make_client: Make,
+    make_panel: Callable[..., OAuth2Panel],
+    make_dashboard: Callable[..., TokenDashboard],
+    provider: DemoProvider,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets: list[str] = [provider.client_secret]
+    client = make_client(config=provider.config(alias="demo", scopes=OPENID))
+    panels: dict[str, OAuth2Panel] = {"not_authorized": make_panel(client, "ada")}
+
+    waiting = make_client(alias="waits")
+    waiting.get_user_authorization_url("ada")
+    panels["waiting"] = make_panel(waiting, "ada")
+
+    panels["authorized"] = make_panel(client, "bob")
+    authorize_via_panel(panels["authorized"], provider)
+    secrets += _token_secrets(client.get_access_token_for_user("bob"))
+    one(panels["authorized"], "chat-oauth2-refresh").click()  # rotate: old and new tokens
+    assert wait_for(lambda: idle(panels["authorized"]))
+    secrets += _token_secrets(client.get_access_token_for_user("bob"))
+
+    provider.set_token_lifetime(1)
+    panels["expired"] = make_panel(client, "cy")
+    authorize_via_panel(panels["expired"], provider)
+    secrets += _token_secrets(client.store.get_token(client.alias, "cy").data)  # type: ignore[union-attr]
+    assert wait_for(lambda: status(panels["expired"]).startswith("Expired"), timeout=3)
+    provider.set_token_lifetime(3600)
+
+    panels["error"] = make_panel(client, "dee")
+    provider.approve(href(panels["error"]), deny=True)
+    assert wait_for(lambda: status(panels["error"]).startswith("Error"))
+
+    monkeypatch.delenv("CHAT_OAUTH2_NB_CALLBACK_URL", raising=False)
+    panels["not_configured"] = make_panel(make_client(alias="nocfg", mode="jupyter"), "ada")
+
+    board = make_dashboard(store)
+    assert len(board.rows) >= 2
+    for name, panel in panels.items():
+        word = STATUS_WORDS[Status(name)]
+        assert status(panel).startswith(word), (name, status(panel))
+
+    secrets += _flow_verifiers(store)
+    assert all(len(s) >= 16 for s in secrets)
+    _assert_no_secret_in_widget_state(secrets)
+    # The client's own HTTP log (what the panel shows) holds only masked values.
+    for exchange in client.http_log:
+        for secret in secrets:
+            assert secret not in exchange.request_body + exchange.response_body + exchange.url
+
+
+# -- the dashboard ---------------------------------------------------------------------------
+
+
+def _row(board: TokenDashboard, alias: str, user: str) -> Any:
+    rows = [
+        r
+        for r in find(board, "chat-oauth2-dashboard-row")
+        if f"<b>{alias}</b> · <code>{user}</code>" in one(r, "chat-oauth2-dashboard-who").value
+    ]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_dashboard_lists_every_stored_token(
+    authorized: Callable[..., OAuth2Client],
+    make_dashboard: Callable[..., TokenDashboard],
+    provider: DemoProvider,
+) -> None:
+    one_ada = authorized("ada", alias="one")
+    authorized("bob", alias="one")
+    two_ada = authorized("ada", alias="two")
+    board = make_dashboard()
+    assert "chat-oauth2-dashboard" in board._dom_classes
+    assert board.rows == [("one", "ada"), ("one", "bob"), ("two", "ada")]
+    assert len(find(board, "chat-oauth2-dashboard-row")) == 3
+    for alias, user in board.rows:
+        row = _row(board, alias, user)
+        assert status(row).startswith("Authorized")
+        assert one(row, "chat-oauth2-expiry").value.startswith("expires in 59:5")
+
+    before_ada = one_ada.get_access_token_for_user("ada")
+    before_bob = one_ada.get_access_token_for_user("bob")
+    bob = _row(board, "one", "bob")
+    one(bob, "chat-oauth2-refresh").click()
+    assert one(bob, "chat-oauth2-refresh").disabled and one(bob, "chat-oauth2-revoke").disabled
+    assert wait_for(lambda: idle(bob))
+    assert one(bob, "chat-oauth2-outcome").value.startswith("Refreshed at ")
+    assert one_ada.get_access_token_for_user("bob") != before_bob
+    assert one_ada.get_access_token_for_user("ada") == before_ada
+
+    revoked = two_ada.get_access_token_for_user("ada")
+    assert revoked is not None
+    one(_row(board, "two", "ada"), "chat-oauth2-revoke").click()
+    assert wait_for(lambda: board.rows == [("one", "ada"), ("one", "bob")]), board.rows
+    assert provider.introspect(revoked.token)["active"] is False
+    assert "Revoked" in board.children[1].value
+
+
+def test_dashboard_shows_failures_and_new_rows(
+    authorized: Callable[..., OAuth2Client],
+    make_dashboard: Callable[..., TokenDashboard],
+    provider: DemoProvider,
+    store: Store,
+) -> None:
+    board = make_dashboard()
+    assert board.rows == [] and "none stored" in board.children[0].value
+    client = authorized("ada")
+    assert wait_for(lambda: board.rows == [("demo", "ada")], timeout=3)  # picked up by the thread
+    row = _row(board, "demo", "ada")
+    provider.inject_fault(
+        "token",
+        status=400,
+        content_type="application/json",
+        body='{"error": "invalid_grant", "error_description": "refresh token revoked"}',
+    )
+    before = client.get_access_token_for_user("ada")
+    one(row, "chat-oauth2-refresh").click()
+    assert wait_for(lambda: status(row).startswith("Error"))
+    outcome = one(row, "chat-oauth2-outcome").value.replace("&#x27;", "'")
+    assert "'invalid_grant': refresh token revoked" in outcome
+    assert str(hint_for("invalid_grant")) in outcome
+    assert client.get_access_token_for_user("ada") == before
+
+    # A token whose provider is not registered in this store cannot be refreshed from here.
+    store.put_token("ghost", "ada", AuthData(token="ghost-token-0123456789abcdef"))
+    assert wait_for(lambda: ("ghost", "ada") in board.rows, timeout=3)
+    ghost = _row(board, "ghost", "ada")
+    assert status(ghost).startswith("Not configured")
+    assert one(ghost, "chat-oauth2-refresh").disabled and one(ghost, "chat-oauth2-revoke").disabled
+
+
+def test_dashboard_close_stops_its_thread(make_dashboard: Callable[..., TokenDashboard]) -> None:
+    board = make_dashboard()
+    assert board._timer_alive
+    board.close()
+    assert not board._timer_alive and board.comm is None
+
+
+# -- in a real kernel: the widget state a notebook saves -------------------------------------
+
+_KERNEL_CELLS = [
+    """
+import json, sqlite3, time
+from chat_oauth2_nb import create_oauth2_client, Store
+from chat_oauth2_nb.demo import start_demo_provider
+from chat_oauth2_nb.protocol import utcnow
+from chat_oauth2_nb.widgets import dashboard
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert predicate()
+
+def find(root, css_class):
+    found = [root] if css_class in root._dom_classes else []
+    for child in getattr(root, "children", ()):
+        found += find(child, css_class)
+    return found
+
+provider = start_demo_provider(port=0)
+store = Store(STORE_PATH)
+client = create_oauth2_client(
+    provider.config(alias="demo", scopes=("openid", "profile")),
+    client_id=provider.client_id, client_secret=provider.client_secret,
+    mode="loopback", store=store,
+)
+panel = client.panel("ada")
+panel
+""",
+    """
+secrets = [provider.client_secret]
+status = lambda: panel.state.status(utcnow()).value
+[refresh] = find(panel, "chat-oauth2-refresh")
+assert provider.approve(panel.state.link.url).status_code == 200
+wait_for(lambda: status() == "authorized")  # noticed by the panel's thread, not by this cell
+first = client.store.get_token("demo", "ada").data
+refresh.click()
+wait_for(lambda: panel.state.busy is None and client.store.get_token("demo", "ada").data != first)
+second = client.store.get_token("demo", "ada").data
+provider.inject_fault("token", status=400, content_type="application/json",
+                      body='{"error": "invalid_grant", "error_description": "revoked"}')
+refresh.click()
+wait_for(lambda: status() == "error")
+waiting = create_oauth2_client(
+    provider.config(alias="other"), client_id=provider.client_id,
+    client_secret=provider.client_secret, mode="loopback", store=store,
+)
+waiting.get_user_authorization_url("ada")
+other = waiting.panel("ada")
+board = dashboard(store)
+display(other, board)
+time.sleep(1.2)
+for data in (first, second):
+    secrets += [data.token, data.refresh_token, data.id_token]
+with sqlite3.connect(STORE_PATH) as db:
+    secrets += [row[0] for row in db.execute("SELECT code_verifier FROM flows")]
+with open(SECRETS_PATH, "w") as f:
+    json.dump(secrets, f)
+""",
+    """
+for w in (panel, other, board):
+    w.close()
+client.close(); waiting.close(); provider.stop()
+""",
+]
+
+
+def test_widget_state_saved_in_a_notebook_holds_no_secret(tmp_path: Any) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    store_path, secrets_path = tmp_path / "store.sqlite3", tmp_path / "secrets.json"
+    head = f"STORE_PATH = {str(store_path)!r}\nSECRETS_PATH = {str(secrets_path)!r}\n"
+    cells = [nbformat.v4.new_code_cell(head + _KERNEL_CELLS[0])]
+    cells += [nbformat.v4.new_code_cell(source) for source in _KERNEL_CELLS[1:]]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    runner = nbclient.NotebookClient(
+        notebook, timeout=60, kernel_name="python3", store_widget_state=True
+    )
+    runner.execute(cwd=str(tmp_path))
+    saved = json.dumps(notebook.metadata["widgets"])
+    # The thread's updates reached the notebook: the saved state shows the later states.
+    assert "Error: Refreshing the token failed" in saved
+    assert "Waiting for the browser" in saved and "chat-oauth2-dashboard-row" in saved
+    secrets = json.loads(secrets_path.read_text())
+    assert len(secrets) >= 8 and all(isinstance(s, str) and len(s) >= 16 for s in secrets)
+    for secret in secrets:
+        assert secret not in saved, f"a secret ({mask(secret)}) was saved with the notebook"
+    outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+    assert "Traceback" not in outputs
