@@ -13,7 +13,6 @@ import asyncio
 import collections
 import dataclasses
 import getpass
-import json
 import logging
 import os
 import threading
@@ -33,20 +32,21 @@ from .errors import (
     OAuth2Error,
     ProviderError,
     StateError,
+    StoreLockedError,
     TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
 from .protocol import (
     AuthData,
+    HttpExchange,
     HttpRequest,
     authorization_url,
-    mask,
     new_code_verifier,
     new_state,
     parse_error_response,
     parse_token_response,
-    redact,
+    redact_response_body,
     refresh_request,
     revoke_request,
     utcnow,
@@ -73,15 +73,6 @@ CALLBACK_PATH = "chat-oauth2/callback"
 SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
 _POLL_INTERVAL = 0.05
 _LEASE_TTL = 60.0
-_SECRET_FIELDS = (
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "code",
-    "client_secret",
-    "code_verifier",
-    "token",
-)
 
 UserLike = Any  # str, an object with .id or .username, or None
 T = TypeVar("T")
@@ -109,34 +100,6 @@ def resolve_user(user: UserLike = None) -> str:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class HttpExchange:
-    """One request this client made to the provider, with every secret masked."""
-
-    method: str
-    url: str
-    status: int | None
-    elapsed_ms: float
-    request_body: str
-    response_body: str
-    started_at: float
-    error: str | None = None
-
-
-def _redact_body(content: bytes, secrets: Iterable[str | None]) -> str:
-    text = content.decode("utf-8", "replace")[:4000]
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return redact(text, secrets)
-    if isinstance(data, dict):
-        for key in _SECRET_FIELDS:
-            if isinstance(data.get(key), str):
-                data[key] = mask(data[key])
-        text = json.dumps(data)
-    return redact(text, secrets)
-
-
 def error_from_flow(flow: PendingFlow) -> OAuth2Error:
     """Rebuild the typed error the callback recorded for a failed flow."""
     info = flow.error or {}
@@ -149,6 +112,14 @@ def error_from_flow(flow: PendingFlow) -> OAuth2Error:
     message = info.get("message") or "The authorization failed"
     if kind == "state" and message == "expired":
         message = "The authorization link expired before it was used"
+    if issubclass(cls, ProviderError):
+        return cls(
+            message,
+            error=info.get("error"),
+            error_description=info.get("error_description"),
+            status_code=info.get("status_code"),
+            retry_after=info.get("retry_after"),
+        )
     return cls(
         message,
         error=info.get("error"),
@@ -191,6 +162,8 @@ class OAuth2Client:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._latest_state: dict[str, str] = {}
+        self._closed = threading.Event()
+        self._noted_exchanges: set[str] = set()
         self._listeners: list[Callable[[str, AuthData | None, OAuth2Error | None], None]] = []
         self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
 
@@ -228,6 +201,7 @@ class OAuth2Client:
         (RFC 8252 §7.3) started in this process.
         """
         with self._lock:
+            self._closed.clear()
             self.store.put_provider(self.config)
             if self._redirect_uri is None:
                 self._redirect_uri = self._choose_redirect_uri()
@@ -277,7 +251,8 @@ class OAuth2Client:
         return str(self._loopback.redirect_uri)
 
     def close(self) -> None:
-        """Stop the loopback server (if any) and close HTTP connections."""
+        """Stop the loopback server (if any), flow watchers and HTTP connections."""
+        self._closed.set()
         if self._loopback is not None:
             self._loopback.stop()
             self._loopback = None
@@ -339,7 +314,7 @@ class OAuth2Client:
                 status=status,
                 elapsed_ms=elapsed,
                 request_body=request.redacted_body(),
-                response_body=_redact_body(content, request.secrets),
+                response_body=redact_response_body(content, request.secrets),
                 started_at=started,
                 error=error,
             )
@@ -400,11 +375,22 @@ class OAuth2Client:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def note_flow_exchange(self, flow: PendingFlow) -> None:
+        """Add the code exchange the callback made for ``flow`` to :attr:`http_log`, once."""
+        if flow.exchange is None:
+            return
+        with self._lock:
+            if flow.state in self._noted_exchanges:
+                return
+            self._noted_exchanges.add(flow.state)
+        self.http_log.append(HttpExchange(**flow.exchange))
+
     def _flow_outcome(self, flow: PendingFlow) -> tuple[AuthData | None, OAuth2Error | None] | None:
         """(data, error) once the flow ended, None while it is still running."""
         current = self.store.get_flow(flow.state)
         if current is None:
             return None, StateError("The pending authorization disappeared from the store")
+        self.note_flow_exchange(current)
         if current.status == "done":
             record = self.store.get_token(flow.alias, flow.user)
             if record is None:
@@ -428,7 +414,8 @@ class OAuth2Client:
                 outcome = (None, exc)
             if outcome is not None:
                 break
-            time.sleep(_POLL_INTERVAL)
+            if self._closed.wait(_POLL_INTERVAL):
+                return
         data, error = outcome
         if self._latest_state.get(flow.user) != flow.state and error is not None:
             return  # a newer link replaced this one; its expiry is no news
@@ -562,13 +549,29 @@ class OAuth2Client:
             previous=record.data,
             secrets=request.secrets,
         )
-        stored = self.store.put_token(self.alias, key, data, expect_version=record.version)
+        stored = self._store_refreshed(key, data, record.version)
         if stored is None:
             # Re-authorized while we refreshed: the newer authorization wins.
             newer = self.store.get_token(self.alias, key)
             return newer.data if newer else data
         log.info("refreshed the token for %r at %r", key, self.alias)
         return data
+
+    def _store_refreshed(self, key: str, data: AuthData, version: int) -> TokenRecord | None:
+        # The provider already rotated the refresh token: dropping its answer because the
+        # store is briefly locked would lose the grant, so keep trying while the lease holds.
+        deadline = time.monotonic() + _LEASE_TTL / 2
+        while True:
+            try:
+                return self.store.put_token(self.alias, key, data, expect_version=version)
+            except StoreLockedError:
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"The provider issued a new token for {key!r}, but the token store "
+                        f"{self.store.path} stayed locked by another process, so it was lost",
+                        hint="End the process holding the store, then authorize again: "
+                        "client.get_user_authorization_url().",
+                    ) from None
 
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""

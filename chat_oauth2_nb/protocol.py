@@ -25,6 +25,7 @@ from .errors import ProviderError
 
 __all__ = [
     "AuthData",
+    "HttpExchange",
     "HttpRequest",
     "authorization_url",
     "code_exchange_request",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_error_response",
     "parse_token_response",
     "redact",
+    "redact_response_body",
     "refresh_request",
     "revoke_request",
     "utcnow",
@@ -166,6 +168,50 @@ class HttpRequest:
     def redacted_body(self) -> str:
         """The body with every secret masked, for logs and the HTTP log panel."""
         return redact(self.body, self.secrets)
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpExchange:
+    """One request made to the provider, with every secret masked (for logs and the panel)."""
+
+    method: str
+    url: str
+    status: int | None
+    elapsed_ms: float
+    request_body: str
+    response_body: str
+    started_at: float
+    error: str | None = None
+
+
+# Fields of token, error and introspection answers whose values are credentials.
+_SECRET_FIELDS = (
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "client_secret",
+    "code_verifier",
+    "token",
+)
+
+
+def redact_response_body(content: bytes, secrets: Iterable[str | None]) -> str:
+    """A provider's answer as text for a log, credential fields and known secrets masked."""
+    text = content.decode("utf-8", "replace")[:4000]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return redact(text, secrets)
+    if isinstance(data, dict):
+        found = [data[key] for key in _SECRET_FIELDS if isinstance(data.get(key), str)]
+        for key in _SECRET_FIELDS:
+            if isinstance(data.get(key), str):
+                data[key] = mask(data[key])
+        text = json.dumps(data, ensure_ascii=False)
+        # The same value may sit in another field too (an echoing error_description).
+        secrets = (*secrets, *found)
+    return redact(text, secrets)
 
 
 def authorization_url(

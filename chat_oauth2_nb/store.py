@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS flows (
     expires_at REAL NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     error TEXT,
-    finished_at REAL
+    finished_at REAL,
+    exchange TEXT
 );
 CREATE INDEX IF NOT EXISTS flows_by_user ON flows (alias, user, created_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -100,6 +101,7 @@ class PendingFlow:
     status: FlowStatus = "pending"
     error: dict[str, Any] | None = None
     finished_at: float | None = None
+    exchange: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -132,6 +134,7 @@ def _flow(row: sqlite3.Row) -> PendingFlow:
         status=row["status"],
         error=json.loads(row["error"]) if row["error"] else None,
         finished_at=row["finished_at"],
+        exchange=json.loads(row["exchange"]) if row["exchange"] else None,
     )
 
 
@@ -156,9 +159,12 @@ class Store:
             if stat.S_IMODE(folder.stat().st_mode) != 0o700:
                 folder.chmod(0o700)
             # Create the file 0600 before SQLite does, so it is never readable by others;
-            # SQLite gives its -wal and -shm files the database file's mode.
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
+            # SQLite gives its -wal and -shm files the database file's mode. Never open and
+            # close an existing one: closing any descriptor of the file drops every POSIX
+            # lock this process holds on it, under SQLite connections already open here.
+            if not self.path.exists():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
             if stat.S_IMODE(self.path.stat().st_mode) != 0o600:
                 self.path.chmod(0o600)
         except OSError as exc:
@@ -169,7 +175,7 @@ class Store:
         try:
             # executescript() commits on its own; IF NOT EXISTS makes it safe to race.
             self._connection().executescript(_SCHEMA)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
 
     def _connection(self) -> sqlite3.Connection:
@@ -187,11 +193,11 @@ class Store:
         try:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
         try:
             yield db
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             db.execute("ROLLBACK")
             raise self._error(exc) from None
         except BaseException:
@@ -200,11 +206,11 @@ class Store:
         else:
             try:
                 db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 db.execute("ROLLBACK")
                 raise self._error(exc) from None
 
-    def _error(self, exc: sqlite3.OperationalError) -> StoreError:
+    def _error(self, exc: sqlite3.DatabaseError) -> StoreError:
         if "locked" in str(exc) or "busy" in str(exc):
             return StoreLockedError(
                 f"The token store {self.path} stayed locked by another process for "
@@ -299,15 +305,26 @@ class Store:
             db.execute("UPDATE flows SET status = 'exchanging' WHERE state = ?", (state,))
         return dataclasses.replace(_flow(row), status="exchanging")
 
-    def finish_flow(self, state: str, *, error: dict[str, Any] | None = None) -> None:
-        """Mark a consumed flow done, or failed with ``error`` (JSON-able, no secrets)."""
+    def finish_flow(
+        self,
+        state: str,
+        *,
+        error: dict[str, Any] | None = None,
+        exchange: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark a consumed flow done, or failed with ``error``; keep the redacted ``exchange``.
+
+        Both are JSON-able and hold no secret: the kernel shows them in its HTTP log.
+        """
         with self._transaction() as db:
             db.execute(
-                "UPDATE flows SET status = ?, error = ?, finished_at = ? WHERE state = ?",
+                "UPDATE flows SET status = ?, error = ?, finished_at = ?, exchange = ? "
+                "WHERE state = ?",
                 (
                     "error" if error else "done",
                     json.dumps(error) if error else None,
                     time.time(),
+                    json.dumps(exchange) if exchange else None,
                     state,
                 ),
             )

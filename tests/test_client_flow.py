@@ -28,6 +28,7 @@ from chat_oauth2_nb import (
 )
 from chat_oauth2_nb.client import OAuth2Client, resolve_user
 from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.protocol import mask
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]
@@ -176,6 +177,14 @@ def test_full_flow_stores_token(make_client: Make, provider: DemoProvider) -> No
     me = httpx.get(provider.api_url, auth=client.auth("ada"))
     assert me.status_code == 200 and me.json()["user"]
     assert provider.introspect(data.token)["active"] is True
+    # The callback's code exchange shows in the kernel's HTTP log, redacted.
+    exchange = next(e for e in client.http_log if "authorization_code" in e.request_body)
+    assert exchange.status == 200 and exchange.url == provider.config()["accessTokenUri"]
+    assert data.token not in exchange.response_body and mask(data.token) in exchange.response_body
+    assert "code_verifier=" in exchange.request_body
+    flow_state = query(url)["state"][0]
+    verifier = client.store.get_flow(flow_state).code_verifier  # type: ignore[union-attr]
+    assert verifier not in exchange.request_body
 
 
 def test_denied_authorization_raises_typed_error(make_client: Make, provider: DemoProvider) -> None:
@@ -391,48 +400,6 @@ def test_revoke_failure_keeps_token(
     provider.stop()  # now the network fails outright
     with pytest.raises(TokenRevokeError, match="could not reach"):
         client.revoke_user_access_token("ada")
-    assert client.get_access_token_for_user("ada") == before
-
-
-# -- provider faults -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "ctype", "words"),
-    [
-        (500, "<html>Internal error</html>", "text/html", "provider failed (HTTP 500, text/html)"),
-        (200, "<html>login page</html>", "text/html", "not a JSON object"),
-        (200, "not json at all", "text/plain", "not a JSON object"),
-        (200, '{"token_type": "Bearer", "expires_in": 60}', "application/json", "no access_token"),
-        (400, "plain words", "text/plain", "instead of a JSON error"),
-    ],
-)
-def test_bad_token_responses_are_typed(
-    authorized: Callable[..., OAuth2Client],
-    provider: DemoProvider,
-    status: int,
-    body: str,
-    ctype: str,
-    words: str,
-) -> None:
-    client = authorized()
-    before = client.get_access_token_for_user("ada")
-    provider.inject_fault("token", status=status, body=body, content_type=ctype)
-    with pytest.raises(TokenRefreshError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        client.refresh_user_access_token("ada")
-    assert client.get_access_token_for_user("ada") == before
-
-
-def test_token_endpoint_timeout_is_typed(
-    authorized: Callable[..., OAuth2Client], provider: DemoProvider
-) -> None:
-    client = authorized(timeout=0.3)
-    before = client.get_access_token_for_user("ada")
-    provider.inject_fault(
-        "token", status=200, body="{}", content_type="application/json", delay=1.5
-    )
-    with pytest.raises(TokenRefreshError, match=r"did not answer within 0\.3 s"):
-        client.refresh_user_access_token("ada")
     assert client.get_access_token_for_user("ada") == before
 
 

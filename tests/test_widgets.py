@@ -624,8 +624,10 @@ def test_http_log_lists_the_exchanges(
     authorize_via_panel(panel, provider)
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: idle(panel))
-    assert wait_for(lambda: log.titles == ("HTTP log (1)",))
+    # The callback's code exchange (made by the callback, not the kernel) and the refresh.
+    assert wait_for(lambda: log.titles == ("HTTP log (2)",))
     body = one(panel, "chat-oauth2-http-log-body").value
+    assert "grant_type=authorization_code" in body
     assert f"<b>POST</b> <code>{client.config.refresh_token_uri}</code> → <b>200</b>" in body
     assert " ms at " in body and "grant_type=refresh_token" in body
 

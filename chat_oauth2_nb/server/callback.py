@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
-from ..errors import AuthorizationDeniedError, OAuth2Error, StateError, TokenExchangeError
-from ..protocol import code_exchange_request, parse_error_response, parse_token_response, utcnow
+from ..errors import (
+    AuthorizationDeniedError,
+    OAuth2Error,
+    StateError,
+    StoreError,
+    TokenExchangeError,
+)
+from ..protocol import (
+    HttpExchange,
+    HttpRequest,
+    code_exchange_request,
+    parse_token_response,
+    redact_response_body,
+    utcnow,
+)
 from ..store import Store
 
 __all__ = ["CallbackOutcome", "complete_authorization"]
@@ -67,6 +82,30 @@ def _failure(
     )
 
 
+def _exchange(
+    request: HttpRequest,
+    status: int | None,
+    content: bytes,
+    started: float,
+    t0: float,
+    failure: str | None,
+) -> dict[str, Any]:
+    # The kernel adds this to its HTTP log: the exchange is the request that most often
+    # fails while a provider is being set up.
+    return dataclasses.asdict(
+        HttpExchange(
+            method=request.method,
+            url=request.url,
+            status=status,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+            request_body=request.redacted_body(),
+            response_body=redact_response_body(content, request.secrets),
+            started_at=started,
+            error=failure,
+        )
+    )
+
+
 def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
     return {
         "kind": kind,
@@ -74,6 +113,7 @@ def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
         "error": exc.error,
         "error_description": exc.error_description,
         "status_code": exc.status_code,
+        "retry_after": getattr(exc, "retry_after", None),
     }
 
 
@@ -96,6 +136,9 @@ async def complete_authorization(
         flow = store.consume_flow(state)
     except StateError as exc:
         return _failure(400, "Authorization failed", exc)
+    except StoreError as exc:
+        # Nothing was consumed: reloading this page once the store is free finishes the flow.
+        return _failure(503, "Authorization is waiting for the token store", exc)
     where = {"alias": flow.alias, "user": flow.user}
 
     error = _one(params, "error")
@@ -130,30 +173,28 @@ async def complete_authorization(
         config, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
     )
     what = "Exchanging the authorization code"
+    started, t0 = time.time(), time.perf_counter()
+    status: int | None = None
+    content = b""
+    failure: str | None = None
     try:
         try:
             response = await http.request(
                 request.method, request.url, headers=request.headers, content=request.body
             )
         except httpx.TimeoutException:
+            failure = "timeout"
             raise TokenExchangeError(
                 f"{what} failed: the token endpoint did not answer in time ({request.url})",
                 hint="Check accessTokenUri and the network, then authorize again.",
             ) from None
         except httpx.HTTPError as exc:
+            failure = type(exc).__name__
             raise TokenExchangeError(
                 f"{what} failed: could not reach {request.url} ({type(exc).__name__})",
                 hint="Check accessTokenUri and that the provider is up, then authorize again.",
             ) from None
-        if not 200 <= response.status_code < 300:
-            raise parse_error_response(
-                TokenExchangeError,
-                what,
-                response.status_code,
-                response.headers,
-                response.content,
-                request.secrets,
-            )
+        status, content = response.status_code, response.content
         data = parse_token_response(
             TokenExchangeError,
             what,
@@ -165,12 +206,14 @@ async def complete_authorization(
             secrets=request.secrets,
         )
     except TokenExchangeError as exc:
-        store.finish_flow(flow.state, error=_record(exc, "exchange"))
+        exchange = _exchange(request, status, content, started, t0, failure)
+        store.finish_flow(flow.state, error=_record(exc, "exchange"), exchange=exchange)
         log.warning("code exchange for %r failed: %s", flow.alias, exc)
         return _failure(502, "Authorization failed", exc, **where)
 
+    exchange = _exchange(request, status, content, started, t0, None)
     store.put_token(flow.alias, flow.user, data)
-    store.finish_flow(flow.state)
+    store.finish_flow(flow.state, exchange=exchange)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
     return CallbackOutcome(
         status=200,

@@ -190,6 +190,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if link is not None:
             current = latest if latest is not None and latest.state == link.state else None
             current = current or store.get_flow(link.state)
+            if current is not None:
+                client.note_flow_exchange(current)
             if current is None or current.status == "done":
                 link = None
             elif current.status == "error":
