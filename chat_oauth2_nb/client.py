@@ -32,6 +32,7 @@ from .errors import (
     OAuth2Error,
     ProviderError,
     StateError,
+    StoreError,
     StoreLockedError,
     TokenExchangeError,
     TokenRefreshError,
@@ -108,6 +109,7 @@ def error_from_flow(flow: PendingFlow) -> OAuth2Error:
         "denied": AuthorizationDeniedError,
         "exchange": TokenExchangeError,
         "state": StateError,
+        "store": StoreError,
     }.get(kind or "", TokenExchangeError)
     message = info.get("message") or "The authorization failed"
     if kind == "state" and message == "expired":

@@ -6,10 +6,12 @@ store the token, and report an outcome that a page can show and the kernel can r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from ..errors import (
     OAuth2Error,
     StateError,
     StoreError,
+    StoreLockedError,
     TokenExchangeError,
 )
 from ..protocol import (
@@ -37,6 +40,8 @@ log = logging.getLogger("chat_oauth2_nb.server")
 
 # Longer values are not from any real provider; refusing them keeps pages and logs small.
 _MAX_PARAM = 4096
+# How long a token already obtained waits for a store another process holds locked.
+_STORE_PATIENCE = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +120,19 @@ def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
         "status_code": exc.status_code,
         "retry_after": getattr(exc, "retry_after", None),
     }
+
+
+async def _patiently(write: Callable[[], object]) -> None:
+    """Run a store write, retrying while another process holds the store locked (bounded)."""
+    deadline = time.monotonic() + _STORE_PATIENCE
+    while True:
+        try:
+            write()
+            return
+        except StoreLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.05)  # each attempt already waited the store's busy timeout
 
 
 async def complete_authorization(
@@ -212,8 +230,19 @@ async def complete_authorization(
         return _failure(502, "Authorization failed", exc, **where)
 
     exchange = _exchange(request, status, content, started, t0, None)
-    store.put_token(flow.alias, flow.user, data)
-    store.finish_flow(flow.state, exchange=exchange)
+    try:
+        # The code is used up at the provider: this token cannot be fetched again.
+        await _patiently(lambda: store.put_token(flow.alias, flow.user, data))
+        await _patiently(lambda: store.finish_flow(flow.state, exchange=exchange))
+    except StoreError as exc:
+        log.warning("the new token for %r at %r could not be stored: %s", flow.user, flow.alias, exc)
+        lost = StoreError(
+            f"The provider issued a token, but it could not be stored: {exc.message}",
+            hint="End the process holding the token store, then authorize again.",
+        )
+        with contextlib.suppress(StoreError):
+            store.finish_flow(flow.state, error=_record(lost, "store"), exchange=exchange)
+        return _failure(503, "Authorization failed", lost, **where)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
     return CallbackOutcome(
         status=200,

@@ -85,8 +85,12 @@ class LoopbackServer:
     def start(self) -> None:
         """Start serving in a daemon thread."""
         if self._thread is None:
+            # A short poll interval: stop() (client.close()) waits up to one interval.
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="chat-oauth2-loopback", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="chat-oauth2-loopback",
+                daemon=True,
             )
             self._thread.start()
 

@@ -1,0 +1,588 @@
+"""The panel in a real browser: JupyterLab and Notebook 7 in headless Chromium, clicked through.
+
+The tests start everything themselves, on 127.0.0.1 only: the demo provider (in this
+process), a Jupyter server (``python -m jupyter lab`` as a subprocess, with every Jupyter and
+home folder in a temporary directory, so its kernels write the token store there) and
+Debian's Chromium driven by Playwright. A person's path is followed: run the notebook, click
+Authorize, approve in the provider's tab, which lands on the Jupyter server's callback
+(logged in by the token URL's cookie), and watch the panel change by itself; then Refresh,
+Revoke and save the notebook. The secrets of the run (read from the store file and from the
+demo provider's memory) are looked for in every page and in the saved notebook.
+
+- JupyterLab: authorize, masked token, screenshot to docs/panel.png, save with widget
+  state, HTTP log, refresh (rotation), revoke.
+- Notebook 7: authorize, masked token, save.
+- notebooks/01-quickstart.ipynb in JupyterLab: its last cell waits for the person's click.
+
+Without /usr/bin/chromium the tests skip, unless CHAT_OAUTH2_NB_REQUIRE_BROWSER=1 (CI),
+which turns the skip into a failure. On failure, screenshots of every tab and the server
+log go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+import nbformat
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+
+from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.protocol import mask
+from chat_oauth2_nb.store import Store, TokenRecord
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+# The README's picture is refreshed only on request, so a test run leaves the tree clean.
+SCREENSHOT = (
+    ROOT / "docs" / "panel.png"
+    if os.environ.get("CHAT_OAUTH2_NB_UPDATE_DOCS") == "1"
+    else ARTIFACTS / "panel.png"
+)
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = "CHAT_OAUTH2_NB_REQUIRE_BROWSER"
+ALIAS = "demo"
+LAB_USER = "lab-tester"
+NB7_USER = "notebook7-tester"
+# Generous: kernel start-up and the first JupyterLab load are slow on a 2-core machine.
+UI_TIMEOUT_MS = 90_000
+SERVER_START_TIMEOUT = 120.0
+
+
+# -- the parts ---------------------------------------------------------------------------------
+
+
+def require_chromium() -> None:
+    """Skip without Chromium, or fail when the environment says the browser tests must run."""
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return
+    message = f"{CHROMIUM} is missing (Debian package 'chromium'): the browser tests cannot run"
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{message}, and {REQUIRE_BROWSER}=1 requires them")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class JupyterServer:
+    """A running ``jupyter lab`` subprocess and the folders it was given."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str  # ends with '/'
+    token: str
+    root_dir: Path
+    data_dir: Path
+    log_path: Path
+
+    def url(self, path: str, *, reset: bool = False) -> str:
+        # JupyterLab's ?reset opens the document in an empty workspace, so that no notebook of
+        # an earlier test is restored next to it.
+        return f"{self.base_url}{path}?{'reset&' if reset else ''}token={self.token}"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def store(self) -> Store:
+        """The token store the server and its kernels share (as in the isolated data dir)."""
+        return Store(self.data_dir / "chat_oauth2_nb" / "store.sqlite3")
+
+    def kernel_idle(self, notebook: str) -> bool:
+        """Whether the notebook's session has a kernel that is idle (asked over the REST API)."""
+        with httpx.Client(trust_env=False, timeout=5) as http:
+            sessions = http.get(
+                f"{self.base_url}api/sessions", headers={"Authorization": f"token {self.token}"}
+            ).json()
+        return any(
+            s.get("path") == notebook and (s.get("kernel") or {}).get("execution_state") == "idle"
+            for s in sessions
+        )
+
+
+def write_settings(config_dir: Path) -> None:
+    """User settings of the isolated JupyterLab: save widget state, fetch no news."""
+    settings = config_dir / "lab" / "user-settings"
+    files = {
+        # Widget state goes into the saved .ipynb, so the save test sees what a person would share.
+        "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+            "doNotDisturbMode": True,
+        },
+    }
+    for name, value in files.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value), encoding="utf-8")
+
+
+def write_notebook(path: Path, provider: DemoProvider, user: str) -> None:
+    """A two-cell notebook: create the client (credentials from the environment), show the panel."""
+    setup = (
+        "# Written by tests/test_browser.py. The client id and secret come from the\n"
+        "# environment (CHAT_OAUTH2_DEMO_CLIENT_ID / _CLIENT_SECRET): never saved here.\n"
+        "from chat_oauth2_nb import create_oauth2_client\n"
+        "\n"
+        f"client = create_oauth2_client({provider.config(alias=ALIAS)!r})\n"
+        "client.setup()"
+    )
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(setup),
+            nbformat.v4.new_code_cell(f"client.panel(user={user!r})"),
+        ],
+        metadata={
+            "kernelspec": {
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+                "name": "python3",
+            }
+        },
+    )
+    nbformat.write(nb, path)
+
+
+def server_env(tmp: Path, provider: DemoProvider) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("CHAT_OAUTH2_NB_CALLBACK_URL", "JUPYTERHUB_USER", "JUPYTER_TOKEN"):
+        env.pop(name, None)
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ):
+        env.pop(name, None)  # everything here is on 127.0.0.1
+    folders = {
+        "HOME": "home",
+        "JUPYTER_DATA_DIR": "data",
+        "JUPYTER_RUNTIME_DIR": "runtime",
+        "JUPYTER_CONFIG_DIR": "config",
+        "IPYTHONDIR": "ipython",
+        "XDG_CACHE_HOME": "cache",
+        "XDG_CONFIG_HOME": "xdg-config",
+        "XDG_DATA_HOME": "xdg-data",
+    }
+    for name, folder in folders.items():
+        (tmp / folder).mkdir(parents=True, exist_ok=True)
+        env[name] = str(tmp / folder)
+    # Kernels inherit the server's environment: this is how the credentials reach them.
+    env["CHAT_OAUTH2_DEMO_CLIENT_ID"] = provider.client_id
+    env["CHAT_OAUTH2_DEMO_CLIENT_SECRET"] = provider.client_secret
+    return env
+
+
+def start_jupyter(
+    tmp: Path, provider: DemoProvider, log: IO[bytes], log_path: Path
+) -> JupyterServer:
+    env = server_env(tmp, provider)
+    write_settings(Path(env["JUPYTER_CONFIG_DIR"]))
+    root = tmp / "root"
+    root.mkdir()
+    write_notebook(root / "test.ipynb", provider, LAB_USER)
+    write_notebook(root / "test-nb7.ipynb", provider, NB7_USER)
+    port, token = free_port(), secrets.token_hex(24)
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        # Nothing may leave this machine: no news, no update check, no PyPI extension manager.
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI often run as root
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = JupyterServer(
+        process=process,
+        base_url=f"http://127.0.0.1:{port}/",
+        token=token,
+        root_dir=root,
+        data_dir=Path(env["JUPYTER_DATA_DIR"]),
+        log_path=log_path,
+    )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    with httpx.Client(trust_env=False, timeout=2) as http:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if http.get(f"{server.base_url}api").status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer /api:\n{server.log_tail()}")
+            time.sleep(0.2)
+    return server
+
+
+def stop_jupyter(server: JupyterServer) -> None:
+    server.process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+# pytest-jupyter (loaded by conftest.py for the server tests) makes every test share an asyncio
+# loop and closes it afterwards; here it would find and close Playwright's loop instead. This
+# module runs no Jupyter server in-process, so it needs neither fixture.
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[None]:
+    yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    yield None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_chromium()
+    # Locator assertions wait this long (Playwright's default is 5 s).
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                # Resolve no host name at all: only 127.0.0.1 is reachable from the pages.
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[DemoProvider]:
+    demo = start_demo_provider(port=0, token_lifetime=3600)
+    yield demo
+    demo.stop()
+
+
+@pytest.fixture(scope="module")
+def jupyter(
+    browser: Browser, provider: DemoProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[JupyterServer]:
+    tmp = tmp_path_factory.mktemp("jupyter")
+    log_path = tmp / "jupyter.log"
+    with log_path.open("wb") as log:
+        server = start_jupyter(tmp, provider, log, log_path)
+        try:
+            yield server
+        finally:
+            stop_jupyter(server)
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(UI_TIMEOUT_MS)
+    yield ctx
+    ctx.close()
+
+
+@contextlib.contextmanager
+def artifacts_on_failure(
+    name: str, context: BrowserContext, server: JupyterServer
+) -> Iterator[None]:
+    """On any failure, save a screenshot of every open tab and the server log."""
+    try:
+        yield
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for index, page in enumerate(context.pages):
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"{name}-tab{index}.png"), full_page=True)
+        with contextlib.suppress(OSError):
+            shutil.copyfile(server.log_path, ARTIFACTS / f"{name}-jupyter.log")
+        raise
+
+
+# -- steps a person takes ----------------------------------------------------------------------
+
+
+def wait_until(what: str, predicate: Callable[[], bool], server: JupyterServer) -> None:
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting: {what}\n{server.log_tail()}")
+        time.sleep(0.2)
+
+
+def run_all_cells(page: Page, server: JupyterServer, notebook: str) -> None:
+    """Wait for the kernel, then Run → Run All Cells from the menu bar (Lab and Notebook 7)."""
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
+    wait_until(f"an idle kernel for {notebook}", lambda: server.kernel_idle(notebook), server)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+
+
+def panel(page: Page, css_class: str) -> Locator:
+    """One part of the (only) chat_oauth2_nb panel on the page, by its CSS class."""
+    return page.locator(f".chat-oauth2-panel .{css_class}")
+
+
+def authorize_in_new_tab(page: Page, context: BrowserContext, server: JupyterServer) -> Page:
+    """Click Authorize, approve at the provider, land on the Jupyter server's callback."""
+    link = page.locator(".chat-oauth2-panel a.chat-oauth2-authorize")
+    expect(link).to_have_attribute("target", "_blank")
+    with context.expect_page() as opened:
+        link.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    # The provider's consent page: who asks, and an Approve button.
+    expect(tab.locator("form#consent")).to_be_visible()
+    expect(tab.locator("#client-name")).to_have_text("chat_oauth2_nb demo client")
+    tab.locator("button.approve").click()
+    # Back at the Jupyter server (not a loopback listener in the kernel), logged in by cookie.
+    tab.wait_for_url(re.compile(re.escape(f"{server.base_url}chat-oauth2/callback?") + ".*"))
+    expect(tab.locator("h1#outcome")).to_have_text("Authorized")
+    expect(tab.locator("h1#outcome")).to_have_attribute("data-status", "200")
+    return tab
+
+
+def resolve_kernel_user() -> str:
+    """The user a kernel of the test's server stores tokens for (no JUPYTERHUB_USER there)."""
+    return getpass.getuser()
+
+
+def stored_token(server: JupyterServer, user: str, alias: str = ALIAS) -> TokenRecord | None:
+    store = server.store()
+    try:
+        return store.get_token(alias, user)
+    finally:
+        store.close()
+
+
+def secrets_of_the_run(server: JupyterServer, provider: DemoProvider | None) -> set[str]:
+    """Every secret so far: the store's client secrets, PKCE verifiers and tokens, and every
+    token, code and client secret the test's demo provider issued (read from its memory)."""
+    found: set[str] = set()
+    with sqlite3.connect(server.data_dir / "chat_oauth2_nb" / "store.sqlite3") as db:
+        found.update(row[0] for row in db.execute("SELECT client_secret FROM providers"))
+        found.update(row[0] for row in db.execute("SELECT code_verifier FROM flows"))
+        for (data,) in db.execute("SELECT data FROM tokens"):
+            record = json.loads(data)
+            found.update(record.get(key) for key in ("token", "refresh_token", "id_token"))
+    db.close()
+    if provider is not None:
+        memory = provider._store
+        with memory.lock:
+            found.update(memory.tokens)
+            found.update(memory.codes)
+            found.update(c.client_secret for c in memory.clients.values() if c.client_secret)
+    return {value for value in found if value}
+
+
+def assert_no_secret(
+    text: str, server: JupyterServer, provider: DemoProvider | None, where: str
+) -> None:
+    secrets_now = secrets_of_the_run(server, provider)
+    assert len(secrets_now) >= 4, "the scan would look for nothing"
+    leaked = sorted(mask(value) for value in secrets_now if value in text)
+    assert not leaked, f"{where} contains {len(leaked)} secret(s): {leaked}"
+
+
+def save_and_check(
+    page: Page,
+    server: JupyterServer,
+    provider: DemoProvider | None,
+    notebook: str,
+    record: TokenRecord,
+) -> None:
+    """Save from the browser (widget state included): the file has the mask, never a secret."""
+    path = server.root_dir / notebook
+    token_mask = mask(record.data.token)
+    # Select the first cell by its prompt (a click elsewhere might land on a panel button).
+    page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
+    page.keyboard.press("Control+s")
+    wait_until(
+        f"{notebook} saved with its widget state",
+        lambda: token_mask in path.read_text(encoding="utf-8"),
+        server,
+    )
+    saved = path.read_text(encoding="utf-8")
+    assert "application/vnd.jupyter.widget-state+json" in saved
+    assert_no_secret(saved, server, provider, f"the saved {notebook}")
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_jupyterlab_authorize_refresh_revoke(
+    jupyter: JupyterServer, provider: DemoProvider, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    with artifacts_on_failure("jupyterlab", context, jupyter):
+        page.goto(jupyter.url("lab/tree/test.ipynb", reset=True))
+        run_all_cells(page, jupyter, "test.ipynb")
+
+        # The kernel was told the server's callback: that is the redirect URI in use.
+        expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
+            f"'{jupyter.base_url}chat-oauth2/callback'"
+        )
+        status = panel(page, "chat-oauth2-status")
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+        assert stored_token(jupyter, LAB_USER) is None
+
+        tab = authorize_in_new_tab(page, context, jupyter)
+        page.bring_to_front()
+        # The panel learns about the callback by itself: no cell runs after Run All.
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        record = stored_token(jupyter, LAB_USER)
+        assert record is not None, "the callback stored no token"
+        token_mask = mask(record.data.token)
+        token_line = panel(page, "chat-oauth2-token")
+        expect(token_line).to_contain_text(token_mask)
+        expect(panel(page, "chat-oauth2-expiry")).to_contain_text("expires in")
+        html = page.content()
+        assert token_mask in html  # the scanned HTML holds the widgets' DOM
+        assert_no_secret(html, jupyter, provider, "the notebook page")
+        assert_no_secret(tab.content(), jupyter, provider, "the callback page")
+        assert provider.introspect(record.data.token)["active"] is True
+
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        panel_box = page.locator(".chat-oauth2-panel")
+        panel_box.scroll_into_view_if_needed()
+        panel_box.screenshot(path=str(SCREENSHOT))
+
+        save_and_check(page, jupyter, provider, "test.ipynb", record)
+
+        # The HTTP log lists the callback's code exchange, with every secret masked.
+        page.locator(".chat-oauth2-panel").get_by_text(re.compile(r"^HTTP log \(\d+\)$")).click()
+        log_body = panel(page, "chat-oauth2-http-log-body")
+        expect(log_body).to_contain_text("grant_type=authorization_code")
+        assert_no_secret(page.content(), jupyter, provider, "the page with the HTTP log open")
+
+        # Refresh: a new token (the provider rotates the refresh token), a new mask.
+        panel(page, "chat-oauth2-refresh").click()
+        expect(panel(page, "chat-oauth2-outcome")).to_contain_text("Refreshed at")
+        expect(token_line).not_to_contain_text(token_mask)
+        refreshed = stored_token(jupyter, LAB_USER)
+        assert refreshed is not None
+        assert refreshed.version > record.version
+        assert refreshed.data.token != record.data.token
+        assert refreshed.data.expires_at is not None and record.data.expires_at is not None
+        assert refreshed.data.expires_at >= record.data.expires_at
+        expect(token_line).to_contain_text(mask(refreshed.data.token))
+        expect(panel(page, "chat-oauth2-expiry")).to_contain_text("expires in")
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        assert record.data.refresh_token is not None
+        assert provider.introspect(record.data.refresh_token) == {"active": False}
+        expect(log_body).to_contain_text("grant_type=refresh_token")
+        assert_no_secret(page.content(), jupyter, provider, "the page after Refresh")
+
+        # Revoke: gone at the provider and here; the panel offers a fresh link.
+        panel(page, "chat-oauth2-revoke").click()
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+        expect(panel(page, "chat-oauth2-authorize")).to_be_visible()
+        assert stored_token(jupyter, LAB_USER) is None
+        assert provider.introspect(refreshed.data.token) == {"active": False}
+        assert refreshed.data.refresh_token is not None
+        assert provider.introspect(refreshed.data.refresh_token) == {"active": False}
+        assert_no_secret(page.content(), jupyter, provider, "the page after Revoke")
+
+
+@pytest.mark.timeout(300)
+def test_notebook7_authorize(
+    jupyter: JupyterServer, provider: DemoProvider, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    with artifacts_on_failure("notebook7", context, jupyter):
+        page.goto(jupyter.url("notebooks/test-nb7.ipynb"))
+        run_all_cells(page, jupyter, "test-nb7.ipynb")
+        status = panel(page, "chat-oauth2-status")
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+
+        tab = authorize_in_new_tab(page, context, jupyter)
+        page.bring_to_front()
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        record = stored_token(jupyter, NB7_USER)
+        assert record is not None, "the callback stored no token"
+        expect(panel(page, "chat-oauth2-token")).to_contain_text(mask(record.data.token))
+        assert_no_secret(page.content(), jupyter, provider, "the Notebook 7 page")
+        assert_no_secret(tab.content(), jupyter, provider, "the callback page")
+        save_and_check(page, jupyter, provider, "test-nb7.ipynb", record)
+
+
+@pytest.mark.timeout(300)
+def test_quickstart_notebook_in_jupyterlab(jupyter: JupyterServer, context: BrowserContext) -> None:
+    """01-quickstart as a learner runs it: its last cell waits for the person's click.
+
+    The notebook starts its own demo provider in the kernel; with the Jupyter server's
+    callback as redirect URI, its automation stays off and the person approves instead.
+    """
+    shutil.copyfile(
+        ROOT / "notebooks" / "01-quickstart.ipynb", jupyter.root_dir / "quickstart.ipynb"
+    )
+    user = resolve_kernel_user()
+    page = context.new_page()
+    with artifacts_on_failure("quickstart", context, jupyter):
+        page.goto(jupyter.url("lab/tree/quickstart.ipynb", reset=True))
+        run_all_cells(page, jupyter, "quickstart.ipynb")
+        status = panel(page, "chat-oauth2-status")
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+        # The last cell runs and waits for the person; the panel stays live meanwhile.
+        waiting = page.locator(
+            ".jp-OutputArea-output", has_text="Click Authorize in the panel above"
+        )
+        expect(waiting).to_be_visible()
+        tab = authorize_in_new_tab(page, context, jupyter)
+        page.bring_to_front()
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        # The waiting cell went on and printed the protected API's answer.
+        answer = page.locator(".jp-OutputArea-output", has_text='"user": "demo-user"')
+        expect(answer).to_be_visible()
+        wait_until("the kernel to finish", lambda: jupyter.kernel_idle("quickstart.ipynb"), jupyter)
+        record = stored_token(jupyter, user)
+        assert record is not None, f"no token stored for {user!r}"
+        html = page.content()
+        assert mask(record.data.token) in html
+        # The notebook's provider lives in the kernel: the store's secrets are what we can check.
+        assert_no_secret(html, jupyter, None, "the quickstart page")
+        assert_no_secret(tab.content(), jupyter, None, "the callback page")
