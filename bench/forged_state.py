@@ -81,8 +81,10 @@ def main() -> None:
     print(f"   GET api/me (same server, same client)  {base:8.0f} /s   ratio {rate / base:5.2f}")
     print(f"   unexpected statuses: {wrong}; tokens stored: {tokens}")
     print(f"   store flow rows: {flows_before} before, {flows_after} after")
-    print(f"   store file: {db_before} B (+ WAL {wal_before} B) before, "
-          f"{db_after} B (+ WAL {wal_after} B) after")
+    print(
+        f"   store file: {db_before} B (+ WAL {wal_before} B) before, "
+        f"{db_after} B (+ WAL {wal_after} B) after"
+    )
     ok = wrong == 0 and tokens == 0 and flows_after == flows_before and db_after == db_before
     summary(
         f"forged states: {rate:.0f} rejections/s ({rate / base:.2f}x the rate of GET api/me, "

@@ -43,8 +43,7 @@ def measure(name: str, statement: str) -> float:
         "t = time.perf_counter()\n"
         f"{statement}\n"
         f"{extra}\n"
-        "print(time.perf_counter() - t)\n"
-        + ("c.close()\n" if extra else "")
+        "print(time.perf_counter() - t)\n" + ("c.close()\n" if extra else "")
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -38,7 +38,33 @@ _EXPORTS = {
     "TokenRevokeError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# A literal list, so type checkers see what the package exports.
+__all__ = [
+    "AuthData",
+    "AuthorizationDeniedError",
+    "AuthorizationTimeoutError",
+    "ConfigurationError",
+    "HttpExchange",
+    "NotAuthorizedError",
+    "OAuth2Auth",
+    "OAuth2Client",
+    "OAuth2Error",
+    "OAuth2Panel",
+    "ProviderConfig",
+    "ProviderError",
+    "StateError",
+    "Store",
+    "StoreError",
+    "StoreLockedError",
+    "TokenExchangeError",
+    "TokenRefreshError",
+    "TokenRevokeError",
+    "create_oauth2_client",
+    "dashboard",
+    "discover_config",
+    "open_store",
+    "resolve_user",
+]
 
 if TYPE_CHECKING:
     from .auth import OAuth2Auth

@@ -333,7 +333,10 @@ class OAuth2Client:
         Each URL carries a fresh single-use ``state`` (expires after ``flow_ttl`` seconds)
         and a PKCE S256 challenge; the scopes are the config's default scopes plus ``scopes``.
         """
-        key = resolve_user(user)
+        return self._start_flow(resolve_user(user), scopes, track=True)
+
+    def _start_flow(self, key: str, scopes: str | Iterable[str] | None, *, track: bool) -> str:
+        # track=False: the panel's standby links, which wait_for_authorization() ignores.
         redirect = self._redirect_uri or self.setup()
         wanted = tuple(dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))))
         state, verifier = new_state(), new_code_verifier()
@@ -347,9 +350,11 @@ class OAuth2Client:
             scopes=wanted,
             created_at=now,
             expires_at=now + self.flow_ttl,
+            provider=self.config,
         )
         self.store.add_flow(flow)
-        self._latest_state[key] = state
+        if track:
+            self._latest_state[key] = state
         if self.config.authorization_callback is not None or self._listeners:
             threading.Thread(
                 target=self._watch, args=(flow,), name="chat-oauth2-watch", daemon=True
@@ -448,8 +453,17 @@ class OAuth2Client:
                 hint="Call client.get_user_authorization_url() and open the link first.",
             )
         deadline = time.monotonic() + timeout
+        started = time.time()
         while True:
             outcome = self._flow_outcome(flow)
+            if outcome is None:
+                # Another link for this user (the panel's, say) finished meanwhile: that is
+                # the authorization this caller is waiting for.
+                other = self.store.finished_flow_since(
+                    self.alias, key, min(started, flow.created_at)
+                )
+                if other is not None and other.state != flow.state:
+                    outcome = self._flow_outcome(other)
             if outcome is not None:
                 data, error = outcome
                 if error is not None:

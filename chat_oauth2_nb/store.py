@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS flows (
     status TEXT NOT NULL DEFAULT 'pending',
     error TEXT,
     finished_at REAL,
-    exchange TEXT
+    exchange TEXT,
+    provider TEXT
 );
 CREATE INDEX IF NOT EXISTS flows_by_user ON flows (alias, user, created_at);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -102,6 +103,9 @@ class PendingFlow:
     error: dict[str, Any] | None = None
     finished_at: float | None = None
     exchange: dict[str, Any] | None = None
+    # The provider as this flow's client saw it: two notebooks may use one alias for two
+    # different providers, and the code must be exchanged where it was issued.
+    provider: ProviderConfig | None = dataclasses.field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return (
@@ -135,7 +139,13 @@ def _flow(row: sqlite3.Row) -> PendingFlow:
         error=json.loads(row["error"]) if row["error"] else None,
         finished_at=row["finished_at"],
         exchange=json.loads(row["exchange"]) if row["exchange"] else None,
+        provider=_provider(json.loads(row["provider"])) if row["provider"] else None,
     )
+
+
+def _provider(values: dict[str, Any]) -> ProviderConfig:
+    values["default_scopes"] = tuple(values["default_scopes"])
+    return ProviderConfig(**values)
 
 
 class Store:
@@ -245,9 +255,7 @@ class Store:
             ).fetchone()
         if row is None:
             return None
-        values = json.loads(row["config"])
-        values["default_scopes"] = tuple(values["default_scopes"])
-        return ProviderConfig(client_secret=row["client_secret"], **values)
+        return _provider({**json.loads(row["config"]), "client_secret": row["client_secret"]})
 
     # flows -------------------------------------------------------------------------------
 
@@ -261,7 +269,7 @@ class Store:
             )
             db.execute(
                 "INSERT INTO flows (state, alias, user, code_verifier, redirect_uri, scopes, "
-                "created_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                "created_at, expires_at, status, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 (
                     flow.state,
                     flow.alias,
@@ -271,6 +279,9 @@ class Store:
                     json.dumps(list(flow.scopes)),
                     flow.created_at,
                     flow.expires_at,
+                    json.dumps(flow.provider.to_mapping(include_secret=True))
+                    if flow.provider
+                    else None,
                 ),
             )
 
@@ -341,6 +352,16 @@ class Store:
             row = db.execute(
                 "SELECT * FROM flows WHERE alias = ? AND user = ? ORDER BY created_at DESC LIMIT 1",
                 (alias, user),
+            ).fetchone()
+        return _flow(row) if row else None
+
+    def finished_flow_since(self, alias: str, user: str, since: float) -> PendingFlow | None:
+        """The latest flow for (alias, user) that ended at or after ``since``, or None."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT * FROM flows WHERE alias = ? AND user = ? AND finished_at >= ? "
+                "ORDER BY finished_at DESC LIMIT 1",
+                (alias, user, since),
             ).fetchone()
         return _flow(row) if row else None
 

@@ -508,3 +508,42 @@ def test_discovery_of_a_wrong_issuer_is_a_configuration_error(provider: DemoProv
 
     with pytest.raises(ConfigurationError, match="issuer"):
         discover_config(provider.issuer + "/nope", alias="x")
+
+
+def test_same_alias_for_two_providers_exchanges_where_issued(store: Store) -> None:
+    # Two notebooks, one alias, two providers: each code goes back to its own provider.
+    from chat_oauth2_nb.demo import start_demo_provider
+
+    first, second = start_demo_provider(), start_demo_provider()
+    try:
+        clients = [
+            create_oauth2_client(
+                p.config(alias="same"),
+                client_id=p.client_id,
+                client_secret=p.client_secret,
+                mode="loopback",
+                store=store,
+            )
+            for p in (first, second)
+        ]
+        urls = [c.get_user_authorization_url("ada") for c in clients]  # second setup() wins
+        assert first.approve(urls[0]).status_code == 200
+        data = clients[0].wait_for_authorization("ada", timeout=10)
+        assert first.introspect(data.token)["active"] is True
+    finally:
+        for c in clients:
+            c.close()
+        first.stop()
+        second.stop()
+
+
+def test_wait_returns_when_another_link_for_the_user_completes(
+    make_client: Make, provider: DemoProvider
+) -> None:
+    client = make_client()
+    waited = client.get_user_authorization_url("ada")
+    other = client._start_flow("ada", None, track=False)  # e.g. the panel's link
+    provider.approve(other)
+    data = client.wait_for_authorization("ada", timeout=5)
+    assert data == client.get_access_token_for_user("ada")
+    assert query(waited)["state"] != query(other)["state"]

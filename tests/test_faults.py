@@ -117,53 +117,184 @@ def token_body(**fields: Any) -> str:
 # (id, status, body, content type, extra headers, words in the error, provider error code)
 # ``{RT}`` in a body becomes the stored refresh token: a provider that echoes a secret back.
 BAD_ANSWERS: list[tuple[str, int, str | bytes, str, dict[str, str] | None, str, str | None]] = [
-    ("500-html", 500, "<html>Internal error</html>", "text/html", None,
-     "the provider failed (HTTP 500, text/html)", None),
+    (
+        "500-html",
+        500,
+        "<html>Internal error</html>",
+        "text/html",
+        None,
+        "the provider failed (HTTP 500, text/html)",
+        None,
+    ),
     ("502-empty", 502, "", "text/html", None, "the provider failed (HTTP 502", None),
-    ("504-text", 504, "upstream timed out", "text/plain", None,
-     "the provider failed (HTTP 504, text/plain)", None),
-    ("500-json-error", 500, '{"error": "server_error", "error_description": "db down"}', JSON,
-     None, "'server_error': db down", "server_error"),
-    ("503-json-error", 503,
-     '{"error": "temporarily_unavailable", "error_description": "maintenance"}', JSON, None,
-     "try again in a moment", "temporarily_unavailable"),
-    ("200-html-login-page", 200, "<html><form>Log in</form></html>", "text/html", None,
-     "with text/html that is not a JSON object", None),
+    (
+        "504-text",
+        504,
+        "upstream timed out",
+        "text/plain",
+        None,
+        "the provider failed (HTTP 504, text/plain)",
+        None,
+    ),
+    (
+        "500-json-error",
+        500,
+        '{"error": "server_error", "error_description": "db down"}',
+        JSON,
+        None,
+        "'server_error': db down",
+        "server_error",
+    ),
+    (
+        "503-json-error",
+        503,
+        '{"error": "temporarily_unavailable", "error_description": "maintenance"}',
+        JSON,
+        None,
+        "try again in a moment",
+        "temporarily_unavailable",
+    ),
+    (
+        "200-html-login-page",
+        200,
+        "<html><form>Log in</form></html>",
+        "text/html",
+        None,
+        "with text/html that is not a JSON object",
+        None,
+    ),
     ("200-plain-text", 200, "not json at all", "text/plain", None, "not a JSON object", None),
     ("200-json-array", 200, '["access_token", "Bearer"]', JSON, None, "not a JSON object", None),
     ("200-truncated-json", 200, '{"access_token": "abc', JSON, None, "not a JSON object", None),
-    ("200-invalid-utf8", 200, b'{"access_token": "\xff\xfe"}', JSON, None,
-     "not a JSON object", None),
+    (
+        "200-invalid-utf8",
+        200,
+        b'{"access_token": "\xff\xfe"}',
+        JSON,
+        None,
+        "not a JSON object",
+        None,
+    ),
     ("200-empty", 200, "", JSON, None, "not a JSON object", None),
-    ("200-error-member", 200, '{"error": "invalid_grant", "error_description": "token {RT} revoked"}',
-     JSON, None, "'invalid_grant'", "invalid_grant"),
-    ("400-plain-text", 400, "plain words", "text/plain", None,
-     "HTTP 400 with text/plain instead of a JSON error", None),
+    (
+        "200-error-member",
+        200,
+        '{"error": "invalid_grant", "error_description": "token {RT} revoked"}',
+        JSON,
+        None,
+        "'invalid_grant'",
+        "invalid_grant",
+    ),
+    (
+        "400-plain-text",
+        400,
+        "plain words",
+        "text/plain",
+        None,
+        "HTTP 400 with text/plain instead of a JSON error",
+        None,
+    ),
     ("400-error-not-a-string", 400, '{"error": 42}', JSON, None, "instead of a JSON error", None),
-    ("400-echoes-refresh-token", 400,
-     '{"error": "invalid_grant", "error_description": "refresh token {RT} is revoked"}', JSON,
-     None, "authorize again", "invalid_grant"),
-    ("no-access-token", 200, '{"token_type": "Bearer", "expires_in": 60}', JSON, None,
-     "no access_token", None),
-    ("access-token-number", 200, '{"access_token": 12345, "token_type": "Bearer"}', JSON, None,
-     "no access_token", None),
-    ("no-token-type", 200, json.dumps({"access_token": FAKE_ACCESS, "expires_in": 60}), JSON,
-     None, "no token_type", None),
+    (
+        "400-echoes-refresh-token",
+        400,
+        '{"error": "invalid_grant", "error_description": "refresh token {RT} is revoked"}',
+        JSON,
+        None,
+        "authorize again",
+        "invalid_grant",
+    ),
+    (
+        "no-access-token",
+        200,
+        '{"token_type": "Bearer", "expires_in": 60}',
+        JSON,
+        None,
+        "no access_token",
+        None,
+    ),
+    (
+        "access-token-number",
+        200,
+        '{"access_token": 12345, "token_type": "Bearer"}',
+        JSON,
+        None,
+        "no access_token",
+        None,
+    ),
+    (
+        "no-token-type",
+        200,
+        json.dumps({"access_token": FAKE_ACCESS, "expires_in": 60}),
+        JSON,
+        None,
+        "no token_type",
+        None,
+    ),
     ("token-type-null", 200, token_body(token_type=None), JSON, None, "no token_type", None),
-    ("expires-in-word", 200, token_body(expires_in="soon"), JSON, None,
-     "expires_in is str 'soon'", None),
-    ("expires-in-negative", 200, token_body(expires_in=-5), JSON, None,
-     "expires_in is int -5", None),
-    ("expires-in-bool", 200, token_body(expires_in=True), JSON, None,
-     "expires_in is bool True", None),
-    ("expires-in-nan", 200, token_body(expires_in=float("nan")), JSON, None,
-     "expires_in is float nan", None),
-    ("expires-in-infinity-string", 200, token_body(expires_in="Infinity"), JSON, None,
-     "not a number of seconds", None),
-    ("expires-in-object", 200, token_body(expires_in={"seconds": 60}), JSON, None,
-     "expires_in is dict", None),
-    ("expires-in-is-the-token", 200, token_body(expires_in=FAKE_ACCESS), JSON, None,
-     "expires_in is str", None),
+    (
+        "expires-in-word",
+        200,
+        token_body(expires_in="soon"),
+        JSON,
+        None,
+        "expires_in is str 'soon'",
+        None,
+    ),
+    (
+        "expires-in-negative",
+        200,
+        token_body(expires_in=-5),
+        JSON,
+        None,
+        "expires_in is int -5",
+        None,
+    ),
+    (
+        "expires-in-bool",
+        200,
+        token_body(expires_in=True),
+        JSON,
+        None,
+        "expires_in is bool True",
+        None,
+    ),
+    (
+        "expires-in-nan",
+        200,
+        token_body(expires_in=float("nan")),
+        JSON,
+        None,
+        "expires_in is float nan",
+        None,
+    ),
+    (
+        "expires-in-infinity-string",
+        200,
+        token_body(expires_in="Infinity"),
+        JSON,
+        None,
+        "not a number of seconds",
+        None,
+    ),
+    (
+        "expires-in-object",
+        200,
+        token_body(expires_in={"seconds": 60}),
+        JSON,
+        None,
+        "expires_in is dict",
+        None,
+    ),
+    (
+        "expires-in-is-the-token",
+        200,
+        token_body(expires_in=FAKE_ACCESS),
+        JSON,
+        None,
+        "expires_in is str",
+        None,
+    ),
 ]
 
 
@@ -267,8 +398,14 @@ def test_code_exchange_bad_answer_is_typed_and_keeps_previous_token(
     assert flow is not None and flow.status == "error"
     no_secret_in(
         [page.text, str(exc), repr(exc), secret_log.text],
-        [code, verifier, before.data.token, before.data.refresh_token, provider.client_secret,
-         FAKE_ACCESS],
+        [
+            code,
+            verifier,
+            before.data.token,
+            before.data.refresh_token,
+            provider.client_secret,
+            FAKE_ACCESS,
+        ],
     )
     # The state is used up; the same callback again is refused and stores nothing.
     again = open_callback(location)
@@ -377,7 +514,9 @@ def test_refresh_with_closed_port(
     config = provider.config(alias="demo")
     config["refreshTokenUri"] = closed_port_url()
     client = make_client(config=config)
-    with pytest.raises(TokenRefreshError, match=r"could not reach http://127\.0\.0\.1:\d+/token \(ConnectError\)"):
+    with pytest.raises(
+        TokenRefreshError, match=r"could not reach http://127\.0\.0\.1:\d+/token \(ConnectError\)"
+    ):
         client.refresh_user_access_token("ada")
     assert store.get_token("demo", "ada") == before
 
@@ -432,8 +571,9 @@ def test_refresh_timeout(
 ) -> None:
     client = authorized(timeout=0.3)
     before = store.get_token("demo", "ada")
-    provider.inject_fault("token", status=200, body=token_body(expires_in=60), content_type=JSON,
-                          delay=3)
+    provider.inject_fault(
+        "token", status=200, body=token_body(expires_in=60), content_type=JSON, delay=3
+    )
     with pytest.raises(TokenRefreshError) as info:
         client.refresh_user_access_token("ada")
     assert r"did not answer within 0.3 s" in str(info.value)
@@ -447,8 +587,9 @@ def test_refresh_timeout(
 def test_code_exchange_timeout(make_client: Make, provider: DemoProvider, store: Store) -> None:
     client = make_client(timeout=0.3)
     location, _ = callback_location(provider, client.get_user_authorization_url("ada"))
-    provider.inject_fault("token", status=200, body=token_body(expires_in=60), content_type=JSON,
-                          delay=3)
+    provider.inject_fault(
+        "token", status=200, body=token_body(expires_in=60), content_type=JSON, delay=3
+    )
     page = open_callback(location)
     assert page.status_code == 502 and "did not answer in time" in page.text
     with pytest.raises(TokenExchangeError, match="did not answer in time"):
@@ -463,11 +604,17 @@ def test_code_exchange_timeout(make_client: Make, provider: DemoProvider, store:
     ("status", "body", "ctype", "retry_after", "expected", "error"),
     [
         pytest.param(429, "Too Many Requests", "text/plain", "7", 7.0, None, id="429-text"),
-        pytest.param(429, '{"error": "slow_down"}', JSON, "2.5", 2.5, "slow_down",
-                     id="429-json"),
+        pytest.param(429, '{"error": "slow_down"}', JSON, "2.5", 2.5, "slow_down", id="429-json"),
         pytest.param(429, "", "text/plain", "http-date+120", 120.0, None, id="429-http-date"),
-        pytest.param(503, '{"error": "temporarily_unavailable"}', JSON, "30", 30.0,
-                     "temporarily_unavailable", id="503-json"),
+        pytest.param(
+            503,
+            '{"error": "temporarily_unavailable"}',
+            JSON,
+            "30",
+            30.0,
+            "temporarily_unavailable",
+            id="503-json",
+        ),
     ],
 )
 def test_refresh_rate_limited_carries_retry_after(
@@ -515,7 +662,10 @@ def test_code_exchange_rate_limited_carries_retry_after(
     client = make_client()
     location, _ = callback_location(provider, client.get_user_authorization_url("ada"))
     provider.inject_fault(
-        "token", status=429, body="Too Many Requests", content_type="text/plain",
+        "token",
+        status=429,
+        body="Too Many Requests",
+        content_type="text/plain",
         headers={"Retry-After": "7"},
     )
     page = open_callback(location)
@@ -553,15 +703,22 @@ def test_refresh_expiry_counts_from_local_receive_time(
         )
 
     client = create_oauth2_client(
-        {"alias": "skew", "authUri": "https://p.example/a", "accessTokenUri": "https://p.example/t"},
+        {
+            "alias": "skew",
+            "authUri": "https://p.example/a",
+            "accessTokenUri": "https://p.example/t",
+        },
         client_id="c",
         client_secret="client-secret-value-0123",
         store=store,
         transport=httpx.MockTransport(token_endpoint),
     )
     try:
-        store.put_token("skew", "ada", AuthData(token="old-access-0123456789",
-                                                refresh_token="old-refresh-0123456789"))
+        store.put_token(
+            "skew",
+            "ada",
+            AuthData(token="old-access-0123456789", refresh_token="old-refresh-0123456789"),
+        )
         t0 = utcnow()
         data = client.refresh_user_access_token("ada")
         t1 = utcnow()
@@ -584,7 +741,10 @@ def test_code_exchange_expiry_ignores_provider_date(
     client = make_client()
     location, _ = callback_location(provider, client.get_user_authorization_url("ada"))
     provider.inject_fault(
-        "token", status=200, body=token_body(expires_in=3600), content_type=JSON,
+        "token",
+        status=200,
+        body=token_body(expires_in=3600),
+        content_type=JSON,
         headers={"Date": email.utils.format_datetime(date, usegmt=True)},
     )
     t0 = utcnow()

@@ -80,7 +80,10 @@ class JupyterServer:
         for name in ("data", "runtime", "config"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "jupyter", "server",
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
             f"--ServerApp.token={self.token}",
             f"--port={self.port}",
             "--ServerApp.port_retries=0",
@@ -179,8 +182,23 @@ _STATE_ALPHABET = string.ascii_letters + string.digits
 # What may stand unencoded in a query and reaches the server as is (httpx escapes the rest
 # of visible ASCII itself, which would change the length we generated).
 _RAW_SAFE = (string.ascii_letters + string.digits + "-._~!$&'()*+,;=:/?[]@%").encode()
-_NAMES = ["state", "code", "error", "error_description", "error_uri", "iss", "scope",
-          "session_state", "State", "STATE", "state[]", "state ", " state", "code_verifier", ""]
+_NAMES = [
+    "state",
+    "code",
+    "error",
+    "error_description",
+    "error_uri",
+    "iss",
+    "scope",
+    "session_state",
+    "State",
+    "STATE",
+    "state[]",
+    "state ",
+    " state",
+    "code_verifier",
+    "",
+]
 
 
 def _encode(raw: bytes, how: str) -> bytes:
@@ -229,8 +247,22 @@ def callback_queries(real_states: list[str]) -> st.SearchStrategy[bytes]:
         near_real.map(str.encode),
         real.map(str.encode),
         huge,
-        st.sampled_from([b"", b"%", b"%%", b"%0", b"%zz", b"%FF", b"%C3%28", b"%ED%A0%80", b"+",
-                         b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"]),
+        st.sampled_from(
+            [
+                b"",
+                b"%",
+                b"%%",
+                b"%0",
+                b"%zz",
+                b"%FF",
+                b"%C3%28",
+                b"%ED%A0%80",
+                b"+",
+                b"\xed\xa0\x80",
+                b"\xf4\x90\x80\x80",
+                b"\x00",
+            ]
+        ),
     )
     how = st.sampled_from(["percent-all", "plus", "raw"])
     pair = st.builds(lambda n, v, h: _encode(n, h) + b"=" + _encode(v, h), names, values, how)
@@ -247,8 +279,9 @@ def callback_queries(real_states: list[str]) -> st.SearchStrategy[bytes]:
     )
     # The same real state twice, or next to a forged one: never a provider's callback.
     repeated = st.builds(
-        lambda s, other, code: b"state=" + s.encode() + b"&state=" + other.encode()
-        + b"&code=" + code.encode(),
+        lambda s, other, code: (
+            b"state=" + s.encode() + b"&state=" + other.encode() + b"&code=" + code.encode()
+        ),
         real,
         st.one_of(real, forged),
         st.text(_STATE_ALPHABET, min_size=1, max_size=20),
@@ -371,7 +404,9 @@ def test_oversized_request_is_refused_without_500(
     """Beyond tornado's 64 KiB header limit the server drops the request; it stays up."""
     with socket.create_connection(("127.0.0.1", jupyter.port), timeout=30) as sock:
         sock.sendall(
-            f"GET {BASE_URL}{CALLBACK}?state=".encode() + b"x" * 200_000 + b" HTTP/1.1\r\n"
+            f"GET {BASE_URL}{CALLBACK}?state=".encode()
+            + b"x" * 200_000
+            + b" HTTP/1.1\r\n"
             + f"Host: 127.0.0.1:{jupyter.port}\r\nAuthorization: token {jupyter.token}\r\n"
             "Connection: close\r\n\r\n".encode()
         )

@@ -178,7 +178,7 @@ async def complete_authorization(
         store.finish_flow(flow.state, error=_record(exc_code, "exchange"))
         return _failure(400, "Authorization failed", exc_code, **where)
 
-    config = store.get_provider(flow.alias)
+    config = flow.provider or store.get_provider(flow.alias)
     if config is None:
         exc_cfg = TokenExchangeError(
             f"The provider {flow.alias!r} is not registered in the store",
@@ -235,7 +235,9 @@ async def complete_authorization(
         await _patiently(lambda: store.put_token(flow.alias, flow.user, data))
         await _patiently(lambda: store.finish_flow(flow.state, exchange=exchange))
     except StoreError as exc:
-        log.warning("the new token for %r at %r could not be stored: %s", flow.user, flow.alias, exc)
+        log.warning(
+            "the new token for %r at %r could not be stored: %s", flow.user, flow.alias, exc
+        )
         lost = StoreError(
             f"The provider issued a token, but it could not be stored: {exc.message}",
             hint="End the process holding the token store, then authorize again.",

@@ -246,7 +246,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         )
 
     def _new_link(self) -> LinkView:
-        url = self._client.get_user_authorization_url(self._key)
+        # A standby link: not the one wait_for_authorization() follows for code in cells.
+        url = self._client._start_flow(self._key, None, track=False)
         state = parse_qs(urlsplit(url).query).get("state", [""])[0]
         _PANEL_STATES.append(state)
         flow = self._client.store.get_flow(state)
@@ -407,8 +408,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             return ""
         return (
             f'<a class="chat-oauth2-authorize" data-chat-oauth2="authorize" '
-            f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener">'
-            "Authorize</a> <small>(opens the provider in a new tab; each link works once)</small>"
+            f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener" '
+            # Jupyter's CSS resets link styles: make it look like the link it is.
+            'style="color: var(--jp-content-link-color, #0969da); text-decoration: underline">'
+            f"{'Authorize again' if status is Status.AUTHORIZED else 'Authorize'}</a> "
+            "<small>(opens the provider in a new tab; each link works once)</small>"
         )
 
     @staticmethod
