@@ -127,7 +127,7 @@ async def _patiently(write: Callable[[], object]) -> None:
     deadline = time.monotonic() + _STORE_PATIENCE
     while True:
         try:
-            write()
+            await asyncio.to_thread(write)
             return
         except StoreLockedError:
             if time.monotonic() >= deadline:
@@ -151,7 +151,9 @@ async def complete_authorization(
             ),
         )
     try:
-        flow = store.consume_flow(state)
+        # Store calls run in a worker thread: a store locked by another process must not
+        # stall the Jupyter server's event loop for the busy timeout.
+        flow = await asyncio.to_thread(store.consume_flow, state)
     except StateError as exc:
         return _failure(400, "Authorization failed", exc)
     except StoreError as exc:
@@ -166,7 +168,7 @@ async def complete_authorization(
             error=error or "invalid_request",
             error_description=_one(params, "error_description"),
         )
-        store.finish_flow(flow.state, error=_record(exc_denied, "denied"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_denied, "denied"))
         return _failure(400, "Authorization was not granted", exc_denied, **where)
 
     code = _one(params, "code")
@@ -175,16 +177,16 @@ async def complete_authorization(
             "The callback has no single authorization code",
             hint="Check authUri points at the provider's authorization endpoint.",
         )
-        store.finish_flow(flow.state, error=_record(exc_code, "exchange"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_code, "exchange"))
         return _failure(400, "Authorization failed", exc_code, **where)
 
-    config = flow.provider or store.get_provider(flow.alias)
+    config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
     if config is None:
         exc_cfg = TokenExchangeError(
             f"The provider {flow.alias!r} is not registered in the store",
             hint="Run client.setup() in the notebook, then authorize again.",
         )
-        store.finish_flow(flow.state, error=_record(exc_cfg, "exchange"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_cfg, "exchange"))
         return _failure(500, "Authorization failed", exc_cfg, **where)
 
     request = code_exchange_request(
@@ -225,7 +227,9 @@ async def complete_authorization(
         )
     except TokenExchangeError as exc:
         exchange = _exchange(request, status, content, started, t0, failure)
-        store.finish_flow(flow.state, error=_record(exc, "exchange"), exchange=exchange)
+        await asyncio.to_thread(
+            store.finish_flow, flow.state, error=_record(exc, "exchange"), exchange=exchange
+        )
         log.warning("code exchange for %r failed: %s", flow.alias, exc)
         return _failure(502, "Authorization failed", exc, **where)
 
@@ -243,7 +247,9 @@ async def complete_authorization(
             hint="End the process holding the token store, then authorize again.",
         )
         with contextlib.suppress(StoreError):
-            store.finish_flow(flow.state, error=_record(lost, "store"), exchange=exchange)
+            await asyncio.to_thread(
+                store.finish_flow, flow.state, error=_record(lost, "store"), exchange=exchange
+            )
         return _failure(503, "Authorization failed", lost, **where)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
     return CallbackOutcome(
