@@ -47,7 +47,6 @@ from .protocol import (
     new_state,
     parse_error_response,
     parse_token_response,
-    redact_response_body,
     refresh_request,
     revoke_request,
     utcnow,
@@ -114,20 +113,14 @@ def error_from_flow(flow: PendingFlow) -> OAuth2Error:
     message = info.get("message") or "The authorization failed"
     if kind == "state" and message == "expired":
         message = "The authorization link expired before it was used"
+    details: dict[str, Any] = {
+        "error": info.get("error"),
+        "error_description": info.get("error_description"),
+        "status_code": info.get("status_code"),
+    }
     if issubclass(cls, ProviderError):
-        return cls(
-            message,
-            error=info.get("error"),
-            error_description=info.get("error_description"),
-            status_code=info.get("status_code"),
-            retry_after=info.get("retry_after"),
-        )
-    return cls(
-        message,
-        error=info.get("error"),
-        error_description=info.get("error_description"),
-        status_code=info.get("status_code"),
-    )
+        details["retry_after"] = info.get("retry_after")
+    return cls(message, **details)
 
 
 class OAuth2Client:
@@ -310,15 +303,8 @@ class OAuth2Client:
     ) -> None:
         elapsed = (time.perf_counter() - t0) * 1000
         self.http_log.append(
-            HttpExchange(
-                method=request.method,
-                url=request.url,
-                status=status,
-                elapsed_ms=elapsed,
-                request_body=request.redacted_body(),
-                response_body=redact_response_body(content, request.secrets),
-                started_at=started,
-                error=error,
+            HttpExchange.of(
+                request, status, content, started_at=started, elapsed_ms=elapsed, error=error
             )
         )
         log.debug("%s %s -> %s in %.1f ms", request.method, request.url, status or error, elapsed)
@@ -576,18 +562,18 @@ class OAuth2Client:
     def _store_refreshed(self, key: str, data: AuthData, version: int) -> TokenRecord | None:
         # The provider already rotated the refresh token: dropping its answer because the
         # store is briefly locked would lose the grant, so keep trying while the lease holds.
-        deadline = time.monotonic() + _LEASE_TTL / 2
-        while True:
-            try:
-                return self.store.put_token(self.alias, key, data, expect_version=version)
-            except StoreLockedError:
-                if time.monotonic() >= deadline:
-                    raise StoreLockedError(
-                        f"The provider issued a new token for {key!r}, but the token store "
-                        f"{self.store.path} stayed locked by another process, so it was lost",
-                        hint="End the process holding the store, then authorize again: "
-                        "client.get_user_authorization_url().",
-                    ) from None
+        try:
+            return self.store.patiently(
+                lambda: self.store.put_token(self.alias, key, data, expect_version=version),
+                _LEASE_TTL / 2,
+            )
+        except StoreLockedError:
+            raise StoreLockedError(
+                f"The provider issued a new token for {key!r}, but the token store "
+                f"{self.store.path} stayed locked by another process, so it was lost",
+                hint="End the process holding the store, then authorize again: "
+                "client.get_user_authorization_url().",
+            ) from None
 
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""

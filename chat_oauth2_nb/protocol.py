@@ -183,6 +183,29 @@ class HttpExchange:
     started_at: float
     error: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        request: HttpRequest,
+        status: int | None,
+        content: bytes,
+        *,
+        started_at: float,
+        elapsed_ms: float,
+        error: str | None = None,
+    ) -> HttpExchange:
+        """Record ``request`` and the provider's answer with every secret masked."""
+        return cls(
+            method=request.method,
+            url=request.url,
+            status=status,
+            elapsed_ms=elapsed_ms,
+            request_body=request.redacted_body(),
+            response_body=redact_response_body(content, request.secrets),
+            started_at=started_at,
+            error=error,
+        )
+
 
 # Fields of token, error and introspection answers whose values are credentials.
 _SECRET_FIELDS = (

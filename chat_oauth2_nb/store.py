@@ -16,9 +16,9 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .config import ProviderConfig
 from .errors import StateError, StoreError, StoreLockedError
@@ -34,6 +34,7 @@ __all__ = [
     "open_store",
 ]
 
+T = TypeVar("T")
 DEFAULT_FLOW_TTL = 600.0
 # Finished flows are kept this long so a kernel that polls late still learns the outcome.
 _FINISHED_FLOW_RETENTION = 3600.0
@@ -228,6 +229,20 @@ class Store:
                 hint="Another process is writing it or hung holding it: retry, or end that process.",
             )
         return StoreError(f"The token store {self.path} failed: {exc}")
+
+    def patiently(self, write: Callable[[], T], patience: float) -> T:
+        """Run ``write``, retrying while another process holds the store locked, up to ``patience`` s.
+
+        For writes that must not be dropped: a token the provider has already issued.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return write()
+            except StoreLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)  # each attempt already waited the busy timeout
 
     def close(self) -> None:
         """Close this thread's connection."""

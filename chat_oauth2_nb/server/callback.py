@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -21,7 +21,6 @@ from ..errors import (
     OAuth2Error,
     StateError,
     StoreError,
-    StoreLockedError,
     TokenExchangeError,
 )
 from ..protocol import (
@@ -29,7 +28,6 @@ from ..protocol import (
     HttpRequest,
     code_exchange_request,
     parse_token_response,
-    redact_response_body,
     utcnow,
 )
 from ..store import Store
@@ -97,16 +95,10 @@ def _exchange(
 ) -> dict[str, Any]:
     # The kernel adds this to its HTTP log: the exchange is the request that most often
     # fails while a provider is being set up.
+    elapsed = (time.perf_counter() - t0) * 1000
     return dataclasses.asdict(
-        HttpExchange(
-            method=request.method,
-            url=request.url,
-            status=status,
-            elapsed_ms=(time.perf_counter() - t0) * 1000,
-            request_body=request.redacted_body(),
-            response_body=redact_response_body(content, request.secrets),
-            started_at=started,
-            error=failure,
+        HttpExchange.of(
+            request, status, content, started_at=started, elapsed_ms=elapsed, error=failure
         )
     )
 
@@ -120,19 +112,6 @@ def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
         "status_code": exc.status_code,
         "retry_after": getattr(exc, "retry_after", None),
     }
-
-
-async def _patiently(write: Callable[[], object]) -> None:
-    """Run a store write, retrying while another process holds the store locked (bounded)."""
-    deadline = time.monotonic() + _STORE_PATIENCE
-    while True:
-        try:
-            await asyncio.to_thread(write)
-            return
-        except StoreLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            await asyncio.sleep(0.05)  # each attempt already waited the store's busy timeout
 
 
 async def complete_authorization(
@@ -236,8 +215,15 @@ async def complete_authorization(
     exchange = _exchange(request, status, content, started, t0, None)
     try:
         # The code is used up at the provider: this token cannot be fetched again.
-        await _patiently(lambda: store.put_token(flow.alias, flow.user, data))
-        await _patiently(lambda: store.finish_flow(flow.state, exchange=exchange))
+        # Off the event loop, and patient: a locked store must not lose this token.
+        await asyncio.to_thread(
+            store.patiently, lambda: store.put_token(flow.alias, flow.user, data), _STORE_PATIENCE
+        )
+        await asyncio.to_thread(
+            store.patiently,
+            lambda: store.finish_flow(flow.state, exchange=exchange),
+            _STORE_PATIENCE,
+        )
     except StoreError as exc:
         log.warning(
             "the new token for %r at %r could not be stored: %s", flow.user, flow.alias, exc
