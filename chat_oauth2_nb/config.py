@@ -38,6 +38,9 @@ _SEED_KEYS = {
     "clientId": "client_id",
     "clientSecret": "client_secret",
     "clientAuthMethod": "client_auth_method",
+    # RFC 9207: who issues this provider's codes, and whether it says so in the redirect.
+    "issuer": "issuer",
+    "authorizationResponseIssParameterSupported": "authorization_response_iss_parameter_supported",
 }
 _FIELDS = set(_SEED_KEYS.values())
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -110,6 +113,8 @@ class ProviderConfig:
     authorization_callback: AuthorizationCallback | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+    issuer: str | None = None
+    authorization_response_iss_parameter_supported: bool = False
 
     def __repr__(self) -> str:
         secret = "set" if self.client_secret else "none"
@@ -188,6 +193,24 @@ class ProviderConfig:
             if values.get("introspection_uri")
             else None
         )
+        issuer = (
+            _check_uri("issuer", values["issuer"], allow_http=allow_insecure_http).rstrip("/")
+            if values.get("issuer")
+            else None
+        )
+        iss_supported = values.get("authorization_response_iss_parameter_supported", False)
+        if not isinstance(iss_supported, bool):
+            raise ConfigurationError(
+                "authorizationResponseIssParameterSupported",
+                f"must be True or False (got {iss_supported!r})",
+                "Leave it out, or copy it from the provider's metadata.",
+            )
+        if iss_supported and issuer is None:
+            raise ConfigurationError(
+                "issuer",
+                "is missing while authorizationResponseIssParameterSupported is True",
+                "Put the provider's issuer URL there (discover_config() fills both).",
+            )
         scopes = _scopes("defaultScopes", values.get("default_scopes", ()))
 
         params = values.get("auth_uri_params") or {}
@@ -259,6 +282,8 @@ class ProviderConfig:
             client_secret=secret if method != "none" else None,
             client_auth_method=cast(ClientAuthMethod, method),
             authorization_callback=callback,
+            issuer=issuer,
+            authorization_response_iss_parameter_supported=iss_supported,
         )
 
     def to_mapping(self, *, include_secret: bool = False) -> dict[str, Any]:
@@ -274,6 +299,10 @@ class ProviderConfig:
             "auth_uri_params": dict(self.auth_uri_params),
             "client_id": self.client_id,
             "client_auth_method": self.client_auth_method,
+            "issuer": self.issuer,
+            "authorization_response_iss_parameter_supported": (
+                self.authorization_response_iss_parameter_supported
+            ),
         }
         if include_secret:
             data["client_secret"] = self.client_secret
@@ -346,6 +375,7 @@ def discover_config(
                 )
             config: dict[str, Any] = {
                 "alias": alias,
+                "issuer": str(metadata["issuer"]).rstrip("/"),
                 "authUri": metadata["authorization_endpoint"],
                 "accessTokenUri": metadata["token_endpoint"],
                 "refreshTokenUri": metadata["token_endpoint"],
@@ -355,6 +385,8 @@ def discover_config(
                 config["revokeTokenUri"] = metadata["revocation_endpoint"]
             if metadata.get("introspection_endpoint"):
                 config["introspectionUri"] = metadata["introspection_endpoint"]
+            if metadata.get("authorization_response_iss_parameter_supported") is True:
+                config["authorizationResponseIssParameterSupported"] = True
             return config
     raise ConfigurationError(
         "issuer",

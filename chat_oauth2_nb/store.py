@@ -78,7 +78,19 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
+# Columns added after the first release: a store an older version wrote gets them on open.
+_ADDED_COLUMNS: dict[str, dict[str, str]] = {}
+
 FlowStatus = Literal["pending", "exchanging", "done", "error"]
+
+
+def _ensure_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the ``columns`` (name -> SQL type) that a store written by an older version lacks."""
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, decl in columns.items():
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
 def default_store_path() -> Path:
@@ -185,7 +197,10 @@ class Store:
             ) from None
         try:
             # executescript() commits on its own; IF NOT EXISTS makes it safe to race.
-            self._connection().executescript(_SCHEMA)
+            db = self._connection()
+            db.executescript(_SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                _ensure_columns(db, table, columns)
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
 
