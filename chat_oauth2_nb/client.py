@@ -42,6 +42,7 @@ from .protocol import (
     AuthData,
     HttpExchange,
     HttpRequest,
+    ProviderAnswer,
     authorization_url,
     new_code_verifier,
     new_state,
@@ -49,9 +50,11 @@ from .protocol import (
     parse_token_response,
     refresh_request,
     revoke_request,
+    transport_error,
     utcnow,
 )
 from .store import DEFAULT_FLOW_TTL, PendingFlow, Store, TokenRecord, open_store
+from .transport import send
 
 if TYPE_CHECKING:
     from .auth import OAuth2Auth
@@ -139,10 +142,25 @@ class OAuth2Client:
         loopback_port: int = 0,
         transport: httpx.BaseTransport | None = None,
         http_log_size: int = 200,
+        allow_insecure_http: bool = False,
     ) -> None:
         if mode not in ("auto", "jupyter", "loopback"):
             raise ConfigurationError("mode", f"is {mode!r}", "Use 'auto', 'jupyter' or 'loopback'.")
-        self.config = config
+        for name, value in (("timeout", timeout), ("flow_ttl", flow_ttl)):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(name, f"is {value!r}", "Give a number of seconds > 0.")
+        if not isinstance(leeway, (int, float)) or not leeway >= 0:
+            raise ConfigurationError("leeway", f"is {leeway!r}", "Give a number of seconds >= 0.")
+        # A ProviderConfig built by hand skipped the factory's checks (http endpoints, a
+        # client secret for confidential clients…): every client checks its own config.
+        checked = ProviderConfig.from_mapping(
+            config.to_mapping(include_secret=True),
+            allow_insecure_http=allow_insecure_http,
+            environ={},
+        )
+        self.config = dataclasses.replace(
+            checked, authorization_callback=config.authorization_callback
+        )
         self.mode = mode
         self.timeout = timeout
         self.leeway = leeway
@@ -269,45 +287,20 @@ class OAuth2Client:
 
     def _send(
         self, request: HttpRequest, what: str, error_class: type[ProviderError]
-    ) -> httpx.Response:
-        started = time.time()
-        t0 = time.perf_counter()
-        try:
-            response = self._http().request(
-                request.method, request.url, headers=request.headers, content=request.body
-            )
-        except httpx.TimeoutException:
-            self._log_exchange(request, None, b"", started, t0, "timeout")
-            raise error_class(
-                f"{what} failed: the provider did not answer within {self.timeout:g} s "
-                f"({request.url})",
-                hint="Check the endpoint URL and the network; raise timeout= if the provider is slow.",
-            ) from None
-        except httpx.HTTPError as exc:
-            self._log_exchange(request, None, b"", started, t0, type(exc).__name__)
-            raise error_class(
-                f"{what} failed: could not reach {request.url} ({type(exc).__name__})",
-                hint="Check the endpoint URL, that the provider is up, and the network.",
-            ) from None
-        self._log_exchange(request, response.status_code, response.content, started, t0, None)
-        return response
-
-    def _log_exchange(
-        self,
-        request: HttpRequest,
-        status: int | None,
-        content: bytes,
-        started: float,
-        t0: float,
-        error: str | None,
-    ) -> None:
-        elapsed = (time.perf_counter() - t0) * 1000
-        self.http_log.append(
-            HttpExchange.of(
-                request, status, content, started_at=started, elapsed_ms=elapsed, error=error
-            )
+    ) -> ProviderAnswer:
+        answer = send(self._http(), request, deadline=self.timeout)
+        exchange = HttpExchange.of(request, answer)
+        self.http_log.append(exchange)
+        log.debug(
+            "%s %s -> %s in %.1f ms",
+            request.method,
+            request.url,
+            answer.status or answer.failure,
+            answer.elapsed_ms,
         )
-        log.debug("%s %s -> %s in %.1f ms", request.method, request.url, status or error, elapsed)
+        if answer.failure is not None:
+            raise transport_error(error_class, what, request.url, answer.failure, self.timeout)
+        return answer
 
     # authorization -----------------------------------------------------------------------
 
@@ -540,16 +533,17 @@ class OAuth2Client:
         refresh_token = record.data.refresh_token
         assert refresh_token is not None
         request = refresh_request(self.config, refresh_token=refresh_token)
-        response = self._send(request, "Refreshing the token", TokenRefreshError)
+        answer = self._send(request, "Refreshing the token", TokenRefreshError)
         data = parse_token_response(
             TokenRefreshError,
             "Refreshing the token",
-            response.status_code,
-            response.headers,
-            response.content,
+            answer.status or 0,
+            answer.headers,
+            answer.content,
             received_at=utcnow(),
             previous=record.data,
             secrets=request.secrets,
+            client_id=request.client_id,
         )
         stored = self._store_refreshed(key, data, record.version)
         if stored is None:
@@ -612,15 +606,17 @@ class OAuth2Client:
                 if not token:
                     continue
                 request = revoke_request(self.config, token=token, token_type_hint=hint)
-                response = self._send(request, "Revoking the token", TokenRevokeError)
-                if not 200 <= response.status_code < 300:
+                answer = self._send(request, "Revoking the token", TokenRevokeError)
+                status = answer.status or 0
+                if not 200 <= status < 300:
                     raise parse_error_response(
                         TokenRevokeError,
                         "Revoking the token",
-                        response.status_code,
-                        response.headers,
-                        response.content,
+                        status,
+                        answer.headers,
+                        answer.content,
                         request.secrets,
+                        request.client_id,
                     )
         self.store.delete_token(self.alias, key)
         log.info("revoked the token for %r at %r", key, self.alias)
@@ -690,9 +686,7 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
     """
     cfg = ProviderConfig.from_mapping(
-        config
-        if not isinstance(config, ProviderConfig)
-        else config.to_mapping(include_secret=True),
+        config,
         client_id=client_id,
         client_secret=client_secret,
         client_auth_method=client_auth_method,
@@ -710,4 +704,5 @@ def create_oauth2_client(
         flow_ttl=flow_ttl,
         loopback_port=loopback_port,
         transport=transport,
+        allow_insecure_http=allow_insecure_http,
     )

@@ -128,7 +128,7 @@ class ProviderConfig:
     @classmethod
     def from_mapping(
         cls,
-        config: Mapping[str, Any],
+        config: Mapping[str, Any] | ProviderConfig,
         *,
         client_id: str | None = None,
         client_secret: str | None = None,

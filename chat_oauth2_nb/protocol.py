@@ -7,12 +7,15 @@ what was wrong, and never repeats a secret.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 from authlib.common.security import generate_token
 from authlib.oauth2.auth import ClientAuth
@@ -24,11 +27,17 @@ from .config import ProviderConfig
 from .errors import ProviderError
 
 __all__ = [
+    "CREDENTIAL_PARAMS",
+    "MAX_ANSWER_BYTES",
+    "MAX_EXPIRES_IN",
+    "MAX_FIELD_CHARS",
     "AuthData",
     "HttpExchange",
     "HttpRequest",
+    "ProviderAnswer",
     "authorization_url",
     "code_exchange_request",
+    "is_credential_field",
     "mask",
     "new_code_verifier",
     "new_state",
@@ -38,9 +47,13 @@ __all__ = [
     "redact_response_body",
     "refresh_request",
     "revoke_request",
+    "secret_forms",
+    "transport_error",
     "utcnow",
 ]
 
+E = TypeVar("E", bound=ProviderError)
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 # 43 characters from a 62-letter alphabet: 256 bits, more than RFC 6749 §10.10 asks.
 _STATE_LENGTH = 43
 # RFC 7636 §4.1: 43..128 characters; the longest gives the most entropy for free.
@@ -61,11 +74,40 @@ def mask(secret: str | None) -> str:
     return f"{secret[:4]}…{secret[-3:]}"
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret in ``text`` by its mask."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, mask(secret) or "…")
+def secret_forms(secret: str, client_id: str | None = None) -> set[str]:
+    """Every way ``secret`` can appear in text: raw, percent-encoded, JSON-escaped, in Basic auth.
+
+    Form bodies encode ``/`` as ``%2F`` and ``+`` as ``%2B`` (Google's ``1//0g…`` refresh
+    tokens, ``4/0A…`` codes and ``GOCSPX-…+…/…==`` secrets are full of them), so masking only
+    the raw string would let them through.
+    """
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+    }
+    forms |= {_LOWER_HEX.sub(lambda m: m.group(0).lower(), form) for form in forms}
+    forms.add(quote(quote(secret, safe=""), safe=""))
+    forms.add(base64.b64encode(secret.encode()).decode().rstrip("="))
+    forms.add(base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="))
+    if client_id is not None:
+        for joined in (f"{client_id}:{secret}", f"{quote_plus(client_id)}:{quote_plus(secret)}"):
+            forms.add(base64.b64encode(joined.encode()).decode().rstrip("="))
+    return {form for form in forms if len(form) >= 4}
+
+
+def redact(text: str, secrets: Iterable[str | None], client_id: str | None = None) -> str:
+    """Replace every occurrence of each secret in ``text``, in any encoding, by its mask."""
+    wanted = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    for secret in wanted:
+        shown = mask(secret) or "…"
+        # Longest forms first, so a raw match inside an encoded one cannot split it.
+        for form in sorted(secret_forms(secret, client_id), key=len, reverse=True):
+            if form in text:
+                text = text.replace(form, shown)
     return text
 
 
@@ -152,6 +194,56 @@ class AuthData:
         )
 
 
+# Request parameters whose values are credentials (RFC 6749, 7009, 7521, 7636, 8628).
+CREDENTIAL_PARAMS = frozenset(
+    {
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "access_token",
+        "id_token",
+        "client_secret",
+        "client_assertion",
+        "token",
+        "assertion",
+        "device_code",
+        "password",
+    }
+)
+# The most a token endpoint answers, with room to spare: Entra's largest tokens are a few KiB.
+MAX_ANSWER_BYTES = 64 * 1024
+# The longest token or scope string accepted from a provider.
+MAX_FIELD_CHARS = 16 * 1024
+# expires_in beyond this is taken as "no practical expiry" (1e300 would overflow a datetime).
+MAX_EXPIRES_IN = 10 * 365 * 86400.0
+# What a log keeps of a provider's answer, after masking.
+_LOG_CHARS = 4000
+
+
+def is_credential_field(name: str) -> bool:
+    """True for a parameter or JSON field whose value is a credential (``*_token``, secrets…)."""
+    key = name.lower()
+    if key in ("token_type", "token_type_hint"):
+        return False
+    return (
+        key in CREDENTIAL_PARAMS
+        or key.endswith("token")
+        or key.endswith("secret")
+        or key in ("password", "api_key", "apikey")
+    )
+
+
+def _masked_pairs(pairs: Iterable[tuple[str, str]], found: list[str]) -> str:
+    shown = []
+    for name, value in pairs:
+        if is_credential_field(name):
+            found.append(value)
+            shown.append(f"{quote_plus(name)}={mask(value) or '…'}")
+        else:
+            shown.append(urlencode([(name, value)]))
+    return "&".join(shown)
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class HttpRequest:
     """A prepared request: credentials are in the body or the Authorization header, never the URL."""
@@ -161,13 +253,64 @@ class HttpRequest:
     headers: dict[str, str]
     body: str
     secrets: tuple[str, ...] = ()
+    client_id: str | None = None
 
     def __repr__(self) -> str:
         return f"HttpRequest({self.method} {self.url})"
 
     def redacted_body(self) -> str:
-        """The body with every secret masked, for logs and the HTTP log panel."""
-        return redact(self.body, self.secrets)
+        """The body for logs: built from its parameters with every credential masked first."""
+        found: list[str] = []
+        shown = _masked_pairs(parse_qsl(self.body, keep_blank_values=True), found)
+        # A secret may also sit in a parameter of no credential name (an assertion's claims…).
+        return redact(shown, (*self.secrets, *found), self.client_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderAnswer:
+    """What came back from one request to the provider, or why nothing usable did."""
+
+    status: int | None
+    headers: Mapping[str, str]
+    content: bytes
+    started_at: float
+    elapsed_ms: float
+    # None, "timeout", "deadline", "too_large", or the transport error's type name.
+    failure: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, or '' when none was sent."""
+        return _media_type(self.headers)
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    return (headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+def transport_error(error_class: type[E], what: str, url: str, failure: str, timeout: float) -> E:
+    """The typed error for a request that got no usable answer (the same words everywhere)."""
+    if failure == "timeout":
+        return error_class(
+            f"{what} failed: the provider did not answer within {timeout:g} s ({url})",
+            hint="Check the endpoint URL and the network; raise timeout= if the provider is slow.",
+        )
+    if failure == "deadline":
+        return error_class(
+            f"{what} failed: the provider's answer took more than {timeout:g} s in all ({url})",
+            hint="The provider sends its answer too slowly: check the endpoint URL, or raise "
+            "timeout= if the provider is known to be slow.",
+        )
+    if failure == "too_large":
+        return error_class(
+            f"{what} failed: the provider's answer is larger than {MAX_ANSWER_BYTES // 1024} KiB "
+            f"({url}), far more than any token endpoint sends",
+            hint="Check the endpoint URL points at the provider's token endpoint.",
+        )
+    return error_class(
+        f"{what} failed: could not reach {url} ({failure})",
+        hint="Check the endpoint URL, that the provider is up, and the network.",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,57 +327,85 @@ class HttpExchange:
     error: str | None = None
 
     @classmethod
-    def of(
-        cls,
-        request: HttpRequest,
-        status: int | None,
-        content: bytes,
-        *,
-        started_at: float,
-        elapsed_ms: float,
-        error: str | None = None,
-    ) -> HttpExchange:
+    def of(cls, request: HttpRequest, answer: ProviderAnswer) -> HttpExchange:
         """Record ``request`` and the provider's answer with every secret masked."""
         return cls(
             method=request.method,
             url=request.url,
-            status=status,
-            elapsed_ms=elapsed_ms,
+            status=answer.status,
+            elapsed_ms=answer.elapsed_ms,
             request_body=request.redacted_body(),
-            response_body=redact_response_body(content, request.secrets),
-            started_at=started_at,
-            error=error,
+            response_body=redact_response_body(
+                answer.content,
+                request.secrets,
+                content_type=answer.content_type,
+                status=answer.status,
+                client_id=request.client_id,
+            ),
+            started_at=answer.started_at,
+            error=answer.failure,
         )
 
 
-# Fields of token, error and introspection answers whose values are credentials.
-_SECRET_FIELDS = (
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "code",
-    "client_secret",
-    "code_verifier",
-    "token",
-)
+def _mask_tree(value: Any, found: list[str]) -> Any:
+    # Credentials may sit deep (Slack's authed_user.access_token) or in lists.
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, str) and is_credential_field(str(key)):
+                found.append(item)
+                out[key] = mask(item) or "…"
+            else:
+                out[key] = _mask_tree(item, found)
+        return out
+    if isinstance(value, list):
+        return [_mask_tree(item, found) for item in value]
+    return value
 
 
-def redact_response_body(content: bytes, secrets: Iterable[str | None]) -> str:
-    """A provider's answer as text for a log, credential fields and known secrets masked."""
-    text = content.decode("utf-8", "replace")[:4000]
+def redact_response_body(
+    content: bytes,
+    secrets: Iterable[str | None],
+    *,
+    content_type: str = "",
+    status: int | None = None,
+    client_id: str | None = None,
+) -> str:
+    """A provider's answer as text for a log: parsed whole, credentials masked, then cut short.
+
+    JSON (any depth) and form-encoded answers are masked field by field; a successful answer
+    that cannot be parsed is shown only by size and type, since its secrets can't be found.
+    """
+    found: list[str] = []
+    data = _load_json(content)
+    pairs = _load_form(content, content_type) if data is None else None
+    if isinstance(data, (dict, list)):
+        text = json.dumps(_mask_tree(data, found), ensure_ascii=False)
+    elif pairs is not None:
+        text = _masked_pairs(pairs, found)
+    elif status is not None and 200 <= status < 300 and content:
+        return (
+            f"({len(content)} bytes of {content_type or 'no content type'}, not shown: it "
+            "could not be parsed, so the secrets in it could not be masked)"
+        )
+    else:
+        text = content.decode("utf-8", "replace")
+    text = redact(text, (*secrets, *found), client_id)
+    return text if len(text) <= _LOG_CHARS else text[:_LOG_CHARS] + "…"
+
+
+def _load_form(content: bytes, content_type: str) -> list[tuple[str, str]] | None:
+    """Form-encoded pairs when the answer says it is a form, or plainly is a token form."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        return redact(text, secrets)
-    if isinstance(data, dict):
-        found = [data[key] for key in _SECRET_FIELDS if isinstance(data.get(key), str)]
-        for key in _SECRET_FIELDS:
-            if isinstance(data.get(key), str):
-                data[key] = mask(data[key])
-        text = json.dumps(data, ensure_ascii=False)
-        # The same value may sit in another field too (an echoing error_description).
-        secrets = (*secrets, *found)
-    return redact(text, secrets)
+        text = content.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if content_type == "application/x-www-form-urlencoded":
+        return pairs
+    # GitHub answers form-encoded unless asked for JSON, and some proxies drop the type.
+    names = {name for name, _ in pairs}
+    return pairs if names & {"access_token", "error", "refresh_token"} else None
 
 
 def authorization_url(
@@ -269,7 +440,7 @@ def _authenticated(config: ProviderConfig, url: str, body: str) -> HttpRequest:
     client_auth = ClientAuth(config.client_id, config.client_secret, config.client_auth_method)
     url, headers, body = client_auth.prepare("POST", url, headers, body)
     secrets = tuple(s for s in (config.client_secret, headers.get("Authorization")) if s)
-    return HttpRequest("POST", url, dict(headers), body, secrets)
+    return HttpRequest("POST", url, dict(headers), body, secrets, config.client_id)
 
 
 def code_exchange_request(
@@ -322,15 +493,26 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _content_kind(headers: Mapping[str, str], content: bytes) -> str:
-    ctype = (headers.get("content-type") or headers.get("Content-Type") or "").split(";")[0].strip()
-    return ctype or ("empty body" if not content else "no content type")
+    return _media_type(headers) or ("empty body" if not content else "no content type")
 
 
 def _load_json(content: bytes) -> Any:
     try:
         return json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+def _load_answer(headers: Mapping[str, str], content: bytes) -> dict[str, Any] | None:
+    """A token or error answer as a dict: JSON, or form-encoded (GitHub's default)."""
+    data = _load_json(content)
+    if isinstance(data, dict):
+        return data
+    if data is None:
+        pairs = _load_form(content, _media_type(headers))
+        if pairs is not None:
+            return dict(pairs)
+    return None
 
 
 def parse_error_response(
@@ -340,17 +522,22 @@ def parse_error_response(
     headers: Mapping[str, str],
     content: bytes,
     secrets: Iterable[str | None] = (),
+    client_id: str | None = None,
 ) -> ProviderError:
     """Turn a non-2xx (or unreadable) provider answer into a typed error, secrets masked."""
     secrets = tuple(secrets)
-    data = _load_json(content)
+    data = _load_answer(headers, content)
     retry_after = _retry_after(headers) if status in (429, 503) else None
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
+    if data is not None and isinstance(data.get("error"), str):
+        # A hostile or buggy provider may echo the request (code, secret) in its words.
+        found: list[str] = []
+        _mask_tree(data, found)
+        secrets = (*secrets, *found)
         description = data.get("error_description")
         return error_class(
             f"{what} failed",
-            error=redact(data["error"], secrets),
-            error_description=redact(description, secrets)
+            error=redact(data["error"][:200], secrets, client_id),
+            error_description=redact(description[:1000], secrets, client_id)
             if isinstance(description, str)
             else None,
             status_code=status,
@@ -366,6 +553,21 @@ def parse_error_response(
     return error_class(f"{what} failed: {detail}", status_code=status, retry_after=retry_after)
 
 
+def _bounded_string(
+    error_class: type[ProviderError], what: str, status: int, name: str, value: object
+) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) > MAX_FIELD_CHARS:
+        raise error_class(
+            f"{what} failed: the token response's {name} is {len(value)} characters long, more "
+            f"than the {MAX_FIELD_CHARS} this client accepts from any provider",
+            status_code=status,
+            hint="Check accessTokenUri points at the provider's token endpoint.",
+        )
+    return value
+
+
 def parse_token_response(
     error_class: type[ProviderError],
     what: str,
@@ -377,41 +579,44 @@ def parse_token_response(
     previous: AuthData | None = None,
     requested_scopes: Iterable[str] = (),
     secrets: Iterable[str | None] = (),
+    client_id: str | None = None,
 ) -> AuthData:
     """Validate a token endpoint answer (RFC 6749 §5.1/§5.2) and build the AuthData to store.
 
-    ``expires_at`` counts from ``received_at`` on this machine's clock, so a provider whose
-    clock is off does not make tokens look expired. On refresh, ``previous`` supplies the
-    refresh token and scope the provider may leave out (RFC 6749 §6).
+    JSON and form-encoded answers are both read. ``expires_at`` counts from ``received_at``
+    on this machine's clock, so a provider whose clock is off does not make tokens look
+    expired. On refresh, ``previous`` supplies the refresh token and scope the provider may
+    leave out (RFC 6749 §6).
     """
     secrets = tuple(secrets)
     if not 200 <= status < 300:
-        raise parse_error_response(error_class, what, status, headers, content, secrets)
-    data = _load_json(content)
-    if not isinstance(data, dict):
+        raise parse_error_response(error_class, what, status, headers, content, secrets, client_id)
+    data = _load_answer(headers, content)
+    if data is None:
         kind = _content_kind(headers, content)
         raise error_class(
-            f"{what} failed: the token endpoint answered HTTP {status} with {kind} that is not a "
-            "JSON object; check accessTokenUri points at the token endpoint, not a web page",
+            f"{what} failed: the token endpoint answered HTTP {status} with {kind} that is "
+            "not a JSON object or a token form; check accessTokenUri points at the token "
+            "endpoint, not a web page",
             status_code=status,
         )
     if "error" in data:
         # Some providers answer errors with 200.
-        raise parse_error_response(error_class, what, 400, headers, content, secrets)
-    token = data.get("access_token")
-    if not isinstance(token, str) or not token:
+        raise parse_error_response(error_class, what, 400, headers, content, secrets, client_id)
+    token = _bounded_string(error_class, what, status, "access_token", data.get("access_token"))
+    if token is None:
         raise error_class(
             f"{what} failed: the token response has no access_token", status_code=status
         )
     secrets = (*secrets, token)
-    token_type = data.get("token_type")
-    if not isinstance(token_type, str) or not token_type:
+    token_type = _bounded_string(error_class, what, status, "token_type", data.get("token_type"))
+    if token_type is None:
         raise error_class(
             f"{what} failed: the token response has no token_type (RFC 6749 §5.1 requires it)",
             status_code=status,
         )
     expires_at: dt.datetime | None = None
-    if "expires_in" in data and data["expires_in"] is not None:
+    if "expires_in" in data and data["expires_in"] not in (None, ""):
         raw = data["expires_in"]
         seconds: float | None = None
         # Some providers (Azure AD v1, older Facebook) send "3599" as a string.
@@ -423,23 +628,28 @@ def parse_token_response(
             except ValueError:
                 seconds = None
         if seconds is None or not math.isfinite(seconds) or seconds < 0:
+            shown = redact(repr(raw)[:40], secrets, client_id)
             raise error_class(
                 f"{what} failed: the token response's expires_in is {type(raw).__name__} "
-                f"{redact(repr(raw), secrets)[:40]}, not a number of seconds >= 0",
+                f"{shown}, not a number of seconds >= 0",
                 status_code=status,
             )
-        expires_at = received_at + dt.timedelta(seconds=seconds)
+        expires_at = received_at + dt.timedelta(seconds=min(seconds, MAX_EXPIRES_IN))
     scope = data.get("scope")
     if isinstance(scope, list):
         scope = " ".join(str(s) for s in scope)
+    if isinstance(scope, str) and scope:
+        scope = _bounded_string(error_class, what, status, "scope", scope)
     if not isinstance(scope, str):
         # RFC 6749 §5.1: omitted scope means "as requested" (or, on refresh, as before).
         scope = previous.scope if previous else " ".join(requested_scopes)
-    refresh_token = data.get("refresh_token")
-    if not isinstance(refresh_token, str) or not refresh_token:
+    refresh_token = _bounded_string(
+        error_class, what, status, "refresh_token", data.get("refresh_token")
+    )
+    if refresh_token is None:
         refresh_token = previous.refresh_token if previous else None
-    id_token = data.get("id_token")
-    if not isinstance(id_token, str) or not id_token:
+    id_token = _bounded_string(error_class, what, status, "id_token", data.get("id_token"))
+    if id_token is None:
         id_token = previous.id_token if previous else None
     return AuthData(
         token=token,

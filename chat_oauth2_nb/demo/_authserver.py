@@ -51,6 +51,7 @@ __all__ = [
     "DemoResponse",
     "Headers",
     "RawRequest",
+    "google_like",
     "token_claims",
 ]
 
@@ -119,6 +120,21 @@ class DemoResponse:
     status: int
     body: bytes
     headers: list[tuple[str, str]]
+    # Seconds between bytes of the body: a provider that trickles its answer.
+    trickle: float = 0.0
+
+
+def google_like(prefix: str, nbytes: int = 32) -> str:
+    """A random credential shaped like Google's: ``1//0g…``, ``4/0A…``, with ``/ + = ~ %``.
+
+    Real tokens, codes and client secrets carry characters that change under every
+    encoding; the demo issues such values so that tutorials and tests meet them too. The
+    ``%`` is followed by a non-hex letter, so a server that percent-decodes Basic
+    credentials (RFC 6749 §2.3.1) reads the secret back unchanged.
+    """
+    body = secrets.token_urlsafe(nbytes)
+    third = max(1, len(body) // 3)
+    return f"{prefix}{body[:third]}+{body[third : 2 * third]}/{body[2 * third :]}~%z=="
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]
@@ -221,6 +237,10 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         if not default:
             raise InvalidRequestError("Missing 'redirect_uri' in request.")
         return default
+
+    def generate_authorization_code(self) -> str:
+        """A fresh code, shaped like Google's ``4/0A…`` unless the style is plain."""
+        return str(self.server.new_value("4/0A", 48))
 
     def save_authorization_code(self, code: str, request: DemoRequest) -> None:
         data = request.payload.data
@@ -432,6 +452,8 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.store = store
         self.issuer = ""  # set once the socket is bound
         self._token_lifetime = token_lifetime
+        #: "google": credentials with / + = ~ % as real providers issue; "plain": urlsafe.
+        self.value_style = "google"
         self.register_token_generator("default", self._generate_token)
         self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
@@ -519,6 +541,12 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     # token issuance
 
+    def new_value(self, prefix: str, nbytes: int) -> str:
+        """A fresh credential in this server's :attr:`value_style`."""
+        if self.value_style == "plain":
+            return secrets.token_urlsafe(nbytes)
+        return google_like(prefix, nbytes)
+
     def _generate_token(
         self,
         grant_type: str,
@@ -532,13 +560,13 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if allowed is None:
             raise InvalidScopeError()
         token: dict[str, Any] = {
-            "access_token": secrets.token_urlsafe(32),
+            "access_token": self.new_value("ya29.", 32),
             "token_type": "Bearer",
             "expires_in": self._token_lifetime() if expires_in is None else expires_in,
             "scope": allowed,
         }
         if include_refresh_token:
-            token["refresh_token"] = secrets.token_urlsafe(48)
+            token["refresh_token"] = self.new_value("1//0g", 48)
         return token
 
     def metadata(self) -> dict[str, Any]:

@@ -35,8 +35,12 @@ class DemoHTTPServer(ThreadingHTTPServer):
     # 32 clients connecting at once must not overflow the listen backlog.
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, app: App) -> None:
+    def __init__(
+        self, host: str, port: int, app: App, stopping: Callable[[float], bool] | None = None
+    ) -> None:
         self.app = app
+        # Waits up to the given seconds; True once the provider is stopping.
+        self.stopping: Callable[[float], bool] = stopping or (lambda _: False)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
 
@@ -103,10 +107,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            self.wfile.write(response.body)
+            if response.trickle > 0:
+                self._trickle(response.body, response.trickle)
+            else:
+                self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (a timeout test, usually): nothing left to tell it.
             log.debug("client went away before the answer to %s", raw.path)
+
+    def _trickle(self, body: bytes, interval: float) -> None:
+        for i in range(len(body)):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            if self.server.stopping(interval):
+                return
 
     def version_string(self) -> str:
         """The Server header."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
@@ -57,12 +57,24 @@ class _Fault:
     headers: list[tuple[str, str]]
     delay: float
     times: int
+    trickle: float = 0.0
 
 
 def _json(
     status: int, body: Mapping[str, Any], headers: list[tuple[str, str]] | None = None
 ) -> DemoResponse:
     return DemoResponse(status, json.dumps(body).encode(), [*_JSON_HEADERS, *(headers or [])])
+
+
+def _as_form(response: DemoResponse) -> DemoResponse:
+    """The same token answer, form-encoded (GitHub's default without Accept: JSON)."""
+    data = json.loads(response.body or b"{}")
+    pairs = [
+        (key, value if isinstance(value, str) else json.dumps(value)) for key, value in data.items()
+    ]
+    headers = [(k, v) for k, v in response.headers if k.lower() != "content-type"]
+    headers.append(("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"))
+    return DemoResponse(response.status, urlencode(pairs).encode(), headers)
 
 
 def _html(status: int, text: str) -> DemoResponse:
@@ -102,13 +114,22 @@ class DemoProvider:
             ...
     """
 
-    def __init__(self, port: int = 0, token_lifetime: int = 3600, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        token_lifetime: int = 3600,
+        host: str = "127.0.0.1",
+        value_style: str = "google",
+    ) -> None:
+        if value_style not in ("google", "plain"):
+            raise ValueError(f"value_style must be 'google' or 'plain', not {value_style!r}")
         _check_loopback_host(host)
         self._host = host
         self._port = port
         self._token_lifetime = _check_lifetime(token_lifetime)
         self._store = MemoryStore()
         self._auth = DemoAuthorizationServer(self._store, lambda: self._token_lifetime)
+        self._auth.value_style = value_style
         self._faults: dict[str, deque[_Fault]] = {}
         self._stopping = threading.Event()
         self._lifecycle = threading.Lock()
@@ -118,6 +139,9 @@ class DemoProvider:
         self.token_requests: Counter[str] = Counter()
         #: Seconds /token waits before it answers (keeps requests in flight for concurrency tests).
         self.token_delay: float = 0.0
+        #: How /token answers: "json", or "form" (application/x-www-form-urlencoded, as
+        #: GitHub does unless asked for JSON).
+        self.answer_format: str = "json"
         client_id, client_secret = self.register_client(
             client_id=f"demo-{secrets.token_hex(6)}",
             auth_method="client_secret_basic",
@@ -138,7 +162,7 @@ class DemoProvider:
         with self._lifecycle:
             if self._httpd is not None:
                 return self
-            httpd = DemoHTTPServer(self._host, self._port, self._handle)
+            httpd = DemoHTTPServer(self._host, self._port, self._handle, self._stopping.wait)
             # Keep the port: a restart after stop() serves the same issuer again.
             self._port = httpd.port
             self._auth.issuer = self.issuer
@@ -262,7 +286,9 @@ class DemoProvider:
                 raise ValueError("A public client (auth_method='none') has no client_secret.")
             secret = None
         else:
-            secret = client_secret if client_secret is not None else secrets.token_urlsafe(32)
+            secret = (
+                client_secret if client_secret is not None else self._auth.new_value("GOCSPX-", 24)
+            )
             if not secret:
                 raise ValueError("client_secret must not be empty.")
         allowed = scopes.split() if isinstance(scopes, str) else scopes
@@ -299,24 +325,26 @@ class DemoProvider:
         delay: float = 0.0,
         times: int = 1,
         headers: Mapping[str, str] | None = None,
+        trickle: float = 0.0,
     ) -> None:
         """Answer the next ``times`` requests to ``endpoint`` with this raw response instead.
 
         ``endpoint`` is one of ``token``, ``revoke``, ``introspect``, ``authorize``,
         ``metadata`` or ``api``. The answer comes after ``delay`` seconds, which may exceed
-        a client's timeout to simulate one. Faults queue up in the order they are injected.
+        a client's timeout to simulate one; with ``trickle``, its body then comes one byte
+        every ``trickle`` seconds. Faults queue up in the order they are injected.
         """
         if endpoint not in FAULT_ENDPOINTS:
             raise ValueError(f"endpoint must be one of {sorted(FAULT_ENDPOINTS)}, not {endpoint!r}")
         if times < 1:
             raise ValueError("times must be at least 1")
-        if delay < 0:
-            raise ValueError("delay must be >= 0")
+        if delay < 0 or trickle < 0:
+            raise ValueError("delay and trickle must be >= 0")
         raw_body = body.encode() if isinstance(body, str) else bytes(body)
         fault_headers = [("Content-Type", content_type), *(headers or {}).items()]
         with self._store.lock:
             self._faults.setdefault(endpoint, deque()).append(
-                _Fault(status, raw_body, fault_headers, delay, times)
+                _Fault(status, raw_body, fault_headers, delay, times, trickle)
             )
 
     def introspect(self, token: str) -> dict[str, Any]:
@@ -401,7 +429,7 @@ class DemoProvider:
             if fault is not None:
                 if fault.delay and self._stopping.wait(fault.delay):
                     return None
-                return DemoResponse(fault.status, fault.body, list(fault.headers))
+                return DemoResponse(fault.status, fault.body, list(fault.headers), fault.trickle)
         route = self._routes.get((raw.method, raw.path))
         if route is not None:
             return route(self, raw)
@@ -524,6 +552,8 @@ class DemoProvider:
             return None
         with self._store.lock:
             response: DemoResponse = self._auth.create_token_response(raw)
+        if self.answer_format == "form":
+            return _as_form(response)
         return response
 
     def _revoke(self, raw: RawRequest) -> DemoResponse:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,13 +23,18 @@ from ..errors import (
     TokenExchangeError,
 )
 from ..protocol import (
+    AuthData,
     HttpExchange,
     HttpRequest,
+    ProviderAnswer,
     code_exchange_request,
     parse_token_response,
+    redact,
+    transport_error,
     utcnow,
 )
-from ..store import Store
+from ..store import PendingFlow, Store
+from ..transport import asend
 
 __all__ = ["CallbackOutcome", "complete_authorization"]
 
@@ -38,6 +42,8 @@ log = logging.getLogger("chat_oauth2_nb.server")
 
 # Longer values are not from any real provider; refusing them keeps pages and logs small.
 _MAX_PARAM = 4096
+# The token endpoint's total deadline when the HTTP client sets no read timeout.
+_DEFAULT_DEADLINE = 10.0
 # How long a token already obtained waits for a store another process holds locked.
 _STORE_PATIENCE = 30.0
 
@@ -85,24 +91,6 @@ def _failure(
     )
 
 
-def _exchange(
-    request: HttpRequest,
-    status: int | None,
-    content: bytes,
-    started: float,
-    t0: float,
-    failure: str | None,
-) -> dict[str, Any]:
-    # The kernel adds this to its HTTP log: the exchange is the request that most often
-    # fails while a provider is being set up.
-    elapsed = (time.perf_counter() - t0) * 1000
-    return dataclasses.asdict(
-        HttpExchange.of(
-            request, status, content, started_at=started, elapsed_ms=elapsed, error=failure
-        )
-    )
-
-
 def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
     return {
         "kind": kind,
@@ -139,13 +127,40 @@ async def complete_authorization(
         # Nothing was consumed: reloading this page once the store is free finishes the flow.
         return _failure(503, "Authorization is waiting for the token store", exc)
     where = {"alias": flow.alias, "user": flow.user}
+    try:
+        return await _settle(store, flow, params, http)
+    except Exception as exc:
+        # The state is used up: whatever broke, the flow must end with an error the kernel
+        # can read, or its wait hangs to the timeout. Only the type is logged: a foreign
+        # exception's message was never checked for secrets.
+        log.warning("the callback for %r failed with %s", flow.alias, type(exc).__name__)
+        failed = TokenExchangeError(
+            f"The callback failed unexpectedly ({type(exc).__name__})",
+            hint="Authorize again; if it fails the same way, the provider sent something this "
+            "client does not expect: check its token endpoint's answer in the HTTP log.",
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                store.finish_flow, flow.state, error=_record(failed, "exchange")
+            )
+        return _failure(502, "Authorization failed", failed, **where)
+
+
+async def _settle(
+    store: Store, flow: PendingFlow, params: Mapping[str, Sequence[str]], http: httpx.AsyncClient
+) -> CallbackOutcome:
+    """Finish a consumed flow: the provider's error, or the code exchanged and stored."""
+    where = {"alias": flow.alias, "user": flow.user}
+    config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
+    known = (flow.code_verifier, config.client_secret if config else None)
 
     error = _one(params, "error")
     if error is not None or "error" in params:
+        description = _one(params, "error_description")
         exc_denied = AuthorizationDeniedError(
             f"The provider did not authorize {flow.alias!r}",
-            error=error or "invalid_request",
-            error_description=_one(params, "error_description"),
+            error=redact(error, known) if error else "invalid_request",
+            error_description=redact(description, known) if description else None,
         )
         await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_denied, "denied"))
         return _failure(400, "Authorization was not granted", exc_denied, **where)
@@ -159,7 +174,6 @@ async def complete_authorization(
         await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_code, "exchange"))
         return _failure(400, "Authorization failed", exc_code, **where)
 
-    config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
     if config is None:
         exc_cfg = TokenExchangeError(
             f"The provider {flow.alias!r} is not registered in the store",
@@ -171,48 +185,17 @@ async def complete_authorization(
     request = code_exchange_request(
         config, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
     )
-    what = "Exchanging the authorization code"
-    started, t0 = time.time(), time.perf_counter()
-    status: int | None = None
-    content = b""
-    failure: str | None = None
-    try:
-        try:
-            response = await http.request(
-                request.method, request.url, headers=request.headers, content=request.body
-            )
-        except httpx.TimeoutException:
-            failure = "timeout"
-            raise TokenExchangeError(
-                f"{what} failed: the token endpoint did not answer in time ({request.url})",
-                hint="Check accessTokenUri and the network, then authorize again.",
-            ) from None
-        except httpx.HTTPError as exc:
-            failure = type(exc).__name__
-            raise TokenExchangeError(
-                f"{what} failed: could not reach {request.url} ({type(exc).__name__})",
-                hint="Check accessTokenUri and that the provider is up, then authorize again.",
-            ) from None
-        status, content = response.status_code, response.content
-        data = parse_token_response(
-            TokenExchangeError,
-            what,
-            response.status_code,
-            response.headers,
-            response.content,
-            received_at=utcnow(),
-            requested_scopes=flow.scopes,
-            secrets=request.secrets,
-        )
-    except TokenExchangeError as exc:
-        exchange = _exchange(request, status, content, started, t0, failure)
+    deadline = http.timeout.read or _DEFAULT_DEADLINE
+    answer = await asend(http, request, deadline=deadline)
+    # Parsing and masking a 64 KiB answer is CPU work: keep it off the server's event loop.
+    exchange, outcome = await asyncio.to_thread(_read_answer, request, answer, flow, deadline)
+    if isinstance(outcome, TokenExchangeError):
         await asyncio.to_thread(
-            store.finish_flow, flow.state, error=_record(exc, "exchange"), exchange=exchange
+            store.finish_flow, flow.state, error=_record(outcome, "exchange"), exchange=exchange
         )
-        log.warning("code exchange for %r failed: %s", flow.alias, exc)
-        return _failure(502, "Authorization failed", exc, **where)
-
-    exchange = _exchange(request, status, content, started, t0, None)
+        log.warning("code exchange for %r failed: %s", flow.alias, outcome)
+        return _failure(502, "Authorization failed", outcome, **where)
+    data = outcome
     try:
         # The code is used up at the provider: this token cannot be fetched again.
         # Off the event loop, and patient: a locked store must not lose this token.
@@ -245,3 +228,32 @@ async def complete_authorization(
         "go back to your notebook.",
         **where,
     )
+
+
+def _read_answer(
+    request: HttpRequest, answer: ProviderAnswer, flow: PendingFlow, deadline: float
+) -> tuple[dict[str, Any], AuthData | TokenExchangeError]:
+    """The redacted record of the exchange (for the kernel's HTTP log) and its result."""
+    # The kernel shows this in its HTTP log: the exchange is the request that most often
+    # fails while a provider is being set up.
+    exchange = dataclasses.asdict(HttpExchange.of(request, answer))
+    what = "Exchanging the authorization code"
+    if answer.failure is not None:
+        return exchange, transport_error(
+            TokenExchangeError, what, request.url, answer.failure, deadline
+        )
+    try:
+        data = parse_token_response(
+            TokenExchangeError,
+            what,
+            answer.status or 0,
+            answer.headers,
+            answer.content,
+            received_at=utcnow(),
+            requested_scopes=flow.scopes,
+            secrets=request.secrets,
+            client_id=request.client_id,
+        )
+    except TokenExchangeError as exc:
+        return exchange, exc
+    return exchange, data

@@ -54,7 +54,9 @@ def encodings(secret: str, client_ids: Iterable[str] = ()) -> dict[str, str]:
         raw = f"{client_id}:{secret}"
         encoded = f"{quote_plus(client_id)}:{quote_plus(secret)}"
         forms[f"basic({client_id})"] = base64.b64encode(raw.encode()).decode().rstrip("=")
-        forms[f"basic_encoded({client_id})"] = base64.b64encode(encoded.encode()).decode().rstrip("=")
+        forms[f"basic_encoded({client_id})"] = (
+            base64.b64encode(encoded.encode()).decode().rstrip("=")
+        )
     # Very short values would match by chance; every real secret is longer.
     return {name: form for name, form in forms.items() if len(form) >= 8}
 
