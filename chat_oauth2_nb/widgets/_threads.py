@@ -150,7 +150,11 @@ class _Watcher:
             if db is None:
                 # Its own connection that never writes: data_version counts the commits of
                 # every OTHER connection, in this process or another.
-                db = connections[path] = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+                # mode=rw: a store file deleted under us must not be re-created empty.
+                uri = f"{path.resolve().as_uri()}?mode=rw"
+                db = connections[path] = sqlite3.connect(
+                    uri, uri=True, timeout=1.0, isolation_level=None
+                )
             version = int(db.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             # Fall back to re-reading on every tick: a missed change would freeze the panel.
