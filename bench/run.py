@@ -1,6 +1,6 @@
 """Run every benchmark, one process each, and print their summaries at the end.
 
-    python bench/run.py            # all of them (about 2 minutes on 2 cores)
+    python bench/run.py            # all of them (about 3 minutes on 2 cores)
     python bench/run.py imports    # only those whose name contains one of the words
 
 Exits non-zero if a benchmark failed or reported a violation.
@@ -16,7 +16,7 @@ from pathlib import Path
 from _common import machine
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["imports", "auth_overhead", "callback_latency", "forged_state", "fuzz"]
+BENCHES = ["imports", "auth_overhead", "callback_latency", "idle_panels", "forged_state", "fuzz"]
 
 
 def main(argv: list[str]) -> int:

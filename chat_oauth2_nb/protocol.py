@@ -69,9 +69,13 @@ def mask(secret: str | None) -> str:
     """Show a secret as ``eyJh…x9Q``: enough to tell two apart, never enough to use."""
     if not secret:
         return ""
-    if len(secret) < 16:
+    # Reveal at most a sixth of the characters (and never more than 8), head and tail, so a
+    # mask of a short secret gives away next to nothing; under 12 characters, nothing at all.
+    shown = min(len(secret) // 6, 8)
+    if shown < 2:
         return "…"
-    return f"{secret[:4]}…{secret[-3:]}"
+    tail = shown // 2
+    return f"{secret[: shown - tail]}…{secret[-tail:]}"
 
 
 def secret_forms(secret: str, client_id: str | None = None) -> set[str]:

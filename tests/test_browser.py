@@ -493,8 +493,13 @@ def test_jupyterlab_authorize_refresh_revoke(
 
         save_and_check(page, jupyter, provider, "test.ipynb", record)
 
-        # The HTTP log lists the callback's code exchange, with every secret masked.
-        page.locator(".chat-oauth2-panel").get_by_text(re.compile(r"^HTTP log \(\d+\)$")).click()
+        # Details (collapsed) hold the endpoints, the claims (only on request) and the HTTP log,
+        # which lists the callback's code exchange with every secret masked.
+        card = page.locator(".chat-oauth2-panel")
+        card.get_by_text("Details", exact=True).click()
+        expect(panel(page, "chat-oauth2-provider")).to_contain_text("Token endpoint")
+        expect(panel(page, "chat-oauth2-claims-toggle")).to_be_visible()
+        card.get_by_text(re.compile(r"^HTTP log \(\d+\)$")).click()
         log_body = panel(page, "chat-oauth2-http-log-body")
         expect(log_body).to_contain_text("grant_type=authorization_code")
         assert_no_secret(page.content(), jupyter, provider, "the page with the HTTP log open")

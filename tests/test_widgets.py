@@ -9,6 +9,7 @@ would.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 import sqlite3
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import ipywidgets
 import pytest
+import traitlets
 from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 
@@ -67,7 +69,9 @@ def one(root: ipywidgets.Widget, css_class: str) -> Any:
 
 
 def status(root: ipywidgets.Widget) -> str:
-    return str(one(root, "chat-oauth2-status").value)
+    """The status line as a person reads it: the badge's word first, tags stripped."""
+    value = str(one(root, "chat-oauth2-status").value)
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", value).split()))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -336,7 +340,7 @@ def test_not_configured_shows_the_configuration_error(
         client.setup()
     panel = make_panel(client)
     assert panel.state.status(dt.datetime.now(dt.timezone.utc)) is Status.NOT_CONFIGURED
-    assert status(panel).startswith("Not configured: ")
+    assert status(panel).startswith("Not configured")
     assert "jupyter" in status(panel) and "extension" in status(panel)
     assert "chat-oauth2-status--not-configured" in one(panel, "chat-oauth2-status")._dom_classes
     assert one(panel, "chat-oauth2-link").value == ""
@@ -347,7 +351,7 @@ def test_not_configured_shows_the_configuration_error(
 
 def test_bad_user_is_not_configured(make_panel: Callable[..., OAuth2Panel]) -> None:
     panel = make_panel(user="   ")
-    assert status(panel).startswith("Not configured: ") and "user" in status(panel)
+    assert status(panel).startswith("Not configured") and "user" in status(panel)
 
 
 def test_not_authorized_shows_provider_and_authorize_link(
@@ -397,6 +401,9 @@ def test_poller_notices_the_callback_and_shows_the_token(
     scopes = one(panel, "chat-oauth2-scopes").value
     assert "granted: <code>openid profile</code>" in scopes
     assert "requested: <code>openid profile</code>" in scopes
+    # Claims are personal data: rendered only when asked for.
+    assert one(panel, "chat-oauth2-claims").value == ""
+    one(panel, "chat-oauth2-claims-toggle").value = True
     claims = one(panel, "chat-oauth2-claims").value
     assert "not verified" in claims and "demo-user" in claims
     assert not one(panel, "chat-oauth2-refresh").disabled
@@ -564,7 +571,7 @@ def test_failing_refresh_shows_error_and_hint_and_keeps_token(
     )
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: idle(panel))
-    assert status(panel).startswith("Error: Refreshing the token failed")
+    assert status(panel).startswith("Error") and "Refreshing the token failed" in status(panel)
     error = one(panel, "chat-oauth2-error").value.replace("&#x27;", "'")
     assert "'invalid_grant': refresh token revoked (HTTP 400)" in error
     assert str(hint_for("invalid_grant")) in error
@@ -608,7 +615,7 @@ def test_failing_revoke_keeps_token(
     provider.inject_fault("revoke", status=503, body="<html>down</html>", content_type="text/html")
     one(panel, "chat-oauth2-revoke").click()
     assert wait_for(lambda: idle(panel))
-    assert status(panel).startswith("Error: Revoking the token failed")
+    assert status(panel).startswith("Error") and "Revoking the token failed" in status(panel)
     assert "HTTP 503" in one(panel, "chat-oauth2-error").value
     assert client.store.get_token(client.alias, "ada") is not None
     assert shown(one(panel, "chat-oauth2-token-box"))
@@ -645,12 +652,102 @@ def test_close_stops_the_threads(
     panel.close()
     assert not panel._timer_alive
     assert panel.comm is None and all(child.comm is None for child in children)
-    names = {t.name for t in threading.enumerate()}
-    assert "chat-oauth2-panel" not in names
+    # The shared watcher ends with its last subscriber.
+    assert wait_for(lambda: "chat-oauth2-watcher" not in {t.name for t in threading.enumerate()})
     assert wait_for(
         lambda: "chat-oauth2-panel-refresh" not in {t.name for t in threading.enumerate()}
     )
     panel.close()  # twice is harmless
+
+
+def _widget_state_dumps() -> str:
+    return "".join(
+        json.dumps(w.get_state(), default=str) for w in list(widget_module._instances.values())
+    )
+
+
+def test_id_token_claims_reach_widget_state_only_while_shown(
+    openid_client: OAuth2Client, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    # The attack: save the notebook and read the person's name out of the widget state.
+    panel = make_panel(openid_client)
+    authorize_via_panel(panel, provider)
+    stored = openid_client.get_access_token_for_user("ada")
+    assert stored is not None and stored.id_token
+    assert "demo-user" not in _widget_state_dumps()  # the provider's name for the person
+    toggle = one(panel, "chat-oauth2-claims-toggle")
+    assert not toggle.disabled and toggle.description == "Show claims"
+    toggle.value = True
+    assert "demo-user" in one(panel, "chat-oauth2-claims").value
+    toggle.value = False
+    assert one(panel, "chat-oauth2-claims").value == ""
+    assert "demo-user" not in _widget_state_dumps()
+
+
+def test_status_trait_can_be_observed(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    assert panel.status == "not_authorized"
+    seen: list[str] = []
+    panel.observe(lambda change: seen.append(change["new"]), names="status")
+    authorize_via_panel(panel, provider)
+    assert wait_for(lambda: seen == ["authorized"]), seen
+    assert panel.status == Status.AUTHORIZED.value
+    with pytest.raises(traitlets.TraitError):
+        panel.status = "authorized"
+
+
+def test_expiry_is_shown_once_with_a_progress_bar(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    texts = [
+        str(w.value)
+        for w in widget_module._instances.values()
+        if isinstance(w, ipywidgets.HTML) and w in _descendants(panel)
+    ]
+    assert sum("expires in" in t for t in texts) == 1, texts
+    bar = one(panel, "chat-oauth2-expiry-bar")
+    assert isinstance(bar, ipywidgets.FloatProgress) and 0.95 <= bar.value <= 1.0
+    assert bar.bar_style == "success"
+    details = one(panel, "chat-oauth2-details")
+    assert isinstance(details, ipywidgets.Accordion) and details.selected_index is None
+    assert details.titles == ("Details",)
+
+
+def _descendants(root: ipywidgets.Widget) -> list[ipywidgets.Widget]:
+    found = [root]
+    for child in getattr(root, "children", ()):
+        found.extend(_descendants(child))
+    return found
+
+
+def test_panels_share_one_watcher_that_reads_the_store_only_on_change(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client()
+    panels = [make_panel(client, user) for user in ("ada", "bob", "cy")]
+    assert all(panel._timer_alive for panel in panels)
+    watchers = [t for t in threading.enumerate() if t.name == "chat-oauth2-watcher"]
+    assert len(watchers) == 1
+    reads: list[str] = []
+    real_get_token = client.store.get_token
+
+    def counting_get_token(alias: str, user: str) -> Any:
+        reads.append(user)
+        return real_get_token(alias, user)
+
+    client.store.get_token = counting_get_token  # type: ignore[method-assign]
+    time.sleep(0.5)  # the watcher's first look at a new store counts as a change
+    settled = len(reads)
+    time.sleep(1.6)  # more than one countdown tick, no store change: no store read
+    assert len(reads) == settled, reads[settled:]
+    # A commit by another connection (here: the demo's callback in the server role) wakes it.
+    provider.approve(href(panels[1]))
+    assert wait_for(lambda: status(panels[1]).startswith("Authorized")), status(panels[1])
+    assert len(reads) > settled
 
 
 # -- no secret in any widget state -----------------------------------------------------------
@@ -905,7 +1002,7 @@ def test_widget_state_saved_in_a_notebook_holds_no_secret(tmp_path: Any) -> None
     runner.execute(cwd=str(tmp_path))
     saved = json.dumps(notebook.metadata["widgets"])
     # The thread's updates reached the notebook: the saved state shows the later states.
-    assert "Error: Refreshing the token failed" in saved
+    assert "chat-oauth2-status--error" in saved and "Refreshing the token failed" in saved
     assert "Waiting for the browser" in saved and "chat-oauth2-dashboard-row" in saved
     secrets = json.loads(secrets_path.read_text())
     assert len(secrets) >= 8 and all(isinstance(s, str) and len(s) >= 16 for s in secrets)

@@ -1,68 +1,208 @@
-"""Background threads for the widgets: a stoppable ticker and one-shot workers.
+"""Background threads for the widgets: one shared store watcher, one-shot action workers.
 
 The browser's callback lands in another process, so a widget learns about it only by
-looking at the shared store; a daemon thread does the looking so the kernel stays free.
-ipykernel sends comm messages from any thread, so the thread may update widgets itself.
+looking at the shared store. Rather than one polling thread per widget, every panel and
+dashboard of the process subscribes to ONE daemon thread that asks SQLite, on a dedicated
+connection, ``PRAGMA data_version`` every :data:`CHECK_INTERVAL` seconds: a single cheap
+pragma whose value changes when any other connection (another process, or another thread
+of this one) committed. Only then do subscribers re-read the store. A :data:`TICK_INTERVAL`
+tick drives the countdowns. ipykernel sends comm messages from any thread, so callbacks may
+update widgets themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["Ticker", "start_worker"]
+from .state import ErrorInfo
+
+__all__ = [
+    "CHECK_INTERVAL",
+    "TICK_INTERVAL",
+    "ActionRunner",
+    "Subscription",
+    "start_worker",
+    "watch_store",
+]
 
 log = logging.getLogger("chat_oauth2_nb")
 
+# How often the watcher asks SQLite whether the store changed: callback → panel latency is
+# at most this plus one re-read, far under the 300 ms a person notices.
+CHECK_INTERVAL = 0.15
+# How often countdowns are re-rendered (they show whole seconds).
+TICK_INTERVAL = 1.0
 
-class Ticker:
-    """Call ``tick()`` every ``interval`` seconds on a daemon thread until :meth:`stop`."""
+BUSY_WORDS = {"refresh": "Refreshing…", "revoke": "Revoking…"}
+_FAILED_WORDS = {"refresh": "refresh", "revoke": "revocation"}
 
-    def __init__(
-        self,
-        tick: Callable[[], None],
-        interval: float,
-        name: str,
-        *,
-        on_stop: Callable[[], None] | None = None,
-    ) -> None:
-        self._tick = tick
-        self._on_stop = on_stop
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
-        """Start ticking."""
-        self._thread.start()
+@dataclasses.dataclass(eq=False)
+class Subscription:
+    """One widget's interest in one store file; :meth:`cancel` ends it."""
 
-    def _run(self) -> None:
-        # wait() returns True once stop() was called, so a stop is noticed within one interval.
-        while not self._stop.wait(self._interval):
-            try:
-                self._tick()
-            except Exception as exc:
-                # Keep ticking: one bad tick must not freeze the widget for good. Only the type
-                # is logged, because a foreign exception's message was never checked for secrets.
-                log.warning("%s: a tick failed with %s", self._thread.name, type(exc).__name__)
-        if self._on_stop is not None:
-            try:
-                self._on_stop()
-            except Exception as exc:
-                log.warning("%s: cleanup failed with %s", self._thread.name, type(exc).__name__)
-
-    def stop(self, timeout: float = 2.0) -> bool:
-        """Stop and wait up to ``timeout`` seconds for the thread to end; True once it ended."""
-        self._stop.set()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+    path: Path
+    on_change: Callable[[], None]
+    on_tick: Callable[[], None]
+    # Runs on the watcher thread once the subscription ended: closes the thread's
+    # SQLite connection of the widget's Store (the store keeps one per thread).
+    on_end: Callable[[], None]
+    name: str
+    _watcher: _Watcher | None = None
 
     @property
     def alive(self) -> bool:
-        """True while the thread runs."""
-        return self._thread.is_alive()
+        """True while subscribed and the watcher thread runs."""
+        watcher = self._watcher
+        return watcher is not None and watcher.serves(self)
+
+    def cancel(self) -> None:
+        """Unsubscribe; the watcher thread ends with its last subscription."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.remove(self)
+
+
+class _Watcher:
+    """The one thread; lives while it has subscribers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+        self._ended: list[Subscription] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.append(sub)
+            sub._watcher = self
+            if self._thread is None or not self._thread.is_alive() or self._stop.is_set():
+                # A thread told to stop may still be finishing: leave it, start a new one.
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="chat-oauth2-watcher", daemon=True
+                )
+                self._thread.start()
+
+    def serves(self, sub: Subscription) -> bool:
+        with self._lock:
+            thread = self._thread
+            return sub in self._subs and thread is not None and thread.is_alive()
+
+    def remove(self, sub: Subscription, timeout: float = 2.0) -> None:
+        with self._lock:
+            if sub not in self._subs:
+                return
+            self._subs.remove(sub)
+            self._ended.append(sub)
+            thread = self._thread
+            if self._subs or thread is None:
+                return
+            self._stop.set()
+        if thread.is_alive() and threading.current_thread() is not thread:
+            thread.join(timeout)
+
+    def _run(self, stop: threading.Event) -> None:
+        versions: dict[Path, int | None] = {}
+        connections: dict[Path, sqlite3.Connection] = {}
+        served: dict[int, Subscription] = {}
+        ticks = itertools.count(1)
+        per_tick = max(1, round(TICK_INTERVAL / CHECK_INTERVAL))
+        try:
+            while not stop.wait(CHECK_INTERVAL):
+                with self._lock:
+                    subs, ended, self._ended = list(self._subs), self._ended, []
+                self._end(ended)
+                served.update((id(sub), sub) for sub in subs)
+                paths = {sub.path for sub in subs}
+                changed = {p for p in paths if self._changed(p, versions, connections)}
+                tick = next(ticks) % per_tick == 0
+                for sub in subs:
+                    if sub.path in changed:
+                        self._call(sub.on_change, sub.name)
+                    elif tick:
+                        self._call(sub.on_tick, sub.name)
+                for path in [p for p in connections if p not in paths]:
+                    connections.pop(path).close()
+                    versions.pop(path, None)
+        finally:
+            for db in connections.values():
+                db.close()
+            with self._lock:
+                ended, self._ended = self._ended, []
+            # Every store connection this thread opened for its subscribers closes here (a
+            # replacing thread opens its own); closing one twice is harmless.
+            self._end([*ended, *served.values()])
+
+    @staticmethod
+    def _changed(
+        path: Path, versions: dict[Path, int | None], connections: dict[Path, sqlite3.Connection]
+    ) -> bool:
+        try:
+            db = connections.get(path)
+            if db is None:
+                # Its own connection that never writes: data_version counts the commits of
+                # every OTHER connection, in this process or another.
+                # mode=rw: a store file deleted under us must not be re-created empty.
+                uri = f"{path.resolve().as_uri()}?mode=rw"
+                db = connections[path] = sqlite3.connect(
+                    uri, uri=True, timeout=1.0, isolation_level=None
+                )
+            version = int(db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            # Fall back to re-reading on every tick: a missed change would freeze the panel.
+            log.warning("chat-oauth2-watcher: cannot watch the store (%s)", type(exc).__name__)
+            stale = connections.pop(path, None)
+            if stale is not None:
+                stale.close()
+            versions[path] = None
+            return True
+        if path in versions and versions[path] == version:
+            return False
+        versions[path] = version
+        return True
+
+    @staticmethod
+    def _call(callback: Callable[[], None], name: str) -> None:
+        try:
+            callback()
+        except Exception as exc:
+            # One widget's bad update must not stop the others. Only the type is logged: a
+            # foreign exception's message was never checked for secrets.
+            log.warning("%s: an update failed with %s", name, type(exc).__name__)
+
+    def _end(self, ended: list[Subscription]) -> None:
+        for sub in ended:
+            self._call(sub.on_end, sub.name)
+
+
+_WATCHER = _Watcher()
+
+
+def watch_store(
+    path: Path,
+    *,
+    on_change: Callable[[], None],
+    on_tick: Callable[[], None],
+    on_end: Callable[[], None],
+    name: str,
+) -> Subscription:
+    """Subscribe to the process's shared store watcher (started on first use).
+
+    ``on_change`` runs on the watcher thread after another connection committed to the
+    store at ``path``; ``on_tick`` once a second otherwise; ``on_end`` after
+    :meth:`Subscription.cancel` and when the thread ends (closing the thread's connections).
+    """
+    sub = Subscription(path=path, on_change=on_change, on_tick=on_tick, on_end=on_end, name=name)
+    _WATCHER.add(sub)
+    return sub
 
 
 def start_worker(
@@ -80,3 +220,61 @@ def start_worker(
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class ActionRunner:
+    """Refresh and Revoke for the panel and the dashboard: busy → worker → error → re-sync → render.
+
+    ``begin(name, busy_words)`` marks the target busy and renders (False: refuse, e.g. already
+    busy); the action runs on a worker thread; ``finish(name, outcome, error)`` re-reads the
+    store, clears busy and renders. Both run under ``lock`` and never after ``closed()``.
+    """
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        closed: Callable[[], bool],
+        *,
+        thread_prefix: str,
+        on_worker_end: Callable[[], None],
+    ) -> None:
+        self._lock = lock
+        self._closed = closed
+        self._prefix = thread_prefix
+        self._on_worker_end = on_worker_end
+
+    def start(
+        self,
+        name: str,
+        action: Callable[[], str],
+        *,
+        begin: Callable[[str, str], bool],
+        finish: Callable[[str, str, ErrorInfo | None], None],
+    ) -> bool:
+        """Start ``action`` (returns the outcome line) unless closed or ``begin`` refuses."""
+        with self._lock:
+            if self._closed() or not begin(name, BUSY_WORDS.get(name, "Working…")):
+                return False
+        # close() does not wait for it: a slow provider may take the client's whole timeout.
+        start_worker(
+            lambda: self._run(name, action, finish),
+            f"{self._prefix}-{name}",
+            on_stop=self._on_worker_end,
+        )
+        return True
+
+    def _run(
+        self,
+        name: str,
+        action: Callable[[], str],
+        finish: Callable[[str, str, ErrorInfo | None], None],
+    ) -> None:
+        error: ErrorInfo | None = None
+        try:
+            outcome = action()
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+            outcome = f"The {_FAILED_WORDS.get(name, name)} failed; the stored token is unchanged."
+        with self._lock:
+            if not self._closed():
+                finish(name, outcome, error)

@@ -2,7 +2,8 @@
 
 Each alias gets a client rebuilt from the provider the store registered for it, so tokens
 authorized in other notebooks (or by the server) can be refreshed and revoked from here.
-A daemon thread re-reads the store once a second for countdowns and rows that come or go.
+The process's shared store watcher (``_threads``) re-reads the store when it changed (rows
+that come or go, new tokens) and re-renders the countdowns once a second.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..client import OAuth2Client
 from ..errors import OAuth2Error
 from ..protocol import utcnow
 from ..store import Store, TokenRecord, open_store
-from ._threads import Ticker, start_worker
+from ._threads import ActionRunner, Subscription, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text
 from .state import ErrorInfo, PanelState, TokenView, expiry_text, status_line
 
@@ -50,7 +51,7 @@ class _Row:
 class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """Every token in one store: status and expiry per (alias, user), with Refresh and Revoke."""
 
-    def __init__(self, store: Store, *, interval: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, store: Store, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("chat-oauth2-dashboard")
         self._store = store
@@ -64,10 +65,21 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._message.add_class("chat-oauth2-outcome")
         self._load_problem: ErrorInfo | None = None
         self.children = (self._header, self._message)
+        self._runner = ActionRunner(
+            self._lock,
+            lambda: self._closed,
+            thread_prefix="chat-oauth2-dashboard",
+            on_worker_end=store.close,
+        )
         with self._lock:
             self._reload()
-        self._ticker = Ticker(self._on_tick, interval, "chat-oauth2-dashboard", on_stop=store.close)
-        self._ticker.start()
+        self._watch: Subscription = watch_store(
+            store.path,
+            on_change=self._on_tick,
+            on_tick=self._on_clock,
+            on_end=store.close,
+            name="chat-oauth2-dashboard",
+        )
 
     @property
     def rows(self) -> list[Key]:
@@ -76,7 +88,7 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
 
     @property
     def _timer_alive(self) -> bool:
-        return self._ticker.alive
+        return self._watch.alive
 
     def _client(self, alias: str) -> OAuth2Client | None:
         # A missing provider is looked up again: setup() in some notebook may register it.
@@ -158,6 +170,10 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         with self._lock:
             self._reload()
 
+    def _on_clock(self) -> None:
+        with self._lock:
+            self._render()
+
     def _on_refresh(self, key: Key) -> None:
         def action(client: OAuth2Client, user: str) -> str:
             data = client.refresh_user_access_token(user)
@@ -177,40 +193,22 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self, key: Key, name: str, action: Callable[[OAuth2Client, str], str]
     ) -> None:
         with self._lock:
-            row = self._rows.get(key)
             client = self._client(key[0])
-            if self._closed or row is None or row.busy is not None or client is None:
-                return
-            row.busy = name
-            row.message = "Refreshing…" if name == "refresh" else "Revoking…"
-            self._render()
-        start_worker(
-            lambda: self._run_action(key, name, client, action),
-            f"chat-oauth2-dashboard-{name}",
-            on_stop=self._store.close,
-        )
+        if client is None:
+            return
 
-    def _run_action(
-        self,
-        key: Key,
-        name: str,
-        client: OAuth2Client,
-        action: Callable[[OAuth2Client, str], str],
-    ) -> None:
-        error: ErrorInfo | None = None
-        try:
-            message = action(client, key[1])
-        except Exception as exc:
-            error = ErrorInfo.from_exception(exc)
-            what = "refresh" if name == "refresh" else "revocation"
-            message = f"The {what} failed; the stored token is unchanged."
-        with self._lock:
-            if self._closed:
-                return
+        def begin(name: str, busy_words: str) -> bool:
+            row = self._rows.get(key)
+            if row is None or row.busy is not None:
+                return False
+            row.busy, row.message = name, busy_words
+            self._render()
+            return True
+
+        def finish(name: str, message: str, error: ErrorInfo | None) -> None:
             row = self._rows.get(key)
             if row is not None:
-                row.busy = None
-                row.message = message
+                row.busy, row.message = None, message
             if error is None and name == "revoke":
                 # The row goes away with the token; say so above the rows instead.
                 assign(self._message, "value", text(message))
@@ -220,11 +218,13 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
                 row.error = error
                 self._render()
 
+        self._runner.start(name, lambda: action(client, key[1]), begin=begin, finish=finish)
+
     def close(self) -> None:
-        """Stop the reload thread, close every row and the clients built for them."""
+        """Leave the store watcher, close every row and the clients built for them."""
         with self._lock:
             self._closed = True
-        self._ticker.stop()
+        self._watch.cancel()
         for child in self.children:
             close_tree(child)
         self.layout.close()

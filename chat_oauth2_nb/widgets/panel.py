@@ -1,8 +1,9 @@
 """The notebook panel: authorize one (provider, user), watch the token, refresh or revoke it.
 
 The browser's callback lands in the Jupyter server process and writes the shared store, so
-the panel learns about it by polling the store from a daemon thread (~10 times a second:
-two or three indexed SQLite reads). Every widget value is derived from one
+the panel learns about it from the process's one shared store watcher (``_threads``), which
+wakes it only when the store changed, plus once a second for the countdowns. Every widget
+value is derived from one
 :class:`PanelState` in :meth:`OAuth2Panel._render`; secrets stay in Python memory of the
 kernel and never become a widget trait, because widget state can be saved into the .ipynb.
 """
@@ -22,14 +23,24 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import ipywidgets as widgets
+import traitlets
 
 from ..client import HttpExchange, OAuth2Client, UserLike, error_from_flow, resolve_user
 from ..errors import OAuth2Error
 from ..protocol import authorization_url, redact, utcnow
 from ..store import PendingFlow
-from ._threads import Ticker, start_worker
+from ._threads import ActionRunner, Subscription, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text
-from .state import ErrorInfo, LinkView, PanelState, Status, TokenView, expiry_text, status_line
+from .state import (
+    STATUS_WORDS,
+    ErrorInfo,
+    LinkView,
+    PanelState,
+    Status,
+    TokenView,
+    expiry_text,
+    status_line,
+)
 
 __all__ = ["OAuth2Panel"]
 
@@ -41,19 +52,27 @@ _KNOWN_SECRETS = 32
 # States of the links panels in this kernel created. Re-running a cell makes a second panel
 # that adopts the first one's link; it must not mistake it for a flow started from code.
 _PANEL_STATES: deque[str] = deque(maxlen=1024)
+# Badge colours, readable as white text on light and dark JupyterLab themes.
+_BADGE_COLOURS = {
+    Status.NOT_CONFIGURED: "#6e7781",
+    Status.NOT_AUTHORIZED: "#57606a",
+    Status.WAITING: "#0969da",
+    Status.AUTHORIZED: "#1a7f37",
+    Status.EXPIRED: "#bc4c00",
+    Status.ERROR: "#cf222e",
+}
 
 
 class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
     """The ipywidgets panel for one provider and user: link, status, token, Refresh, Revoke, HTTP log."""
 
-    def __init__(
-        self,
-        client: OAuth2Client,
-        user: UserLike = None,
-        *,
-        poll_interval: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
+    status = traitlets.Unicode(
+        Status.NOT_CONFIGURED.value,
+        read_only=True,
+        help="What the panel says now: one of the Status values, e.g. 'authorized'. Observe it.",
+    )
+
+    def __init__(self, client: OAuth2Client, user: UserLike = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("chat-oauth2-panel")
         self._client = client
@@ -64,17 +83,18 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._known_secrets: deque[str] = deque(maxlen=_KNOWN_SECRETS)
         self._log_key: tuple[int, float] | None = None
 
-        self._provider = self._html("chat-oauth2-provider")
+        # The card: status badge with provider and user, link, expiry, token, buttons.
         self._status = self._html("chat-oauth2-status")
         self._link = self._html("chat-oauth2-link")
-        self._token = self._html("chat-oauth2-token")
         self._expiry = self._html("chat-oauth2-expiry")
-        self._scopes = self._html("chat-oauth2-scopes")
-        self._extras = self._html("chat-oauth2-extras")
-        self._claims = self._html("chat-oauth2-claims")
-        self._token_box = widgets.VBox(
-            (self._token, self._expiry, self._scopes, self._extras, self._claims)
+        self._bar = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="12em", height="1.1em")
         )
+        self._bar.add_class("chat-oauth2-expiry-bar")
+        self._expiry_row = widgets.HBox((self._expiry, self._bar))
+        self._expiry_row.layout.align_items = "center"
+        self._token = self._html("chat-oauth2-token")
+        self._token_box = widgets.VBox((self._expiry_row, self._token))
         self._token_box.add_class("chat-oauth2-token-box")
         self._refresh = widgets.Button(description="Refresh", icon="refresh")
         self._refresh.add_class("chat-oauth2-refresh")
@@ -83,33 +103,73 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._buttons = widgets.HBox((self._refresh, self._revoke))
         self._outcome = self._html("chat-oauth2-outcome")
         self._error = self._html("chat-oauth2-error")
+
+        # Details, collapsed: what a person debugging a provider wants, nobody else.
+        self._provider = self._html("chat-oauth2-provider")
+        self._scopes = self._html("chat-oauth2-scopes")
+        self._extras = self._html("chat-oauth2-extras")
+        # id_token claims (email, name) are personal data and widget state can be saved into
+        # the .ipynb: they are rendered only while this toggle is on, and cleared when off.
+        self._claims_toggle = widgets.ToggleButton(
+            value=False,
+            description="Show claims",
+            icon="user",
+            tooltip="Show the id_token's claims (personal data: saved with the notebook while shown)",
+        )
+        self._claims_toggle.add_class("chat-oauth2-claims-toggle")
+        self._claims = self._html("chat-oauth2-claims")
         self._log_body = self._html("chat-oauth2-http-log-body")
-        # Collapsed by default: the log is for debugging a provider, not for every reader.
         self._http_log = widgets.Accordion(children=(self._log_body,), selected_index=None)
         self._http_log.add_class("chat-oauth2-http-log")
+        self._details_body = widgets.VBox(
+            (
+                self._provider,
+                self._scopes,
+                self._extras,
+                self._claims_toggle,
+                self._claims,
+                self._http_log,
+            )
+        )
+        self._details = widgets.Accordion(
+            children=(self._details_body,), selected_index=None, titles=("Details",)
+        )
+        self._details.add_class("chat-oauth2-details")
         self.children = (
-            self._provider,
             self._status,
             self._link,
             self._token_box,
             self._buttons,
             self._outcome,
             self._error,
-            self._http_log,
+            self._details,
         )
+        self.layout.max_width = "46em"
+        self.layout.border = "1px solid var(--jp-border-color2, #d0d7de)"
+        self.layout.padding = "6px 10px"
         self._refresh.on_click(self._on_refresh)
         self._revoke.on_click(self._on_revoke)
+        self._claims_toggle.observe(self._on_claims_toggle, names="value")
+        self._runner = ActionRunner(
+            self._lock,
+            lambda: self._closed,
+            thread_prefix="chat-oauth2-panel",
+            on_worker_end=self._close_connection,
+        )
 
         self._state = self._initial_state()
         self._key = self._state.user
         with self._lock:
             self._tick_once()
-        # The store keeps one SQLite connection per thread: each thread closes its own.
-        self._ticker = Ticker(
-            self._on_tick, poll_interval, "chat-oauth2-panel", on_stop=self._close_connection
-        )
+        self._watch: Subscription | None = None
         if self._state.config_problem is None:
-            self._ticker.start()
+            self._watch = watch_store(
+                self._client.store.path,
+                on_change=self._on_tick,
+                on_tick=self._on_clock,
+                on_end=self._close_connection,
+                name="chat-oauth2-panel",
+            )
 
     @staticmethod
     def _html(css_class: str) -> widgets.HTML:
@@ -149,7 +209,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
     @property
     def _timer_alive(self) -> bool:
-        return self._ticker.alive
+        return self._watch is not None and self._watch.alive
 
     def _tick_once(self) -> None:
         """Read the store, update the state, render; the caller holds the lock."""
@@ -276,6 +336,20 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         with self._lock:
             self._tick_once()
 
+    def _on_clock(self) -> None:
+        """Once a second: re-render the countdowns; re-read the store only when time says so."""
+        with self._lock:
+            link = self._state.link
+            if link is not None and (link.exchanging or link.expires_at <= time.time()):
+                # An unused link expired, or an exchange may be stuck: no store change shows it.
+                self._tick_once()
+            else:
+                self._render()
+
+    def _on_claims_toggle(self, _change: dict[str, Any]) -> None:
+        with self._lock:
+            self._render()
+
     def _on_refresh(self, _button: widgets.Button) -> None:
         self._start_action("refresh", self._do_refresh)
 
@@ -298,42 +372,29 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         return "Revoked at the provider and deleted here."
 
     def _start_action(self, name: str, action: Callable[[], str]) -> None:
-        with self._lock:
-            if self._closed or self._state.busy is not None:
-                return
-            verb = "Refreshing" if name == "refresh" else "Revoking"
-            self._state = dataclasses.replace(self._state, busy=name, outcome=f"{verb}…")
-            self._render()
-        # close() does not wait for it: a slow provider may take the client's whole timeout.
-        start_worker(
-            lambda: self._run_action(name, action),
-            f"chat-oauth2-panel-{name}",
-            on_stop=self._close_connection,
-        )
+        self._runner.start(name, action, begin=self._begin_action, finish=self._finish_action)
 
-    def _run_action(self, name: str, action: Callable[[], str]) -> None:
-        error: ErrorInfo | None = None
+    def _begin_action(self, name: str, busy_words: str) -> bool:
+        if self._state.busy is not None:
+            return False
+        self._state = dataclasses.replace(self._state, busy=name, outcome=busy_words)
+        self._render()
+        return True
+
+    def _finish_action(self, _name: str, outcome: str, error: ErrorInfo | None) -> None:
         try:
-            outcome = action()
-        except Exception as exc:
-            error = ErrorInfo.from_exception(exc)
-            what = "refresh" if name == "refresh" else "revocation"
-            outcome = f"The {what} failed; the stored token is unchanged."
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._state = self._synced(self._state)
-            except OAuth2Error as exc:
-                error = error or ErrorInfo.from_exception(exc)
-            self._state = dataclasses.replace(self._state, busy=None, outcome=outcome, error=error)
-            self._render()
+            self._state = self._synced(self._state)
+        except OAuth2Error as exc:
+            error = error or ErrorInfo.from_exception(exc)
+        self._state = dataclasses.replace(self._state, busy=None, outcome=outcome, error=error)
+        self._render()
 
     def close(self) -> None:
-        """Stop the polling thread and close the panel with all its child widgets."""
+        """Leave the store watcher and close the panel with all its child widgets."""
         with self._lock:
             self._closed = True
-        self._ticker.stop()
+        if self._watch is not None:
+            self._watch.cancel()
         for child in self.children:
             close_tree(child)
         self.layout.close()
@@ -347,25 +408,43 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             return
         state, now = self._state, utcnow()
         status = state.status(now)
-        assign(self._status, "value", text(status_line(state, now)))
+        assign(self._status, "value", self._status_html(state, status, now))
         set_status_class(self._status, "chat-oauth2-status", status)
-        assign(self._provider, "value", self._provider_html(state))
+        if self.status != status.value:
+            self.set_trait("status", status.value)
         assign(self._link, "value", self._link_html(state, status))
 
         token = state.token
         assign(self._token_box.layout, "display", None if token is not None else "none")
+        for part in (self._scopes, self._extras, self._claims_toggle, self._claims):
+            assign(part.layout, "display", None if token is not None else "none")
         if token is not None:
+            assign(self._expiry, "value", text(expiry_text(token.expires_at, now)))
+            fraction = self._remaining_fraction(token, now)
+            assign(self._bar.layout, "visibility", "hidden" if fraction is None else "visible")
+            if fraction is not None:
+                assign(self._bar, "value", fraction)
+                assign(
+                    self._bar,
+                    "bar_style",
+                    "success" if fraction > 0.25 else "warning" if fraction > 0.1 else "danger",
+                )
             assign(
                 self._token,
                 "value",
                 f"Token <code>{text(token.token_mask)}</code> ({text(token.token_type)})",
             )
-            assign(self._expiry, "value", text(expiry_text(token.expires_at, now)))
             assign(self._scopes, "value", self._scopes_html(state))
             refresh = "stored" if token.has_refresh_token else "none"
             id_token = "stored" if token.has_id_token else "none"
             assign(self._extras, "value", f"Refresh token: {refresh} · id_token: {id_token}")
-            assign(self._claims, "value", self._claims_html(token))
+        elif self._claims_toggle.value:
+            self._claims_toggle.value = False  # the next token's claims are asked for anew
+        has_claims = token is not None and (token.has_id_token or bool(token.id_token_problem))
+        assign(self._claims_toggle, "disabled", not has_claims)
+        shown = token is not None and has_claims and bool(self._claims_toggle.value)
+        assign(self._claims, "value", self._claims_html(token) if shown and token else "")
+        assign(self._provider, "value", self._provider_html(state))
 
         configured = state.config_problem is None
         busy = state.busy is not None
@@ -381,20 +460,58 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         assign(self._revoke, "disabled", not (configured and not busy and token is not None))
         assign(self._revoke, "tooltip", "Revoke at the provider and delete the token here")
         assign(self._outcome, "value", text(state.outcome or ""))
+        assign(self._outcome.layout, "display", None if state.outcome else "none")
         assign(self._error, "value", error_html(state.error))
         assign(self._error.layout, "display", None if state.error is not None else "none")
         self._render_log()
 
-    def _provider_html(self, state: PanelState) -> str:
+    @staticmethod
+    def _remaining_fraction(token: TokenView, now: dt.datetime) -> float | None:
+        """How much of the token's lifetime is left, in 0.5 % steps (None: no expiry known)."""
+        if token.expires_at is None:
+            return None
+        lifetime = (token.expires_at - token.obtained_at).total_seconds()
+        if lifetime <= 0:
+            return 0.0
+        left = (token.expires_at - now).total_seconds() / lifetime
+        # Steps, so a one-hour token's bar sends an update every 18 s, not every second.
+        return round(min(max(left, 0.0), 1.0) * 200) / 200
+
+    @staticmethod
+    def _status_html(state: PanelState, status: Status, now: dt.datetime) -> str:
+        """The badge (status word, coloured) with provider and user, then what to do next."""
+        word = STATUS_WORDS[status]
+        line = status_line(state, now)
+        detail = line[len(word) + 2 :] if line.startswith(f"{word}: ") else ""
+        if status is Status.AUTHORIZED:
+            detail = ""  # the expiry line below says it, once
+        elif status is Status.EXPIRED:
+            token = state.token
+            detail = (
+                "Refresh it."
+                if token is not None and token.has_refresh_token
+                else "Authorize again."
+            )
+        colour = _BADGE_COLOURS[status]
+        badge = (
+            f'<span class="chat-oauth2-badge" style="background: {colour}; color: #fff; '
+            'border-radius: 1em; padding: 0.1em 0.7em; font-weight: 600">'
+            f"{text(word)}</span>"
+        )
+        who = f" <b>{text(state.alias)}</b> · <code>{text(state.user)}</code>"
+        more = f'<div class="chat-oauth2-status-detail">{text(detail)}</div>' if detail else ""
+        return badge + who + more
+
+    @staticmethod
+    def _provider_html(state: PanelState) -> str:
         scopes = " ".join(state.requested_scopes) or "(none)"
         redirect = state.redirect_uri or "(not set up)"
         return (
-            f"<b>OAuth2: {text(state.alias)}</b> · user <code>{text(state.user)}</code><br>"
             f"Authorization endpoint: <code>{text(state.auth_uri)}</code><br>"
             f"Token endpoint: <code>{text(state.token_uri)}</code><br>"
-            f"Scopes requested: <code>{text(scopes)}</code><br>"
             f"Redirect URI: <code>{text(redirect)}</code> "
-            "(register exactly this at the provider)"
+            "(register exactly this at the provider)<br>"
+            f"Scopes requested: <code>{text(scopes)}</code>"
         )
 
     @staticmethod
