@@ -12,6 +12,7 @@ and comes back on the same port when a new flow starts. Idle sockets time out an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import socket
@@ -83,6 +84,14 @@ class _Handler(BaseHTTPRequestHandler):
             accepts=lambda uri: _same_listener(uri, port, parts.path),
         )
         outcome = asyncio.run(self._complete(params, arrival))
+        if outcome.ok:
+            # Anyone on this machine can load this page: it does not name the local user.
+            outcome = dataclasses.replace(
+                outcome,
+                user=None,
+                message=f"{outcome.alias} is authorized. You can close this tab and go back "
+                "to your notebook.",
+            )
         self._answer(outcome.status, render_outcome(outcome))
 
     def _start(self, start_id: str) -> None:
@@ -162,6 +171,9 @@ _BUSY = (
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Accept a burst at once (the excess gets 503) instead of leaving it in SYN retries that
+    # trickle in for seconds and keep the handler slots busy.
+    request_queue_size = 256
 
     def __init__(
         self, port: int, store: Store, transport_timeout: float, idle_timeout: float
@@ -212,12 +224,14 @@ class LoopbackServer:
         *,
         port: int = 0,
         transport_timeout: float = 10.0,
-        idle_timeout: float = IDLE_TIMEOUT,
+        idle_timeout: float | None = None,
     ) -> None:
         self._store = store
         self.transport_timeout = transport_timeout
-        self.idle_timeout = idle_timeout
-        self._server: _Server | None = _Server(port, store, transport_timeout, idle_timeout)
+        self.idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        self._server: _Server | None = _Server(
+            port, store, transport_timeout, self.idle_timeout
+        )
         self._port = self._server.port
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
