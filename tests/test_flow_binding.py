@@ -121,9 +121,7 @@ async def test_jupyter_flow_redirect_at_a_loopback_listener_is_refused(
         browser = Browser(jp_fetch, provider)
         params = await browser.params(link)
         jar = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-        answer = httpx.get(
-            loop_client.redirect_uri or "", params=params, headers={"Cookie": jar}
-        )
+        answer = httpx.get(loop_client.redirect_uri or "", params=params, headers={"Cookie": jar})
         assert answer.status_code == 400 and "not started for" in answer.text
         assert store.get_token("demo", "ada") is None
         assert provider.token_requests["authorization_code"] == 0

@@ -148,8 +148,10 @@ class Arrival:
                 "redirect URI the client reports (client.redirect_uri) at the provider.",
             )
         cookie = self.cookies.get(binding_cookie_name(flow.state))
-        if flow.binding is None or cookie is None or not hmac.compare_digest(
-            _digest(cookie), flow.binding
+        if (
+            flow.binding is None
+            or cookie is None
+            or not hmac.compare_digest(_digest(cookie), flow.binding)
         ):
             raise BrowserBindingError(
                 "This browser did not start this authorization",

@@ -38,11 +38,11 @@ AUTH_RESOURCE = "chat_oauth2_nb"
 class _Base(ExtensionHandlerMixin, JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
-    def prepare(self) -> Any:
+    def prepare(self, *, _redirect_to_login: Any = True) -> Any:
         # Jupyter's access log and tornado's uncaught-exception log print request.uri: the
         # code must not be in it.
         self.request.uri = scrub_uri(self.request.uri or "")
-        return super().prepare()
+        return super().prepare(_redirect_to_login=_redirect_to_login)
 
     def _own_paths(self, path: str) -> set[str]:
         # Behind a proxy that rewrites the prefix, the browser-facing path starts with the
@@ -70,7 +70,7 @@ class StartHandler(_Base):
     """Binds a pending flow to this browser and Jupyter user, then redirects to the provider."""
 
     @web.authenticated
-    @authorized("write")
+    @authorized("write")  # type: ignore[untyped-decorator]
     async def get(self, start_id: str) -> None:
         """302 to the provider's authorization URL, with the flow's binding cookie."""
         callback = url_path_join(self.base_url, "chat-oauth2", "callback")
@@ -103,7 +103,7 @@ class CallbackHandler(_Base):
     """Receives the provider's redirect, finishes the flow and answers a small page."""
 
     @web.authenticated
-    @authorized("write")
+    @authorized("write")  # type: ignore[untyped-decorator]
     async def get(self, alias: str | None = None) -> None:
         """Exchange the code for the flow named by ``state`` and say what happened."""
         params: Any = self.request.query_arguments

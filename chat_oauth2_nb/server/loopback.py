@@ -55,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # read by StreamRequestHandler.setup()
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]  # read by setup() below
         super().setup()
 
     def do_GET(self) -> None:
@@ -229,9 +229,7 @@ class LoopbackServer:
         self._store = store
         self.transport_timeout = transport_timeout
         self.idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        self._server: _Server | None = _Server(
-            port, store, transport_timeout, self.idle_timeout
-        )
+        self._server: _Server | None = _Server(port, store, transport_timeout, self.idle_timeout)
         self._port = self._server.port
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
