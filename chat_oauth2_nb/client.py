@@ -15,6 +15,8 @@ import dataclasses
 import getpass
 import logging
 import os
+import re
+import secrets
 import threading
 import time
 import uuid
@@ -27,7 +29,9 @@ from .config import ProviderConfig, scopes_argument
 from .errors import (
     AuthorizationDeniedError,
     AuthorizationTimeoutError,
+    BrowserBindingError,
     ConfigurationError,
+    IssuerMismatchError,
     NotAuthorizedError,
     OAuth2Error,
     ProviderError,
@@ -53,7 +57,14 @@ from .protocol import (
     transport_error,
     utcnow,
 )
-from .store import DEFAULT_FLOW_TTL, PendingFlow, Store, TokenRecord, open_store
+from .store import (
+    DEFAULT_FLOW_TTL,
+    FlowOrigin,
+    PendingFlow,
+    Store,
+    TokenRecord,
+    open_store,
+)
 from .transport import send
 
 if TYPE_CHECKING:
@@ -61,6 +72,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALLBACK_PATH",
+    "START_PATH",
+    "AuthorizationURL",
     "HttpExchange",
     "OAuth2Client",
     "UserLike",
@@ -72,6 +85,8 @@ __all__ = [
 log = logging.getLogger("chat_oauth2_nb")
 
 CALLBACK_PATH = "chat-oauth2/callback"
+START_PATH = "chat-oauth2/start"
+_CALLBACK_TAIL = re.compile(r"chat-oauth2/callback(/[^/?#]*)?$")
 # Set by the server extension in the Jupyter server's environment; kernels inherit it.
 SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
 _POLL_INTERVAL = 0.05
@@ -103,12 +118,33 @@ def resolve_user(user: UserLike = None) -> str:
     )
 
 
+class AuthorizationURL(str):
+    """The link to open: the start endpoint on the callback's origin, which binds the browser.
+
+    It is a ``str`` (open it, print it, pass it on); :attr:`provider_url` is the provider's
+    authorization URL it redirects to, for tutorials and debugging (opening that one
+    directly skips the browser binding, so its redirect is refused).
+    """
+
+    provider_url: str
+    start_id: str
+
+    def __new__(cls, start_url: str, provider_url: str, start_id: str) -> AuthorizationURL:
+        """Wrap ``start_url`` with the provider URL and the flow's opaque start id."""
+        self = super().__new__(cls, start_url)
+        self.provider_url = provider_url
+        self.start_id = start_id
+        return self
+
+
 def error_from_flow(flow: PendingFlow) -> OAuth2Error:
     """Rebuild the typed error the callback recorded for a failed flow."""
     info = flow.error or {}
     kind = info.get("kind")
     cls: type[OAuth2Error] = {
         "denied": AuthorizationDeniedError,
+        "mixup": IssuerMismatchError,
+        "binding": BrowserBindingError,
         "exchange": TokenExchangeError,
         "state": StateError,
         "store": StoreError,
@@ -175,6 +211,8 @@ class OAuth2Client:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         self._latest_state: dict[str, str] = {}
+        # Identifies this client instance in the flows it starts (shared store, many kernels).
+        self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
         self._noted_exchanges: set[str] = set()
         self._listeners: list[Callable[[str, AuthData | None, OAuth2Error | None], None]] = []
@@ -208,10 +246,12 @@ class OAuth2Client:
     def setup(self) -> str:
         """Register the provider in the store and pick the redirect URI; return it.
 
-        The redirect URI is, in order: ``redirect_uri=`` given to the client; the running
-        Jupyter server's ``{base_url}chat-oauth2/callback`` (the extension tells its kernels
-        through ``CHAT_OAUTH2_NB_CALLBACK_URL``); else a loopback server on 127.0.0.1
-        (RFC 8252 §7.3) started in this process.
+        The redirect URI is, in order: ``redirect_uri=`` given to the client (exactly); the
+        running Jupyter server's ``{base_url}chat-oauth2/callback/<alias>`` (the extension
+        tells its kernels through ``CHAT_OAUTH2_NB_CALLBACK_URL``); else a loopback listener
+        ``http://127.0.0.1:PORT/chat-oauth2/callback/<alias>`` (RFC 8252 §7.3) in this
+        process. Each alias has its own path, so a redirect meant for one provider never
+        completes another's flow (mix-up defence, RFC 9700 §4.4).
         """
         with self._lock:
             self._closed.clear()
@@ -238,9 +278,9 @@ class OAuth2Client:
                     "Run the notebook in Jupyter with the extension enabled "
                     "(`jupyter server extension list`), or use mode='auto'.",
                 )
-            return server_url
+            return f"{server_url}/{self.alias}"
         if self.mode == "auto" and server_url and self._server_alive(server_url):
-            return server_url
+            return f"{server_url}/{self.alias}"
         return self._start_loopback()
 
     def _server_alive(self, callback_url: str) -> bool:
@@ -257,17 +297,34 @@ class OAuth2Client:
         from .server.loopback import LoopbackServer
 
         if self._loopback is None:
-            self._loopback = LoopbackServer(
+            # One listener per store and port in this process: re-running a set-up cell
+            # reuses it (same redirect URI). It listens while flows of it are pending.
+            self._loopback = LoopbackServer.shared(
                 self.store, port=self.loopback_port, transport_timeout=self.timeout
             )
-            self._loopback.start()
-        return str(self._loopback.redirect_uri)
+        return str(self._loopback.redirect_uri_for(self.alias))
+
+    def _start_url(self, flow: PendingFlow) -> str:
+        # The start endpoint lives on the callback's origin, so its cookie reaches the callback.
+        if flow.endpoint == "loopback":
+            self._loopback.start()  # (again) now that a flow waits for it
+            return str(self._loopback.start_url(flow.start_id))
+        parts = httpx.URL(flow.redirect_uri)
+        path = _CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
+        if path == parts.path:
+            raise ConfigurationError(
+                "redirect_uri",
+                f"is {flow.redirect_uri!r}, which no chat_oauth2_nb callback serves",
+                "Use an address ending in /chat-oauth2/callback (or …/callback/<alias>): the "
+                "kit's start link and callback live there.",
+            )
+        return str(parts.copy_with(path=path, query=None, fragment=None))
 
     def close(self) -> None:
         """Stop the loopback server (if any), flow watchers and HTTP connections."""
         self._closed.set()
         if self._loopback is not None:
-            self._loopback.stop()
+            self._loopback.release()
             self._loopback = None
             self._redirect_uri = None
         if self._http_client is not None:
@@ -306,20 +363,27 @@ class OAuth2Client:
 
     def get_user_authorization_url(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
-    ) -> str:
-        """Start an authorization for ``user`` and return the URL to open in a browser.
+    ) -> AuthorizationURL:
+        """Start an authorization for ``user`` and return the link to open in a browser.
 
-        Each URL carries a fresh single-use ``state`` (expires after ``flow_ttl`` seconds)
-        and a PKCE S256 challenge; the scopes are the config's default scopes plus ``scopes``.
+        The link goes to ``…/chat-oauth2/start/<id>`` on the callback's origin, which ties
+        the flow to the browser that opens it (a cookie; on Jupyter also the logged-in user)
+        and redirects to the provider; :attr:`AuthorizationURL.provider_url` is that
+        provider URL. It carries a fresh single-use ``state`` (expires after ``flow_ttl``
+        seconds) and a PKCE S256 challenge; the scopes are the default scopes plus ``scopes``.
         """
-        return self._start_flow(resolve_user(user), scopes, track=True)
+        return self._start_flow(resolve_user(user), scopes, origin="code")[1]
 
-    def _start_flow(self, key: str, scopes: str | Iterable[str] | None, *, track: bool) -> str:
-        # track=False: the panel's standby links, which wait_for_authorization() ignores.
+    def _start_flow(
+        self, key: str, scopes: str | Iterable[str] | None, *, origin: FlowOrigin
+    ) -> tuple[PendingFlow, AuthorizationURL]:
+        # origin="panel": the panel's standby links, which wait_for_authorization() ignores
+        # unless one of them finishes.
         redirect = self._redirect_uri or self.setup()
         wanted = tuple(dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))))
         state, verifier = new_state(), new_code_verifier()
         now = time.time()
+        on_loopback = self._loopback is not None and self._loopback.serves(redirect)
         flow = PendingFlow(
             state=state,
             alias=self.alias,
@@ -330,21 +394,42 @@ class OAuth2Client:
             created_at=now,
             expires_at=now + self.flow_ttl,
             provider=self.config,
+            start_id=secrets.token_urlsafe(24),
+            origin=origin,
+            client_ref=self._ref,
+            endpoint="loopback" if on_loopback else "server",
         )
         self.store.add_flow(flow)
-        if track:
+        if origin == "code":
             self._latest_state[key] = state
         if self.config.authorization_callback is not None or self._listeners:
             threading.Thread(
                 target=self._watch, args=(flow,), name="chat-oauth2-watch", daemon=True
             ).start()
-        return authorization_url(
+        provider_url = authorization_url(
             self.config, redirect_uri=redirect, scopes=wanted, state=state, code_verifier=verifier
         )
+        assert flow.start_id is not None
+        return flow, AuthorizationURL(self._start_url(flow), provider_url, flow.start_id)
+
+    def start_link(self, flow: PendingFlow) -> AuthorizationURL:
+        """The link (start URL, with its provider URL) of a pending flow this client can serve."""
+        if flow.start_id is None:
+            raise StateError(
+                "This flow has no start link", hint="Get a fresh one: get_user_authorization_url()."
+            )
+        provider_url = authorization_url(
+            self.config,
+            redirect_uri=flow.redirect_uri,
+            scopes=flow.scopes,
+            state=flow.state,
+            code_verifier=flow.code_verifier,
+        )
+        return AuthorizationURL(self._start_url(flow), provider_url, flow.start_id)
 
     async def aget_user_authorization_url(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
-    ) -> str:
+    ) -> AuthorizationURL:
         """Async twin of :meth:`get_user_authorization_url`."""
         return await asyncio.to_thread(self.get_user_authorization_url, user, scopes)
 
@@ -425,7 +510,13 @@ class OAuth2Client:
         """
         key = resolve_user(user)
         state = self._latest_state.get(key)
-        flow = self.store.get_flow(state) if state else self.store.latest_flow(self.alias, key)
+        # Only flows this client instance started: another kernel's (or notebook's) flow for
+        # the same alias and user is not what this caller asked for.
+        flow = (
+            self.store.get_flow(state)
+            if state
+            else self.store.latest_flow(self.alias, key, client_ref=self._ref)
+        )
         if flow is None:
             raise NotAuthorizedError(
                 f"No authorization was started for {key!r} at {self.alias!r}",
@@ -439,7 +530,7 @@ class OAuth2Client:
                 # Another link for this user (the panel's, say) finished meanwhile: that is
                 # the authorization this caller is waiting for.
                 other = self.store.finished_flow_since(
-                    self.alias, key, min(started, flow.created_at)
+                    self.alias, key, min(started, flow.created_at), client_ref=self._ref
                 )
                 if other is not None and other.state != flow.state:
                     outcome = self._flow_outcome(other)

@@ -119,6 +119,14 @@ class StateError(OAuth2Error):
     """The callback's ``state`` is unknown, already used, expired or missing."""
 
 
+class BrowserBindingError(StateError):
+    """The redirect came from a browser (or Jupyter user) other than the one that started the flow."""
+
+
+class IssuerMismatchError(OAuth2Error):
+    """The redirect's ``iss`` is not the flow's provider (RFC 9207): a mix-up attempt."""
+
+
 class AuthorizationTimeoutError(OAuth2Error, TimeoutError):
     """No callback completed the pending authorization in time."""
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .config import ProviderConfig
-from .errors import StateError, StoreError, StoreLockedError
+from .errors import BrowserBindingError, StateError, StoreError, StoreLockedError
 from .protocol import AuthData, mask
 
 __all__ = [
     "DEFAULT_FLOW_TTL",
+    "FlowEndpoint",
+    "FlowOrigin",
     "FlowStatus",
     "PendingFlow",
     "Store",
@@ -79,7 +81,21 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 # Columns added after the first release: a store an older version wrote gets them on open.
-_ADDED_COLUMNS: dict[str, dict[str, str]] = {}
+_ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    # Who started a flow and where it may finish (DESIGN.md, "Decisions for the field").
+    "flows": {
+        "start_id": "TEXT",
+        "origin": "TEXT NOT NULL DEFAULT 'code'",
+        "client_ref": "TEXT",
+        "endpoint": "TEXT",
+        "owner": "TEXT",
+        "binding": "TEXT",
+    },
+}
+
+FlowOrigin = Literal["code", "panel", "device", "paste"]
+# Where a flow's redirect may arrive: the Jupyter server's callback or a loopback listener.
+FlowEndpoint = Literal["server", "loopback"]
 
 FlowStatus = Literal["pending", "exchanging", "done", "error"]
 
@@ -119,6 +135,17 @@ class PendingFlow:
     # The provider as this flow's client saw it: two notebooks may use one alias for two
     # different providers, and the code must be exchanged where it was issued.
     provider: ProviderConfig | None = dataclasses.field(default=None, compare=False)
+    #: The opaque id of the start link (``…/chat-oauth2/start/<start_id>``); not the state.
+    start_id: str | None = None
+    #: Who started it: code in a cell, a panel, (later) device or paste-back.
+    origin: FlowOrigin = "code"
+    #: The client instance that started it; wait_for_authorization() follows only its own.
+    client_ref: str | None = None
+    endpoint: FlowEndpoint = "server"
+    #: The Jupyter user who opened the start link (None on the loopback).
+    owner: str | None = None
+    #: SHA-256 of the browser-binding cookie set by the start link; None until opened.
+    binding: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -153,6 +180,12 @@ def _flow(row: sqlite3.Row) -> PendingFlow:
         finished_at=row["finished_at"],
         exchange=json.loads(row["exchange"]) if row["exchange"] else None,
         provider=_provider(json.loads(row["provider"])) if row["provider"] else None,
+        start_id=row["start_id"],
+        origin=row["origin"] or "code",
+        client_ref=row["client_ref"],
+        endpoint=row["endpoint"] or "server",
+        owner=row["owner"],
+        binding=row["binding"],
     )
 
 
@@ -201,6 +234,7 @@ class Store:
             db.executescript(_SCHEMA)
             for table, columns in _ADDED_COLUMNS.items():
                 _ensure_columns(db, table, columns)
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS flows_by_start ON flows (start_id)")
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
 
@@ -299,7 +333,8 @@ class Store:
             )
             db.execute(
                 "INSERT INTO flows (state, alias, user, code_verifier, redirect_uri, scopes, "
-                "created_at, expires_at, status, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                "created_at, expires_at, status, provider, start_id, origin, client_ref, endpoint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
                 (
                     flow.state,
                     flow.alias,
@@ -312,11 +347,64 @@ class Store:
                     json.dumps(flow.provider.to_mapping(include_secret=True))
                     if flow.provider
                     else None,
+                    flow.start_id,
+                    flow.origin,
+                    flow.client_ref,
+                    flow.endpoint,
                 ),
             )
 
-    def consume_flow(self, state: str) -> PendingFlow:
-        """Take a pending flow for its callback, exactly once; raise StateError otherwise."""
+    def flow_by_start_id(self, start_id: str) -> PendingFlow | None:
+        """The flow whose start link has this opaque id, or None."""
+        with self._transaction(write=False) as db:
+            row = db.execute("SELECT * FROM flows WHERE start_id = ?", (start_id,)).fetchone()
+        return _flow(row) if row else None
+
+    def bind_flow(self, start_id: str, binding: str, owner: str | None) -> PendingFlow:
+        """Bind a pending flow to the browser that opened its start link (and its Jupyter user).
+
+        Raises StateError when the flow is unknown, used or expired, and BrowserBindingError
+        when another Jupyter user already opened it.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM flows WHERE start_id = ?", (start_id,)).fetchone()
+            if row is None or row["status"] != "pending" or row["expires_at"] <= now:
+                raise StateError(
+                    "This authorization link is unknown, used or expired",
+                    hint="Get a fresh link from your notebook (the panel's Authorize link or "
+                    "client.get_user_authorization_url()).",
+                )
+            if row["owner"] is not None and row["owner"] != owner:
+                raise BrowserBindingError(
+                    "This authorization link was opened by another Jupyter user",
+                    hint="Each person authorizes from a link their own notebook shows.",
+                )
+            # The latest browser to open the link wins: a second tab of the same person works.
+            db.execute(
+                "UPDATE flows SET binding = ?, owner = ? WHERE start_id = ?",
+                (binding, owner, start_id),
+            )
+        return dataclasses.replace(_flow(row), binding=binding, owner=owner)
+
+    def has_pending_flow(self, redirect_prefix: str) -> bool:
+        """True while an unexpired pending flow's redirect URI starts with ``redirect_prefix``."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT 1 FROM flows WHERE status = 'pending' AND expires_at > ? "
+                "AND substr(redirect_uri, 1, ?) = ? LIMIT 1",
+                (time.time(), len(redirect_prefix), redirect_prefix),
+            ).fetchone()
+        return row is not None
+
+    def consume_flow(
+        self, state: str, check: Callable[[PendingFlow], None] | None = None
+    ) -> PendingFlow:
+        """Take a pending flow for its callback, exactly once; raise StateError otherwise.
+
+        ``check`` runs on the pending flow inside the transaction and may raise to refuse it:
+        a refused flow stays pending, so the person who started it can still finish it.
+        """
         now = time.time()
         with self._transaction() as db:
             row = db.execute("SELECT * FROM flows WHERE state = ?", (state,)).fetchone()
@@ -333,6 +421,8 @@ class Store:
                     hint="Each link works once: get a fresh one with "
                     "client.get_user_authorization_url().",
                 )
+            if check is not None:
+                check(_flow(row))
             if row["expires_at"] <= now:
                 db.execute(
                     "UPDATE flows SET status = 'error', error = ?, finished_at = ? WHERE state = ?",
@@ -376,22 +466,27 @@ class Store:
             row = db.execute("SELECT * FROM flows WHERE state = ?", (state,)).fetchone()
         return _flow(row) if row else None
 
-    def latest_flow(self, alias: str, user: str) -> PendingFlow | None:
-        """The most recently started flow for (alias, user), or None."""
+    def latest_flow(
+        self, alias: str, user: str, client_ref: str | None = None
+    ) -> PendingFlow | None:
+        """The most recently started flow for (alias, user) (of one client, if given), or None."""
         with self._transaction(write=False) as db:
             row = db.execute(
-                "SELECT * FROM flows WHERE alias = ? AND user = ? ORDER BY created_at DESC LIMIT 1",
-                (alias, user),
+                "SELECT * FROM flows WHERE alias = ? AND user = ? "
+                "AND (? IS NULL OR client_ref = ?) ORDER BY created_at DESC LIMIT 1",
+                (alias, user, client_ref, client_ref),
             ).fetchone()
         return _flow(row) if row else None
 
-    def finished_flow_since(self, alias: str, user: str, since: float) -> PendingFlow | None:
-        """The latest flow for (alias, user) that ended at or after ``since``, or None."""
+    def finished_flow_since(
+        self, alias: str, user: str, since: float, client_ref: str | None = None
+    ) -> PendingFlow | None:
+        """The latest flow for (alias, user) (of one client, if given) that ended since ``since``."""
         with self._transaction(write=False) as db:
             row = db.execute(
                 "SELECT * FROM flows WHERE alias = ? AND user = ? AND finished_at >= ? "
-                "ORDER BY finished_at DESC LIMIT 1",
-                (alias, user, since),
+                "AND (? IS NULL OR client_ref = ?) ORDER BY finished_at DESC LIMIT 1",
+                (alias, user, since, client_ref, client_ref),
             ).fetchone()
         return _flow(row) if row else None
 

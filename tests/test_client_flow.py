@@ -35,7 +35,8 @@ Make = Callable[..., OAuth2Client]
 
 
 def query(url: str) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(url).query)
+    """The query of the provider URL behind an authorization link (or of ``url`` itself)."""
+    return parse_qs(urlsplit(getattr(url, "provider_url", url)).query)
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -134,9 +135,13 @@ def test_user_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_authorization_url_parameters(make_client: Make, store: Store) -> None:
     client = make_client()
     redirect = client.setup()
-    assert redirect.startswith("http://127.0.0.1:") and redirect.endswith("/chat-oauth2/callback")
-    url = client.get_user_authorization_url("ada", scopes=["email"])
-    q = query(url)
+    assert redirect.startswith("http://127.0.0.1:")
+    assert redirect.endswith("/chat-oauth2/callback/demo")  # one path per alias (mix-up)
+    link = client.get_user_authorization_url("ada", scopes=["email"])
+    # The link the person opens binds the browser and names the flow by an opaque id only.
+    assert link.startswith(redirect.split("/chat-oauth2/")[0] + "/chat-oauth2/start/")
+    assert "?" not in link and link.start_id in link
+    q = query(link.provider_url)
     assert q["response_type"] == ["code"]
     assert q["client_id"] == [client.config.client_id]
     assert q["redirect_uri"] == [redirect]
@@ -149,7 +154,7 @@ def test_authorization_url_parameters(make_client: Make, store: Store) -> None:
     assert flow is not None and flow.alias == "demo" and flow.user == "ada"
     assert q["code_challenge"] == [create_s256_code_challenge(flow.code_verifier)]
     assert flow.expires_at - flow.created_at == pytest.approx(600)
-    again = query(client.get_user_authorization_url("ada"))
+    again = query(client.get_user_authorization_url("ada").provider_url)
     assert again["state"] != q["state"] and again["code_challenge"] != q["code_challenge"]
 
 
@@ -542,7 +547,7 @@ def test_wait_returns_when_another_link_for_the_user_completes(
 ) -> None:
     client = make_client()
     waited = client.get_user_authorization_url("ada")
-    other = client._start_flow("ada", None, track=False)  # e.g. the panel's link
+    other = client._start_flow("ada", None, origin="panel")[1]  # e.g. the panel's link
     provider.approve(other)
     data = client.wait_for_authorization("ada", timeout=5)
     assert data == client.get_access_token_for_user("ada")

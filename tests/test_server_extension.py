@@ -39,10 +39,43 @@ async def jupyter_client(provider: DemoProvider, **kwargs: Any) -> OAuth2Client:
     return client
 
 
-def callback_params(provider: DemoProvider, url: str, **kw: Any) -> dict[str, str]:
-    redirect = provider.approve(url, follow_redirect=False, **kw)
-    assert redirect.status_code in (302, 303), redirect.text
-    return {k: v[0] for k, v in parse_qs(urlsplit(redirect.headers["location"]).query).items()}
+class Browser:
+    """One person's browser: opens the start link (keeping its cookie), approves, comes back."""
+
+    def __init__(self, jp_fetch: Fetch, provider: DemoProvider) -> None:
+        self.fetch, self.provider = jp_fetch, provider
+        self.cookies: dict[str, str] = {}
+
+    async def open(self, link: str) -> str:
+        """GET the start link; return the provider URL it redirects to."""
+        start_id = urlsplit(link).path.rsplit("/", 1)[1]
+        response = await self.fetch(
+            "chat-oauth2", "start", start_id, follow_redirects=False, raise_error=False
+        )
+        assert response.code == 302, response.body
+        for header in response.headers.get_list("Set-Cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        return str(response.headers["Location"])
+
+    async def params(self, link: str, **kw: Any) -> dict[str, str]:
+        """Open the link, approve at the provider, return the redirect's query."""
+        redirect = self.provider.approve(await self.open(link), follow_redirect=False, **kw)
+        assert redirect.status_code in (302, 303), redirect.text
+        location = redirect.headers["location"]
+        return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    async def callback(self, params: dict[str, str], alias: str = "demo", **kw: Any) -> Any:
+        """The provider's redirect arriving, with this browser's cookies."""
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return await self.fetch(
+            "chat-oauth2", "callback", alias, params=params, headers={"Cookie": cookie}, **kw
+        )
+
+
+@pytest.fixture
+def browser(jp_fetch: Fetch, provider: DemoProvider) -> Browser:
+    return Browser(jp_fetch, provider)
 
 
 async def test_redirect_uri_is_the_servers_callback(
@@ -54,19 +87,20 @@ async def test_redirect_uri_is_the_servers_callback(
 ) -> None:
     client = await jupyter_client(provider)
     assert (
-        client.redirect_uri == f"http://localhost:{jp_http_port}{jp_base_url}chat-oauth2/callback"
+        client.redirect_uri
+        == f"http://localhost:{jp_http_port}{jp_base_url}chat-oauth2/callback/demo"
     )
     assert client.mode == "auto"
 
 
 async def test_full_flow_through_callback(
-    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
 ) -> None:
     client = await jupyter_client(provider)
     assert client.redirect_uri is not None and "/a%40b/chat-oauth2/callback" in client.redirect_uri
     url = client.get_user_authorization_url("ada")
-    params = callback_params(provider, url)
-    response = await jp_fetch("chat-oauth2", "callback", params=params)
+    params = await browser.params(url)
+    response = await browser.callback(params)
     assert response.code == 200
     page = response.body.decode()
     assert "Authorized" in page and "close this tab" in page
@@ -76,7 +110,7 @@ async def test_full_flow_through_callback(
         assert secret not in page
     # The same state again: single use.
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     assert info.value.code == 400
     assert b"already used" in info.value.response.body  # type: ignore[union-attr]
     assert (await client.aget_access_token_for_user("ada")) == data
@@ -91,36 +125,40 @@ async def test_full_flow_through_callback(
     ],
 )
 async def test_forged_or_missing_state_rejected(
-    jp_fetch: Fetch, jp_serverapp: Any, params: dict[str, str]
+    jp_fetch: Fetch, jp_serverapp: Any, params: dict[str, str], browser: Browser
 ) -> None:
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     assert info.value.code == 400
     assert open_store().list_tokens() == []
 
 
 async def test_expired_state_rejected(
-    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
 ) -> None:
     client = await jupyter_client(provider, flow_ttl=0.3)
     url = client.get_user_authorization_url("ada")
-    params = callback_params(provider, url)
+    params = await browser.params(url)
     await asyncio.sleep(0.5)
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     assert info.value.code == 400 and b"expired" in info.value.response.body  # type: ignore[union-attr]
     with pytest.raises(StateError, match="expired"):
         await client.await_for_authorization("ada", timeout=2)
 
 
 async def test_callback_requires_jupyter_login(
-    jp_serverapp: Any, http_server_client: Any, jp_base_url: str, provider: DemoProvider
+    jp_serverapp: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    provider: DemoProvider,
+    browser: Browser,
 ) -> None:
     client = await jupyter_client(provider)
-    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    params = await browser.params(client.get_user_authorization_url("ada"))
     from urllib.parse import urlencode
 
-    url = f"{jp_base_url}chat-oauth2/callback?{urlencode(params)}"
+    url = f"{jp_base_url}chat-oauth2/callback/demo?{urlencode(params)}"
     with pytest.raises(HTTPClientError) as info:
         await http_server_client.fetch(url, follow_redirects=False)
     assert info.value.code in (302, 403)
@@ -132,18 +170,19 @@ async def test_callback_requires_jupyter_login(
 
 
 async def test_provider_error_is_escaped_and_reaches_kernel(
-    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
 ) -> None:
     client = await jupyter_client(provider)
     url = client.get_user_authorization_url("ada")
-    state = parse_qs(urlsplit(url).query)["state"][0]
+    state = parse_qs(urlsplit(url.provider_url).query)["state"][0]
+    await browser.open(url)
     params = {
         "state": state,
         "error": "access_denied",
         "error_description": '<script>alert("x")</script> & <b>bold</b>',
     }
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     assert info.value.code == 400
     page = info.value.response.body.decode()  # type: ignore[union-attr]
     assert "<script>" not in page and "<b>bold</b>" not in page
@@ -154,13 +193,13 @@ async def test_provider_error_is_escaped_and_reaches_kernel(
 
 
 async def test_token_endpoint_failure_is_502(
-    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
 ) -> None:
     client = await jupyter_client(provider)
-    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    params = await browser.params(client.get_user_authorization_url("ada"))
     provider.inject_fault("token", status=500, body="<html>boom</html>", content_type="text/html")
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     assert info.value.code == 502
     assert b"HTTP 500" in info.value.response.body  # type: ignore[union-attr]
     with pytest.raises(TokenExchangeError, match="HTTP 500"):
@@ -169,7 +208,7 @@ async def test_token_endpoint_failure_is_502(
 
 
 async def test_wrong_client_secret_shows_invalid_client(
-    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
 ) -> None:
     client = create_oauth2_client(
         provider.config(alias="demo"),
@@ -177,9 +216,9 @@ async def test_wrong_client_secret_shows_invalid_client(
         client_secret="wrong-secret-xyz",
     )
     await client.asetup()
-    params = callback_params(provider, client.get_user_authorization_url("ada"))
+    params = await browser.params(client.get_user_authorization_url("ada"))
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("chat-oauth2", "callback", params=params)
+        await browser.callback(params)
     page = info.value.response.body.decode()  # type: ignore[union-attr]
     assert info.value.code == 502 and "invalid_client" in page and "client id and secret" in page
     assert "wrong-secret-xyz" not in page

@@ -99,6 +99,16 @@ def _check_lifetime(seconds: int) -> int:
     return seconds
 
 
+def _with_iss(response: DemoResponse, iss: str) -> DemoResponse:
+    # RFC 9207 §2: the authorization response (success or error) names its issuer.
+    headers = []
+    for name, value in response.headers:
+        if name.lower() == "location":
+            value += ("&" if "?" in value else "?") + urlencode({"iss": iss})
+        headers.append((name, value))
+    return DemoResponse(response.status, response.body, headers)
+
+
 class DemoProvider:
     """A local OAuth2 authorization server (Authlib's protocol, stdlib HTTP, memory storage).
 
@@ -142,6 +152,10 @@ class DemoProvider:
         #: How /token answers: "json", or "form" (application/x-www-form-urlencoded, as
         #: GitHub does unless asked for JSON).
         self.answer_format: str = "json"
+        #: Add RFC 9207 ``iss`` to authorization redirects (and advertise it in the metadata).
+        self.send_iss: bool = False
+        #: Send this ``iss`` instead of the real issuer (a mix-up for tests); implies send_iss.
+        self.wrong_iss: str | None = None
         client_id, client_secret = self.register_client(
             client_id=f"demo-{secrets.token_hex(6)}",
             auth_method="client_secret_basic",
@@ -390,8 +404,37 @@ class DemoProvider:
         """
         import httpx
 
-        if not authorization_url.startswith(self.issuer + AUTHORIZE_PATH):
-            raise ValueError(f"Not an authorization URL of this provider ({self.issuer}).")
+        # The client's origin (start link, callback) gets the caller's headers and cookies and
+        # keeps the cookies it sets, as a browser does; the provider gets none of them.
+        client_side = httpx.Client(
+            timeout=timeout,
+            trust_env=False,
+            headers=dict(headers or {}),
+            cookies=dict(cookies or {}),
+        )
+        with client_side:
+            if not authorization_url.startswith(self.issuer + AUTHORIZE_PATH):
+                start = client_side.get(authorization_url)
+                target = start.headers.get("Location", "")
+                if not start.is_redirect or not target.startswith(self.issuer + AUTHORIZE_PATH):
+                    raise ValueError(
+                        f"Neither an authorization URL of this provider ({self.issuer}) nor a "
+                        f"start link that redirects to one (it answered {start.status_code})."
+                    )
+                authorization_url = target
+            answer = self._consent(authorization_url, deny, username, timeout)
+            if not isinstance(answer, httpx.Response) or not follow_redirect:
+                return answer
+            if not answer.is_redirect:
+                return answer
+            location = urljoin(str(answer.url), answer.headers["Location"])
+            return client_side.get(location)
+
+    def _consent(
+        self, authorization_url: str, deny: bool, username: str | None, timeout: float
+    ) -> httpx.Response:
+        import httpx
+
         with httpx.Client(timeout=timeout, trust_env=False) as http:
             page = http.get(authorization_url)
             if page.is_redirect:  # an error the provider redirected straight away
@@ -405,16 +448,7 @@ class DemoProvider:
                     fields["username"] = username
                 fields["decision"] = "deny" if deny else "approve"
                 answer = http.post(urljoin(str(page.url), form.action), data=fields)
-        if not follow_redirect or not answer.is_redirect:
-            return answer
-        location = urljoin(str(answer.url), answer.headers["Location"])
-        with httpx.Client(
-            timeout=timeout,
-            trust_env=False,
-            headers=dict(headers or {}),
-            cookies=dict(cookies or {}),
-        ) as http:
-            return http.get(location)
+        return answer
 
     # -- request handling (called on the server's handler threads) -----------------------
 
@@ -512,6 +546,8 @@ class DemoProvider:
             response: DemoResponse = self._auth.create_authorization_response(
                 grant.request, grant_user=user if decision == "approve" else None, grant=grant
             )
+        if self.send_iss or self.wrong_iss:
+            response = _with_iss(response, self.wrong_iss or self.issuer)
         log.info(
             "user %s %s client %s",
             username,
@@ -567,8 +603,11 @@ class DemoProvider:
         return response
 
     def _metadata(self, raw: RawRequest) -> DemoResponse:
+        metadata = self._auth.metadata()
+        if self.send_iss or self.wrong_iss:
+            metadata["authorization_response_iss_parameter_supported"] = True
         return DemoResponse(
-            200, json.dumps(self._auth.metadata()).encode(), [("Content-Type", "application/json")]
+            200, json.dumps(metadata).encode(), [("Content-Type", "application/json")]
         )
 
     def _jwks(self, raw: RawRequest) -> DemoResponse:

@@ -10,15 +10,15 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Unicode
 
-from ..client import CALLBACK_PATH, SERVER_CALLBACK_ENV
+from ..client import CALLBACK_PATH, SERVER_CALLBACK_ENV, START_PATH
 from ..store import Store, open_store
-from .handlers import CallbackHandler
+from .handlers import CallbackHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
 
 
 class ChatOAuth2App(ExtensionApp):
-    """Receives OAuth2 redirects at ``{base_url}chat-oauth2/callback``."""
+    """Receives OAuth2 redirects at ``{base_url}chat-oauth2/callback/<alias>``."""
 
     name = "chat_oauth2_nb"
     load_other_extensions = True
@@ -29,7 +29,7 @@ class ChatOAuth2App(ExtensionApp):
             "The browser-facing URL of this Jupyter server, base_url included "
             "(e.g. https://hub.example.org/user/ada/), when it differs from the URL the server "
             "knows (behind a proxy or JupyterHub). The redirect URI is this plus "
-            "'chat-oauth2/callback'."
+            "'chat-oauth2/callback/<alias>'."
         ),
     ).tag(config=True)
 
@@ -51,7 +51,11 @@ class ChatOAuth2App(ExtensionApp):
             return open_store()
 
         self._http = http
-        self.settings.update(chat_oauth2_nb_http=get_http, chat_oauth2_nb_store=get_store)
+        self.settings.update(
+            chat_oauth2_nb_http=get_http,
+            chat_oauth2_nb_store=get_store,
+            chat_oauth2_nb_public_url=self.public_url,
+        )
         assert self.serverapp is not None
         self._export_callback_url()
         # With port retries the port is final only once the server binds: export again then.
@@ -68,8 +72,14 @@ class ChatOAuth2App(ExtensionApp):
         self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s", url)
 
     def initialize_handlers(self) -> None:
-        """Route the callback."""
-        self.handlers.append((rf"/{CALLBACK_PATH}", CallbackHandler))
+        """Route the start link, the per-alias callbacks and the plain callback."""
+        self.handlers.extend(
+            [
+                (rf"/{START_PATH}/([A-Za-z0-9_-]{{1,128}})", StartHandler),
+                (rf"/{CALLBACK_PATH}/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", CallbackHandler),
+                (rf"/{CALLBACK_PATH}", CallbackHandler),
+            ]
+        )
 
     async def stop_extension(self) -> None:
         """Close the HTTP client and stop advertising the callback URL."""

@@ -9,14 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
 from ..errors import (
     AuthorizationDeniedError,
+    BrowserBindingError,
+    IssuerMismatchError,
     OAuth2Error,
     StateError,
     StoreError,
@@ -36,7 +43,16 @@ from ..protocol import (
 from ..store import PendingFlow, Store
 from ..transport import asend
 
-__all__ = ["CallbackOutcome", "complete_authorization"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "Arrival",
+    "CallbackOutcome",
+    "binding_cookie",
+    "binding_cookie_name",
+    "complete_authorization",
+    "open_start_link",
+    "scrub_uri",
+]
 
 log = logging.getLogger("chat_oauth2_nb.server")
 
@@ -46,6 +62,114 @@ _MAX_PARAM = 4096
 _DEFAULT_DEADLINE = 10.0
 # How long a token already obtained waits for a store another process holds locked.
 _STORE_PATIENCE = 30.0
+
+
+#: Headers on every answer of the start and callback endpoints.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+_SCRUBBED = re.compile(r"(?i)(?<=[?&;])((?:code|state|iss)=)[^&;#]*")
+
+
+def scrub_uri(uri: str) -> str:
+    """``uri`` with the values of ``code``, ``state`` and ``iss`` replaced (names kept), for logs."""
+    return _SCRUBBED.sub(r"\1[scrubbed]", uri)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def binding_cookie_name(state: str) -> str:
+    """The cookie that binds the flow of ``state`` to a browser: one per flow, so flows coexist."""
+    return f"chat_oauth2_{_digest(state)[:20]}"
+
+
+def binding_cookie(name: str, value: str, path: str, *, secure: bool) -> str:
+    """A Set-Cookie value: HttpOnly, SameSite=Lax (it must survive the provider's redirect back)."""
+    flags = "; Secure" if secure else ""
+    return f"{name}={value}; Path={quote(path)}; HttpOnly; SameSite=Lax; Max-Age=3600{flags}"
+
+
+def open_start_link(
+    store: Store, start_id: str, *, owner: str | None, accepts: Callable[[PendingFlow], bool]
+) -> tuple[str, str, str] | str:
+    """Bind the flow of ``start_id`` to this browser: (provider URL, cookie name, cookie value).
+
+    Returns the reason (words for a page) when the link is unknown, used, expired, another
+    Jupyter user's, or was issued for another endpoint.
+    """
+    from ..protocol import authorization_url
+
+    if not 0 < len(start_id) <= 128:
+        return "This authorization link is malformed. Start again from your notebook's link."
+    try:
+        flow = store.flow_by_start_id(start_id)
+        if flow is None or not accepts(flow) or flow.provider is None:
+            return (
+                "This authorization link is unknown here. Start again from the link your "
+                "notebook shows."
+            )
+        value = secrets.token_urlsafe(32)
+        flow = store.bind_flow(start_id, _digest(value), owner)
+    except OAuth2Error as exc:
+        return f"{exc.message}. {exc.hint or ''}".strip()
+    url = authorization_url(
+        flow.provider,  # type: ignore[arg-type]  # checked above
+        redirect_uri=flow.redirect_uri,
+        scopes=flow.scopes,
+        state=flow.state,
+        code_verifier=flow.code_verifier,
+    )
+    return url, binding_cookie_name(flow.state), value
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrival:
+    """Where and how a redirect arrived: which endpoint, the browser's cookies, the Jupyter user."""
+
+    kind: Literal["server", "loopback"]
+    #: The alias named by the path (``…/callback/<alias>``); None at the plain ``…/callback``.
+    path_alias: str | None
+    cookies: Mapping[str, str]
+    #: The logged-in Jupyter user (None on the loopback, which has no login).
+    user: str | None
+    #: Whether a flow with this redirect URI may finish here.
+    accepts: Callable[[str], bool]
+
+    def check(self, flow: PendingFlow) -> None:
+        """Refuse a flow not issued for this endpoint or not started in this browser by this user."""
+        wrong_place = (
+            (self.kind == "server" and flow.endpoint == "loopback")
+            or not self.accepts(flow.redirect_uri)
+            or (self.path_alias is not None and self.path_alias != flow.alias)
+        )
+        if wrong_place:
+            # Mix-up or a redirect replayed at another listener: the flow stays usable.
+            raise StateError(
+                "This redirect arrived at an address the authorization was not started for",
+                hint="Start again from the link your notebook shows, and register exactly the "
+                "redirect URI the client reports (client.redirect_uri) at the provider.",
+            )
+        cookie = self.cookies.get(binding_cookie_name(flow.state))
+        if (
+            flow.binding is None
+            or cookie is None
+            or not hmac.compare_digest(_digest(cookie), flow.binding)
+        ):
+            raise BrowserBindingError(
+                "This browser did not start this authorization",
+                hint="Start again from the Authorize link your notebook shows (or the URL "
+                "client.get_user_authorization_url() returned), in this browser.",
+            )
+        if flow.owner is not None and flow.owner != self.user:
+            raise BrowserBindingError(
+                "Another Jupyter user started this authorization",
+                status_code=403,
+                hint="Each person authorizes from a link their own notebook shows.",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +226,46 @@ def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
     }
 
 
+def _issuer_problem(
+    flow: PendingFlow, params: Mapping[str, Sequence[str]]
+) -> IssuerMismatchError | None:
+    # RFC 9207: the provider names itself in the redirect; a different name means the browser
+    # was bounced here by another provider (mix-up, RFC 9700 §4.4).
+    config = flow.provider
+    issuer = config.issuer if config is not None else None
+    if "iss" not in params:
+        if config is not None and config.authorization_response_iss_parameter_supported:
+            return IssuerMismatchError(
+                f"The redirect for {flow.alias!r} has no iss, but its provider always sends one",
+                hint="Someone may have mixed up providers: start again from your notebook's "
+                "link. If it happens again, check the provider's metadata.",
+            )
+        return None
+    iss = _one(params, "iss")
+    if issuer is None:
+        return None  # nothing to compare with: the config has no issuer
+    if iss is None or iss.rstrip("/") != issuer.rstrip("/"):
+        return IssuerMismatchError(
+            f"The redirect for {flow.alias!r} names another issuer than {issuer}",
+            hint="Another provider sent your browser here (a mix-up attack, RFC 9700 §4.4), or "
+            "the config's issuer is wrong. Start again from your notebook's link.",
+        )
+    return None
+
+
 async def complete_authorization(
-    store: Store, params: Mapping[str, Sequence[str]], http: httpx.AsyncClient
+    store: Store,
+    params: Mapping[str, Sequence[str]],
+    http: httpx.AsyncClient,
+    arrival: Arrival,
 ) -> CallbackOutcome:
-    """Finish the flow named by ``params['state']``; never raises for bad input."""
+    """Finish the flow named by ``params['state']``; never raises for bad input.
+
+    Before the state is used up, the flow must have been issued for this endpoint and alias
+    and started by this browser (and Jupyter user); otherwise it stays pending. A redirect
+    whose ``iss`` is not the flow's provider (RFC 9207) ends the flow with an error and sends
+    no code anywhere.
+    """
     state = _one(params, "state")
     if state is None:
         return _failure(
@@ -120,7 +280,9 @@ async def complete_authorization(
     try:
         # Store calls run in a worker thread: a store locked by another process must not
         # stall the Jupyter server's event loop for the busy timeout.
-        flow = await asyncio.to_thread(store.consume_flow, state)
+        flow = await asyncio.to_thread(store.consume_flow, state, arrival.check)
+    except BrowserBindingError as exc:
+        return _failure(exc.status_code or 400, "Authorization failed", exc)
     except StateError as exc:
         return _failure(400, "Authorization failed", exc)
     except StoreError as exc:
@@ -153,6 +315,12 @@ async def _settle(
     where = {"alias": flow.alias, "user": flow.user}
     config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
     known = (flow.code_verifier, config.client_secret if config else None)
+
+    mixup = _issuer_problem(flow, params)
+    if mixup is not None:
+        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(mixup, "mixup"))
+        log.warning("refused a redirect for %r: %s", flow.alias, mixup.message)
+        return _failure(400, "Authorization refused", mixup, **where)
 
     error = _one(params, "error")
     if error is not None or "error" in params:

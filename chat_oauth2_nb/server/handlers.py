@@ -1,41 +1,128 @@
-"""The callback route: ``GET {base_url}chat-oauth2/callback``, behind the Jupyter login."""
+"""The routes, behind the Jupyter login and "write" permission.
+
+``GET {base_url}chat-oauth2/start/<id>`` binds a pending flow to this browser (a cookie)
+and this Jupyter user, then sends the browser to the provider.
+``GET {base_url}chat-oauth2/callback/<alias>`` (and the plain ``…/callback`` for explicit
+redirect URIs) receives the provider's redirect and finishes the flow.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .callback import complete_authorization
+from ..store import PendingFlow
+from .callback import (
+    SECURITY_HEADERS,
+    Arrival,
+    CallbackOutcome,
+    binding_cookie,
+    complete_authorization,
+    open_start_link,
+    scrub_uri,
+)
 from .pages import render_outcome
 
-__all__ = ["AUTH_RESOURCE", "CallbackHandler"]
+__all__ = ["AUTH_RESOURCE", "CallbackHandler", "StartHandler"]
 
 AUTH_RESOURCE = "chat_oauth2_nb"
 
 
-class CallbackHandler(ExtensionHandlerMixin, JupyterHandler):
-    """Receives the provider's redirect, finishes the flow and answers a small page."""
-
+class _Base(ExtensionHandlerMixin, JupyterHandler):
     auth_resource = AUTH_RESOURCE
 
+    def prepare(self, *, _redirect_to_login: Any = True) -> Any:
+        # Jupyter's access log and tornado's uncaught-exception log print request.uri: the
+        # code must not be in it.
+        self.request.uri = scrub_uri(self.request.uri or "")
+        return super().prepare(_redirect_to_login=_redirect_to_login)
+
+    def _own_paths(self, path: str) -> set[str]:
+        # Behind a proxy that rewrites the prefix, the browser-facing path starts with the
+        # public URL's path instead of base_url: both are ours.
+        paths = {path}
+        public = self.settings.get("chat_oauth2_nb_public_url") or ""
+        base = self.base_url
+        if public and path.startswith(base):
+            paths.add(url_path_join(urlsplit(public).path or "/", path[len(base) :]))
+        return paths
+
+    def _user_name(self) -> str | None:
+        user = self.current_user
+        return getattr(user, "username", None) or (user if isinstance(user, str) else None)
+
+    def _page(self, outcome: CallbackOutcome) -> None:
+        self.set_status(outcome.status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+        self.finish(render_outcome(outcome))
+
+
+class StartHandler(_Base):
+    """Binds a pending flow to this browser and Jupyter user, then redirects to the provider."""
+
     @web.authenticated
-    @authorized
-    async def get(self) -> None:
+    @authorized("write")  # type: ignore[untyped-decorator]
+    async def get(self, start_id: str) -> None:
+        """302 to the provider's authorization URL, with the flow's binding cookie."""
+        callback = url_path_join(self.base_url, "chat-oauth2", "callback")
+        prefixes = self._own_paths(callback)
+
+        def accepts(flow: PendingFlow) -> bool:
+            path = urlsplit(flow.redirect_uri).path
+            ours = any(path == p or path.startswith(p + "/") for p in prefixes)
+            return ours and flow.endpoint != "loopback"
+
+        store = self.settings["chat_oauth2_nb_store"]()
+        result = await asyncio.to_thread(
+            open_start_link, store, start_id, owner=self._user_name(), accepts=accepts
+        )
+        if isinstance(result, str):
+            self._page(CallbackOutcome(status=400, title="Authorization failed", message=result))
+            return
+        location, name, value = result
+        cookie_path = url_path_join(self.base_url, "chat-oauth2") + "/"
+        secure = self.request.protocol == "https"
+        self.set_status(302)
+        for header, header_value in SECURITY_HEADERS.items():
+            self.set_header(header, header_value)
+        self.add_header("Set-Cookie", binding_cookie(name, value, cookie_path, secure=secure))
+        self.set_header("Location", location)
+        self.finish()
+
+
+class CallbackHandler(_Base):
+    """Receives the provider's redirect, finishes the flow and answers a small page."""
+
+    @web.authenticated
+    @authorized("write")  # type: ignore[untyped-decorator]
+    async def get(self, alias: str | None = None) -> None:
         """Exchange the code for the flow named by ``state`` and say what happened."""
         params: Any = self.request.query_arguments
         decoded = {
             key: [value.decode("utf-8", "replace") for value in values]
             for key, values in params.items()
         }
-        outcome = await complete_authorization(
-            self.settings["chat_oauth2_nb_store"](), decoded, self.settings["chat_oauth2_nb_http"]()
+        own = self._own_paths(self.request.path)
+        arrival = Arrival(
+            kind="server",
+            path_alias=alias,
+            cookies={name: morsel.value for name, morsel in self.request.cookies.items()},
+            user=self._user_name(),
+            accepts=lambda uri: urlsplit(uri).path in own,
         )
-        self.set_status(outcome.status)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.finish(render_outcome(outcome))
+        outcome = await complete_authorization(
+            self.settings["chat_oauth2_nb_store"](),
+            decoded,
+            self.settings["chat_oauth2_nb_http"](),
+            arrival,
+        )
+        self._page(outcome)

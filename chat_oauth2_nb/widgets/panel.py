@@ -20,14 +20,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import ipywidgets as widgets
 import traitlets
 
 from ..client import HttpExchange, OAuth2Client, UserLike, error_from_flow, resolve_user
 from ..errors import OAuth2Error
-from ..protocol import authorization_url, redact, utcnow
+from ..protocol import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text
@@ -49,9 +48,6 @@ log = logging.getLogger("chat_oauth2_nb")
 # A callback that died mid-exchange would leave its flow "exchanging" for ever.
 _STUCK_EXCHANGE = 60.0
 _KNOWN_SECRETS = 32
-# States of the links panels in this kernel created. Re-running a cell makes a second panel
-# that adopts the first one's link; it must not mistake it for a flow started from code.
-_PANEL_STATES: deque[str] = deque(maxlen=1024)
 # Badge colours, readable as white text on light and dark JupyterLab themes.
 _BADGE_COLOURS = {
     Status.NOT_CONFIGURED: "#6e7781",
@@ -248,8 +244,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         link = state.link
         latest = store.latest_flow(client.alias, key)
         if link is not None:
-            current = latest if latest is not None and latest.state == link.state else None
-            current = current or store.get_flow(link.state)
+            current = latest if latest is not None and latest.start_id == link.start_id else None
+            current = current or store.flow_by_start_id(link.start_id)
             if current is not None:
                 client.note_flow_exchange(current)
             if current is None or current.status == "done":
@@ -268,7 +264,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             and latest.status == "pending"
             and latest.expires_at > now
             and latest.redirect_uri == client.redirect_uri
-            and (link is None or latest.state != link.state)
+            and (link is None or latest.start_id != link.start_id)
         ):
             # Code in the notebook started a newer flow: offer that one, so the link and
             # wait_for_authorization() finish the same authorization.
@@ -288,36 +284,26 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         )
 
     def _adopt(self, flow: PendingFlow) -> LinkView:
-        # Rebuilt from the stored flow: the verifier only feeds the S256 challenge here.
-        url = authorization_url(
-            self._client.config,
-            redirect_uri=flow.redirect_uri,
-            scopes=flow.scopes,
-            state=flow.state,
-            code_verifier=flow.code_verifier,
-        )
+        # The link is the start URL (opaque id only): state and PKCE challenge never reach a
+        # widget trait. Who started the flow comes from the store, so every kernel agrees.
         return LinkView(
-            url=url,
-            state=flow.state,
+            url=str(self._client.start_link(flow)),
+            start_id=flow.start_id or "",
             scopes=flow.scopes,
             created_at=flow.created_at,
             expires_at=flow.expires_at,
-            started_by_panel=flow.state in _PANEL_STATES,
+            started_by_panel=flow.origin == "panel",
         )
 
     def _new_link(self) -> LinkView:
         # A standby link: not the one wait_for_authorization() follows for code in cells.
-        url = self._client._start_flow(self._key, None, track=False)
-        state = parse_qs(urlsplit(url).query).get("state", [""])[0]
-        _PANEL_STATES.append(state)
-        flow = self._client.store.get_flow(state)
-        now = time.time()
+        flow, url = self._client._start_flow(self._key, None, origin="panel")
         return LinkView(
-            url=url,
-            state=state,
-            scopes=flow.scopes if flow else tuple(self._client.config.default_scopes),
-            created_at=flow.created_at if flow else now,
-            expires_at=flow.expires_at if flow else now + self._client.flow_ttl,
+            url=str(url),
+            start_id=url.start_id,
+            scopes=flow.scopes,
+            created_at=flow.created_at,
+            expires_at=flow.expires_at,
             started_by_panel=True,
         )
 

@@ -209,10 +209,11 @@ class TokenView:
 
 @dataclasses.dataclass(frozen=True)
 class LinkView:
-    """The authorization link on offer; its URL carries state and PKCE challenge, no secret."""
+    """The authorization link on offer: the start URL, whose only parameter is an opaque id."""
 
     url: str
-    state: str
+    #: The flow's start id (not its state: the state never reaches a widget).
+    start_id: str
     scopes: tuple[str, ...]
     created_at: float
     expires_at: float
