@@ -502,3 +502,43 @@ def test_importing_the_package_does_not_load_cryptography() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != STORE_KEY_ENV}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.fixture
+def key_in_environment(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The key where the Jupyter server starts (its kernels inherit the environment)."""
+    key = new_store_key()
+    monkeypatch.setenv(STORE_KEY_ENV, key)
+    return key
+
+
+async def test_full_flow_through_jupyter_with_the_key_in_the_environment(
+    key_in_environment: str, jp_fetch: Any, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    from chat_oauth2_nb.store import default_store_path, open_store
+    from tests.test_server_extension import callback_params, jupyter_client
+
+    client = await jupyter_client(provider)
+    url = client.get_user_authorization_url("ada")
+    verifier = client.store.latest_flow("demo", "ada").code_verifier  # type: ignore[union-attr]
+    params = callback_params(provider, url)
+    response = await jp_fetch("chat-oauth2", "callback", params=params)
+    assert response.code == 200
+    data = await client.await_for_authorization("ada", timeout=5)
+    assert provider.introspect(data.token)["active"] is True
+    assert open_store().encrypted and client.store.encrypted
+    client.store.close_all()
+    secrets = [data.token, data.refresh_token, verifier, provider.client_secret, params["code"]]
+    assert_no_secret(raw_files(client.store), secrets, "the store's files", [provider.client_id])
+
+    # Another process (a kernel) reads it with the key, and is told what to do without it.
+    path = str(default_store_path())
+    read = f"from chat_oauth2_nb.store import Store; print(Store({path!r}).get_token('demo', 'ada').version)"
+    env = dict(os.environ)
+    done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    del env[STORE_KEY_ENV]
+    done = subprocess.run([sys.executable, "-c", read], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and STORE_KEY_ENV in done.stderr
+    assert_no_secret(done.stderr, [*secrets, key_in_environment], "the error")
+    client.close()
