@@ -291,7 +291,9 @@ def _secure_folder(folder: Path) -> None:
     if stat.S_IMODE(st.st_mode) != 0o700:
         # O_NOFOLLOW: a link swapped in after the lstat is refused, not followed. A folder
         # descriptor holds no SQLite lock, so opening and closing it is harmless.
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW)
+        fd = os.open(
+            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        )
         try:
             if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
                 raise _unsafe(folder, "the store folder changed while it was checked", _MOVE_HINT)
@@ -435,7 +437,7 @@ class Store:
                 st = os.lstat(self.path)
             except FileNotFoundError:
                 with contextlib.suppress(FileExistsError):
-                    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW
+                    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
                     os.close(os.open(self.path, flags, 0o600))
                 st = os.lstat(self.path)
             _check_entry(self.path, st, "store file")
@@ -546,6 +548,14 @@ class Store:
                 )
 
     # sealing -----------------------------------------------------------------------------
+
+    def _writable(self, db: sqlite3.Connection) -> None:
+        """Refuse to write secrets in clear into a store that another process has sealed since."""
+        if (
+            self._cipher is None
+            and db.execute("SELECT 1 FROM meta WHERE name = 'key_check'").fetchone()
+        ):
+            raise _no_key_error(self.path)
 
     def _seal(self, value: str, aad: bytes) -> str:
         return self._cipher.seal(value, aad) if self._cipher is not None else value
@@ -690,6 +700,7 @@ class Store:
         """Register (or update) a provider so the server can exchange codes for it."""
         identity = provider_identity(config)
         with self._transaction() as db:
+            self._writable(db)
             db.execute(
                 "INSERT OR REPLACE INTO providers "
                 "(alias, provider, client_id, config, client_secret, updated_at) "
@@ -758,6 +769,7 @@ class Store:
         """Record a new pending flow, and purge the ones long expired."""
         now = time.time()
         with self._transaction() as db:
+            self._writable(db)
             db.execute(
                 "DELETE FROM flows WHERE expires_at < ? OR finished_at < ?",
                 (now - _FINISHED_FLOW_RETENTION, now - _FINISHED_FLOW_RETENTION),
@@ -910,6 +922,7 @@ class Store:
         """
         now = time.time()
         with self._transaction() as db:
+            self._writable(db)
             row = db.execute(
                 "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
             ).fetchone()

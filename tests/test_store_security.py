@@ -430,6 +430,21 @@ def test_a_missing_or_wrong_key_is_a_typed_error(tmp_path: Path) -> None:
     assert Store(path, key=key).get_token("demo", "ada") is not None
 
 
+def test_a_process_without_the_key_never_writes_in_clear_into_a_sealed_store(
+    tmp_path: Path,
+) -> None:
+    # The Jupyter server opened the store before any key was used; then a kernel with a
+    # key sealed it. The server must not add a token in clear next to the sealed rows.
+    path = tmp_path / "s" / "store.sqlite3"
+    server = Store(path, key=None)
+    Store(path, key=new_store_key())
+    data = token()
+    with pytest.raises(StoreError, match=STORE_KEY_ENV):
+        server.put_token("demo", "ada", data)
+    server.close_all()
+    assert not find_secrets(raw_files(server), [data.token, data.refresh_token])
+
+
 def test_the_key_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
