@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from .config import ProviderConfig, scopes_argument
+from .config import ProviderConfig, provider_identity, scopes_argument
 from .errors import (
     AuthorizationDeniedError,
     AuthorizationTimeoutError,
@@ -35,6 +35,7 @@ from .errors import (
     NotAuthorizedError,
     OAuth2Error,
     ProviderError,
+    ProviderMismatchError,
     StateError,
     StoreError,
     StoreLockedError,
@@ -179,9 +180,16 @@ class OAuth2Client:
         transport: httpx.BaseTransport | None = None,
         http_log_size: int = 200,
         allow_insecure_http: bool = False,
+        store_key: str | None = None,
     ) -> None:
         if mode not in ("auto", "jupyter", "loopback"):
             raise ConfigurationError("mode", f"is {mode!r}", "Use 'auto', 'jupyter' or 'loopback'.")
+        if store is not None and store_key is not None:
+            raise ConfigurationError(
+                "store_key",
+                "is given together with store=",
+                "Pass the key to the store itself: Store(path, key=...).",
+            )
         for name, value in (("timeout", timeout), ("flow_ttl", flow_ttl)):
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigurationError(name, f"is {value!r}", "Give a number of seconds > 0.")
@@ -205,6 +213,7 @@ class OAuth2Client:
         self._explicit_redirect_uri = redirect_uri
         self._redirect_uri: str | None = None
         self._store = store
+        self._store_key = store_key
         self._transport = transport
         self._http_client: httpx.Client | None = None
         self._loopback: Any = None
@@ -233,8 +242,30 @@ class OAuth2Client:
     def store(self) -> Store:
         """The token store (opened on first use, so JUPYTER_DATA_DIR is read then)."""
         if self._store is None:
-            self._store = open_store()
+            self._store = open_store(key=self._store_key)
         return self._store
+
+    @property
+    def provider(self) -> str:
+        """Who issues this client's tokens (issuer, or token endpoint + client id)."""
+        return provider_identity(self.config)
+
+    def _stored(self, key: str) -> TokenRecord | None:
+        """The token stored for ``key`` under this alias, only if it belongs to this provider.
+
+        Every token read goes through here: a token issued by another provider configured
+        under the same alias is never used, refreshed or revoked with this configuration.
+        """
+        record = self.store.get_token(self.alias, key)
+        if record is None or record.provider is None or record.provider == self.provider:
+            return record
+        raise ProviderMismatchError(
+            f"The token stored for {key!r} under the alias {self.alias!r} belongs to another "
+            f"provider ({record.provider}); this client is configured for {self.provider}, so "
+            "it is not used here",
+            hint="Authorize again with this configuration to replace it "
+            "(client.get_user_authorization_url()), or give this provider another alias.",
+        )
 
     @property
     def redirect_uri(self) -> str | None:
@@ -463,7 +494,7 @@ class OAuth2Client:
             return None, StateError("The pending authorization disappeared from the store")
         self.note_flow_exchange(current)
         if current.status == "done":
-            record = self.store.get_token(flow.alias, flow.user)
+            record = self._stored(flow.user)
             if record is None:
                 return None, NotAuthorizedError("The token was removed right after authorization")
             return record.data, None
@@ -559,7 +590,7 @@ class OAuth2Client:
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """The user's token, refreshed first if it expired and can be; None if never authorized."""
         key = resolve_user(user)
-        record = self.store.get_token(self.alias, key)
+        record = self._stored(key)
         if record is None:
             return None
         if record.data.is_expired(self.leeway) and record.data.refresh_token:
@@ -573,7 +604,7 @@ class OAuth2Client:
     def refresh_user_access_token(self, user: UserLike = None) -> AuthData:
         """Refresh the user's token now (joining a refresh already in flight); return it."""
         key = resolve_user(user)
-        record = self.store.get_token(self.alias, key)
+        record = self._stored(key)
         if record is None:
             raise NotAuthorizedError(
                 f"Nothing is stored for {key!r} at {self.alias!r}",
@@ -595,7 +626,7 @@ class OAuth2Client:
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._key_locks[key]:
             while True:
-                current = self.store.get_token(self.alias, key)
+                current = self._stored(key)
                 if current is None:
                     raise NotAuthorizedError(
                         f"The token for {key!r} was deleted while refreshing",
@@ -608,7 +639,7 @@ class OAuth2Client:
                 time.sleep(_POLL_INTERVAL)
             try:
                 # Re-read under the lease: another process may have refreshed just before.
-                current = self.store.get_token(self.alias, key)
+                current = self._stored(key)
                 if current is None:
                     raise NotAuthorizedError(
                         f"The token for {key!r} was deleted while refreshing",
@@ -639,7 +670,7 @@ class OAuth2Client:
         stored = self._store_refreshed(key, data, record.version)
         if stored is None:
             # Re-authorized while we refreshed: the newer authorization wins.
-            newer = self.store.get_token(self.alias, key)
+            newer = self._stored(key)
             return newer.data if newer else data
         log.info("refreshed the token for %r at %r", key, self.alias)
         return data
@@ -649,7 +680,9 @@ class OAuth2Client:
         # store is briefly locked would lose the grant, so keep trying while the lease holds.
         try:
             return self.store.patiently(
-                lambda: self.store.put_token(self.alias, key, data, expect_version=version),
+                lambda: self.store.put_token(
+                    self.alias, key, data, provider=self.provider, expect_version=version
+                ),
                 _LEASE_TTL / 2,
             )
         except StoreLockedError:
@@ -663,7 +696,7 @@ class OAuth2Client:
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
         key = resolve_user(user)
-        record = self.store.get_token(self.alias, key)
+        record = self._stored(key)
         if record is None:
             return None
         if record.data.token != used.token:
@@ -679,7 +712,7 @@ class OAuth2Client:
         here. A provider or network failure raises TokenRevokeError and keeps the token.
         """
         key = resolve_user(user)
-        record = self.store.get_token(self.alias, key)
+        record = self._stored(key)
         if record is None:
             return False
         if self.config.revoke_token_uri is None:
@@ -747,6 +780,7 @@ def create_oauth2_client(
     loopback_port: int = 0,
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
+    store_key: str | None = None,
 ) -> OAuth2Client:
     """Create an OAuth2 client from the seed's config dict (or snake_case keys).
 
@@ -766,6 +800,10 @@ def create_oauth2_client(
         loopback_port: the port for the loopback redirect server (0 = any free port).
         allow_insecure_http: allow plain http endpoints on other hosts than this machine.
         transport: an httpx transport (for tests of faults a real provider cannot produce).
+        store_key: seal tokens, PKCE verifiers and the client secret in the store with
+            AES-GCM (a key from ``chat_oauth2_nb.store.new_store_key()``); else
+            ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring`` when set. The Jupyter server needs
+            the same key in its environment.
 
     Returns:
         An :class:`OAuth2Client`; call ``setup()`` then ``get_user_authorization_url()``.
@@ -796,4 +834,5 @@ def create_oauth2_client(
         loopback_port=loopback_port,
         transport=transport,
         allow_insecure_http=allow_insecure_http,
+        store_key=store_key,
     )

@@ -18,6 +18,7 @@ __all__ = [
     "ProviderConfig",
     "discover_config",
     "env_var_name",
+    "provider_identity",
     "scopes_argument",
 ]
 
@@ -307,6 +308,17 @@ class ProviderConfig:
         if include_secret:
             data["client_secret"] = self.client_secret
         return data
+
+
+def provider_identity(config: ProviderConfig) -> str:
+    """Who issues this config's tokens: the issuer when known, else token endpoint + client id.
+
+    Stored with every token, so a token is never sent to another provider that happens to
+    use the same alias. Only URLs and the client id: it may be shown in messages.
+    """
+    if config.issuer:
+        return config.issuer
+    return f"{config.access_token_uri} (client_id {config.client_id})"
 
 
 def _scopes(field: str, value: object) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
     OAuth2Error
     ├── ConfigurationError          a config field is missing or malformed
     ├── NotAuthorizedError          nothing is stored for this (alias, user)
+    │   └── ProviderMismatchError   the stored token belongs to another provider
     ├── AuthorizationDeniedError    the provider redirected back with error=...
     ├── StateError                  unknown, used, expired or missing state
     ├── AuthorizationTimeoutError   wait_for_authorization() gave up waiting
@@ -27,6 +28,7 @@ __all__ = [
     "NotAuthorizedError",
     "OAuth2Error",
     "ProviderError",
+    "ProviderMismatchError",
     "StateError",
     "StoreError",
     "StoreLockedError",
@@ -109,6 +111,10 @@ class ConfigurationError(OAuth2Error, ValueError):
 
 class NotAuthorizedError(OAuth2Error):
     """Nothing is stored for this (alias, user): authorize first."""
+
+
+class ProviderMismatchError(NotAuthorizedError):
+    """The token stored under this alias was issued by another provider: it is not sent here."""
 
 
 class AuthorizationDeniedError(OAuth2Error):

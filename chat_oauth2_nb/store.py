@@ -4,28 +4,50 @@ The kernel registers providers and pending flows here; the server's callback con
 flow, exchanges its code and writes the token here; the kernel sees it appear. SQLite
 transactions make every write atomic (a process killed mid-write leaves the last committed
 state), and a lease row makes refreshes single-flight across processes.
+
+The store refuses a location another local user could redirect: a symlinked folder or file,
+one owned by another uid, a folder whose parent anyone may write without the sticky bit;
+and every new per-thread connection checks the path still names the file opened first.
+
+With a key (``store_key=``, ``CHAT_OAUTH2_NB_STORE_KEY``, or ``keyring``) the secret columns
+(token data, PKCE verifiers, client secrets) are sealed with AES-GCM, each bound to its row.
+A key is 32 random bytes in urlsafe base64 (44 characters): :func:`new_store_key` makes one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
+import errno
+import itertools
 import json
 import os
+import secrets
 import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
-from .config import ProviderConfig
-from .errors import BrowserBindingError, StateError, StoreError, StoreLockedError
+from .config import ProviderConfig, provider_identity
+from .errors import (
+    BrowserBindingError,
+    ConfigurationError,
+    StateError,
+    StoreError,
+    StoreLockedError,
+)
 from .protocol import AuthData, mask
 
 __all__ = [
     "DEFAULT_FLOW_TTL",
+    "STORE_KEY_ENV",
     "FlowEndpoint",
     "FlowOrigin",
     "FlowStatus",
@@ -33,6 +55,7 @@ __all__ = [
     "Store",
     "TokenRecord",
     "default_store_path",
+    "new_store_key",
     "open_store",
 ]
 
@@ -40,13 +63,29 @@ T = TypeVar("T")
 DEFAULT_FLOW_TTL = 600.0
 # Finished flows are kept this long so a kernel that polls late still learns the outcome.
 _FINISHED_FLOW_RETENTION = 3600.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS providers (
-    alias TEXT PRIMARY KEY,
+# Read in the Jupyter server's and the kernel's environment (kernels inherit the server's).
+STORE_KEY_ENV = "CHAT_OAUTH2_NB_STORE_KEY"
+_KEYRING_SERVICE, _KEYRING_NAME = "chat_oauth2_nb", "store_key"
+_SEALED = "aesgcm1:"
+_KEY_CHECK = b"chat_oauth2_nb store key check"
+# PRAGMA user_version: 2 = providers keyed by (alias, provider, client_id), tokens.provider,
+# flows hold their provider without the client secret.
+_SCHEMA_VERSION = 2
+# A provider is keyed by who it is, not by its alias alone: two notebooks may use one alias
+# for two providers, and each flow's exchange needs its own provider's secret.
+_PROVIDERS = """
+CREATE TABLE IF NOT EXISTS {name} (
+    alias TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    client_id TEXT NOT NULL,
     config TEXT NOT NULL,
     client_secret TEXT,
-    updated_at REAL NOT NULL
-);
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (alias, provider, client_id)
+);"""
+_SCHEMA = (
+    _PROVIDERS.format(name="providers")
+    + """
 CREATE TABLE IF NOT EXISTS flows (
     state TEXT PRIMARY KEY,
     alias TEXT NOT NULL,
@@ -69,6 +108,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     data TEXT NOT NULL,
     version INTEGER NOT NULL,
     updated_at REAL NOT NULL,
+    provider TEXT,
     PRIMARY KEY (alias, user)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -78,10 +118,18 @@ CREATE TABLE IF NOT EXISTS leases (
     expires_at REAL NOT NULL,
     PRIMARY KEY (alias, user)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+)
 
 # Columns added after the first release: a store an older version wrote gets them on open.
 _ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    # tokens.provider stays NULL for tokens stored before it existed, unless the migration
+    # finds the provider the alias had then.
+    "tokens": {"provider": "TEXT"},
     # Who started a flow and where it may finish (DESIGN.md, "Decisions for the field").
     "flows": {
         "start_id": "TEXT",
@@ -114,6 +162,206 @@ def default_store_path() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "chat_oauth2_nb" / "store.sqlite3"
+
+
+def new_store_key() -> str:
+    """A fresh store key: 32 random bytes, urlsafe base64 (put it in CHAT_OAUTH2_NB_STORE_KEY)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def _parse_key(key: str | bytes) -> bytes:
+    if isinstance(key, bytes) and len(key) == 32:
+        return key
+    try:
+        text = key.decode() if isinstance(key, bytes) else key
+        text = text.strip()
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (UnicodeDecodeError, binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        # Never echo the value: it is meant to be a secret.
+        raise ConfigurationError(
+            "store_key",
+            "is not a store key (32 bytes in urlsafe base64, 44 characters)",
+            "Make one with chat_oauth2_nb.store.new_store_key() and use it everywhere "
+            f"the store is opened ({STORE_KEY_ENV} in the Jupyter server's environment).",
+        )
+    return raw
+
+
+def _key_from_environment() -> str | None:
+    """The key from CHAT_OAUTH2_NB_STORE_KEY, else from ``keyring`` when it is installed."""
+    value = os.environ.get(STORE_KEY_ENV)
+    if value:
+        return value
+    try:
+        import keyring  # optional: only when the person installed it
+        from keyring.backends import fail
+    except ImportError:
+        return None
+    try:
+        if isinstance(keyring.get_keyring(), fail.Keyring):
+            return None
+        found = keyring.get_password(_KEYRING_SERVICE, _KEYRING_NAME)
+    except Exception:  # a backend that cannot be reached is no key, not a crash
+        return None
+    return found or None
+
+
+def _aad(*parts: str | None) -> bytes:
+    # JSON keeps the parts apart unambiguously: ("a", "b|c") never equals ("a|b", "c").
+    return json.dumps(["chat_oauth2_nb", *parts]).encode()
+
+
+def _token_aad(alias: str, user: str, provider: str | None) -> bytes:
+    return _aad("tokens.data", alias, user, provider)
+
+
+def _flow_aad(state: str) -> bytes:
+    return _aad("flows.code_verifier", state)
+
+
+def _provider_aad(alias: str, provider: str, client_id: str) -> bytes:
+    return _aad("providers.client_secret", alias, provider, client_id)
+
+
+class _Cipher:
+    """AES-GCM over single column values; each bound to its row by associated data."""
+
+    def __init__(self, key: bytes) -> None:
+        # Imported here: `import chat_oauth2_nb` stays cheap when no key is in use.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(key)
+
+    def seal(self, value: str, aad: bytes) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead.encrypt(nonce, value.encode(), aad)
+        return _SEALED + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, value: str, aad: bytes) -> str | None:
+        """The plain value, or None when the key or the associated data does not match."""
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            raw = base64.urlsafe_b64decode(value[len(_SEALED) :])
+            return self._aead.decrypt(raw[:12], raw[12:], aad).decode()
+        except (InvalidTag, binascii.Error, ValueError):
+            return None
+
+
+def _no_key_error(path: Path) -> StoreError:
+    return StoreError(
+        f"The token store {path} is encrypted and no store key is set",
+        hint=f"Set {STORE_KEY_ENV} to the store's key in both the Jupyter server's and the "
+        "kernel's environment (set it where the Jupyter server starts: kernels inherit it), "
+        "or pass store_key= to create_oauth2_client().",
+    )
+
+
+def _wrong_key_error(path: Path) -> StoreError:
+    return StoreError(
+        f"The token store {path} cannot be decrypted with the store key given (a wrong key)",
+        hint=f"Set {STORE_KEY_ENV} to the key the store was written with, in both the Jupyter "
+        "server's and the kernel's environment (set it where the Jupyter server starts: "
+        "kernels inherit it).",
+    )
+
+
+def _euid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def _unsafe(path: Path, problem: str, hint: str) -> StoreError:
+    return StoreError(f"Refusing the token store at {path}: {problem}", hint=hint)
+
+
+_MOVE_HINT = (
+    "Someone may be trying to redirect your tokens. Point JUPYTER_DATA_DIR (or store=) at a "
+    "folder only you own, e.g. the default under your home's jupyter_data_dir()."
+)
+
+
+def _check_parent(folder: Path) -> None:
+    """Refuse a folder whose parent any user may write without the sticky bit (/tmp has it)."""
+    parent = folder.parent
+    mode = os.stat(parent).st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise _unsafe(
+            folder,
+            f"its parent {parent} is writable by every user without the sticky bit, so "
+            "another user could replace the store folder",
+            _MOVE_HINT,
+        )
+
+
+def _check_entry(path: Path, st: os.stat_result, kind: str) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise _unsafe(path, f"the {kind} is a symbolic link", _MOVE_HINT)
+    uid = _euid()
+    if uid is not None and st.st_uid != uid:
+        raise _unsafe(
+            path, f"the {kind} belongs to uid {st.st_uid}, not to you (uid {uid})", _MOVE_HINT
+        )
+
+
+def _secure_folder(folder: Path) -> None:
+    """Check the store folder is a real folder of ours, then make it 0700 without following links."""
+    st = os.lstat(folder)
+    _check_entry(folder, st, "store folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise _unsafe(folder, "the store folder is not a folder", _MOVE_HINT)
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        # O_NOFOLLOW: a link swapped in after the lstat is refused, not followed. A folder
+        # descriptor holds no SQLite lock, so opening and closing it is harmless.
+        fd = os.open(
+            folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        )
+        try:
+            if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != (st.st_dev, st.st_ino):
+                raise _unsafe(folder, "the store folder changed while it was checked", _MOVE_HINT)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def _chmod_no_follow(path: Path, mode: int) -> None:
+    # Not open()+fchmod(): closing any descriptor of the database file drops every POSIX lock
+    # this process holds on it, under SQLite connections already open here.
+    try:
+        os.chmod(path, mode, follow_symlinks=False)
+    except (NotImplementedError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        # The entry was just lstat'ed as a regular file, inside a 0700 folder of ours that
+        # no other user can write: nobody can swap it for a link in between.
+        os.chmod(path, mode)
+
+
+class _Held:
+    """This thread's connection; when the thread ends, its finalizer closes the connection."""
+
+    __slots__ = ("__weakref__", "db", "serial")
+
+    def __init__(self, db: sqlite3.Connection, serial: int) -> None:
+        self.db = db
+        self.serial = serial
+
+
+def _close_one(connections: dict[int, sqlite3.Connection], serial: int) -> None:
+    # dict.pop is atomic: the finalizer of a thread ending and close_all() never both close.
+    db = connections.pop(serial, None)
+    if db is not None:
+        db.close()
+
+
+def _close_all(connections: dict[int, sqlite3.Connection]) -> None:
+    while connections:
+        try:
+            _serial, db = connections.popitem()
+        except KeyError:
+            break
+        db.close()
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -156,37 +404,16 @@ class PendingFlow:
 
 @dataclasses.dataclass(frozen=True)
 class TokenRecord:
-    """A stored token with its version (bumped on every write) and write time."""
+    """A stored token with its version (bumped on every write), write time and provider."""
 
     alias: str
     user: str
     data: AuthData
     version: int
     updated_at: float
-
-
-def _flow(row: sqlite3.Row) -> PendingFlow:
-    return PendingFlow(
-        state=row["state"],
-        alias=row["alias"],
-        user=row["user"],
-        code_verifier=row["code_verifier"],
-        redirect_uri=row["redirect_uri"],
-        scopes=tuple(json.loads(row["scopes"])),
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        status=row["status"],
-        error=json.loads(row["error"]) if row["error"] else None,
-        finished_at=row["finished_at"],
-        exchange=json.loads(row["exchange"]) if row["exchange"] else None,
-        provider=_provider(json.loads(row["provider"])) if row["provider"] else None,
-        start_id=row["start_id"],
-        origin=row["origin"] or "code",
-        client_ref=row["client_ref"],
-        endpoint=row["endpoint"] or "server",
-        owner=row["owner"],
-        binding=row["binding"],
-    )
+    # provider_identity() of the config the token was issued to; None for tokens stored
+    # before providers were recorded.
+    provider: str | None = None
 
 
 def _provider(values: dict[str, Any]) -> ProviderConfig:
@@ -198,31 +425,61 @@ class Store:
     """The SQLite store; one connection per thread, every write in its own transaction."""
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = 5.0,
+        key: str | bytes | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         self.busy_timeout = busy_timeout
+        if key is None:
+            key = _key_from_environment()
+        self._cipher = _Cipher(_parse_key(key)) if key else None
         self._local = threading.local()
+        self._serials = itertools.count()
+        # Every open connection, by serial: close_all() and the threads' finalizers close them.
+        self._connections: dict[int, sqlite3.Connection] = {}
+        weakref.finalize(self, _close_all, self._connections)
+        self._file_id: tuple[int, int] | None = None
         self._prepare_file()
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
+    @property
+    def encrypted(self) -> bool:
+        """True when secret columns are sealed with AES-GCM (a store key is in use)."""
+        return self._cipher is not None
+
+    @property
+    def open_connections(self) -> int:
+        """How many SQLite connections this store holds open (one per thread that used it)."""
+        return len(self._connections)
+
     def _prepare_file(self) -> None:
         folder = self.path.parent
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if stat.S_IMODE(folder.stat().st_mode) != 0o700:
-                folder.chmod(0o700)
+            _check_parent(folder)
+            _secure_folder(folder)
             # Create the file 0600 before SQLite does, so it is never readable by others;
             # SQLite gives its -wal and -shm files the database file's mode. Never open and
             # close an existing one: closing any descriptor of the file drops every POSIX
             # lock this process holds on it, under SQLite connections already open here.
-            if not self.path.exists():
+            try:
+                st = os.lstat(self.path)
+            except FileNotFoundError:
                 with contextlib.suppress(FileExistsError):
-                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
-            if stat.S_IMODE(self.path.stat().st_mode) != 0o600:
-                self.path.chmod(0o600)
+                    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0)
+                    os.close(os.open(self.path, flags, 0o600))
+                st = os.lstat(self.path)
+            _check_entry(self.path, st, "store file")
+            if not stat.S_ISREG(st.st_mode):
+                raise _unsafe(self.path, "the store file is not a regular file", _MOVE_HINT)
+            if stat.S_IMODE(st.st_mode) != 0o600:
+                _chmod_no_follow(self.path, 0o600)
+            self._file_id = (st.st_dev, st.st_ino)
         except OSError as exc:
             raise StoreError(
                 f"Cannot create the token store at {self.path} ({exc.strerror})",
@@ -237,15 +494,187 @@ class Store:
             db.execute("CREATE UNIQUE INDEX IF NOT EXISTS flows_by_start ON flows (start_id)")
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
+        with self._transaction() as db:
+            self._migrate(db)
+            self._check_key(db)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring a store written by an older version up to date (in the caller's transaction)."""
+        # Cheap and idempotent: run on every open, so columns added later always arrive.
+        for table, columns in _ADDED_COLUMNS.items():
+            _ensure_columns(db, table, columns)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS flows_by_start ON flows (start_id)")
+        if db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+            return
+        if "provider" not in {row[1] for row in db.execute("PRAGMA table_info(providers)")}:
+            # Keyed by alias alone before: rebuild it with the new primary key.
+            db.execute(_PROVIDERS.format(name="providers_v2"))
+            for row in db.execute("SELECT * FROM providers").fetchall():
+                config = _provider(json.loads(row["config"]))
+                identity = provider_identity(config)
+                db.execute(
+                    "INSERT OR REPLACE INTO providers_v2 VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        row["alias"],
+                        identity,
+                        config.client_id,
+                        json.dumps(config.to_mapping()),
+                        self._seal_secret(row["client_secret"], row["alias"], identity, config),
+                        row["updated_at"],
+                    ),
+                )
+                # One provider per alias then: its tokens were most likely issued by it.
+                db.execute(
+                    "UPDATE tokens SET provider = ? WHERE alias = ? AND provider IS NULL",
+                    (identity, row["alias"]),
+                )
+            db.execute("DROP TABLE providers")
+            db.execute("ALTER TABLE providers_v2 RENAME TO providers")
+        for row in db.execute(
+            "SELECT state, provider FROM flows WHERE provider IS NOT NULL"
+        ).fetchall():
+            values = json.loads(row["provider"])
+            if values.pop("client_secret", None) is not None:
+                db.execute(
+                    "UPDATE flows SET provider = ? WHERE state = ?",
+                    (json.dumps(values), row["state"]),
+                )
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def _check_key(self, db: sqlite3.Connection) -> None:
+        """Refuse a missing or wrong key at open, with the words to fix it."""
+        row = db.execute("SELECT value FROM meta WHERE name = 'key_check'").fetchone()
+        if row is None:
+            if self._cipher is not None:
+                db.execute(
+                    "INSERT INTO meta (name, value) VALUES ('key_check', ?)",
+                    (self._cipher.seal(secrets.token_urlsafe(16), _aad("meta", "key_check")),),
+                )
+                self._seal_plain_rows(db)
+            return
+        if self._cipher is None:
+            raise _no_key_error(self.path)
+        if self._cipher.open(row["value"], _aad("meta", "key_check")) is None:
+            raise _wrong_key_error(self.path)
+
+    def _seal_plain_rows(self, db: sqlite3.Connection) -> None:
+        # The first open with a key seals what an unencrypted store already holds.
+        for row in db.execute("SELECT * FROM tokens").fetchall():
+            if not row["data"].startswith(_SEALED):
+                db.execute(
+                    "UPDATE tokens SET data = ? WHERE alias = ? AND user = ?",
+                    (
+                        self._seal(
+                            row["data"], _token_aad(row["alias"], row["user"], row["provider"])
+                        ),
+                        row["alias"],
+                        row["user"],
+                    ),
+                )
+        for row in db.execute("SELECT state, code_verifier FROM flows").fetchall():
+            if not row["code_verifier"].startswith(_SEALED):
+                db.execute(
+                    "UPDATE flows SET code_verifier = ? WHERE state = ?",
+                    (self._seal(row["code_verifier"], _flow_aad(row["state"])), row["state"]),
+                )
+        for row in db.execute("SELECT * FROM providers").fetchall():
+            secret = row["client_secret"]
+            if secret and not secret.startswith(_SEALED):
+                aad = _provider_aad(row["alias"], row["provider"], row["client_id"])
+                db.execute(
+                    "UPDATE providers SET client_secret = ? "
+                    "WHERE alias = ? AND provider = ? AND client_id = ?",
+                    (self._seal(secret, aad), row["alias"], row["provider"], row["client_id"]),
+                )
+
+    # sealing -----------------------------------------------------------------------------
+
+    def _writable(self, db: sqlite3.Connection) -> None:
+        """Refuse to write secrets in clear into a store that another process has sealed since."""
+        if (
+            self._cipher is None
+            and db.execute("SELECT 1 FROM meta WHERE name = 'key_check'").fetchone()
+        ):
+            raise _no_key_error(self.path)
+
+    def _seal(self, value: str, aad: bytes) -> str:
+        return self._cipher.seal(value, aad) if self._cipher is not None else value
+
+    def _open(self, value: str, aad: bytes) -> str:
+        if not value.startswith(_SEALED):
+            return value  # written before a key was in use
+        if self._cipher is None:
+            raise _no_key_error(self.path)
+        plain = self._cipher.open(value, aad)
+        if plain is None:
+            raise StoreError(
+                f"A row of the token store {self.path} failed its integrity check: it was "
+                "altered or moved from another row",
+                hint="Authorize again to replace it; if this repeats, someone is editing the "
+                "store file.",
+            )
+        return plain
+
+    def _seal_secret(
+        self, secret: str | None, alias: str, identity: str, config: ProviderConfig
+    ) -> str | None:
+        if not secret:
+            return None
+        return self._seal(secret, _provider_aad(alias, identity, config.client_id))
+
+    # connections -------------------------------------------------------------------------
+
+    def _check_same_file(self) -> None:
+        """Refuse a path that no longer names the file checked at open (swapped, or a link)."""
+        try:
+            folder = os.lstat(self.path.parent)
+            st = os.lstat(self.path)
+            same = (
+                not stat.S_ISLNK(folder.st_mode)
+                and not stat.S_ISLNK(st.st_mode)
+                and (st.st_dev, st.st_ino) == self._file_id
+            )
+        except OSError:
+            same = False
+        if not same:
+            raise StoreError(
+                f"The token store {self.path} is no longer the file opened at first: it was "
+                "moved, deleted or replaced (by a link?), so it is not used",
+                hint=f"{_MOVE_HINT} Then restart the kernel (or the Jupyter server).",
+            )
 
     def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.serial in self._connections:
+            return held.db
+        self._check_same_file()
+        # mode=rw: SQLite never creates a file here; it opens the one checked at open or fails.
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
+        db = sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            # Used by one thread only; close_all() may close it from another.
+            check_same_thread=False,
+        )
+        try:
+            # Before the first statement touches it: the path may have been swapped meanwhile.
+            self._check_same_file()
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
+            # Deleted rows are zeroed, so an old token does not linger in free pages.
+            db.execute("PRAGMA secure_delete=ON")
+        except BaseException:
+            db.close()
+            raise
+        held = _Held(db, next(self._serials))
+        self._connections[held.serial] = db
+        # Runs when this thread ends (its thread-local data is dropped): the connection is
+        # closed then, not by the garbage collector (a ResourceWarning on Python >= 3.13).
+        weakref.finalize(held, _close_one, self._connections, held.serial)
+        self._local.held = held
         return db
 
     @contextlib.contextmanager
@@ -295,38 +724,98 @@ class Store:
 
     def close(self) -> None:
         """Close this thread's connection."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None:
+            _close_one(self._connections, held.serial)
+            self._local.held = None
+
+    def close_all(self) -> None:
+        """Close every thread's connection (a thread that uses the store again reopens one)."""
+        self.close()
+        _close_all(self._connections)
 
     # providers ---------------------------------------------------------------------------
 
     def put_provider(self, config: ProviderConfig) -> None:
         """Register (or update) a provider so the server can exchange codes for it."""
+        identity = provider_identity(config)
         with self._transaction() as db:
+            self._writable(db)
             db.execute(
-                "INSERT OR REPLACE INTO providers (alias, config, client_secret, updated_at) "
-                "VALUES (?, ?, ?, ?)",
-                (config.alias, json.dumps(config.to_mapping()), config.client_secret, time.time()),
+                "INSERT OR REPLACE INTO providers "
+                "(alias, provider, client_id, config, client_secret, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    config.alias,
+                    identity,
+                    config.client_id,
+                    json.dumps(config.to_mapping()),
+                    self._seal_secret(config.client_secret, config.alias, identity, config),
+                    time.time(),
+                ),
             )
 
-    def get_provider(self, alias: str) -> ProviderConfig | None:
-        """The registered provider for ``alias``, with its secret, or None."""
+    def get_provider(self, alias: str, provider: str | None = None) -> ProviderConfig | None:
+        """The provider registered for ``alias`` (and ``provider`` identity), with its secret.
+
+        Without ``provider``: the one registered last for the alias.
+        """
+        query = "SELECT * FROM providers WHERE alias = ?"
+        args: tuple[str, ...] = (alias,)
+        if provider is not None:
+            query, args = query + " AND provider = ?", (alias, provider)
         with self._transaction(write=False) as db:
-            row = db.execute(
-                "SELECT config, client_secret FROM providers WHERE alias = ?", (alias,)
-            ).fetchone()
+            row = db.execute(query + " ORDER BY updated_at DESC LIMIT 1", args).fetchone()
+        return self._provider_row(row) if row else None
+
+    def _provider_row(self, row: sqlite3.Row) -> ProviderConfig:
+        secret = row["client_secret"]
+        if secret:
+            secret = self._open(
+                secret, _provider_aad(row["alias"], row["provider"], row["client_id"])
+            )
+        return _provider({**json.loads(row["config"]), "client_secret": secret})
+
+    def _with_secret(self, db: sqlite3.Connection, config: ProviderConfig) -> ProviderConfig:
+        """``config`` with its client secret, looked up where it is stored once: providers."""
+        row = db.execute(
+            "SELECT * FROM providers WHERE alias = ? AND provider = ? AND client_id = ?",
+            (config.alias, provider_identity(config), config.client_id),
+        ).fetchone()
         if row is None:
-            return None
-        return _provider({**json.loads(row["config"]), "client_secret": row["client_secret"]})
+            return config
+        return dataclasses.replace(config, client_secret=self._provider_row(row).client_secret)
 
     # flows -------------------------------------------------------------------------------
+
+    def _flow(self, row: sqlite3.Row) -> PendingFlow:
+        return PendingFlow(
+            state=row["state"],
+            alias=row["alias"],
+            user=row["user"],
+            code_verifier=self._open(row["code_verifier"], _flow_aad(row["state"])),
+            redirect_uri=row["redirect_uri"],
+            scopes=tuple(json.loads(row["scopes"])),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            status=row["status"],
+            error=json.loads(row["error"]) if row["error"] else None,
+            finished_at=row["finished_at"],
+            exchange=json.loads(row["exchange"]) if row["exchange"] else None,
+            provider=_provider(json.loads(row["provider"])) if row["provider"] else None,
+            start_id=row["start_id"],
+            origin=row["origin"] or "code",
+            client_ref=row["client_ref"],
+            endpoint=row["endpoint"] or "server",
+            owner=row["owner"],
+            binding=row["binding"],
+        )
 
     def add_flow(self, flow: PendingFlow) -> None:
         """Record a new pending flow, and purge the ones long expired."""
         now = time.time()
         with self._transaction() as db:
+            self._writable(db)
             db.execute(
                 "DELETE FROM flows WHERE expires_at < ? OR finished_at < ?",
                 (now - _FINISHED_FLOW_RETENTION, now - _FINISHED_FLOW_RETENTION),
@@ -339,14 +828,13 @@ class Store:
                     flow.state,
                     flow.alias,
                     flow.user,
-                    flow.code_verifier,
+                    self._seal(flow.code_verifier, _flow_aad(flow.state)),
                     flow.redirect_uri,
                     json.dumps(list(flow.scopes)),
                     flow.created_at,
                     flow.expires_at,
-                    json.dumps(flow.provider.to_mapping(include_secret=True))
-                    if flow.provider
-                    else None,
+                    # Without the secret: it is stored once, with the provider.
+                    json.dumps(flow.provider.to_mapping()) if flow.provider else None,
                     flow.start_id,
                     flow.origin,
                     flow.client_ref,
@@ -358,7 +846,7 @@ class Store:
         """The flow whose start link has this opaque id, or None."""
         with self._transaction(write=False) as db:
             row = db.execute("SELECT * FROM flows WHERE start_id = ?", (start_id,)).fetchone()
-        return _flow(row) if row else None
+        return self._flow(row) if row else None
 
     def bind_flow(self, start_id: str, binding: str, owner: str | None) -> PendingFlow:
         """Bind a pending flow to the browser that opened its start link (and its Jupyter user).
@@ -385,7 +873,7 @@ class Store:
                 "UPDATE flows SET binding = ?, owner = ? WHERE start_id = ?",
                 (binding, owner, start_id),
             )
-        return dataclasses.replace(_flow(row), binding=binding, owner=owner)
+        return dataclasses.replace(self._flow(row), binding=binding, owner=owner)
 
     def has_pending_flow(self, redirect_prefix: str) -> bool:
         """True while an unexpired pending flow's redirect URI starts with ``redirect_prefix``."""
@@ -422,7 +910,7 @@ class Store:
                     "client.get_user_authorization_url().",
                 )
             if check is not None:
-                check(_flow(row))
+                check(self._flow(row))
             if row["expires_at"] <= now:
                 db.execute(
                     "UPDATE flows SET status = 'error', error = ?, finished_at = ? WHERE state = ?",
@@ -434,7 +922,10 @@ class Store:
                     "within its lifetime.",
                 )
             db.execute("UPDATE flows SET status = 'exchanging' WHERE state = ?", (state,))
-        return dataclasses.replace(_flow(row), status="exchanging")
+            flow = self._flow(row)
+            # The exchange needs the client secret: it lives once, in providers.
+            provider = self._with_secret(db, flow.provider) if flow.provider else None
+        return dataclasses.replace(flow, status="exchanging", provider=provider)
 
     def finish_flow(
         self,
@@ -464,7 +955,7 @@ class Store:
         """The flow for ``state`` in whatever status it is, or None."""
         with self._transaction(write=False) as db:
             row = db.execute("SELECT * FROM flows WHERE state = ?", (state,)).fetchone()
-        return _flow(row) if row else None
+        return self._flow(row) if row else None
 
     def latest_flow(
         self, alias: str, user: str, client_ref: str | None = None
@@ -476,7 +967,7 @@ class Store:
                 "AND (? IS NULL OR client_ref = ?) ORDER BY created_at DESC LIMIT 1",
                 (alias, user, client_ref, client_ref),
             ).fetchone()
-        return _flow(row) if row else None
+        return self._flow(row) if row else None
 
     def finished_flow_since(
         self, alias: str, user: str, since: float, client_ref: str | None = None
@@ -488,7 +979,7 @@ class Store:
                 "AND (? IS NULL OR client_ref = ?) ORDER BY finished_at DESC LIMIT 1",
                 (alias, user, since, client_ref, client_ref),
             ).fetchone()
-        return _flow(row) if row else None
+        return self._flow(row) if row else None
 
     def count_flows(self) -> int:
         """How many flow rows the store holds (to show it stays bounded)."""
@@ -505,14 +996,15 @@ class Store:
             ).fetchone()
         return self._record(row) if row else None
 
-    @staticmethod
-    def _record(row: sqlite3.Row) -> TokenRecord:
+    def _record(self, row: sqlite3.Row) -> TokenRecord:
+        aad = _token_aad(row["alias"], row["user"], row["provider"])
         return TokenRecord(
             row["alias"],
             row["user"],
-            AuthData.from_json(row["data"]),
+            AuthData.from_json(self._open(row["data"], aad)),
             row["version"],
             row["updated_at"],
+            row["provider"],
         )
 
     def list_tokens(self) -> list[TokenRecord]:
@@ -522,14 +1014,22 @@ class Store:
         return [self._record(row) for row in rows]
 
     def put_token(
-        self, alias: str, user: str, data: AuthData, *, expect_version: int | None = None
+        self,
+        alias: str,
+        user: str,
+        data: AuthData,
+        *,
+        provider: str | None = None,
+        expect_version: int | None = None,
     ) -> TokenRecord | None:
-        """Store a token atomically; with ``expect_version``, only if nobody wrote since.
+        """Store a token atomically, with the ``provider`` identity it was issued by.
 
-        Returns the new record, or None when ``expect_version`` no longer matches.
+        With ``expect_version``, only if nobody wrote since: returns the new record, or None
+        when ``expect_version`` no longer matches.
         """
         now = time.time()
         with self._transaction() as db:
+            self._writable(db)
             row = db.execute(
                 "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
             ).fetchone()
@@ -537,11 +1037,18 @@ class Store:
             if expect_version is not None and current != expect_version:
                 return None
             db.execute(
-                "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (alias, user, data.to_json(), current + 1, now),
+                "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    alias,
+                    user,
+                    self._seal(data.to_json(), _token_aad(alias, user, provider)),
+                    current + 1,
+                    now,
+                    provider,
+                ),
             )
-        return TokenRecord(alias, user, data, current + 1, now)
+        return TokenRecord(alias, user, data, current + 1, now, provider)
 
     def delete_token(self, alias: str, user: str, *, expect_version: int | None = None) -> bool:
         """Delete the stored token; False when there was none (or it changed meanwhile)."""
@@ -581,15 +1088,21 @@ class Store:
             )
 
 
-_stores: dict[Path, Store] = {}
+_stores: dict[tuple[Path, str | bytes | None], Store] = {}
 _stores_lock = threading.Lock()
 
 
-def open_store(path: str | os.PathLike[str] | None = None) -> Store:
-    """Open (once per process and path) the store at ``path`` or the default location."""
+def open_store(
+    path: str | os.PathLike[str] | None = None, *, key: str | bytes | None = None
+) -> Store:
+    """Open (once per process, path and key) the store at ``path`` or the default location.
+
+    ``key`` seals the secret columns; without it, ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring``
+    is read when the store is first opened.
+    """
     resolved = Path(path) if path is not None else default_store_path()
     with _stores_lock:
-        store = _stores.get(resolved)
+        store = _stores.get((resolved, key))
         if store is None:
-            store = _stores[resolved] = Store(resolved)
+            store = _stores[(resolved, key)] = Store(resolved, key=key)
         return store

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..config import provider_identity
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -368,7 +369,11 @@ async def _settle(
         # The code is used up at the provider: this token cannot be fetched again.
         # Off the event loop, and patient: a locked store must not lose this token.
         await asyncio.to_thread(
-            store.patiently, lambda: store.put_token(flow.alias, flow.user, data), _STORE_PATIENCE
+            store.patiently,
+            lambda: store.put_token(
+                flow.alias, flow.user, data, provider=provider_identity(config)
+            ),
+            _STORE_PATIENCE,
         )
         await asyncio.to_thread(
             store.patiently,

@@ -25,7 +25,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..client import HttpExchange, OAuth2Client, UserLike, error_from_flow, resolve_user
-from ..errors import OAuth2Error
+from ..errors import OAuth2Error, ProviderMismatchError
 from ..protocol import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, watch_store
@@ -225,10 +225,16 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         error = state.error
 
         token = state.token
-        record = store.get_token(client.alias, key)
+        mismatch: ErrorInfo | None = None
+        try:
+            record = client._stored(key)
+        except ProviderMismatchError as exc:
+            # Another provider's token under this alias: say why, and still offer a link.
+            record, mismatch = None, ErrorInfo.from_exception(exc)
         if record is None:
             if token is not None:
                 token, error = None, None
+            error = mismatch or error
         elif token is None or (token.version, token.updated_at) != (
             record.version,
             record.updated_at,
@@ -488,16 +494,20 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         more = f'<div class="chat-oauth2-status-detail">{text(detail)}</div>' if detail else ""
         return badge + who + more
 
-    @staticmethod
-    def _provider_html(state: PanelState) -> str:
+    def _provider_html(self, state: PanelState) -> str:
         scopes = " ".join(state.requested_scopes) or "(none)"
         redirect = state.redirect_uri or "(not set up)"
+        try:
+            sealed = "encrypted (AES-GCM)" if self._client.store.encrypted else "not encrypted"
+        except OAuth2Error:
+            sealed = "cannot be opened"
         return (
             f"Authorization endpoint: <code>{text(state.auth_uri)}</code><br>"
             f"Token endpoint: <code>{text(state.token_uri)}</code><br>"
             f"Redirect URI: <code>{text(redirect)}</code> "
             "(register exactly this at the provider)<br>"
-            f"Scopes requested: <code>{text(scopes)}</code>"
+            f"Scopes requested: <code>{text(scopes)}</code><br>"
+            f"Token store: {sealed}"
         )
 
     @staticmethod
