@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from support.browser import Browser
 
 from chat_oauth2_nb import (
     OAuth2Error,
@@ -84,18 +85,17 @@ def expire(store: Store, alias: str, user: str) -> TokenRecord:
     return stored
 
 
+# One browser for the module: each flow's binding cookie has its own name.
+BROWSER = Browser()
+
+
 def callback_location(provider: DemoProvider, url: str) -> tuple[str, str]:
     """Approve in the 'browser' but stop before the callback: (callback URL, code)."""
-    redirect = provider.approve(url, follow_redirect=False)
-    assert redirect.status_code in (302, 303), redirect.text
-    location = redirect.headers["location"]
-    code = parse_qs(urlsplit(location).query)["code"][0]
-    return location, code
+    return BROWSER.callback_location(provider, url)
 
 
 def open_callback(location: str) -> httpx.Response:
-    with httpx.Client(timeout=30, trust_env=False) as browser:
-        return browser.get(location)
+    return BROWSER.get(location)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
@@ -374,7 +374,7 @@ def test_code_exchange_bad_answer_is_typed_and_keeps_previous_token(
     before = store.get_token("demo", "ada")
     assert before is not None and before.data.refresh_token
     url = client.get_user_authorization_url("ada")
-    state = parse_qs(urlsplit(url).query)["state"][0]
+    state = parse_qs(urlsplit(url.provider_url).query)["state"][0]
     location, code = callback_location(provider, url)
     verifier = store.get_flow(state).code_verifier  # type: ignore[union-attr]
     sent = provider.token_requests["authorization_code"]
@@ -862,7 +862,7 @@ def test_callback_with_store_locked_answers_503_and_can_be_reloaded(
     impatient = Store(store.path, busy_timeout=0.2)
     client = make_client(store=impatient)
     url = client.get_user_authorization_url("ada")
-    state = parse_qs(urlsplit(url).query)["state"][0]
+    state = parse_qs(urlsplit(url.provider_url).query)["state"][0]
     location, code = callback_location(provider, url)
     with store_locked(store.path):
         page = open_callback(location)

@@ -134,7 +134,8 @@ def google_like(prefix: str, nbytes: int = 32) -> str:
     """
     body = secrets.token_urlsafe(nbytes)
     third = max(1, len(body) // 3)
-    return f"{prefix}{body[:third]}+{body[third : 2 * third]}/{body[2 * third :]}~%z=="
+    # Random at both ends, so that masks (head…tail) still tell two values apart.
+    return f"{prefix}{body[:third]}+~%z=={body[third : 2 * third]}/{body[2 * third :]}"
 
 
 class _Payload(OAuth2Payload):  # type: ignore[misc]
