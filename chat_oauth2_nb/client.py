@@ -212,6 +212,7 @@ class OAuth2Client:
         self.loopback_port = loopback_port
         self._explicit_redirect_uri = redirect_uri
         self._redirect_uri: str | None = None
+        self._way: tuple[str, str] | None = None
         self._store = store
         self._store_key = store_key
         self._transport = transport
@@ -295,11 +296,28 @@ class OAuth2Client:
         """Async twin of :meth:`setup`."""
         return await asyncio.to_thread(self.setup)
 
+    @property
+    def way(self) -> str | None:
+        """Where the browser's redirect lands once setup() ran: ``jupyter`` or ``loopback``."""
+        return self._way[0] if self._way else None
+
+    @property
+    def way_reason(self) -> str | None:
+        """Why setup() chose :attr:`way`, in one sentence."""
+        return self._way[1] if self._way else None
+
     def _choose_redirect_uri(self) -> str:
+        uri, way, why = self._choose_way()
+        self._way = (way, why)
+        log.info("%r receives redirects by %s: %s", self.alias, way, why)
+        return uri
+
+    def _choose_way(self) -> tuple[str, str, str]:
         if self._explicit_redirect_uri:
             if self.mode == "loopback":
                 self._start_loopback()
-            return self._explicit_redirect_uri
+                return self._explicit_redirect_uri, "loopback", "redirect_uri= was given"
+            return self._explicit_redirect_uri, "jupyter", "redirect_uri= was given"
         server_url = os.environ.get(SERVER_CALLBACK_ENV)
         if self.mode == "jupyter":
             if not server_url:
@@ -309,10 +327,16 @@ class OAuth2Client:
                     "Run the notebook in Jupyter with the extension enabled "
                     "(`jupyter server extension list`), or use mode='auto'.",
                 )
-            return f"{server_url}/{self.alias}"
+            return f"{server_url}/{self.alias}", "jupyter", "mode='jupyter'"
         if self.mode == "auto" and server_url and self._server_alive(server_url):
-            return f"{server_url}/{self.alias}"
-        return self._start_loopback()
+            why = "the Jupyter server running this kernel has the extension"
+            return f"{server_url}/{self.alias}", "jupyter", why
+        why = (
+            "mode='loopback'"
+            if self.mode == "loopback"
+            else "no Jupyter server with the extension runs this kernel"
+        )
+        return self._start_loopback(), "loopback", why
 
     def _server_alive(self, callback_url: str) -> bool:
         # The kernel may outlive its server; /api answers without a login.
@@ -358,6 +382,7 @@ class OAuth2Client:
             self._loopback.release()
             self._loopback = None
             self._redirect_uri = None
+            self._way = None
         if self._http_client is not None:
             self._http_client.close()
             self._http_client = None

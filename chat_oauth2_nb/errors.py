@@ -10,6 +10,8 @@ what to do next. No error message ever contains a token, code, verifier or secre
     │   └── ProviderMismatchError   the stored token belongs to another provider
     ├── AuthorizationDeniedError    the provider redirected back with error=...
     ├── StateError                  unknown, used, expired or missing state
+    │   └── BrowserBindingError     the redirect came from another browser or Jupyter user
+    ├── IssuerMismatchError         the redirect's iss is not the provider's (RFC 9207)
     ├── AuthorizationTimeoutError   wait_for_authorization() gave up waiting
     ├── StoreError                  the on-disk store cannot be used
     │   └── StoreLockedError        another process holds the store locked for too long

@@ -42,6 +42,7 @@ import httpx
 import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from support.scan import assert_no_secret as scan
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.protocol import mask
@@ -379,7 +380,9 @@ def authorize_in_new_tab(page: Page, context: BrowserContext, server: JupyterSer
     expect(tab.locator("#client-name")).to_have_text("chat_oauth2_nb demo client")
     tab.locator("button.approve").click()
     # Back at the Jupyter server (not a loopback listener in the kernel), logged in by cookie.
-    tab.wait_for_url(re.compile(re.escape(f"{server.base_url}chat-oauth2/callback?") + ".*"))
+    tab.wait_for_url(
+        re.compile(re.escape(f"{server.base_url}chat-oauth2/callback/{ALIAS}?") + ".*")
+    )
     expect(tab.locator("h1#outcome")).to_have_text("Authorized")
     expect(tab.locator("h1#outcome")).to_have_attribute("data-status", "200")
     return tab
@@ -423,8 +426,7 @@ def assert_no_secret(
 ) -> None:
     secrets_now = secrets_of_the_run(server, provider)
     assert len(secrets_now) >= 4, "the scan would look for nothing"
-    leaked = sorted(mask(value) for value in secrets_now if value in text)
-    assert not leaked, f"{where} contains {len(leaked)} secret(s): {leaked}"
+    scan(text, secrets_now, where)
 
 
 def save_and_check(
@@ -464,7 +466,7 @@ def test_jupyterlab_authorize_refresh_revoke(
 
         # The kernel was told the server's callback: that is the redirect URI in use.
         expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
-            f"'{jupyter.base_url}chat-oauth2/callback'"
+            f"'{jupyter.base_url}chat-oauth2/callback/{ALIAS}'"
         )
         status = panel(page, "chat-oauth2-status")
         expect(status).to_have_text(re.compile(r"^Not authorized"))

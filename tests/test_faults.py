@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from support.browser import Browser
+from support.scan import assert_no_secret
 
 from chat_oauth2_nb import (
     OAuth2Error,
@@ -58,10 +59,7 @@ JSON = "application/json"
 
 
 def no_secret_in(texts: list[str], secrets: list[str | None]) -> None:
-    for text in texts:
-        for secret in secrets:
-            if secret:
-                assert secret not in text, "a secret leaked into an error, page or log"
+    assert_no_secret("\n".join(texts), secrets, "an error, page or log")
 
 
 def closed_port_url(path: str = "/token") -> str:

@@ -71,10 +71,8 @@ class JupyterServer:
         self.store_path = root / "data" / "chat_oauth2_nb" / "store.sqlite3"
         self._log: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}
+        # The Jupyter login, and (once flows are started) the browser's binding cookies.
+        self.headers: dict[str, str] = {"Authorization": f"token {self.token}"}
 
     def start(self, timeout: float = 90.0) -> None:
         for name in ("data", "runtime", "config"):
@@ -162,10 +160,16 @@ def create_pending_flows(
     )
     try:
         assert client.setup() == server.callback_url
-        urls = [client.get_user_authorization_url(f"user{i}") for i in range(count)]
+        links = [client.get_user_authorization_url(f"user{i}") for i in range(count)]
     finally:
         client.close()
-    return [parse_qs(urlsplit(url).query)["state"][0] for url in urls]
+    # The person's browser opens each start link, which binds the flow to its cookie: from
+    # then on the fuzzer is that browser, so real states with junk codes reach the exchange.
+    with httpx.Client(trust_env=False, timeout=30, headers=server.headers) as browser:
+        for link in links:
+            assert browser.get(link).is_redirect
+        server.headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    return [parse_qs(urlsplit(link.provider_url).query)["state"][0] for link in links]
 
 
 def send(http: httpx.Client, server: JupyterServer, query: bytes) -> httpx.Response:

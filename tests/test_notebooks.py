@@ -27,6 +27,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbformat import NotebookNode
+from support.scan import assert_no_secret as scan
 
 from chat_oauth2_nb.client import create_oauth2_client
 from chat_oauth2_nb.protocol import mask
@@ -138,8 +139,7 @@ def all_output_text(nb: NotebookNode) -> str:
 
 
 def assert_no_secret(where: str, text: str, secrets: set[str]) -> None:
-    leaked = sorted(mask(s) for s in secrets if s in text)
-    assert not leaked, f"{where} contains {len(leaked)} secret(s): {leaked}"
+    scan(text, secrets, where)
 
 
 def serialized_outputs(nb: NotebookNode) -> str:
@@ -258,7 +258,11 @@ def test_step_by_step_shows_pkce_rotation_and_revocation(tmp_path: Path) -> None
     assert re.search(r"302 redirect to http://127\.0\.0\.1:\d+/chat-oauth2/callback", text)
     assert re.search(r"^\s+code\s+= \S{1,4}…\S{1,4}$", text, re.MULTILINE)
     assert "the state is the one we sent: True" in text
-    assert "callback: 200 Authorized" in text
+    # Another browser (no binding cookie) is refused and the flow waits for the real one.
+    assert "from another browser: 400 Authorization failed" in text
+    assert "the flow is still: pending" in text
+    assert "cookie attributes:" in text and "HttpOnly" in text and "SameSite=Lax" in text
+    assert "from our browser: 200 Authorized" in text
     assert "the same redirect again: 400" in text
     assert "AuthData(token='" in text
     # Rotation: the old refresh token is inactive at the provider, the new one active.

@@ -26,6 +26,7 @@ import pytest
 import traitlets
 from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
+from support.scan import assert_no_secret
 
 from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
@@ -777,9 +778,7 @@ def _assert_no_secret_in_widget_state(secrets: list[str]) -> None:
     dumps = [json.dumps(w.get_state(), default=str) for w in open_widgets]
     dumps.append(json.dumps(embed_data(views=None, drop_defaults=False), default=str))
     dumps.append(json.dumps(ipywidgets.Widget.get_manager_state(drop_defaults=False), default=str))
-    for secret in secrets:
-        for dumped in dumps:
-            assert secret not in dumped, f"a secret ({mask(secret)}) is in a widget's state"
+    assert_no_secret("\n".join(dumps), secrets, "the widgets' state")
 
 
 def test_no_secret_ever_reaches_a_widget_trait(
