@@ -27,6 +27,7 @@ _EXPORTS = {
     "OAuth2Error": "errors",
     "ConfigurationError": "errors",
     "NotAuthorizedError": "errors",
+    "AuthorizationCancelledError": "errors",
     "AuthorizationDeniedError": "errors",
     "StateError": "errors",
     "BrowserBindingError": "errors",
@@ -44,6 +45,7 @@ _EXPORTS = {
 # A literal list, so type checkers see what the package exports.
 __all__ = [
     "AuthData",
+    "AuthorizationCancelledError",
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
     "BrowserBindingError",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from .client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .config import ProviderConfig, discover_config
     from .errors import (
+        AuthorizationCancelledError,
         AuthorizationDeniedError,
         AuthorizationTimeoutError,
         BrowserBindingError,

@@ -5,17 +5,32 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 
 from .errors import NotAuthorizedError
 from .protocol import AuthData
 
-if TYPE_CHECKING:
-    from .client import OAuth2Client
+__all__ = ["OAuth2Auth", "TokenSource"]
 
-__all__ = ["OAuth2Auth"]
+
+class TokenSource(Protocol):
+    """Where :class:`OAuth2Auth` gets tokens (an :class:`~chat_oauth2_nb.OAuth2Client` is one)."""
+
+    @property
+    def alias(self) -> str:
+        """The provider's alias, for messages."""
+
+    @property
+    def leeway(self) -> float:
+        """Seconds before expiry at which a token counts as expired."""
+
+    def get_access_token_for_user(self, user: str) -> AuthData | None:
+        """The user's token, refreshed if it expired; None if never authorized."""
+
+    def refresh_after_rejection(self, user: str, used: AuthData) -> AuthData | None:
+        """After an API answered 401 to ``used``: a newer or refreshed token, or None."""
 
 
 class OAuth2Auth(httpx.Auth):
@@ -25,7 +40,7 @@ class OAuth2Auth(httpx.Auth):
     until the token nears expiry or the API answers 401.
     """
 
-    def __init__(self, client: OAuth2Client, user: str) -> None:
+    def __init__(self, client: TokenSource, user: str) -> None:
         self._client = client
         self._user = user
         self._cached: AuthData | None = None

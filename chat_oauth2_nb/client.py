@@ -15,42 +15,32 @@ import dataclasses
 import getpass
 import logging
 import os
-import re
-import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from .config import ProviderConfig, provider_identity, scopes_argument
 from .errors import (
-    AuthorizationDeniedError,
-    AuthorizationTimeoutError,
-    BrowserBindingError,
     ConfigurationError,
-    IssuerMismatchError,
     NotAuthorizedError,
     OAuth2Error,
     ProviderError,
     ProviderMismatchError,
     StateError,
-    StoreError,
     StoreLockedError,
-    TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
+from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
 from .protocol import (
     AuthData,
     HttpExchange,
     HttpRequest,
     ProviderAnswer,
-    authorization_url,
-    new_code_verifier,
-    new_state,
     parse_error_response,
     parse_token_response,
     refresh_request,
@@ -58,6 +48,7 @@ from .protocol import (
     transport_error,
     utcnow,
 )
+from .routes import CALLBACK_PATH, CALLBACK_TAIL, SERVER_CALLBACK_ENV, START_PATH
 from .store import (
     DEFAULT_FLOW_TTL,
     FlowOrigin,
@@ -79,22 +70,15 @@ __all__ = [
     "OAuth2Client",
     "UserLike",
     "create_oauth2_client",
-    "error_from_flow",
     "resolve_user",
 ]
 
 log = logging.getLogger("chat_oauth2_nb")
 
-CALLBACK_PATH = "chat-oauth2/callback"
-START_PATH = "chat-oauth2/start"
-_CALLBACK_TAIL = re.compile(r"chat-oauth2/callback(/[^/?#]*)?$")
-# Set by the server extension in the Jupyter server's environment; kernels inherit it.
-SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
-_POLL_INTERVAL = 0.05
-_LEASE_TTL = 60.0
+# How long a token the provider already issued waits for a store another process holds.
+_STORE_PATIENCE = 30.0
 
 UserLike = Any  # str, an object with .id or .username, or None
-T = TypeVar("T")
 Mode = Literal["auto", "jupyter", "loopback"]
 
 
@@ -136,31 +120,6 @@ class AuthorizationURL(str):
         self.provider_url = provider_url
         self.start_id = start_id
         return self
-
-
-def error_from_flow(flow: PendingFlow) -> OAuth2Error:
-    """Rebuild the typed error the callback recorded for a failed flow."""
-    info = flow.error or {}
-    kind = info.get("kind")
-    cls: type[OAuth2Error] = {
-        "denied": AuthorizationDeniedError,
-        "mixup": IssuerMismatchError,
-        "binding": BrowserBindingError,
-        "exchange": TokenExchangeError,
-        "state": StateError,
-        "store": StoreError,
-    }.get(kind or "", TokenExchangeError)
-    message = info.get("message") or "The authorization failed"
-    if kind == "state" and message == "expired":
-        message = "The authorization link expired before it was used"
-    details: dict[str, Any] = {
-        "error": info.get("error"),
-        "error_description": info.get("error_description"),
-        "status_code": info.get("status_code"),
-    }
-    if issubclass(cls, ProviderError):
-        details["retry_after"] = info.get("retry_after")
-    return cls(message, **details)
 
 
 class OAuth2Client:
@@ -225,7 +184,6 @@ class OAuth2Client:
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
         self._noted_exchanges: set[str] = set()
-        self._listeners: list[Callable[[str, AuthData | None, OAuth2Error | None], None]] = []
         self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
 
     def __repr__(self) -> str:
@@ -365,7 +323,7 @@ class OAuth2Client:
             self._loopback.start()  # (again) now that a flow waits for it
             return str(self._loopback.start_url(flow.start_id))
         parts = httpx.URL(flow.redirect_uri)
-        path = _CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
+        path = CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
         if path == parts.path:
             raise ConfigurationError(
                 "redirect_uri",
@@ -428,45 +386,41 @@ class OAuth2Client:
         provider URL. It carries a fresh single-use ``state`` (expires after ``flow_ttl``
         seconds) and a PKCE S256 challenge; the scopes are the default scopes plus ``scopes``.
         """
-        return self._start_flow(resolve_user(user), scopes, origin="code")[1]
+        return self.start_flow(resolve_user(user), scopes, origin="code")[1]
 
-    def _start_flow(
-        self, key: str, scopes: str | Iterable[str] | None, *, origin: FlowOrigin
+    def start_flow(
+        self,
+        user: UserLike = None,
+        scopes: str | Iterable[str] | None = None,
+        *,
+        origin: FlowOrigin = "code",
     ) -> tuple[PendingFlow, AuthorizationURL]:
-        # origin="panel": the panel's standby links, which wait_for_authorization() ignores
-        # unless one of them finishes.
+        """Record a new flow for ``user`` in the store; return it with the link to open.
+
+        ``origin`` says who started it: ``code`` (what wait_for_authorization() follows) or
+        ``panel`` (a panel's standby link, followed only once it finishes).
+        """
+        key = resolve_user(user)
         redirect = self._redirect_uri or self.setup()
-        wanted = tuple(dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))))
-        state, verifier = new_state(), new_code_verifier()
-        now = time.time()
         on_loopback = self._loopback is not None and self._loopback.serves(redirect)
-        flow = PendingFlow(
-            state=state,
-            alias=self.alias,
+        flow = new_flow(
+            self.config,
             user=key,
-            code_verifier=verifier,
             redirect_uri=redirect,
-            scopes=wanted,
-            created_at=now,
-            expires_at=now + self.flow_ttl,
-            provider=self.config,
-            start_id=secrets.token_urlsafe(24),
+            scopes=dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))),
             origin=origin,
             client_ref=self._ref,
             endpoint="loopback" if on_loopback else "server",
+            ttl=self.flow_ttl,
         )
         self.store.add_flow(flow)
         if origin == "code":
-            self._latest_state[key] = state
-        if self.config.authorization_callback is not None or self._listeners:
+            self._latest_state[key] = flow.state
+        if self.config.authorization_callback is not None:
             threading.Thread(
                 target=self._watch, args=(flow,), name="chat-oauth2-watch", daemon=True
             ).start()
-        provider_url = authorization_url(
-            self.config, redirect_uri=redirect, scopes=wanted, state=state, code_verifier=verifier
-        )
-        assert flow.start_id is not None
-        return flow, AuthorizationURL(self._start_url(flow), provider_url, flow.start_id)
+        return flow, self.start_link(flow)
 
     def start_link(self, flow: PendingFlow) -> AuthorizationURL:
         """The link (start URL, with its provider URL) of a pending flow this client can serve."""
@@ -474,33 +428,15 @@ class OAuth2Client:
             raise StateError(
                 "This flow has no start link", hint="Get a fresh one: get_user_authorization_url()."
             )
-        provider_url = authorization_url(
-            self.config,
-            redirect_uri=flow.redirect_uri,
-            scopes=flow.scopes,
-            state=flow.state,
-            code_verifier=flow.code_verifier,
+        return AuthorizationURL(
+            self._start_url(flow), provider_url(self.config, flow), flow.start_id
         )
-        return AuthorizationURL(self._start_url(flow), provider_url, flow.start_id)
 
     async def aget_user_authorization_url(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
     ) -> AuthorizationURL:
         """Async twin of :meth:`get_user_authorization_url`."""
         return await asyncio.to_thread(self.get_user_authorization_url, user, scopes)
-
-    def add_listener(
-        self, listener: Callable[[str, AuthData | None, OAuth2Error | None], None]
-    ) -> None:
-        """Call ``listener(user, auth_data, error)`` when a flow started by this client ends."""
-        self._listeners.append(listener)
-
-    def remove_listener(
-        self, listener: Callable[[str, AuthData | None, OAuth2Error | None], None]
-    ) -> None:
-        """Stop calling ``listener``."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
 
     def note_flow_exchange(self, flow: PendingFlow) -> None:
         """Add the code exchange the callback made for ``flow`` to :attr:`http_log`, once."""
@@ -512,58 +448,29 @@ class OAuth2Client:
             self._noted_exchanges.add(flow.state)
         self.http_log.append(HttpExchange(**flow.exchange))
 
-    def _flow_outcome(self, flow: PendingFlow) -> tuple[AuthData | None, OAuth2Error | None] | None:
-        """(data, error) once the flow ended, None while it is still running."""
-        current = self.store.get_flow(flow.state)
-        if current is None:
-            return None, StateError("The pending authorization disappeared from the store")
-        self.note_flow_exchange(current)
-        if current.status == "done":
-            record = self._stored(flow.user)
-            if record is None:
-                return None, NotAuthorizedError("The token was removed right after authorization")
-            return record.data, None
-        if current.status == "error":
-            return None, error_from_flow(current)
-        if current.status == "pending" and current.expires_at <= time.time():
-            return None, StateError(
-                "The authorization link expired before it was used",
-                hint="Get a fresh one with client.get_user_authorization_url().",
-            )
-        return None
+    def _token_of(self, key: str) -> AuthData | None:
+        record = self._stored(key)
+        return record.data if record else None
 
     def _watch(self, flow: PendingFlow) -> None:
-        # Runs in a daemon thread: fires authorizationCallback and listeners once.
+        # Runs in a daemon thread: calls authorizationCallback once the flow succeeded.
         while True:
             try:
-                outcome = self._flow_outcome(flow)
-            except OAuth2Error as exc:
-                outcome = (None, exc)
+                outcome = read_outcome(self.store, flow, self._token_of, self.note_flow_exchange)
+            except OAuth2Error:
+                return
             if outcome is not None:
                 break
-            if self._closed.wait(_POLL_INTERVAL):
+            if self._closed.wait(POLL_INTERVAL):
                 return
-        data, error = outcome
-        if self._latest_state.get(flow.user) != flow.state and error is not None:
-            return  # a newer link replaced this one; its expiry is no news
         callback = self.config.authorization_callback
-        if data is not None and callback is not None:
+        if outcome.data is not None and callback is not None:
             try:
-                callback(data, flow.user)
+                callback(outcome.data, flow.user)
             except Exception:
                 log.exception("authorizationCallback for %r raised", self.alias)
-        for listener in list(self._listeners):
-            try:
-                listener(flow.user, data, error)
-            except Exception:
-                log.exception("a listener of %r raised", self.alias)
 
-    def wait_for_authorization(self, user: UserLike = None, timeout: float = 300.0) -> AuthData:
-        """Block until the flow of the latest authorization URL for ``user`` ends.
-
-        Returns the new token; raises the flow's typed error (denied, state, exchange), or
-        :class:`AuthorizationTimeoutError` after ``timeout`` seconds.
-        """
+    def _waiter(self, user: UserLike, timeout: float) -> Waiter:
         key = resolve_user(user)
         state = self._latest_state.get(key)
         # Only flows this client instance started: another kernel's (or notebook's) flow for
@@ -578,37 +485,37 @@ class OAuth2Client:
                 f"No authorization was started for {key!r} at {self.alias!r}",
                 hint="Call client.get_user_authorization_url() and open the link first.",
             )
-        deadline = time.monotonic() + timeout
-        started = time.time()
-        while True:
-            outcome = self._flow_outcome(flow)
-            if outcome is None:
-                # Another link for this user (the panel's, say) finished meanwhile: that is
-                # the authorization this caller is waiting for.
-                other = self.store.finished_flow_since(
-                    self.alias, key, min(started, flow.created_at), client_ref=self._ref
-                )
-                if other is not None and other.state != flow.state:
-                    outcome = self._flow_outcome(other)
-            if outcome is not None:
-                data, error = outcome
-                if error is not None:
-                    raise error
-                assert data is not None
-                return data
-            if time.monotonic() >= deadline:
-                raise AuthorizationTimeoutError(
-                    f"No browser completed the authorization for {key!r} within {timeout:g} s",
-                    hint="Open the authorization link and approve, or call "
-                    "wait_for_authorization() again with a longer timeout.",
-                )
-            time.sleep(_POLL_INTERVAL)
+        return Waiter(
+            self.store,
+            flow,
+            client_ref=self._ref,
+            token_of=self._token_of,
+            seen=self.note_flow_exchange,
+            stopped=self._closed,
+            timeout=timeout,
+        )
+
+    def wait_for_authorization(self, user: UserLike = None, timeout: float = 300.0) -> AuthData:
+        """Block until the flow of the latest authorization URL for ``user`` ends.
+
+        Returns the new token; raises the flow's typed error (denied, state, exchange),
+        :class:`AuthorizationTimeoutError` after ``timeout`` seconds, or
+        :class:`AuthorizationCancelledError` once :meth:`close` is called.
+        """
+        return self._waiter(user, timeout).wait()
+
+    async def wait_for_authorization_async(
+        self, user: UserLike = None, timeout: float = 300.0
+    ) -> AuthData:
+        """Async twin of :meth:`wait_for_authorization`: cancelling the task ends the wait."""
+        waiter = await asyncio.to_thread(self._waiter, user, timeout)
+        return await waiter.wait_async()
 
     async def await_for_authorization(
         self, user: UserLike = None, timeout: float = 300.0
     ) -> AuthData:
-        """Async twin of :meth:`wait_for_authorization` (awaits without blocking the kernel)."""
-        return await asyncio.to_thread(self.wait_for_authorization, user, timeout)
+        """The old name of :meth:`wait_for_authorization_async` (it read as "a-wait")."""
+        return await self.wait_for_authorization_async(user, timeout)
 
     # tokens ------------------------------------------------------------------------------
 
@@ -647,7 +554,23 @@ class OAuth2Client:
         """Async twin of :meth:`refresh_user_access_token`."""
         return await asyncio.to_thread(self.refresh_user_access_token, user)
 
+    @property
+    def _lease_ttl(self) -> float:
+        # The whole time one refresh may hold the grant: the request (its total deadline,
+        # plus at most one read timeout past it) and the patient write of its answer, with
+        # a margin. Deriving it from timeout= keeps a slow provider from outliving the lease.
+        return 2 * self.timeout + _STORE_PATIENCE + 10.0
+
     def _refresh(self, key: str, seen: TokenRecord) -> AuthData:
+        """Refresh ``key``'s token unless someone else already did: single flight.
+
+        The invariant: a refresh token is sent to the provider at most once. Within this
+        process a lock per user serialises callers; across processes (kernels, the server)
+        a lease row in the store does, held for :attr:`_lease_ttl`, longer than one refresh
+        can take. Whoever gets the lease re-reads the token first: if its version moved, the
+        refresh already happened and the newer token is returned without a request. A failed
+        refresh releases the lease and leaves the stored token as it was.
+        """
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._key_locks[key]:
             while True:
@@ -659,9 +582,9 @@ class OAuth2Client:
                     )
                 if current.version != seen.version:
                     return current.data  # someone refreshed (or re-authorized) meanwhile
-                if self.store.acquire_lease(self.alias, key, owner, _LEASE_TTL):
+                if self.store.acquire_lease(self.alias, key, owner, self._lease_ttl):
                     break
-                time.sleep(_POLL_INTERVAL)
+                time.sleep(POLL_INTERVAL)
             try:
                 # Re-read under the lease: another process may have refreshed just before.
                 current = self._stored(key)
@@ -708,7 +631,7 @@ class OAuth2Client:
                 lambda: self.store.put_token(
                     self.alias, key, data, provider=self.provider, expect_version=version
                 ),
-                _LEASE_TTL / 2,
+                _STORE_PATIENCE,
             )
         except StoreLockedError:
             raise StoreLockedError(

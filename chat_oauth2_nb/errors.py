@@ -13,6 +13,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
     │   └── BrowserBindingError     the redirect came from another browser or Jupyter user
     ├── IssuerMismatchError         the redirect's iss is not the provider's (RFC 9207)
     ├── AuthorizationTimeoutError   wait_for_authorization() gave up waiting
+    ├── AuthorizationCancelledError client.close() ended a wait
     ├── StoreError                  the on-disk store cannot be used
     │   └── StoreLockedError        another process holds the store locked for too long
     └── ProviderError               the provider answered badly or not at all
@@ -24,6 +25,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
 from __future__ import annotations
 
 __all__ = [
+    "AuthorizationCancelledError",
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
     "ConfigurationError",
@@ -137,6 +139,10 @@ class IssuerMismatchError(OAuth2Error):
 
 class AuthorizationTimeoutError(OAuth2Error, TimeoutError):
     """No callback completed the pending authorization in time."""
+
+
+class AuthorizationCancelledError(OAuth2Error):
+    """client.close() was called while a wait for an authorization was running."""
 
 
 class StoreError(OAuth2Error):

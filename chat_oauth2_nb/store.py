@@ -37,18 +37,26 @@ from urllib.parse import quote
 
 from .config import ProviderConfig, provider_identity
 from .errors import (
+    AuthorizationDeniedError,
     BrowserBindingError,
     ConfigurationError,
+    IssuerMismatchError,
+    OAuth2Error,
+    ProviderError,
     StateError,
     StoreError,
     StoreLockedError,
+    TokenExchangeError,
 )
 from .protocol import AuthData, mask
 
 __all__ = [
     "DEFAULT_FLOW_TTL",
+    "FLOW_EXPIRED",
     "STORE_KEY_ENV",
     "FlowEndpoint",
+    "FlowError",
+    "FlowErrorKind",
     "FlowOrigin",
     "FlowStatus",
     "PendingFlow",
@@ -364,6 +372,86 @@ def _close_all(connections: dict[int, sqlite3.Connection]) -> None:
         db.close()
 
 
+# How a flow can fail, and the error type each kind turns back into in the kernel.
+FlowErrorKind = Literal["denied", "mixup", "binding", "exchange", "state", "store", "expired"]
+_ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
+    "denied": AuthorizationDeniedError,
+    "mixup": IssuerMismatchError,
+    "binding": BrowserBindingError,
+    "exchange": TokenExchangeError,
+    "state": StateError,
+    "expired": StateError,
+    "store": StoreError,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowError:
+    """How a flow failed: written by whichever process ended it, read by the waiting kernel.
+
+    The server and the kernel are different processes; this record is the one schema they
+    share for it (stored as JSON in ``flows.error``). It holds no secret.
+    """
+
+    kind: FlowErrorKind
+    message: str
+    error: str | None = None
+    error_description: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None
+    hint: str | None = None
+
+    @classmethod
+    def of(cls, exc: OAuth2Error, kind: FlowErrorKind) -> FlowError:
+        """Record a typed error as ``kind``."""
+        return cls(
+            kind=kind,
+            message=exc.message,
+            error=exc.error,
+            error_description=exc.error_description,
+            status_code=exc.status_code,
+            retry_after=getattr(exc, "retry_after", None),
+            hint=exc.hint,
+        )
+
+    def to_json(self) -> str:
+        """Serialise for the flows table."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> FlowError:
+        """Load what :meth:`to_json` wrote (unknown fields, from a newer version, are dropped)."""
+        raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        if values.get("kind") not in _ERROR_CLASSES:
+            values["kind"] = "exchange"
+        values.setdefault("message", "The authorization failed")
+        return cls(**values)
+
+    def to_exception(self) -> OAuth2Error:
+        """The typed error to raise in the kernel."""
+        cls = _ERROR_CLASSES.get(self.kind, TokenExchangeError)
+        details: dict[str, Any] = {
+            "error": self.error,
+            "error_description": self.error_description,
+            "status_code": self.status_code,
+            "hint": self.hint,
+        }
+        if issubclass(cls, ProviderError):
+            details["retry_after"] = self.retry_after
+        return cls(self.message, **details)
+
+
+#: The record of a link that expired before its redirect came back.
+FLOW_EXPIRED = FlowError(
+    kind="expired",
+    message="The authorization link expired before it was used",
+    hint="Get a fresh one with client.get_user_authorization_url() and use it within its "
+    "lifetime.",
+)
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class PendingFlow:
     """One authorization in progress: what the callback needs to finish it."""
@@ -377,7 +465,7 @@ class PendingFlow:
     created_at: float
     expires_at: float
     status: FlowStatus = "pending"
-    error: dict[str, Any] | None = None
+    error: FlowError | None = None
     finished_at: float | None = None
     exchange: dict[str, Any] | None = None
     # The provider as this flow's client saw it: two notebooks may use one alias for two
@@ -799,7 +887,7 @@ class Store:
             created_at=row["created_at"],
             expires_at=row["expires_at"],
             status=row["status"],
-            error=json.loads(row["error"]) if row["error"] else None,
+            error=FlowError.from_json(row["error"]) if row["error"] else None,
             finished_at=row["finished_at"],
             exchange=json.loads(row["exchange"]) if row["exchange"] else None,
             provider=_provider(json.loads(row["provider"])) if row["provider"] else None,
@@ -914,7 +1002,7 @@ class Store:
             if row["expires_at"] <= now:
                 db.execute(
                     "UPDATE flows SET status = 'error', error = ?, finished_at = ? WHERE state = ?",
-                    (json.dumps({"kind": "state", "message": "expired"}), now, state),
+                    (FLOW_EXPIRED.to_json(), now, state),
                 )
                 raise StateError(
                     "This authorization link expired",
@@ -931,12 +1019,12 @@ class Store:
         self,
         state: str,
         *,
-        error: dict[str, Any] | None = None,
+        error: FlowError | None = None,
         exchange: dict[str, Any] | None = None,
     ) -> None:
         """Mark a consumed flow done, or failed with ``error``; keep the redacted ``exchange``.
 
-        Both are JSON-able and hold no secret: the kernel shows them in its HTTP log.
+        Neither holds a secret: the kernel shows the exchange in its HTTP log.
         """
         with self._transaction() as db:
             db.execute(
@@ -944,7 +1032,7 @@ class Store:
                 "WHERE state = ?",
                 (
                     "error" if error else "done",
-                    json.dumps(error) if error else None,
+                    error.to_json() if error else None,
                     time.time(),
                     json.dumps(exchange) if exchange else None,
                     state,

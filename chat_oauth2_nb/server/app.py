@@ -10,7 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Unicode
 
-from ..client import CALLBACK_PATH, SERVER_CALLBACK_ENV, START_PATH
+from ..routes import CALLBACK_PATH, SERVER_CALLBACK_ENV, START_PATH
 from ..store import Store, open_store
 from .handlers import CallbackHandler, StartHandler
 

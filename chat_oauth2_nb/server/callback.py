@@ -41,7 +41,7 @@ from ..protocol import (
     transport_error,
     utcnow,
 )
-from ..store import PendingFlow, Store
+from ..store import FlowError, PendingFlow, Store
 from ..transport import asend
 
 __all__ = [
@@ -216,17 +216,6 @@ def _failure(
     )
 
 
-def _record(exc: OAuth2Error, kind: str) -> dict[str, object]:
-    return {
-        "kind": kind,
-        "message": exc.message,
-        "error": exc.error,
-        "error_description": exc.error_description,
-        "status_code": exc.status_code,
-        "retry_after": getattr(exc, "retry_after", None),
-    }
-
-
 def _issuer_problem(
     flow: PendingFlow, params: Mapping[str, Sequence[str]]
 ) -> IssuerMismatchError | None:
@@ -304,7 +293,7 @@ async def complete_authorization(
         )
         with contextlib.suppress(Exception):
             await asyncio.to_thread(
-                store.finish_flow, flow.state, error=_record(failed, "exchange")
+                store.finish_flow, flow.state, error=FlowError.of(failed, "exchange")
             )
         return _failure(502, "Authorization failed", failed, **where)
 
@@ -319,7 +308,7 @@ async def _settle(
 
     mixup = _issuer_problem(flow, params)
     if mixup is not None:
-        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(mixup, "mixup"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(mixup, "mixup"))
         log.warning("refused a redirect for %r: %s", flow.alias, mixup.message)
         return _failure(400, "Authorization refused", mixup, **where)
 
@@ -331,7 +320,7 @@ async def _settle(
             error=redact(error, known) if error else "invalid_request",
             error_description=redact(description, known) if description else None,
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_denied, "denied"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_denied, "denied"))
         return _failure(400, "Authorization was not granted", exc_denied, **where)
 
     code = _one(params, "code")
@@ -340,7 +329,7 @@ async def _settle(
             "The callback has no single authorization code",
             hint="Check authUri points at the provider's authorization endpoint.",
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_code, "exchange"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_code, "exchange"))
         return _failure(400, "Authorization failed", exc_code, **where)
 
     if config is None:
@@ -348,7 +337,7 @@ async def _settle(
             f"The provider {flow.alias!r} is not registered in the store",
             hint="Run client.setup() in the notebook, then authorize again.",
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=_record(exc_cfg, "exchange"))
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_cfg, "exchange"))
         return _failure(500, "Authorization failed", exc_cfg, **where)
 
     request = code_exchange_request(
@@ -360,7 +349,7 @@ async def _settle(
     exchange, outcome = await asyncio.to_thread(_read_answer, request, answer, flow, deadline)
     if isinstance(outcome, TokenExchangeError):
         await asyncio.to_thread(
-            store.finish_flow, flow.state, error=_record(outcome, "exchange"), exchange=exchange
+            store.finish_flow, flow.state, error=FlowError.of(outcome, "exchange"), exchange=exchange
         )
         log.warning("code exchange for %r failed: %s", flow.alias, outcome)
         return _failure(502, "Authorization failed", outcome, **where)
@@ -390,7 +379,7 @@ async def _settle(
         )
         with contextlib.suppress(StoreError):
             await asyncio.to_thread(
-                store.finish_flow, flow.state, error=_record(lost, "store"), exchange=exchange
+                store.finish_flow, flow.state, error=FlowError.of(lost, "store"), exchange=exchange
             )
         return _failure(503, "Authorization failed", lost, **where)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)

@@ -24,8 +24,9 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
-from ..client import HttpExchange, OAuth2Client, UserLike, error_from_flow, resolve_user
+from ..client import HttpExchange, OAuth2Client, UserLike, resolve_user
 from ..errors import OAuth2Error, ProviderMismatchError
+from ..flows import error_from_flow
 from ..protocol import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, watch_store
@@ -303,7 +304,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
     def _new_link(self) -> LinkView:
         # A standby link: not the one wait_for_authorization() follows for code in cells.
-        flow, url = self._client._start_flow(self._key, None, origin="panel")
+        flow, url = self._client.start_flow(self._key, None, origin="panel")
         return LinkView(
             url=str(url),
             start_id=url.start_id,

@@ -1,0 +1,20 @@
+"""Where the kernel and the Jupyter server meet: URL paths and the environment variable.
+
+Both sides need these names and neither may import the other (the server never loads the
+client, the kernel never loads tornado), so they live in this small core module.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["CALLBACK_PATH", "CALLBACK_TAIL", "SERVER_CALLBACK_ENV", "START_PATH"]
+
+#: The callback, under the server's base_url or on a loopback listener; ``/<alias>`` follows.
+CALLBACK_PATH = "chat-oauth2/callback"
+#: The start link that binds a flow to the browser opening it; ``/<start id>`` follows.
+START_PATH = "chat-oauth2/start"
+#: The end of a redirect URI the kit serves (plain, or per alias).
+CALLBACK_TAIL = re.compile(r"chat-oauth2/callback(/[^/?#]*)?$")
+#: Set by the server extension in the Jupyter server's environment; kernels inherit it.
+SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
