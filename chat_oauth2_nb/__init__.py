@@ -18,6 +18,7 @@ _EXPORTS = {
     "HttpExchange": "client",
     "OAuth2Auth": "auth",
     "AuthData": "protocol",
+    "DeviceAuthorization": "protocol",
     "ProviderConfig": "config",
     "discover_config": "config",
     "Store": "store",
@@ -26,6 +27,8 @@ _EXPORTS = {
     "OAuth2Panel": "widgets",
     "OAuth2Error": "errors",
     "ConfigurationError": "errors",
+    "DeviceAuthorizationError": "errors",
+    "DeviceCodeExpiredError": "errors",
     "NotAuthorizedError": "errors",
     "AuthorizationDeniedError": "errors",
     "StateError": "errors",
@@ -48,6 +51,9 @@ __all__ = [
     "AuthorizationTimeoutError",
     "BrowserBindingError",
     "ConfigurationError",
+    "DeviceAuthorization",
+    "DeviceAuthorizationError",
+    "DeviceCodeExpiredError",
     "HttpExchange",
     "IssuerMismatchError",
     "NotAuthorizedError",
@@ -81,6 +87,8 @@ if TYPE_CHECKING:
         AuthorizationTimeoutError,
         BrowserBindingError,
         ConfigurationError,
+        DeviceAuthorizationError,
+        DeviceCodeExpiredError,
         IssuerMismatchError,
         NotAuthorizedError,
         OAuth2Error,
@@ -93,7 +101,7 @@ if TYPE_CHECKING:
         TokenRefreshError,
         TokenRevokeError,
     )
-    from .protocol import AuthData
+    from .protocol import AuthData, DeviceAuthorization
     from .store import Store, open_store
     from .widgets import OAuth2Panel, dashboard
 
