@@ -983,10 +983,11 @@ def device_code_expired_error(
     """The error for a device code that expired unapproved (from the provider or our clock)."""
     when = f" at {expired_at.isoformat(timespec='seconds')}" if expired_at else ""
     return DeviceCodeExpiredError(
-        f"The device code expired{when} before the person approved it; start again for a new code",
+        f"The device code expired{when} before the person approved it",
         error="expired_token",
         error_description=error_description,
         status_code=status_code,
+        hint=hint_for("expired_token"),
     )
 
 
