@@ -8,6 +8,7 @@ poller will. Every repr, error and log line is scanned for the device code.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb.config import ProviderConfig, discover_config
 from chat_oauth2_nb.demo import DemoProvider
@@ -48,7 +50,6 @@ from chat_oauth2_nb.protocol import (
     refresh_request,
     utcnow,
 )
-from support.scan import assert_no_secret, nasty_secret
 
 INTERVAL = 0.2
 JSON = {"content-type": "application/json"}
@@ -186,7 +187,7 @@ def test_approved_device_gets_a_token_that_works_and_refreshes(
     # The provider saw polls no closer than the interval, and told nobody to slow down.
     polls = demo.device_polls[auth.user_code]
     assert len(polls) == len(poller.outcomes) == 4
-    assert min(b - a for a, b in zip(polls, polls[1:], strict=False)) >= INTERVAL * 0.9
+    assert min(b - a for a, b in itertools.pairwise(polls)) >= INTERVAL * 0.9
     assert demo.device_slow_downs[auth.user_code] == 0
 
     assert data.refresh_token is not None
@@ -354,7 +355,7 @@ def test_provider_failures_back_off_and_polling_goes_on(
     ]
     assert all(isinstance(o.error, TokenExchangeError) for o in retries)
     polls = demo.device_polls[auth.user_code]
-    gaps = [b - a for a, b in zip(polls, polls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert gaps[2] >= INTERVAL * 8 * 0.9 and demo.device_slow_downs[auth.user_code] == 0
 
 
