@@ -18,6 +18,7 @@ _EXPORTS = {
     "HttpExchange": "client",
     "OAuth2Auth": "auth",
     "AuthData": "protocol",
+    "DeviceAuthorization": "protocol",
     "ProviderConfig": "config",
     "discover_config": "config",
     "Store": "store",
@@ -26,6 +27,8 @@ _EXPORTS = {
     "OAuth2Panel": "widgets",
     "OAuth2Error": "errors",
     "ConfigurationError": "errors",
+    "DeviceAuthorizationError": "errors",
+    "DeviceCodeExpiredError": "errors",
     "NotAuthorizedError": "errors",
     "AuthorizationCancelledError": "errors",
     "AuthorizationDeniedError": "errors",
@@ -50,6 +53,9 @@ __all__ = [
     "AuthorizationTimeoutError",
     "BrowserBindingError",
     "ConfigurationError",
+    "DeviceAuthorization",
+    "DeviceAuthorizationError",
+    "DeviceCodeExpiredError",
     "HttpExchange",
     "IssuerMismatchError",
     "NotAuthorizedError",
@@ -84,6 +90,8 @@ if TYPE_CHECKING:
         AuthorizationTimeoutError,
         BrowserBindingError,
         ConfigurationError,
+        DeviceAuthorizationError,
+        DeviceCodeExpiredError,
         IssuerMismatchError,
         NotAuthorizedError,
         OAuth2Error,
@@ -96,7 +104,7 @@ if TYPE_CHECKING:
         TokenRefreshError,
         TokenRevokeError,
     )
-    from .protocol import AuthData
+    from .protocol import AuthData, DeviceAuthorization
     from .store import Store, open_store
     from .widgets import OAuth2Panel, dashboard
 

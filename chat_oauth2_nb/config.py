@@ -33,6 +33,8 @@ _SEED_KEYS = {
     "refreshTokenUri": "refresh_token_uri",
     "revokeTokenUri": "revoke_token_uri",
     "introspectionUri": "introspection_uri",
+    # RFC 8628 §3.1: where a device asks for a user code (no redirect needed).
+    "deviceAuthorizationUri": "device_authorization_uri",
     "defaultScopes": "default_scopes",
     "authUriParams": "auth_uri_params",
     "authorizationCallback": "authorization_callback",
@@ -106,6 +108,7 @@ class ProviderConfig:
     refresh_token_uri: str
     revoke_token_uri: str | None = None
     introspection_uri: str | None = None
+    device_authorization_uri: str | None = None
     default_scopes: tuple[str, ...] = ()
     auth_uri_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     client_id: str = ""
@@ -194,6 +197,15 @@ class ProviderConfig:
             if values.get("introspection_uri")
             else None
         )
+        device_uri = (
+            _check_uri(
+                "deviceAuthorizationUri",
+                values["device_authorization_uri"],
+                allow_http=allow_insecure_http,
+            )
+            if values.get("device_authorization_uri")
+            else None
+        )
         issuer = (
             _check_uri("issuer", values["issuer"], allow_http=allow_insecure_http).rstrip("/")
             if values.get("issuer")
@@ -277,6 +289,7 @@ class ProviderConfig:
             refresh_token_uri=refresh_uri,
             revoke_token_uri=revoke_uri,
             introspection_uri=introspection_uri,
+            device_authorization_uri=device_uri,
             default_scopes=scopes,
             auth_uri_params=dict(params),
             client_id=cid,
@@ -296,6 +309,7 @@ class ProviderConfig:
             "refresh_token_uri": self.refresh_token_uri,
             "revoke_token_uri": self.revoke_token_uri,
             "introspection_uri": self.introspection_uri,
+            "device_authorization_uri": self.device_authorization_uri,
             "default_scopes": list(self.default_scopes),
             "auth_uri_params": dict(self.auth_uri_params),
             "client_id": self.client_id,
@@ -397,6 +411,11 @@ def discover_config(
                 config["revokeTokenUri"] = metadata["revocation_endpoint"]
             if metadata.get("introspection_endpoint"):
                 config["introspectionUri"] = metadata["introspection_endpoint"]
+            device_endpoint = metadata.get("device_authorization_endpoint")
+            if device_endpoint:
+                # RFC 8628 §4; Authlib's RFC 8414 model does not check this field's form,
+                # from_mapping() does when the config is built.
+                config["deviceAuthorizationUri"] = device_endpoint
             if metadata.get("authorization_response_iss_parameter_supported") is True:
                 config["authorizationResponseIssParameterSupported"] = True
             return config

@@ -13,10 +13,12 @@ what to do next. No error message ever contains a token, code, verifier or secre
     │   └── BrowserBindingError     the redirect came from another browser or Jupyter user
     ├── IssuerMismatchError         the redirect's iss is not the provider's (RFC 9207)
     ├── AuthorizationTimeoutError   wait_for_authorization() gave up waiting
+    │   └── DeviceCodeExpiredError  the device code expired before anyone approved it
     ├── AuthorizationCancelledError client.close() ended a wait
     ├── StoreError                  the on-disk store cannot be used
     │   └── StoreLockedError        another process holds the store locked for too long
     └── ProviderError               the provider answered badly or not at all
+        ├── DeviceAuthorizationError  the device authorization endpoint refused (RFC 8628)
         ├── TokenExchangeError      the authorization code could not be exchanged
         ├── TokenRefreshError       the refresh token grant failed
         └── TokenRevokeError        the revocation endpoint failed
@@ -29,6 +31,8 @@ __all__ = [
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
     "ConfigurationError",
+    "DeviceAuthorizationError",
+    "DeviceCodeExpiredError",
     "NotAuthorizedError",
     "OAuth2Error",
     "ProviderError",
@@ -65,6 +69,10 @@ _HINTS: dict[str, str] = {
     ),
     "access_denied": "The person declined, or the provider refused: authorize again if that was a mistake.",
     "invalid_request": "The provider rejected the request's parameters: check the endpoints and extra parameters.",
+    "expired_token": (
+        "The device code expired before the person approved it: start again with "
+        "client.start_device_authorization() and enter the new code before it expires."
+    ),
     "temporarily_unavailable": "The provider is overloaded: try again in a moment.",
     "server_error": "The provider failed: try again later, or check its status page.",
 }
@@ -145,6 +153,10 @@ class AuthorizationCancelledError(OAuth2Error):
     """client.close() was called while a wait for an authorization was running."""
 
 
+class DeviceCodeExpiredError(AuthorizationTimeoutError):
+    """The device code (RFC 8628) expired before the person approved it: start again."""
+
+
 class StoreError(OAuth2Error):
     """The on-disk store cannot be used."""
 
@@ -176,6 +188,10 @@ class ProviderError(OAuth2Error):
             status_code=status_code,
             hint=hint,
         )
+
+
+class DeviceAuthorizationError(ProviderError):
+    """The device authorization endpoint (RFC 8628 §3.1) refused or answered badly."""
 
 
 class TokenExchangeError(ProviderError):

@@ -156,6 +156,7 @@ def test_metadata_validates(demo: DemoProvider, http: httpx.Client) -> None:
         "refreshTokenUri": doc["token_endpoint"],
         "revokeTokenUri": doc["revocation_endpoint"],
         "introspectionUri": doc["introspection_endpoint"],
+        "deviceAuthorizationUri": doc["device_authorization_endpoint"],
         "defaultScopes": ["profile", "email"],
     }
     oidc = http.get(f"{demo.issuer}/.well-known/openid-configuration").json()

@@ -27,25 +27,31 @@ from authlib.oauth2.rfc6749 import (
     JsonRequest,
     OAuth2Payload,
     OAuth2Request,
+    UnauthorizedClientError,
 )
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint, DeviceCodeGrant
 from authlib.oidc.core import OpenIDCode, OpenIDToken, UserInfo
 from joserfc.jwk import RSAKey
 
 from ._models import (
     CODE_LIFETIME,
+    DEVICE_CODE_GRANT_TYPE,
     AuthorizationCode,
     DemoClient,
     DemoUser,
+    DeviceCredential,
     IssuedToken,
     MemoryStore,
 )
 
 __all__ = [
     "AUTHORIZE_PATH",
+    "DEVICE_AUTHORIZATION_PATH",
+    "DEVICE_PATH",
     "DemoAuthorizationServer",
     "DemoRequest",
     "DemoResponse",
@@ -58,6 +64,9 @@ __all__ = [
 log = logging.getLogger("chat_oauth2_nb.demo")
 
 AUTHORIZE_PATH = "/authorize"
+DEVICE_AUTHORIZATION_PATH = "/device_authorization"
+# The verification page where a person types the user code (RFC 8628 §3.3).
+DEVICE_PATH = "/device"
 SIGNING_ALG = "RS256"  # the one algorithm OpenID Connect requires every provider to offer
 _TOKEN_KEYS = frozenset({"access_token", "refresh_token", "id_token"})
 
@@ -83,6 +92,7 @@ class _HideIssuedTokens(logging.Filter):
 for _name in (
     "authlib.oauth2.rfc6749.grants.authorization_code",
     "authlib.oauth2.rfc6749.grants.refresh_token",
+    "authlib.oauth2.rfc8628.device_code",
 ):
     logging.getLogger(_name).addFilter(_HideIssuedTokens())
 
@@ -338,6 +348,96 @@ class _S256Only(CodeChallenge):  # type: ignore[misc]
             raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
 
 
+# -- device authorization grant (RFC 8628) -------------------------------------------------
+
+
+class _DeviceEndpoint(DeviceAuthorizationEndpoint):  # type: ignore[misc]
+    """Issues device and user codes; lifetime and interval are the provider's knobs."""
+
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
+
+    @property
+    def EXPIRES_IN(self) -> float:
+        return _json_number(self.server.device_code_lifetime)
+
+    @property
+    def INTERVAL(self) -> float:
+        return _json_number(self.server.device_interval)
+
+    def generate_device_code(self) -> str:
+        """A fresh device code, shaped like Google's ``AH-1Ng…`` unless the style is plain."""
+        return str(self.server.new_value("AH-1Ng", 32))
+
+    def get_verification_uri(self) -> str:
+        return f"{self.server.issuer}{DEVICE_PATH}"
+
+    def save_device_credential(
+        self, client_id: str, scope: str | None, data: dict[str, Any]
+    ) -> None:
+        client: DemoClient = self.server.store.clients[client_id]
+        if not client.check_grant_type(DEVICE_CODE_GRANT_TYPE):
+            raise UnauthorizedClientError("This client may not use the device code grant.")
+        allowed = client.get_allowed_scope(scope)
+        if allowed is None:
+            raise InvalidScopeError()
+        interval = float(data["interval"])
+        self.server.store.add_device(
+            DeviceCredential(
+                device_code=data["device_code"],
+                user_code=data["user_code"],
+                client_id=client_id,
+                scope=allowed,
+                expires_at=time.time() + float(data["expires_in"]),
+                interval=interval,
+                required_interval=interval,
+            )
+        )
+
+
+def _json_number(value: float) -> float:
+    # 5.0 goes out as 5: RFC 8628 examples (and strict clients) expect whole seconds.
+    return int(value) if float(value).is_integer() else value
+
+
+class _DeviceGrant(DeviceCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
+
+    def query_device_credential(self, device_code: str) -> DeviceCredential | None:
+        credential: DeviceCredential | None = self.server.store.devices.get(device_code)
+        if credential is not None and credential.used:
+            raise InvalidGrantError("The device code was already used; start again.")
+        return credential
+
+    def query_user_grant(self, user_code: str) -> tuple[DemoUser | None, bool] | None:
+        credential = self.request.credential or self.server.store.device_by_user_code(user_code)
+        if credential is None or credential.approved is None:
+            return None
+        return credential.user, credential.approved
+
+    def should_slow_down(self, credential: DeviceCredential) -> bool:
+        polls = credential.polls
+        if len(polls) < 2:
+            return False
+        required = credential.required_interval
+        # Requests reach the server with some jitter: a poller that waits exactly the
+        # interval must not be told to slow down.
+        tolerance = min(0.5, max(0.05, required / 10))
+        if polls[-1] - polls[-2] >= required - tolerance:
+            return False
+        # RFC 8628 §3.5: the interval grows for this and all later requests.
+        credential.required_interval += self.server.device_slow_down_step
+        credential.slow_downs += 1
+        return True
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        response: tuple[int, dict[str, Any], list[tuple[str, str]]] = (
+            super().create_token_response()
+        )
+        # One token per device code: a second poll after success is refused.
+        self.request.credential.used = True
+        return response
+
+
 # -- OpenID Connect id_token ---------------------------------------------------------------
 
 _key_lock = threading.Lock()
@@ -455,9 +555,15 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self._token_lifetime = token_lifetime
         #: "google": credentials with / + = ~ % as real providers issue; "plain": urlsafe.
         self.value_style = "google"
+        #: RFC 8628 knobs: device code lifetime, polling interval, slow_down increment (s).
+        self.device_code_lifetime: float = 1800
+        self.device_interval: float = 5
+        self.device_slow_down_step: float = 5
         self.register_token_generator("default", self._generate_token)
         self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
+        self.register_grant(_DeviceGrant)
+        self.register_endpoint(_DeviceEndpoint(self))
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))
 
@@ -580,11 +686,16 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "token_endpoint": f"{issuer}/token",
             "revocation_endpoint": f"{issuer}/revoke",
             "introspection_endpoint": f"{issuer}/introspect",
+            "device_authorization_endpoint": f"{issuer}{DEVICE_AUTHORIZATION_PATH}",
             "jwks_uri": f"{issuer}/jwks.json",
             "scopes_supported": ["openid", "profile", "email"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": [
+                "authorization_code",
+                "refresh_token",
+                DEVICE_CODE_GRANT_TYPE,
+            ],
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "introspection_endpoint_auth_methods_supported": auth_methods[:2],

@@ -18,14 +18,17 @@ from urllib.parse import urlsplit
 __all__ = [
     "AUTH_METHODS",
     "CODE_LIFETIME",
+    "DEVICE_CODE_GRANT_TYPE",
     "LOOPBACK_HOSTS",
     "AuthorizationCode",
     "DemoClient",
     "DemoUser",
+    "DeviceCredential",
     "Grant",
     "IssuedToken",
     "MemoryStore",
     "TokenKind",
+    "normalize_user_code",
 ]
 
 AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})
@@ -33,6 +36,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # RFC 6749 §4.1.2 recommends 10 minutes at most.
 CODE_LIFETIME = 600
 CONSENT_TICKET_LIFETIME = 600
+DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+_GRANT_TYPES = frozenset({"authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE})
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")
 
@@ -128,8 +133,8 @@ class DemoClient:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        """Only the authorization code and refresh token grants are offered."""
-        return grant_type in ("authorization_code", "refresh_token")
+        """The authorization code, device code (RFC 8628) and refresh token grants are offered."""
+        return grant_type in _GRANT_TYPES
 
 
 @dataclass(eq=False)
@@ -239,6 +244,52 @@ class IssuedToken:
         return self.grant.user
 
 
+def normalize_user_code(user_code: str) -> str:
+    """A user code as compared: upper case, without dashes or spaces (RFC 8628 §6.1)."""
+    return "".join(ch for ch in user_code.upper() if ch.isalnum())
+
+
+@dataclass(eq=False)
+class DeviceCredential:
+    """A device code and its user code (RFC 8628), duck-typed to Authlib's ``DeviceCredentialMixin``."""
+
+    device_code: str = field(repr=False)
+    user_code: str
+    client_id: str
+    scope: str
+    expires_at: float  # time.time()
+    interval: float
+    #: The spacing this device must keep: the interval, plus the step for every slow_down.
+    required_interval: float
+    #: None until the person answers at the verification page; then approved or not.
+    approved: bool | None = None
+    user: DemoUser | None = None
+    used: bool = False
+    #: time.monotonic() of every poll of the token endpoint with this device code.
+    polls: list[float] = field(default_factory=list)
+    slow_downs: int = 0
+
+    def get_client_id(self) -> str:
+        """Return the client the codes were issued to."""
+        return self.client_id
+
+    def get_scope(self) -> str:
+        """Return the scope asked for at the device authorization endpoint."""
+        return self.scope
+
+    def get_user_code(self) -> str:
+        """Return the user code as issued."""
+        return self.user_code
+
+    def is_expired(self) -> bool:
+        """Whether the codes are past their lifetime."""
+        return time.time() >= self.expires_at
+
+    def is_waiting(self) -> bool:
+        """Whether the person can still approve or deny it at the verification page."""
+        return self.approved is None and not self.used and not self.is_expired()
+
+
 class MemoryStore:
     """All state of one provider; callers hold ``lock`` around every read-modify-write."""
 
@@ -248,6 +299,8 @@ class MemoryStore:
         self.codes: dict[str, AuthorizationCode] = {}
         self.grants: dict[str, Grant] = {}
         self.tokens: dict[str, IssuedToken] = {}
+        self.devices: dict[str, DeviceCredential] = {}  # by device code
+        self._user_codes: dict[str, DeviceCredential] = {}  # by normalized user code
         self._tickets: dict[str, tuple[str, float]] = {}
 
     def new_grant(self, client_id: str, user: DemoUser, scope: str) -> Grant:
@@ -269,6 +322,22 @@ class MemoryStore:
         """Whether a live code of ``client_id`` already carries ``nonce`` (OIDC replay check)."""
         with self.lock:
             return any(c.client_id == client_id and c.nonce == nonce for c in self.codes.values())
+
+    def add_device(self, credential: DeviceCredential) -> None:
+        """Remember a device credential; forget those that expired an hour ago."""
+        with self.lock:
+            # Kept a while after expiry, so a late poll still hears expired_token.
+            stale = time.time() - 3600
+            for old in [d for d in self.devices.values() if d.expires_at <= stale]:
+                del self.devices[old.device_code]
+                self._user_codes.pop(normalize_user_code(old.user_code), None)
+            self.devices[credential.device_code] = credential
+            self._user_codes[normalize_user_code(credential.user_code)] = credential
+
+    def device_by_user_code(self, user_code: str) -> DeviceCredential | None:
+        """Find a device credential by the code a person typed (any case, dashes optional)."""
+        with self.lock:
+            return self._user_codes.get(normalize_user_code(user_code))
 
     def add_token(self, token: IssuedToken) -> None:
         """Remember an issued token."""

@@ -8,7 +8,15 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-__all__ = ["HTML_HEADERS", "consent_page", "error_page", "index_page"]
+__all__ = [
+    "HTML_HEADERS",
+    "consent_page",
+    "device_consent_page",
+    "device_done_page",
+    "device_entry_page",
+    "error_page",
+    "index_page",
+]
 
 HTML_HEADERS = [
     ("Content-Type", "text/html; charset=utf-8"),
@@ -38,6 +46,7 @@ button { font: inherit; padding: .45rem 1.3rem; border-radius: 6px; border: 1px 
 button.approve { background: #1f6feb; border-color: #1f6feb; color: #fff; }
 .note { color: #5b6475; font-size: .9rem; }
 .error { color: #b42318; }
+.user-code { font: 600 1.6rem/1.2 ui-monospace, monospace; letter-spacing: .12em; }
 """
 
 
@@ -90,6 +99,73 @@ def consent_page(
     return _page(f"Authorize {client_name}", body)
 
 
+def device_entry_page(*, action: str, user_code: str = "", error: str | None = None) -> str:
+    """The verification page (RFC 8628 §3.3): type the code the notebook shows."""
+    problem = f'<p class="error" id="error">{_e(error)}</p>' if error else ""
+    body = (
+        "<h1>Connect a device</h1>"
+        f"{problem}"
+        "<p>Enter the code shown in your notebook (or on your device).</p>"
+        f'<form id="device-entry" method="get" action="{_e(action)}">'
+        '<label>Code <input type="text" name="user_code" '
+        f'value="{_e(user_code)}" autocomplete="off" autocapitalize="characters" '
+        'spellcheck="false" maxlength="64" class="user-code"></label>'
+        '<div class="buttons"><button class="approve" type="submit">Continue</button></div>'
+        "</form>"
+    )
+    return _page("Connect a device", body)
+
+
+def device_consent_page(
+    *,
+    client_name: str,
+    client_id: str,
+    scopes: Sequence[str],
+    user_code: str,
+    action: str,
+    ticket: str,
+    username: str = "demo-user",
+) -> str:
+    """Confirm the code, then Approve / Deny the device's request."""
+    if scopes:
+        scope_list = "".join(f'<li><code class="scope">{_e(s)}</code></li>' for s in scopes)
+        wants = f'<p>It asks for these scopes:</p><ul id="scopes">{scope_list}</ul>'
+    else:
+        wants = '<p id="scopes">It asks for no particular scope.</p>'
+    body = (
+        f'<h1>Authorize <span id="client-name">{_e(client_name)}</span> on a device</h1>'
+        "<p>Check that this is the code your notebook shows:</p>"
+        f'<p class="user-code" id="user-code">{_e(user_code)}</p>'
+        f"<p><strong>{_e(client_name)}</strong> (client id <code>{_e(client_id)}</code>) "
+        "wants access to your account on this demo provider.</p>"
+        f"{wants}"
+        f'<form id="consent" method="post" action="{_e(action)}">'
+        f'<label>Sign in as <input type="text" name="username" value="{_e(username)}" '
+        'autocomplete="username" maxlength="200"></label>'
+        f'<input type="hidden" name="user_code" value="{_e(user_code)}">'
+        f'<input type="hidden" name="consent_ticket" value="{_e(ticket)}">'
+        '<div class="buttons">'
+        '<button class="approve" type="submit" name="decision" value="approve">Approve</button>'
+        '<button type="submit" name="decision" value="deny">Deny</button>'
+        "</div></form>"
+        '<p class="note">If you did not start this from your own notebook, click Deny: '
+        "someone may be trying to get you to approve their device.</p>"
+    )
+    return _page(f"Authorize {client_name}", body)
+
+
+def device_done_page(*, client_name: str, approved: bool) -> str:
+    """After the answer: go back to the notebook, which is polling."""
+    if approved:
+        title = "Device authorized"
+        said = f'<p id="outcome">You approved <strong>{_e(client_name)}</strong>.</p>'
+    else:
+        title = "Request denied"
+        said = f'<p id="outcome">You denied <strong>{_e(client_name)}</strong> access.</p>'
+    body = f"<h1>{title}</h1>{said}<p>You can close this tab and go back to your notebook.</p>"
+    return _page(title, body)
+
+
 def error_page(*, error: str, description: str, hint: str) -> str:
     """An error the provider must show itself instead of redirecting (RFC 6749 §4.1.2.1)."""
     body = (
@@ -108,6 +184,8 @@ def index_page(issuer: str) -> str:
         for path in (
             "/.well-known/oauth-authorization-server",
             "/authorize",
+            "/device_authorization",
+            "/device",
             "/token",
             "/revoke",
             "/introspect",

@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 
 from ._authserver import (
     AUTHORIZE_PATH,
+    DEVICE_AUTHORIZATION_PATH,
+    DEVICE_PATH,
     DemoAuthorizationServer,
     DemoRequest,
     DemoResponse,
@@ -26,8 +29,23 @@ from ._authserver import (
     token_claims,
 )
 from ._http import DemoHTTPServer
-from ._models import AUTH_METHODS, DemoClient, DemoUser, MemoryStore
-from ._pages import HTML_HEADERS, consent_page, error_page, index_page
+from ._models import (
+    AUTH_METHODS,
+    DEVICE_CODE_GRANT_TYPE,
+    DemoClient,
+    DemoUser,
+    DeviceCredential,
+    MemoryStore,
+)
+from ._pages import (
+    HTML_HEADERS,
+    consent_page,
+    device_consent_page,
+    device_done_page,
+    device_entry_page,
+    error_page,
+    index_page,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -36,9 +54,12 @@ __all__ = ["FAULT_ENDPOINTS", "DemoProvider", "start_demo_provider"]
 
 log = logging.getLogger("chat_oauth2_nb.demo")
 
-FAULT_ENDPOINTS = frozenset({"token", "revoke", "introspect", "authorize", "metadata", "api"})
+FAULT_ENDPOINTS = frozenset(
+    {"token", "revoke", "introspect", "authorize", "metadata", "api", "device_authorization"}
+)
 _PATH_ENDPOINTS = {
     AUTHORIZE_PATH: "authorize",
+    DEVICE_AUTHORIZATION_PATH: "device_authorization",
     "/token": "token",
     "/revoke": "revoke",
     "/introspect": "introspect",
@@ -93,6 +114,19 @@ def _check_loopback_host(host: str) -> None:
         )
 
 
+def _check_seconds(name: str, seconds: float, *, positive: bool = False) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not seconds >= 0
+        or seconds == float("inf")
+        or (positive and seconds == 0)
+    ):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, not {seconds!r}")
+    return seconds
+
+
 def _check_lifetime(seconds: int) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
         raise ValueError(f"token lifetime must be a whole number of seconds >= 0, not {seconds!r}")
@@ -112,8 +146,9 @@ def _with_iss(response: DemoResponse, iss: str) -> DemoResponse:
 class DemoProvider:
     """A local OAuth2 authorization server (Authlib's protocol, stdlib HTTP, memory storage).
 
-    It offers the authorization code grant with PKCE (S256), refresh tokens with rotation
-    and reuse detection, RFC 7009 revocation, RFC 7662 introspection, RFC 8414 metadata,
+    It offers the authorization code grant with PKCE (S256), the device authorization grant
+    (RFC 8628: ``/device_authorization``, a verification page at ``/device``, ``slow_down``
+    for devices that poll too fast), refresh tokens with rotation and reuse detection, RFC 7009 revocation, RFC 7662 introspection, RFC 8414 metadata,
     OpenID Connect id_tokens (RS256) when the scope has ``openid``, and a protected
     resource at ``/api/me``. A default confidential client is registered at construction.
 
@@ -130,6 +165,8 @@ class DemoProvider:
         token_lifetime: int = 3600,
         host: str = "127.0.0.1",
         value_style: str = "google",
+        device_code_lifetime: float = 1800,
+        device_interval: float = 5,
     ) -> None:
         if value_style not in ("google", "plain"):
             raise ValueError(f"value_style must be 'google' or 'plain', not {value_style!r}")
@@ -140,6 +177,8 @@ class DemoProvider:
         self._store = MemoryStore()
         self._auth = DemoAuthorizationServer(self._store, lambda: self._token_lifetime)
         self._auth.value_style = value_style
+        self.device_code_lifetime = device_code_lifetime
+        self.device_interval = device_interval
         self._faults: dict[str, deque[_Fault]] = {}
         self._stopping = threading.Event()
         self._lifecycle = threading.Lock()
@@ -156,6 +195,9 @@ class DemoProvider:
         self.send_iss: bool = False
         #: Send this ``iss`` instead of the real issuer (a mix-up for tests); implies send_iss.
         self.wrong_iss: str | None = None
+        #: How /device_authorization answers: "rfc8628", or "google" (``verification_url``
+        #: and no ``verification_uri_complete``, as Google's device endpoint does).
+        self.device_style: str = "rfc8628"
         client_id, client_secret = self.register_client(
             client_id=f"demo-{secrets.token_hex(6)}",
             auth_method="client_secret_basic",
@@ -258,6 +300,7 @@ class DemoProvider:
             "refreshTokenUri": f"{issuer}/token",
             "revokeTokenUri": f"{issuer}/revoke",
             "introspectionUri": f"{issuer}/introspect",
+            "deviceAuthorizationUri": f"{issuer}{DEVICE_AUTHORIZATION_PATH}",
             "defaultScopes": list(scopes),
         }
 
@@ -325,6 +368,47 @@ class DemoProvider:
 
     # -- knobs for tests -----------------------------------------------------------------
 
+    @property
+    def device_code_lifetime(self) -> float:
+        """Seconds a device code and its user code live (``expires_in``; Authlib's default 1800)."""
+        return float(self._auth.device_code_lifetime)
+
+    @device_code_lifetime.setter
+    def device_code_lifetime(self, seconds: float) -> None:
+        self._auth.device_code_lifetime = _check_seconds(
+            "device_code_lifetime", seconds, positive=True
+        )
+
+    @property
+    def device_interval(self) -> float:
+        """Seconds a device must wait between polls (``interval``); faster polls get slow_down."""
+        return float(self._auth.device_interval)
+
+    @device_interval.setter
+    def device_interval(self, seconds: float) -> None:
+        self._auth.device_interval = _check_seconds("device_interval", seconds)
+
+    @property
+    def device_slow_down_step(self) -> float:
+        """Seconds added to a device's required interval at each slow_down (RFC 8628: 5)."""
+        return float(self._auth.device_slow_down_step)
+
+    @device_slow_down_step.setter
+    def device_slow_down_step(self, seconds: float) -> None:
+        self._auth.device_slow_down_step = _check_seconds("device_slow_down_step", seconds)
+
+    @property
+    def device_polls(self) -> dict[str, list[float]]:
+        """``time.monotonic()`` of every token poll, by user code (faults included)."""
+        with self._store.lock:
+            return {d.user_code: list(d.polls) for d in self._store.devices.values()}
+
+    @property
+    def device_slow_downs(self) -> dict[str, int]:
+        """How many slow_down answers each user code's device got."""
+        with self._store.lock:
+            return {d.user_code: d.slow_downs for d in self._store.devices.values()}
+
     def set_token_lifetime(self, seconds: int) -> None:
         """Set ``expires_in`` for access tokens issued from now on."""
         self._token_lifetime = _check_lifetime(seconds)
@@ -344,7 +428,7 @@ class DemoProvider:
         """Answer the next ``times`` requests to ``endpoint`` with this raw response instead.
 
         ``endpoint`` is one of ``token``, ``revoke``, ``introspect``, ``authorize``,
-        ``metadata`` or ``api``. The answer comes after ``delay`` seconds, which may exceed
+        ``metadata``, ``api`` or ``device_authorization``. The answer comes after ``delay`` seconds, which may exceed
         a client's timeout to simulate one; with ``trickle``, its body then comes one byte
         every ``trickle`` seconds. Faults queue up in the order they are injected.
         """
@@ -430,6 +514,40 @@ class DemoProvider:
             location = urljoin(str(answer.url), answer.headers["Location"])
             return client_side.get(location)
 
+    def approve_device(
+        self,
+        user_code: str,
+        *,
+        deny: bool = False,
+        username: str | None = None,
+        timeout: float = 10,
+    ) -> httpx.Response:
+        """Do what a person does with a device code: open the verification page, type the
+        code, click Approve (or Deny).
+
+        Args:
+            user_code: The code the notebook shows (any case; dashes and spaces optional).
+            deny: Click Deny instead of Approve.
+            username: Type this name instead of the prefilled ``demo-user``.
+            timeout: Seconds per request.
+
+        Returns:
+            The page shown after the answer (200); or the verification page with its error
+            (400) when the code is unknown, expired or already answered.
+        """
+        import httpx
+
+        with httpx.Client(timeout=timeout, trust_env=False) as http:
+            page = http.get(f"{self.issuer}{DEVICE_PATH}", params={"user_code": user_code})
+            form = _ConsentForm.parse(page.text) if page.status_code == 200 else None
+            if form is None:
+                return page
+            fields = dict(form.fields)
+            if username is not None:
+                fields["username"] = username
+            fields["decision"] = "deny" if deny else "approve"
+            return http.post(urljoin(str(page.url), form.action), data=fields)
+
     def _consent(
         self, authorization_url: str, deny: bool, username: str | None, timeout: float
     ) -> httpx.Response:
@@ -458,6 +576,10 @@ class DemoProvider:
             form = dict(reversed(raw.form_pairs()))
             with self._store.lock:
                 self.token_requests[form.get("grant_type", "")] += 1
+                if form.get("grant_type") == DEVICE_CODE_GRANT_TYPE:
+                    device = self._store.devices.get(form.get("device_code", ""))
+                    if device is not None:
+                        device.polls.append(time.monotonic())
         if endpoint is not None:
             fault = self._take_fault(endpoint)
             if fault is not None:
@@ -592,6 +714,82 @@ class DemoProvider:
             return _as_form(response)
         return response
 
+    def _device_authorization(self, raw: RawRequest) -> DemoResponse:
+        with self._store.lock:
+            response: DemoResponse = self._auth.create_endpoint_response(
+                "device_authorization", raw
+            )
+        if self.device_style == "google" and response.status == 200:
+            data = json.loads(response.body)
+            data["verification_url"] = data.pop("verification_uri")
+            data.pop("verification_uri_complete", None)
+            response = DemoResponse(200, json.dumps(data).encode(), list(_JSON_HEADERS))
+        return response
+
+    def _device_page(self, raw: RawRequest) -> DemoResponse:
+        typed = dict(reversed(raw.query_pairs())).get("user_code", "")[:64]
+        if not typed.strip():
+            return _html(200, device_entry_page(action=DEVICE_PATH))
+        with self._store.lock:
+            device = self._store.device_by_user_code(typed)
+            problem = _device_problem(device)
+            if device is None or problem is not None:
+                page = device_entry_page(action=DEVICE_PATH, user_code=typed, error=problem)
+                return _html(400, page)
+            client = self._store.clients[device.client_id]
+            ticket = self._store.new_ticket(_device_ticket_key(device))
+            page = device_consent_page(
+                client_name=client.client_name,
+                client_id=client.client_id,
+                scopes=device.scope.split(),
+                user_code=device.user_code,
+                action=DEVICE_PATH,
+                ticket=ticket,
+            )
+        return _html(200, page)
+
+    def _device_answer(self, raw: RawRequest) -> DemoResponse:
+        form = dict(reversed(raw.form_pairs()))
+        decision = form.get("decision")
+        username = form.get("username", "").strip() or "demo-user"
+        if decision not in ("approve", "deny") or len(username) > _MAX_USERNAME:
+            return _html(
+                400,
+                error_page(
+                    error="invalid_request",
+                    description="The form must say approve or deny, with a short user name.",
+                    hint="Go back, check the name, and click Approve or Deny.",
+                ),
+            )
+        with self._store.lock:
+            device = self._store.device_by_user_code(form.get("user_code", "")[:64])
+            problem = _device_problem(device)
+            if device is None or problem is not None:
+                page = device_entry_page(action=DEVICE_PATH, error=problem)
+                return _html(400, page)
+            if not self._store.take_ticket(
+                form.get("consent_ticket", ""), _device_ticket_key(device)
+            ):
+                return _html(
+                    400,
+                    error_page(
+                        error="invalid_request",
+                        description="This form expired or was already answered.",
+                        hint="Open the verification page again and enter the code.",
+                    ),
+                )
+            device.approved = decision == "approve"
+            device.user = DemoUser(username)
+            client_name = self._store.clients[device.client_id].client_name
+        log.info(
+            "user %s %s device code %s of client %s",
+            username,
+            "approved" if device.approved else "denied",
+            device.user_code,
+            device.client_id,
+        )
+        return _html(200, device_done_page(client_name=client_name, approved=device.approved))
+
     def _revoke(self, raw: RawRequest) -> DemoResponse:
         with self._store.lock:
             response: DemoResponse = self._auth.create_endpoint_response("revocation", raw)
@@ -658,6 +856,9 @@ class DemoProvider:
         ("GET", AUTHORIZE_PATH): _authorize_get,
         ("POST", AUTHORIZE_PATH): _authorize_post,
         ("POST", "/token"): _token,
+        ("POST", DEVICE_AUTHORIZATION_PATH): _device_authorization,
+        ("GET", DEVICE_PATH): _device_page,
+        ("POST", DEVICE_PATH): _device_answer,
         ("POST", "/revoke"): _revoke,
         ("POST", "/introspect"): _introspect,
         ("GET", "/.well-known/oauth-authorization-server"): _metadata,
@@ -666,6 +867,22 @@ class DemoProvider:
         ("GET", "/api/me"): _api_me,
         ("GET", "/"): _index,
     }
+
+
+def _device_problem(device: DeviceCredential | None) -> str | None:
+    """Why the verification page cannot take an answer for this code (None: it can)."""
+    if device is None:
+        return "That code is not known here: check it against the one your notebook shows."
+    if device.used or device.approved is not None:
+        return "That code was already answered. Start again in your notebook for a new one."
+    if device.is_expired():
+        return "That code has expired. Start again in your notebook for a new one."
+    return None
+
+
+def _device_ticket_key(device: DeviceCredential) -> str:
+    # A consent ticket answers for one user code only.
+    return f"device:{device.user_code}"
 
 
 class _ConsentForm(HTMLParser):
