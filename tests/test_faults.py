@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import httpx
 import pytest
 from support.browser import Browser
 from support.scan import assert_no_secret
+from support.server import free_port
+from support.wait import wait_until
 
 from chat_oauth2_nb import (
     OAuth2Error,
@@ -64,10 +65,7 @@ def no_secret_in(texts: list[str], secrets: list[str | None]) -> None:
 
 def closed_port_url(path: str = "/token") -> str:
     """A URL on 127.0.0.1 where nothing listens (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}{path}"
+    return f"http://127.0.0.1:{free_port()}{path}"
 
 
 def expire(store: Store, alias: str, user: str) -> TokenRecord:
@@ -94,14 +92,6 @@ def callback_location(provider: DemoProvider, url: str) -> tuple[str, str]:
 
 def open_callback(location: str) -> httpx.Response:
     return BROWSER.get(location)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def token_body(**fields: Any) -> str:
