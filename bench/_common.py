@@ -12,6 +12,23 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tests' shared helpers (tests/support) serve the benchmarks too: one Jupyter harness.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from support.server import JupyterServer  # noqa: E402
+
+__all__ = [
+    "ROOT",
+    "JupyterServer",
+    "cpu_model",
+    "header",
+    "load_fuzz_module",
+    "machine",
+    "median",
+    "percentile",
+    "summary",
+]
 
 
 def median(values: Sequence[float]) -> float:
@@ -58,7 +75,7 @@ def summary(text: str) -> None:
 
 
 def load_fuzz_module() -> ModuleType:
-    """tests/test_fuzz_callback.py: its Jupyter server, pending flows and query strategy."""
+    """tests/test_fuzz_callback.py: its pending flows and query strategy."""
     path = ROOT / "tests" / "test_fuzz_callback.py"
     spec = importlib.util.spec_from_file_location("_fuzz_callback", path)
     assert spec is not None and spec.loader is not None

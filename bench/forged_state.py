@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import header, load_fuzz_module, median, summary
+from _common import JupyterServer, header, load_fuzz_module, median, summary
 
 from chat_oauth2_nb.demo import start_demo_provider
 from chat_oauth2_nb.store import Store
@@ -39,7 +39,7 @@ def store_size(path: Path) -> tuple[int, int]:
 def main() -> None:
     header("forged-state rejections/s at the callback (real Jupyter server, keep-alive client)")
     fz = load_fuzz_module()
-    server = fz.JupyterServer(Path(tempfile.mkdtemp(prefix="bench-forged-")))
+    server = JupyterServer(Path(tempfile.mkdtemp(prefix="bench-forged-")), base_url=fz.BASE_URL)
     provider = start_demo_provider()
     server.start()
     try:
@@ -48,7 +48,7 @@ def main() -> None:
         flows_before = store.count_flows()
         db_before, wal_before = store_size(server.store_path)
         callback = server.callback_url
-        api = server.url + "api/me"
+        api = server.url("api/me")
         rejected: list[float] = []
         baseline: list[float] = []
         wrong = 0

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import header, load_fuzz_module, summary
+from _common import JupyterServer, header, load_fuzz_module, summary
 from hypothesis import HealthCheck, Phase, given, settings
 
 from chat_oauth2_nb.demo import start_demo_provider
@@ -27,7 +27,7 @@ EXAMPLES = 10_000
 def main() -> None:
     header(f"fuzzing the callback route: {EXAMPLES} examples")
     fz = load_fuzz_module()
-    server = fz.JupyterServer(Path(tempfile.mkdtemp(prefix="bench-fuzz-")))
+    server = JupyterServer(Path(tempfile.mkdtemp(prefix="bench-fuzz-")), base_url=fz.BASE_URL)
     provider = start_demo_provider()
     server.start()
     statuses: collections.Counter[int] = collections.Counter()

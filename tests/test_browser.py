@@ -22,31 +22,25 @@ log go to test-artifacts/.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import getpass
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
-import httpx
 import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from support.scan import assert_no_secret as scan
+from support.server import JupyterServer
+from support.wait import wait_until
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.protocol import mask
-from chat_oauth2_nb.store import Store, TokenRecord
+from chat_oauth2_nb.store import TokenRecord
 
 pytestmark = pytest.mark.browser
 
@@ -79,47 +73,6 @@ def require_chromium() -> None:
     if os.environ.get(REQUIRE_BROWSER) == "1":
         pytest.fail(f"{message}, and {REQUIRE_BROWSER}=1 requires them")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclasses.dataclass
-class JupyterServer:
-    """A running ``jupyter lab`` subprocess and the folders it was given."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str  # ends with '/'
-    token: str
-    root_dir: Path
-    data_dir: Path
-    log_path: Path
-
-    def url(self, path: str, *, reset: bool = False) -> str:
-        # JupyterLab's ?reset opens the document in an empty workspace, so that no notebook of
-        # an earlier test is restored next to it.
-        return f"{self.base_url}{path}?{'reset&' if reset else ''}token={self.token}"
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def store(self) -> Store:
-        """The token store the server and its kernels share (as in the isolated data dir)."""
-        return Store(self.data_dir / "chat_oauth2_nb" / "store.sqlite3")
-
-    def kernel_idle(self, notebook: str) -> bool:
-        """Whether the notebook's session has a kernel that is idle (asked over the REST API)."""
-        with httpx.Client(trust_env=False, timeout=5) as http:
-            sessions = http.get(
-                f"{self.base_url}api/sessions", headers={"Authorization": f"token {self.token}"}
-            ).json()
-        return any(
-            s.get("path") == notebook and (s.get("kernel") or {}).get("execution_state") == "idle"
-            for s in sessions
-        )
 
 
 def write_settings(config_dir: Path) -> None:
@@ -166,96 +119,27 @@ def write_notebook(path: Path, provider: DemoProvider, user: str) -> None:
     nbformat.write(nb, path)
 
 
-def server_env(tmp: Path, provider: DemoProvider) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("CHAT_OAUTH2_NB_CALLBACK_URL", "JUPYTERHUB_USER", "JUPYTER_TOKEN"):
-        env.pop(name, None)
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ):
-        env.pop(name, None)  # everything here is on 127.0.0.1
-    folders = {
-        "HOME": "home",
-        "JUPYTER_DATA_DIR": "data",
-        "JUPYTER_RUNTIME_DIR": "runtime",
-        "JUPYTER_CONFIG_DIR": "config",
-        "IPYTHONDIR": "ipython",
-        "XDG_CACHE_HOME": "cache",
-        "XDG_CONFIG_HOME": "xdg-config",
-        "XDG_DATA_HOME": "xdg-data",
-    }
-    for name, folder in folders.items():
-        (tmp / folder).mkdir(parents=True, exist_ok=True)
-        env[name] = str(tmp / folder)
-    # Kernels inherit the server's environment: this is how the credentials reach them.
-    env["CHAT_OAUTH2_DEMO_CLIENT_ID"] = provider.client_id
-    env["CHAT_OAUTH2_DEMO_CLIENT_SECRET"] = provider.client_secret
-    return env
-
-
-def start_jupyter(
-    tmp: Path, provider: DemoProvider, log: IO[bytes], log_path: Path
-) -> JupyterServer:
-    env = server_env(tmp, provider)
-    write_settings(Path(env["JUPYTER_CONFIG_DIR"]))
-    root = tmp / "root"
-    root.mkdir()
-    write_notebook(root / "test.ipynb", provider, LAB_USER)
-    write_notebook(root / "test-nb7.ipynb", provider, NB7_USER)
-    port, token = free_port(), secrets.token_hex(24)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        # Nothing may leave this machine: no news, no update check, no PyPI extension manager.
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # containers and CI often run as root
-    process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
+    """JupyterLab with the two test notebooks; kernels get the demo credentials from its env."""
     server = JupyterServer(
-        process=process,
-        base_url=f"http://127.0.0.1:{port}/",
-        token=token,
-        root_dir=root,
-        data_dir=Path(env["JUPYTER_DATA_DIR"]),
-        log_path=log_path,
+        tmp,
+        app="lab",
+        args=[
+            # Nothing may leave this machine: no news, no update check, no PyPI extension manager.
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ],
+        # Kernels inherit the server's environment: this is how the credentials reach them.
+        env={
+            "CHAT_OAUTH2_DEMO_CLIENT_ID": provider.client_id,
+            "CHAT_OAUTH2_DEMO_CLIENT_SECRET": provider.client_secret,
+        },
     )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    with httpx.Client(trust_env=False, timeout=2) as http:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(f"{server.base_url}api").status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer /api:\n{server.log_tail()}")
-            time.sleep(0.2)
+    write_settings(server.config_dir)
+    write_notebook(server.root_dir / "test.ipynb", provider, LAB_USER)
+    write_notebook(server.root_dir / "test-nb7.ipynb", provider, NB7_USER)
     return server
-
-
-def stop_jupyter(server: JupyterServer) -> None:
-    server.process.terminate()  # jupyter_server shuts its kernels down on SIGTERM
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -308,14 +192,15 @@ def provider() -> Iterator[DemoProvider]:
 def jupyter(
     browser: Browser, provider: DemoProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[JupyterServer]:
-    tmp = tmp_path_factory.mktemp("jupyter")
-    log_path = tmp / "jupyter.log"
-    with log_path.open("wb") as log:
-        server = start_jupyter(tmp, provider, log, log_path)
-        try:
-            yield server
-        finally:
-            stop_jupyter(server)
+    server = lab_server(tmp_path_factory.mktemp("jupyter"), provider)
+    try:
+        server.start(timeout=SERVER_START_TIMEOUT)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -346,18 +231,15 @@ def artifacts_on_failure(
 # -- steps a person takes ----------------------------------------------------------------------
 
 
-def wait_until(what: str, predicate: Callable[[], bool], server: JupyterServer) -> None:
-    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting: {what}\n{server.log_tail()}")
-        time.sleep(0.2)
+def wait_for_server(what: str, predicate: Callable[[], bool], server: JupyterServer) -> None:
+    """Wait as long as the UI may take, with the server's log in the failure message."""
+    wait_until(predicate, what, UI_TIMEOUT_MS / 1000, 0.2, server.log_tail)
 
 
 def run_all_cells(page: Page, server: JupyterServer, notebook: str) -> None:
     """Wait for the kernel, then Run → Run All Cells from the menu bar (Lab and Notebook 7)."""
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
-    wait_until(f"an idle kernel for {notebook}", lambda: server.kernel_idle(notebook), server)
+    wait_for_server(f"an idle kernel for {notebook}", lambda: server.kernel_idle(notebook), server)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
 
@@ -405,7 +287,7 @@ def secrets_of_the_run(server: JupyterServer, provider: DemoProvider | None) -> 
     """Every secret so far: the store's client secrets, PKCE verifiers and tokens, and every
     token, code and client secret the test's demo provider issued (read from its memory)."""
     found: set[str] = set()
-    with sqlite3.connect(server.data_dir / "chat_oauth2_nb" / "store.sqlite3") as db:
+    with sqlite3.connect(server.store_path) as db:
         found.update(row[0] for row in db.execute("SELECT client_secret FROM providers"))
         found.update(row[0] for row in db.execute("SELECT code_verifier FROM flows"))
         for (data,) in db.execute("SELECT data FROM tokens"):
@@ -442,7 +324,7 @@ def save_and_check(
     # Select the first cell by its prompt (a click elsewhere might land on a panel button).
     page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
     page.keyboard.press("Control+s")
-    wait_until(
+    wait_for_server(
         f"{notebook} saved with its widget state",
         lambda: token_mask in path.read_text(encoding="utf-8"),
         server,
@@ -461,7 +343,7 @@ def test_jupyterlab_authorize_refresh_revoke(
 ) -> None:
     page = context.new_page()
     with artifacts_on_failure("jupyterlab", context, jupyter):
-        page.goto(jupyter.url("lab/tree/test.ipynb", reset=True))
+        page.goto(jupyter.login_url("lab/tree/test.ipynb", reset=True))
         run_all_cells(page, jupyter, "test.ipynb")
 
         # The kernel was told the server's callback: that is the redirect URI in use.
@@ -541,7 +423,7 @@ def test_notebook7_authorize(
 ) -> None:
     page = context.new_page()
     with artifacts_on_failure("notebook7", context, jupyter):
-        page.goto(jupyter.url("notebooks/test-nb7.ipynb"))
+        page.goto(jupyter.login_url("notebooks/test-nb7.ipynb"))
         run_all_cells(page, jupyter, "test-nb7.ipynb")
         status = panel(page, "chat-oauth2-status")
         expect(status).to_have_text(re.compile(r"^Not authorized"))
@@ -570,7 +452,7 @@ def test_quickstart_notebook_in_jupyterlab(jupyter: JupyterServer, context: Brow
     user = resolve_kernel_user()
     page = context.new_page()
     with artifacts_on_failure("quickstart", context, jupyter):
-        page.goto(jupyter.url("lab/tree/quickstart.ipynb", reset=True))
+        page.goto(jupyter.login_url("lab/tree/quickstart.ipynb", reset=True))
         run_all_cells(page, jupyter, "quickstart.ipynb")
         status = panel(page, "chat-oauth2-status")
         expect(status).to_have_text(re.compile(r"^Not authorized"))
@@ -585,7 +467,9 @@ def test_quickstart_notebook_in_jupyterlab(jupyter: JupyterServer, context: Brow
         # The waiting cell went on and printed the protected API's answer.
         answer = page.locator(".jp-OutputArea-output", has_text='"user": "demo-user"')
         expect(answer).to_be_visible()
-        wait_until("the kernel to finish", lambda: jupyter.kernel_idle("quickstart.ipynb"), jupyter)
+        wait_for_server(
+            "the kernel to finish", lambda: jupyter.kernel_idle("quickstart.ipynb"), jupyter
+        )
         record = stored_token(jupyter, user)
         assert record is not None, f"no token stored for {user!r}"
         html = page.content()

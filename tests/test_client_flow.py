@@ -26,7 +26,7 @@ from chat_oauth2_nb import (
 )
 from chat_oauth2_nb.client import OAuth2Client, resolve_user
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.protocol import mask
+from chat_oauth2_nb.protocol import AuthData, mask
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]
@@ -166,10 +166,23 @@ def test_extra_authorization_params_from_config(make_client: Make, provider: Dem
 # -- the whole flow ------------------------------------------------------------------------
 
 
-def test_full_flow_stores_token(make_client: Make, provider: DemoProvider) -> None:
-    client = make_client()
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
+def test_full_flow_refresh_and_revoke(
+    make_client: Make, provider: DemoProvider, method: str
+) -> None:
+    """Each client authentication method: authorize through the loopback, refresh, revoke.
+
+    The demo provider accepts a client only by the method it was registered with, so a
+    client that sent its credentials another way would be refused at every step.
+    """
+    client_id, client_secret = provider.register_client(auth_method=method)
+    client = make_client(
+        client_id=client_id, client_secret=client_secret, client_auth_method=method
+    )
+    assert client.config.client_auth_method == method
     assert client.get_access_token_for_user("ada") is None
     url = client.get_user_authorization_url("ada")
+    assert urlsplit(url).hostname == "127.0.0.1"  # the real loopback callback
     page = provider.approve(url)
     assert page.status_code == 200 and "Authorized" in page.text
     data = client.wait_for_authorization("ada", timeout=10)
@@ -185,9 +198,24 @@ def test_full_flow_stores_token(make_client: Make, provider: DemoProvider) -> No
     assert exchange.status == 200 and exchange.url == provider.config()["accessTokenUri"]
     assert data.token not in exchange.response_body and mask(data.token) in exchange.response_body
     assert "code_verifier=" in exchange.request_body
+    # Basic sends the id in a header; post and a public client send it in the form.
+    assert ("client_id=" in exchange.request_body) is (method != "client_secret_basic")
+    assert ("client_secret=" in exchange.request_body) is (method == "client_secret_post")
     flow_state = query(url)["state"][0]
     verifier = client.store.get_flow(flow_state).code_verifier  # type: ignore[union-attr]
     assert verifier not in exchange.request_body
+    if client_secret is not None:
+        assert client_secret not in repr(client.http_log)
+
+    refreshed = client.refresh_user_access_token("ada")
+    assert refreshed.token != data.token and refreshed.refresh_token != data.refresh_token
+    assert provider.introspect(data.refresh_token or "")["active"] is False  # rotated out
+    assert httpx.get(provider.api_url, auth=client.auth("ada")).status_code == 200
+
+    assert client.revoke_user_access_token("ada") is True
+    assert provider.introspect(refreshed.token)["active"] is False
+    assert provider.introspect(refreshed.refresh_token or "")["active"] is False
+    assert client.get_access_token_for_user("ada") is None
 
 
 def test_denied_authorization_raises_typed_error(make_client: Make, provider: DemoProvider) -> None:
@@ -262,17 +290,29 @@ def test_refresh_rotates_and_old_refresh_token_dies(
 
 
 def test_sixteen_threads_refresh_once_and_grant_survives(
-    authorized: Callable[..., OAuth2Client], provider: DemoProvider
+    authorized: Callable[..., OAuth2Client], provider: DemoProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """16 threads that all saw the same token ask for a refresh at once: one request is sent.
+
+    Not left to timing: the threads start together on a barrier, and no refresh goes out
+    before every one of them has read the old token and is on its way to refresh it.
+    """
     client = authorized()
-    provider.token_delay = 0.2  # keep the first refresh in flight while the others arrive
     before = provider.token_requests["refresh_token"]
-    barrier = threading.Barrier(16)
+    start = threading.Barrier(16)
+    all_saw_the_old_token = threading.Barrier(16)
+    refresh_once = client._refresh  # after reading the stored record it is about to refresh
+
+    def refresh_when_all_arrived(key: str, seen: Any) -> Any:
+        all_saw_the_old_token.wait(30)
+        return refresh_once(key, seen)
+
+    monkeypatch.setattr(client, "_refresh", refresh_when_all_arrived)
     results: list[Any] = []
     errors: list[BaseException] = []
 
     def refresh() -> None:
-        barrier.wait()
+        start.wait(30)
         try:
             results.append(client.refresh_user_access_token("ada"))
         except BaseException as exc:
@@ -284,12 +324,13 @@ def test_sixteen_threads_refresh_once_and_grant_survives(
     for t in threads:
         t.join(30)
     assert not errors
+    assert len(results) == 16
     assert provider.token_requests["refresh_token"] - before == 1
     assert len({r.token for r in results}) == 1
-    provider.token_delay = 0
     assert provider.introspect(results[0].token)["active"] is True
     assert httpx.get(provider.api_url, auth=client.auth("ada")).status_code == 200
     # The grant is intact: the rotated refresh token still works.
+    monkeypatch.undo()
     assert client.refresh_user_access_token("ada").token != results[0].token
 
 
@@ -302,6 +343,22 @@ def test_expired_token_refreshes_automatically(make_client: Make, provider: Demo
     second = client.get_access_token_for_user("ada")
     assert second is not None and second.token != first.token
     assert provider.token_requests["refresh_token"] == 1
+
+
+def test_leeway_is_capped_at_half_the_lifetime() -> None:
+    """A 30 s leeway on a 20 s token: usable for its first 10 s, expired after that."""
+    obtained = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    data = AuthData(
+        token="short-lived-token-0123456789",
+        obtained_at=obtained,
+        expires_at=obtained + dt.timedelta(seconds=20),
+    )
+    # Without the cap a 30 s leeway would call the token expired the moment it arrived.
+    assert not data.is_expired(leeway=30, now=obtained + dt.timedelta(seconds=5))
+    assert data.is_expired(leeway=30, now=obtained + dt.timedelta(seconds=11))
+    # A leeway below half the lifetime is used as given.
+    assert not data.is_expired(leeway=3, now=obtained + dt.timedelta(seconds=16))
+    assert data.is_expired(leeway=3, now=obtained + dt.timedelta(seconds=17.5))
 
 
 def test_failed_refresh_keeps_stored_token(

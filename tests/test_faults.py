@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import httpx
 import pytest
 from support.browser import Browser
 from support.scan import assert_no_secret
+from support.server import free_port
+from support.wait import wait_until
 
 from chat_oauth2_nb import (
     OAuth2Error,
@@ -64,10 +65,7 @@ def no_secret_in(texts: list[str], secrets: list[str | None]) -> None:
 
 def closed_port_url(path: str = "/token") -> str:
     """A URL on 127.0.0.1 where nothing listens (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}{path}"
+    return f"http://127.0.0.1:{free_port()}{path}"
 
 
 def expire(store: Store, alias: str, user: str) -> TokenRecord:
@@ -94,14 +92,6 @@ def callback_location(provider: DemoProvider, url: str) -> tuple[str, str]:
 
 def open_callback(location: str) -> httpx.Response:
     return BROWSER.get(location)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def token_body(**fields: Any) -> str:
@@ -794,6 +784,54 @@ def store_locked(path: Path) -> Iterator[subprocess.Popen[str]]:
                 proc.wait()
 
 
+class PatientWrites:
+    """Watches ``Store.patiently``, the writes that must survive a locked store.
+
+    After ``hold_next()``, the next such write (the provider's token already in hand) waits
+    until the test has locked the store, so the lock is certainly met; ``refused`` counts the
+    attempts SQLite turned away because another process held the lock.
+    """
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.arrived = threading.Event()
+        self.proceed = threading.Event()
+        self.refused = 0
+        self._count = threading.Lock()
+
+    def hold_next(self) -> None:
+        """Park the next patient write until ``proceed`` is set."""
+        self.refused, self.armed = 0, True
+
+    def refuse(self) -> None:
+        with self._count:
+            self.refused += 1
+
+
+@pytest.fixture
+def patient_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[PatientWrites]:
+    watch = PatientWrites()
+    original = Store.patiently
+
+    def patiently(store: Store, write: Callable[[], Any], patience: float) -> Any:
+        if watch.armed and not watch.arrived.is_set():
+            watch.arrived.set()
+            assert watch.proceed.wait(30), "the test never locked the store"
+
+        def counted() -> Any:
+            try:
+                return write()
+            except StoreLockedError:
+                watch.refuse()
+                raise
+
+        return original(store, counted, patience)
+
+    monkeypatch.setattr(Store, "patiently", patiently)
+    yield watch
+    watch.proceed.set()  # never leave a worker parked
+
+
 def test_refresh_with_store_locked(
     authorized: Callable[..., OAuth2Client], provider: DemoProvider, store: Store, tmp_path: Path
 ) -> None:
@@ -817,7 +855,10 @@ def test_refresh_with_store_locked(
 
 
 def test_store_locked_while_refresh_is_in_flight(
-    authorized: Callable[..., OAuth2Client], provider: DemoProvider, store: Store
+    authorized: Callable[..., OAuth2Client],
+    provider: DemoProvider,
+    store: Store,
+    patient_writes: PatientWrites,
 ) -> None:
     """The provider already rotated the refresh token: its answer must not be lost."""
     impatient = Store(store.path, busy_timeout=0.2)
@@ -825,7 +866,7 @@ def test_store_locked_while_refresh_is_in_flight(
     before = store.get_token("demo", "ada")
     assert before is not None
     sent = provider.token_requests["refresh_token"]
-    provider.token_delay = 0.5
+    patient_writes.hold_next()
     outcome: list[AuthData | BaseException] = []
 
     def refresh() -> None:
@@ -837,12 +878,14 @@ def test_store_locked_while_refresh_is_in_flight(
     worker = threading.Thread(target=refresh)
     worker.start()
     try:
-        wait_until(lambda: provider.token_requests["refresh_token"] > sent, "the refresh request")
+        assert patient_writes.arrived.wait(30), "the provider's answer never came"
         with store_locked(store.path):
-            time.sleep(1.5)  # the provider answers and the client meets the lock meanwhile
+            patient_writes.proceed.set()
+            wait_until(lambda: patient_writes.refused >= 1, "the token write to meet the lock")
     finally:
+        patient_writes.proceed.set()
         worker.join(30)
-    provider.token_delay = 0
+    assert provider.token_requests["refresh_token"] == sent + 1
     assert len(outcome) == 1
     data = outcome[0]
     assert isinstance(data, AuthData), repr(data)
@@ -907,14 +950,14 @@ def test_second_store_on_the_same_file_keeps_the_first_ones_locks(tmp_path: Path
 
 
 def test_store_locked_while_code_exchange_is_in_flight(
-    make_client: Make, provider: DemoProvider, store: Store
+    make_client: Make, provider: DemoProvider, store: Store, patient_writes: PatientWrites
 ) -> None:
     """The code is used up at the provider: the token it bought must still be stored."""
     impatient = Store(store.path, busy_timeout=0.2)
     client = make_client(store=impatient)
     location, _ = callback_location(provider, client.get_user_authorization_url("ada"))
     sent = provider.token_requests["authorization_code"]
-    provider.token_delay = 0.5
+    patient_writes.hold_next()
     pages: list[httpx.Response | BaseException] = []
 
     def browser() -> None:
@@ -926,14 +969,14 @@ def test_store_locked_while_code_exchange_is_in_flight(
     tab = threading.Thread(target=browser)
     tab.start()
     try:
-        wait_until(
-            lambda: provider.token_requests["authorization_code"] > sent, "the code exchange"
-        )
+        assert patient_writes.arrived.wait(30), "the provider's answer never came"
         with store_locked(store.path):
-            time.sleep(1.5)  # the provider answers and the callback meets the lock meanwhile
+            patient_writes.proceed.set()
+            wait_until(lambda: patient_writes.refused >= 1, "the token write to meet the lock")
     finally:
+        patient_writes.proceed.set()
         tab.join(60)
-    provider.token_delay = 0
+    assert provider.token_requests["authorization_code"] == sent + 1
     assert len(pages) == 1
     page = pages[0]
     assert isinstance(page, httpx.Response), repr(page)
@@ -945,7 +988,11 @@ def test_store_locked_while_code_exchange_is_in_flight(
 
 
 def test_store_locked_for_good_after_code_exchange_says_what_to_do(
-    make_client: Make, provider: DemoProvider, store: Store, monkeypatch: pytest.MonkeyPatch
+    make_client: Make,
+    provider: DemoProvider,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    patient_writes: PatientWrites,
 ) -> None:
     """When the store never frees up, the tab gets a 503 that says so (not a dropped page)."""
     from chat_oauth2_nb.server import callback
@@ -955,7 +1002,7 @@ def test_store_locked_for_good_after_code_exchange_says_what_to_do(
     client = make_client(store=impatient)
     location, code = callback_location(provider, client.get_user_authorization_url("ada"))
     sent = provider.token_requests["authorization_code"]
-    provider.token_delay = 0.5
+    patient_writes.hold_next()
     pages: list[httpx.Response | BaseException] = []
 
     def browser() -> None:
@@ -967,14 +1014,16 @@ def test_store_locked_for_good_after_code_exchange_says_what_to_do(
     tab = threading.Thread(target=browser)
     tab.start()
     try:
-        wait_until(
-            lambda: provider.token_requests["authorization_code"] > sent, "the code exchange"
-        )
+        assert patient_writes.arrived.wait(30), "the provider's answer never came"
         with store_locked(store.path):
+            patient_writes.proceed.set()
             tab.join(60)  # the lock outlasts the callback's patience
     finally:
+        patient_writes.proceed.set()
         tab.join(60)
-    provider.token_delay = 0
+    assert provider.token_requests["authorization_code"] == sent + 1
+    # Retried while patience lasted (0.3 s, each attempt waiting 0.1 s), then gave up.
+    assert patient_writes.refused >= 2
     assert len(pages) == 1
     page = pages[0]
     assert isinstance(page, httpx.Response), repr(page)

@@ -18,14 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
+from support.jupyter import Browser, jupyter_client
+from support.scan import assert_no_secret
+from support.wait import poll
 
 from chat_oauth2_nb import BrowserBindingError, IssuerMismatchError, create_oauth2_client
 from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.server.callback import scrub_uri
 from chat_oauth2_nb.store import Store, open_store
-from tests.support.scan import assert_no_secret
-from tests.test_server_extension import Browser, jupyter_client
 
 Fetch = Callable[..., Awaitable[Any]]
 Make = Callable[..., OAuth2Client]
@@ -353,10 +354,7 @@ def test_listener_stops_without_pending_flows_and_comes_back_on_the_same_port(
     client = make_client(flow_ttl=0.5)
     link = client.get_user_authorization_url("ada")
     port = urlsplit(link).port
-    deadline = time.monotonic() + 5
-    while _loopback_threads() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _loopback_threads() == 0  # the flow expired: nothing listens
+    assert poll(lambda: _loopback_threads() == 0, 5, 0.1)  # the flow expired: nothing listens
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port or 0), timeout=0.5).close()
     client.flow_ttl = 60
@@ -383,10 +381,8 @@ def test_idle_connections_do_not_exhaust_threads(
             idle.append(sock)
         time.sleep(0.5)
         assert threading.active_count() - before <= loopback.MAX_HANDLERS + 2
-        deadline = time.monotonic() + 8  # the idle ones time out and free their threads
-        while threading.active_count() - before > 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert threading.active_count() - before <= 1
+        # The idle ones time out and free their threads.
+        assert poll(lambda: threading.active_count() - before <= 1, 8, 0.1)
 
         assert provider.approve(link).status_code == 200
     finally:

@@ -5,30 +5,24 @@ escapes), huge values, repeated parameters, forged states that look real, and th
 states of pending flows with junk codes, all sent with the Jupyter token: never a 500,
 never a stored token, and the store stays the size it was.
 
-``bench/fuzz.py`` reuses this module's server, flows and strategy for a longer run.
+``bench/fuzz.py`` reuses this module's flows and strategy (and tests/support/server.py) for a
+longer run.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import os
-import re
-import secrets
 import socket
 import string
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO
 from urllib.parse import parse_qs, quote_from_bytes, urlsplit
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.server import JupyterServer
 
 from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
@@ -39,112 +33,6 @@ CALLBACK = "chat-oauth2/callback"
 # The request line and headers must fit tornado's 64 KiB limit (httpx refuses longer queries).
 MAX_QUERY = 60_000
 PENDING_FLOWS = 24
-
-
-# Jupyter logs every 5xx answer at ERROR: the exchange's 502 for a junk code is expected.
-_EXPECTED_502 = re.compile(r"^\[E [^\]]+\] 502 GET /fuzz/chat-oauth2/callback\?")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class JupyterServer:
-    """``jupyter server`` in a subprocess, its folders under ``root``, on 127.0.0.1."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.token = secrets.token_hex(24)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}{BASE_URL}"
-        self.callback_url = self.url + CALLBACK
-        self.log_path = root / "server.log"
-        self.env = {
-            **os.environ,
-            "JUPYTER_DATA_DIR": str(root / "data"),
-            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-            "JUPYTER_CONFIG_DIR": str(root / "config"),
-        }
-        self.env.pop("CHAT_OAUTH2_NB_CALLBACK_URL", None)
-        self.store_path = root / "data" / "chat_oauth2_nb" / "store.sqlite3"
-        self._log: IO[bytes] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        # The Jupyter login, and (once flows are started) the browser's binding cookies.
-        self.headers: dict[str, str] = {"Authorization": f"token {self.token}"}
-
-    def start(self, timeout: float = 90.0) -> None:
-        for name in ("data", "runtime", "config"):
-            (self.root / name).mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "server",
-            f"--ServerApp.token={self.token}",
-            f"--port={self.port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.base_url={BASE_URL}",
-            "--ServerApp.open_browser=False",
-            f"--ServerApp.root_dir={self.root}",
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            command.append("--allow-root")  # containers: jupyter refuses root without it
-        self._log = self.log_path.open("wb")
-        self._proc = subprocess.Popen(
-            command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root
-        )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False, timeout=5) as http:
-            while True:
-                if self._proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"jupyter server exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(self.url + "api").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"jupyter server did not answer:\n{self.log_tail()}")
-                time.sleep(0.1)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def errors_logged(self) -> list[str]:
-        """Lines the server started itself with a traceback or at ERROR/CRITICAL level.
-
-        Only line starts count: fuzzed queries appear in the log too (even the word
-        Traceback, which Hypothesis borrows from this very file), but never at a line start.
-        """
-        return [
-            line
-            for line in self.log_text().splitlines()
-            if line.startswith(("Traceback", "[E ", "[C ")) and not _EXPECTED_502.match(line)
-        ]
-
-    def store_files_size(self) -> int:
-        """Bytes on disk of the store: the database file plus its WAL."""
-        wal = self.store_path.with_name(self.store_path.name + "-wal")
-        return sum(p.stat().st_size for p in (self.store_path, wal) if p.exists())
 
 
 def create_pending_flows(
@@ -314,10 +202,8 @@ def provider_for_fuzz() -> Iterator[DemoProvider]:
 
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    server = JupyterServer(tmp_path_factory.mktemp("fuzz-jupyter"))
-    server.start()
-    yield server
-    server.stop()
+    with JupyterServer(tmp_path_factory.mktemp("fuzz-jupyter"), base_url=BASE_URL) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

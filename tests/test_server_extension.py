@@ -178,13 +178,25 @@ async def test_wrong_client_secret_shows_invalid_client(
     assert "wrong-secret-xyz" not in page
 
 
-async def test_store_file_modes(jp_serverapp: Any, provider: DemoProvider) -> None:
+async def test_store_file_modes(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider, browser: Browser
+) -> None:
+    """The store the server writes a token into is private: folder 0700, files 0600."""
     client = await jupyter_client(provider)
-    client.get_user_authorization_url("ada")
+    assert client.way == "jupyter", client.way_reason  # not a silent loopback fallback
+    response = await browser.callback(
+        await browser.params(client.get_user_authorization_url("ada"))
+    )
+    assert response.code == 200
+    data = await client.await_for_authorization("ada", timeout=10)
     path = default_store_path()
     assert str(path).startswith(os.environ["JUPYTER_DATA_DIR"])
+    assert open_store().get_token("demo", "ada") is not None  # written by the server
+    assert data.token
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    for f in path.parent.iterdir():
+    files = list(path.parent.iterdir())
+    assert path in files
+    for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
 
 

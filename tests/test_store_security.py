@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from support.jupyter import Browser, jupyter_client
+from support.scan import assert_no_secret, find_secrets, nasty_secret
 
 from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.config import ProviderConfig, provider_identity
@@ -28,7 +29,6 @@ from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, ProviderMismatchError, StoreError
 from chat_oauth2_nb.protocol import AuthData, utcnow
 from chat_oauth2_nb.store import STORE_KEY_ENV, PendingFlow, Store, new_store_key
-from tests.support.scan import assert_no_secret, find_secrets, nasty_secret
 
 Make = Callable[..., OAuth2Client]
 

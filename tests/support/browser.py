@@ -19,12 +19,16 @@ __all__ = ["Browser"]
 class Browser:
     """One browser's cookie jar and the steps a person takes through a flow."""
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
         self.cookies = httpx.Cookies()
         self.timeout = timeout
+        # E.g. a Jupyter server's login, for links and callbacks served by Jupyter.
+        self.headers = headers or {}
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=self.timeout, trust_env=False, cookies=self.cookies)
+        return httpx.Client(
+            timeout=self.timeout, trust_env=False, cookies=self.cookies, headers=self.headers
+        )
 
     def open(self, link: str) -> str:
         """Open a start link; return the provider's authorization URL it redirects to."""
