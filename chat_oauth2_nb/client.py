@@ -319,9 +319,10 @@ class OAuth2Client:
 
     def _start_url(self, flow: PendingFlow) -> str:
         # The start endpoint lives on the callback's origin, so its cookie reaches the callback.
-        if flow.endpoint == "loopback":
-            self._loopback.start()  # (again) now that a flow waits for it
-            return str(self._loopback.start_url(flow.start_id))
+        if flow.endpoint == "loopback" and self._loopback is not None:
+            # (Again) now that a flow waits for it. A flow another process's listener
+            # serves (a panel showing it) has its start link at the same place.
+            self._loopback.start()
         parts = httpx.URL(flow.redirect_uri)
         path = CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
         if path == parts.path:

@@ -1008,3 +1008,21 @@ def test_widget_state_saved_in_a_notebook_holds_no_secret(tmp_path: Any) -> None
         assert secret not in saved, f"a secret ({mask(secret)}) was saved with the notebook"
     outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
     assert "Traceback" not in outputs
+
+
+def test_a_panel_shows_a_flow_another_clients_listener_serves(
+    make_client: Callable[..., OAuth2Client], provider: DemoProvider
+) -> None:
+    """A second client (another kernel) pointed at the first one's loopback URI."""
+    first = make_client()
+    first.setup()
+    second = make_client(mode="auto", redirect_uri=first.redirect_uri)
+    link = first.get_user_authorization_url("ada")
+    panel = second.panel("ada")  # used to crash: this client runs no listener itself
+    try:
+        assert panel.state.link is not None
+        assert panel.state.link.url == str(link)
+        assert provider.approve(panel.state.link.url).status_code == 200
+        assert first.wait_for_authorization("ada", timeout=10).token
+    finally:
+        panel.close()
