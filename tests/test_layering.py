@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "chat_oauth2_nb"
 
 CORE = {
     "chat_oauth2_nb.config",
+    "chat_oauth2_nb.environment",
     "chat_oauth2_nb.errors",
     "chat_oauth2_nb.protocol",
     "chat_oauth2_nb.routes",
@@ -36,6 +37,7 @@ ALLOWED = {
 # Lower layers never import higher ones (config, protocol -> store -> flows -> client -> auth).
 ORDER = [
     "chat_oauth2_nb.errors",
+    "chat_oauth2_nb.environment",
     "chat_oauth2_nb.routes",
     "chat_oauth2_nb.config",
     "chat_oauth2_nb.protocol",
