@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import datetime as dt
 import getpass
 import logging
 import os
@@ -20,27 +21,40 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
 from .config import ProviderConfig, provider_identity, scopes_argument
 from .errors import (
+    AuthorizationDeniedError,
     ConfigurationError,
+    DeviceAuthorizationError,
+    DeviceCodeExpiredError,
     NotAuthorizedError,
     OAuth2Error,
     ProviderError,
     ProviderMismatchError,
     StateError,
     StoreLockedError,
+    TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
 from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
 from .protocol import (
     AuthData,
+    DeviceAuthorization,
+    DevicePending,
     HttpExchange,
     HttpRequest,
     ProviderAnswer,
+    classify_device_poll,
+    device_authorization_request,
+    device_code_expired_error,
+    device_poll_backoff,
+    device_token_request,
+    parse_device_authorization,
     parse_error_response,
     parse_token_response,
     refresh_request,
@@ -51,6 +65,9 @@ from .protocol import (
 from .routes import CALLBACK_PATH, CALLBACK_TAIL, SERVER_CALLBACK_ENV, START_PATH
 from .store import (
     DEFAULT_FLOW_TTL,
+    FlowEndpoint,
+    FlowError,
+    FlowErrorKind,
     FlowOrigin,
     PendingFlow,
     Store,
@@ -79,7 +96,11 @@ log = logging.getLogger("chat_oauth2_nb")
 _STORE_PATIENCE = 30.0
 
 UserLike = Any  # str, an object with .id or .username, or None
-Mode = Literal["auto", "jupyter", "loopback"]
+Mode = Literal["auto", "jupyter", "loopback", "device", "paste"]
+_MODES = ("auto", "jupyter", "loopback", "device", "paste")
+# Paste-back needs an address the browser ends on and that nothing serves; a loopback URI
+# with a fixed port can be registered once (RFC 8252 §7.3 lets many providers take any port).
+PASTE_PORT = 53682
 
 
 def resolve_user(user: UserLike = None) -> str:
@@ -113,12 +134,17 @@ class AuthorizationURL(str):
 
     provider_url: str
     start_id: str
+    #: With a device code: the code the person types at the provider (not a secret).
+    user_code: str | None
 
-    def __new__(cls, start_url: str, provider_url: str, start_id: str) -> AuthorizationURL:
+    def __new__(
+        cls, start_url: str, provider_url: str, start_id: str, user_code: str | None = None
+    ) -> AuthorizationURL:
         """Wrap ``start_url`` with the provider URL and the flow's opaque start id."""
         self = super().__new__(cls, start_url)
         self.provider_url = provider_url
         self.start_id = start_id
+        self.user_code = user_code
         return self
 
 
@@ -141,8 +167,10 @@ class OAuth2Client:
         allow_insecure_http: bool = False,
         store_key: str | None = None,
     ) -> None:
-        if mode not in ("auto", "jupyter", "loopback"):
-            raise ConfigurationError("mode", f"is {mode!r}", "Use 'auto', 'jupyter' or 'loopback'.")
+        if mode not in _MODES:
+            raise ConfigurationError(
+                "mode", f"is {mode!r}", "Use 'auto', 'jupyter', 'loopback', 'device' or 'paste'."
+            )
         if store is not None and store_key is not None:
             raise ConfigurationError(
                 "store_key",
@@ -256,7 +284,7 @@ class OAuth2Client:
 
     @property
     def way(self) -> str | None:
-        """Where the browser's redirect lands once setup() ran: ``jupyter`` or ``loopback``."""
+        """How this client authorizes once setup() ran: jupyter, loopback, device or paste."""
         return self._way[0] if self._way else None
 
     @property
@@ -271,6 +299,16 @@ class OAuth2Client:
         return uri
 
     def _choose_way(self) -> tuple[str, str, str]:
+        if self.mode == "device":
+            device_authorization_request(self.config)  # a missing endpoint says what to do now
+            return "", "device", "mode='device': the person types a code at the provider"
+        if self.mode == "paste":
+            port = self.loopback_port or PASTE_PORT
+            uri = self._explicit_redirect_uri or (
+                f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}"
+            )
+            why = "mode='paste': the person copies the address the browser ends on"
+            return uri, "paste", why
         if self._explicit_redirect_uri:
             if self.mode == "loopback":
                 self._start_loopback()
@@ -387,6 +425,14 @@ class OAuth2Client:
         provider URL. It carries a fresh single-use ``state`` (expires after ``flow_ttl``
         seconds) and a PKCE S256 challenge; the scopes are the default scopes plus ``scopes``.
         """
+        if self.way is None:
+            self.setup()
+        if self.way == "device":
+            # No redirect: the link is the provider's verification page (with the code
+            # filled in when the provider offers that); wait_for_authorization() polls.
+            device = self.start_device_authorization(user, scopes)
+            page = device.verification_uri_complete or device.verification_uri
+            return AuthorizationURL(page, page, "", user_code=device.user_code)
         return self.start_flow(resolve_user(user), scopes, origin="code")[1]
 
     def start_flow(
@@ -402,8 +448,18 @@ class OAuth2Client:
         ``panel`` (a panel's standby link, followed only once it finishes).
         """
         key = resolve_user(user)
-        redirect = self._redirect_uri or self.setup()
+        redirect = self._redirect_uri if self._way else self.setup()
+        assert redirect is not None
+        if self.way == "device":
+            raise ConfigurationError(
+                "mode",
+                "is 'device', which has no authorization link",
+                "Call client.start_device_authorization(), or show client.panel().",
+            )
         on_loopback = self._loopback is not None and self._loopback.serves(redirect)
+        endpoint: FlowEndpoint = (
+            "paste" if self.way == "paste" else "loopback" if on_loopback else "server"
+        )
         flow = new_flow(
             self.config,
             user=key,
@@ -411,7 +467,7 @@ class OAuth2Client:
             scopes=dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))),
             origin=origin,
             client_ref=self._ref,
-            endpoint="loopback" if on_loopback else "server",
+            endpoint=endpoint,
             ttl=self.flow_ttl,
         )
         self.store.add_flow(flow)
@@ -429,9 +485,12 @@ class OAuth2Client:
             raise StateError(
                 "This flow has no start link", hint="Get a fresh one: get_user_authorization_url()."
             )
-        return AuthorizationURL(
-            self._start_url(flow), provider_url(self.config, flow), flow.start_id
-        )
+        at_provider = provider_url(self.config, flow)
+        if flow.endpoint == "paste":
+            # Nothing serves the redirect URI, so no start page can bind a browser: the
+            # person pasting the address back is the binding.
+            return AuthorizationURL(at_provider, at_provider, flow.start_id)
+        return AuthorizationURL(self._start_url(flow), at_provider, flow.start_id)
 
     async def aget_user_authorization_url(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
@@ -494,6 +553,7 @@ class OAuth2Client:
             seen=self.note_flow_exchange,
             stopped=self._closed,
             timeout=timeout,
+            step=self.poll_device_authorization if flow.origin == "device" else None,
         )
 
     def wait_for_authorization(self, user: UserLike = None, timeout: float = 300.0) -> AuthData:
@@ -517,6 +577,212 @@ class OAuth2Client:
     ) -> AuthData:
         """The old name of :meth:`wait_for_authorization_async` (it read as "a-wait")."""
         return await self.wait_for_authorization_async(user, timeout)
+
+    # device code (RFC 8628) ---------------------------------------------------------------
+
+    def start_device_authorization(
+        self, user: UserLike = None, scopes: str | Iterable[str] | None = None
+    ) -> DeviceAuthorization:
+        """Ask the provider for a device code; show the person its ``user_code`` and URI.
+
+        No redirect is needed, so this works wherever the notebook runs (Colab, a remote
+        kernel). :meth:`wait_for_authorization` then polls the token endpoint until the
+        person approved, denied, or the code expired; the token is stored like any other.
+
+        Raises:
+            ConfigurationError: the provider has no ``deviceAuthorizationUri``.
+            DeviceAuthorizationError: the provider refused; the message says why.
+        """
+        key = resolve_user(user)
+        wanted = tuple(dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))))
+        request = device_authorization_request(self.config, wanted)
+        self.store.put_provider(self.config)
+        answer = self._send(request, "Device authorization", DeviceAuthorizationError)
+        device = parse_device_authorization(
+            answer.status or 0,
+            answer.headers,
+            answer.content,
+            received_at=utcnow(),
+            secrets=request.secrets,
+            client_id=request.client_id,
+        )
+        lifetime = max(1.0, (device.expires_at - utcnow()).total_seconds())
+        flow = new_flow(
+            self.config,
+            user=key,
+            redirect_uri="",
+            scopes=wanted,
+            origin="device",
+            client_ref=self._ref,
+            endpoint="device",
+            ttl=lifetime,
+        )
+        public = {
+            "user_code": device.user_code,
+            "verification_uri": device.verification_uri,
+            "verification_uri_complete": device.verification_uri_complete,
+            "interval": device.interval,
+            "failures": 0,
+            "next_poll_at": time.time() + device.interval,
+        }
+        # The flow's one secret is the device code: it goes where the PKCE verifier would.
+        flow = dataclasses.replace(flow, code_verifier=device.device_code, device=public)
+        self.store.add_flow(flow)
+        self._latest_state[key] = flow.state
+        log.info("device authorization for %r at %r: code %s", key, self.alias, device.user_code)
+        return device
+
+    async def astart_device_authorization(
+        self, user: UserLike = None, scopes: str | Iterable[str] | None = None
+    ) -> DeviceAuthorization:
+        """Async twin of :meth:`start_device_authorization`."""
+        return await asyncio.to_thread(self.start_device_authorization, user, scopes)
+
+    def poll_device_authorization(self, flow: PendingFlow) -> None:
+        """Poll the token endpoint for a device flow once, if it is due; record what happened.
+
+        Single flight: one poller at a time across threads and processes (a lease per flow),
+        and the next poll's time lives in the store, so the spacing the provider asked for
+        (``interval``, ``slow_down``) holds whoever polls next.
+        """
+        current = self.store.get_flow(flow.state)
+        if current is None or current.status != "pending" or current.device is None:
+            return
+        now = time.time()
+        if now >= current.expires_at:
+            expired = device_code_expired_error(
+                expired_at=dt.datetime.fromtimestamp(current.expires_at, dt.timezone.utc)
+            )
+            self.store.finish_flow(flow.state, error=FlowError.of(expired, "device_expired"))
+            return
+        if now < float(current.device.get("next_poll_at", 0)):
+            return
+        lease, owner = f"device:{flow.state}", f"{os.getpid()}:{uuid.uuid4().hex}"
+        if not self.store.acquire_lease(self.alias, lease, owner, 2 * self.timeout + 10):
+            return
+        try:
+            self._poll_device_once(flow.state)
+        finally:
+            self.store.release_lease(self.alias, lease, owner)
+
+    def _poll_device_once(self, state: str) -> None:
+        # Re-read under the lease: another poller may have just finished or polled.
+        current = self.store.get_flow(state)
+        if current is None or current.status != "pending" or current.device is None:
+            return
+        info = current.device
+        if time.time() < float(info.get("next_poll_at", 0)):
+            return
+        interval, failures = float(info["interval"]), int(info.get("failures", 0))
+        request = device_token_request(self.config, current.code_verifier)
+        what = "Polling for the device authorization"
+        outcome: AuthData | DevicePending | OAuth2Error
+        try:
+            answer = self._send(request, what, TokenExchangeError)
+        except ProviderError as exc:
+            outcome = device_poll_backoff(interval, failures, exc)
+        else:
+            outcome = classify_device_poll(
+                answer.status or 0,
+                answer.headers,
+                answer.content,
+                interval=interval,
+                received_at=utcnow(),
+                failures=failures,
+                requested_scopes=current.scopes,
+                secrets=request.secrets,
+                client_id=request.client_id,
+            )
+        if isinstance(outcome, DevicePending):
+            self.store.update_device(
+                state,
+                interval=outcome.interval,
+                failures=outcome.failures,
+                next_poll_at=time.time() + outcome.wait,
+            )
+        elif isinstance(outcome, AuthData):
+            data = outcome
+            self.store.patiently(
+                lambda: self.store.put_token(current.alias, current.user, data, provider=self.provider),
+                _STORE_PATIENCE,
+            )
+            self.store.finish_flow(state)
+            log.info("stored a new token for %r at %r (device code)", current.user, self.alias)
+        else:
+            kind: FlowErrorKind = (
+                "denied"
+                if isinstance(outcome, AuthorizationDeniedError)
+                else "device_expired"
+                if isinstance(outcome, DeviceCodeExpiredError)
+                else "exchange"
+            )
+            self.store.finish_flow(state, error=FlowError.of(outcome, kind))
+
+    # paste-back -------------------------------------------------------------------------------
+
+    def complete_authorization(self, url_or_query: str, user: UserLike = None) -> AuthData:
+        """Finish a flow from the address the browser ended on, pasted by the person.
+
+        For ``mode="paste"``: the provider sends the browser to a loopback address that does
+        not load; copy that address (or just its query) and pass it here. The state is
+        checked exactly as the callback checks it (single use, this alias and user, not
+        expired, ``error=`` becomes a typed error), then the code is exchanged with the
+        flow's PKCE verifier and the token stored.
+
+        Raises:
+            StateError: the address is not from a pending authorization of this client.
+            AuthorizationDeniedError: the provider sent ``error=`` instead of a code.
+            TokenExchangeError: the provider refused the code.
+        """
+        from .server.loopback import complete_pasted
+
+        key = resolve_user(user)
+        text = url_or_query.strip()
+        if not text:
+            raise ConfigurationError(
+                "url_or_query",
+                "is empty",
+                "Paste the whole address from the browser's address bar.",
+            )
+        pasted_at: str | None = None
+        path_alias: str | None = None
+        if "://" in text:
+            parts = urlsplit(text)
+            query = parts.query
+            pasted_at = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+            match = CALLBACK_TAIL.search(parts.path)
+            path_alias = match.group(1)[1:] if match and match.group(1) else None
+        else:
+            query = text.lstrip("?")
+        params = parse_qs(query, keep_blank_values=True)
+        state = (params.get("state") or [""])[0]
+        flow = self.store.get_flow(state) if state else None
+        if flow is not None and (flow.alias != self.alias or flow.user != key):
+            raise StateError(
+                "This address belongs to another authorization (another provider or user)",
+                hint="Paste it into the notebook that started it, or start again here.",
+            )
+        outcome = complete_pasted(
+            self.store,
+            params,
+            pasted_at=pasted_at,
+            path_alias=path_alias,
+            transport_timeout=self.timeout,
+        )
+        if flow is not None:
+            done = self.store.get_flow(flow.state)
+            if done is not None:
+                self.note_flow_exchange(done)
+        if outcome.exception is not None:
+            raise outcome.exception
+        data = self._token_of(key)
+        if data is None:
+            raise NotAuthorizedError("The token was removed right after authorization")
+        return data
+
+    async def acomplete_authorization(self, url_or_query: str, user: UserLike = None) -> AuthData:
+        """Async twin of :meth:`complete_authorization`."""
+        return await asyncio.to_thread(self.complete_authorization, url_or_query, user)
 
     # tokens ------------------------------------------------------------------------------
 

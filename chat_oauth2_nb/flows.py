@@ -25,7 +25,13 @@ from .errors import (
     OAuth2Error,
     StateError,
 )
-from .protocol import AuthData, authorization_url, new_code_verifier, new_state
+from .protocol import (
+    AuthData,
+    authorization_url,
+    device_code_expired_error,
+    new_code_verifier,
+    new_state,
+)
 from .store import FLOW_EXPIRED, FlowEndpoint, FlowError, FlowOrigin, PendingFlow, Store
 
 __all__ = [
@@ -129,6 +135,8 @@ def read_outcome(
     if current.status == "error":
         return Outcome(None, error_from_flow(current))
     if current.status == "pending" and current.expires_at <= time.time():
+        if current.origin == "device":
+            return Outcome(None, device_code_expired_error())
         return Outcome(None, error_from_flow(dataclasses.replace(current, error=FLOW_EXPIRED)))
     return None
 
@@ -151,6 +159,7 @@ class Waiter:
         seen: Callable[[PendingFlow], None],
         stopped: threading.Event,
         timeout: float,
+        step: Callable[[PendingFlow], None] | None = None,
     ) -> None:
         self._store = store
         self._flow = flow
@@ -159,10 +168,14 @@ class Waiter:
         self._seen = seen
         self._stopped = stopped
         self._timeout = timeout
+        # Work a flow needs from its waiter (a device flow: poll the token endpoint when due).
+        self._step = step
         self._since = min(time.time(), flow.created_at)
 
     def look(self) -> Outcome | None:
         """One look at the store: the outcome, or None while nothing ended yet."""
+        if self._step is not None:
+            self._step(self._flow)
         outcome = read_outcome(self._store, self._flow, self._token_of, self._seen)
         if outcome is not None:
             return outcome

@@ -40,6 +40,7 @@ from .errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
     ConfigurationError,
+    DeviceCodeExpiredError,
     IssuerMismatchError,
     OAuth2Error,
     ProviderError,
@@ -146,12 +147,15 @@ _ADDED_COLUMNS: dict[str, dict[str, str]] = {
         "endpoint": "TEXT",
         "owner": "TEXT",
         "binding": "TEXT",
+        # A device flow's public state (user code, verification URI, poll interval, next
+        # poll time); its device code, a credential, sits in code_verifier (sealed).
+        "device": "TEXT",
     },
 }
 
 FlowOrigin = Literal["code", "panel", "device", "paste"]
 # Where a flow's redirect may arrive: the Jupyter server's callback or a loopback listener.
-FlowEndpoint = Literal["server", "loopback"]
+FlowEndpoint = Literal["server", "loopback", "paste", "device"]
 
 FlowStatus = Literal["pending", "exchanging", "done", "error"]
 
@@ -373,7 +377,9 @@ def _close_all(connections: dict[int, sqlite3.Connection]) -> None:
 
 
 # How a flow can fail, and the error type each kind turns back into in the kernel.
-FlowErrorKind = Literal["denied", "mixup", "binding", "exchange", "state", "store", "expired"]
+FlowErrorKind = Literal[
+    "denied", "mixup", "binding", "exchange", "state", "store", "expired", "device_expired"
+]
 _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "denied": AuthorizationDeniedError,
     "mixup": IssuerMismatchError,
@@ -382,6 +388,7 @@ _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "state": StateError,
     "expired": StateError,
     "store": StoreError,
+    "device_expired": DeviceCodeExpiredError,
 }
 
 
@@ -482,6 +489,8 @@ class PendingFlow:
     owner: str | None = None
     #: SHA-256 of the browser-binding cookie set by the start link; None until opened.
     binding: str | None = None
+    #: A device flow's public state: user_code, verification URIs, interval, next_poll_at.
+    device: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -897,6 +906,7 @@ class Store:
             endpoint=row["endpoint"] or "server",
             owner=row["owner"],
             binding=row["binding"],
+            device=json.loads(row["device"]) if row["device"] else None,
         )
 
     def add_flow(self, flow: PendingFlow) -> None:
@@ -910,8 +920,8 @@ class Store:
             )
             db.execute(
                 "INSERT INTO flows (state, alias, user, code_verifier, redirect_uri, scopes, "
-                "created_at, expires_at, status, provider, start_id, origin, client_ref, endpoint) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                "created_at, expires_at, status, provider, start_id, origin, client_ref, endpoint, "
+                "device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 (
                     flow.state,
                     flow.alias,
@@ -927,7 +937,21 @@ class Store:
                     flow.origin,
                     flow.client_ref,
                     flow.endpoint,
+                    json.dumps(flow.device) if flow.device is not None else None,
                 ),
+            )
+
+    def update_device(self, state: str, **fields: Any) -> None:
+        """Merge ``fields`` into a pending device flow's public state (interval, next poll)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT device FROM flows WHERE state = ? AND status = 'pending'", (state,)
+            ).fetchone()
+            if row is None or not row["device"]:
+                return
+            db.execute(
+                "UPDATE flows SET device = ? WHERE state = ?",
+                (json.dumps({**json.loads(row["device"]), **fields}), state),
             )
 
     def flow_by_start_id(self, start_id: str) -> PendingFlow | None:

@@ -131,7 +131,7 @@ def open_start_link(
 class Arrival:
     """Where and how a redirect arrived: which endpoint, the browser's cookies, the Jupyter user."""
 
-    kind: Literal["server", "loopback"]
+    kind: Literal["server", "loopback", "paste"]
     #: The alias named by the path (``…/callback/<alias>``); None at the plain ``…/callback``.
     path_alias: str | None
     cookies: Mapping[str, str]
@@ -143,7 +143,9 @@ class Arrival:
     def check(self, flow: PendingFlow) -> None:
         """Refuse a flow not issued for this endpoint or not started in this browser by this user."""
         wrong_place = (
-            (self.kind == "server" and flow.endpoint == "loopback")
+            # Each flow finishes only where it was issued for: the server's callback, a
+            # loopback listener, or an address pasted into the notebook that started it.
+            flow.endpoint != self.kind
             or not self.accepts(flow.redirect_uri)
             or (self.path_alias is not None and self.path_alias != flow.alias)
         )
@@ -154,6 +156,8 @@ class Arrival:
                 hint="Start again from the link your notebook shows, and register exactly the "
                 "redirect URI the client reports (client.redirect_uri) at the provider.",
             )
+        if self.kind == "paste":
+            return  # no browser came back here: the person pasting is the binding
         cookie = self.cookies.get(binding_cookie_name(flow.state))
         if (
             flow.binding is None
@@ -185,6 +189,8 @@ class CallbackOutcome:
     error: str | None = None
     error_description: str | None = None
     hint: str | None = None
+    #: The typed error behind a failure, for callers in Python (paste-back).
+    exception: OAuth2Error | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -213,6 +219,7 @@ def _failure(
         error=exc.error,
         error_description=exc.error_description,
         hint=exc.hint,
+        exception=exc,
     )
 
 
@@ -388,7 +395,8 @@ async def _settle(
         title="Authorized",
         message=f"{flow.alias} is authorized for {flow.user}. You can close this tab and "
         "go back to your notebook.",
-        **where,
+        alias=flow.alias,
+        user=flow.user,
     )
 
 

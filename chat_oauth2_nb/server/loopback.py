@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,7 @@ from ..store import Store
 from .callback import (
     SECURITY_HEADERS,
     Arrival,
+    CallbackOutcome,
     binding_cookie,
     complete_authorization,
     open_start_link,
@@ -35,7 +37,7 @@ from .callback import (
 )
 from .pages import render_outcome
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "complete_pasted"]
 
 log = logging.getLogger("chat_oauth2_nb.server")
 PREFIX = "/chat-oauth2/"
@@ -358,6 +360,49 @@ class LoopbackServer:
             if self._server is not None:
                 self._server.server_close()
                 self._server = None
+
+
+def complete_pasted(
+    store: Store,
+    params: Mapping[str, Sequence[str]],
+    *,
+    pasted_at: str | None,
+    path_alias: str | None,
+    transport_timeout: float,
+) -> CallbackOutcome:
+    """Finish a paste-back flow from the address the person copied, as a callback would.
+
+    ``pasted_at`` is the pasted address without its query (None when only the query was
+    pasted): it must be the flow's redirect URI. Runs the callback on its own event loop in
+    a worker thread, so it works from a kernel whose loop is already running.
+    """
+    arrival = Arrival(
+        kind="paste",
+        path_alias=path_alias,
+        cookies={},
+        user=None,
+        accepts=lambda uri: pasted_at is None or _same_address(uri, pasted_at),
+    )
+    result: list[CallbackOutcome] = []
+
+    async def complete() -> None:
+        async with httpx.AsyncClient(timeout=transport_timeout) as http:
+            result.append(await complete_authorization(store, params, http, arrival))
+
+    worker = threading.Thread(target=asyncio.run, args=(complete(),), name="chat-oauth2-paste")
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+def _same_address(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port, pa.path.rstrip("/")) == (
+        pb.scheme,
+        pb.hostname,
+        pb.port,
+        pb.path.rstrip("/"),
+    )
 
 
 def listening_sockets(port: int) -> bool:
