@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 
 from .config import ProviderConfig, provider_identity, scopes_argument
+from .environment import browser_location, choose_way
 from .errors import (
     AuthorizationDeniedError,
     ConfigurationError,
@@ -324,24 +325,25 @@ class OAuth2Client:
                     "(`jupyter server extension list`), or use mode='auto'.",
                 )
             return f"{server_url}/{self.alias}", "jupyter", "mode='jupyter'"
-        if self.mode == "auto" and server_url and self._server_alive(server_url):
-            why = "the Jupyter server running this kernel has the extension"
-            return f"{server_url}/{self.alias}", "jupyter", why
-        why = (
-            "mode='loopback'"
-            if self.mode == "loopback"
-            else "no Jupyter server with the extension runs this kernel"
+        if self.mode == "loopback":
+            return self._start_loopback(), "loopback", "mode='loopback'"
+        # auto: the extension's callback when it runs this kernel (never probed from here:
+        # behind a proxy the kernel may not reach the address the browser uses), else by
+        # where the person's browser is (environment.py says how it tells).
+        way, why = choose_way(
+            explicit_redirect_uri=False,
+            extension_callback=bool(server_url),
+            where=browser_location(),
+            device_endpoint=self.config.device_authorization_uri is not None,
         )
+        if way == "jupyter":
+            return f"{server_url}/{self.alias}", "jupyter", why
+        if way == "device":
+            return "", "device", why
+        if way == "paste":
+            port = self.loopback_port or PASTE_PORT
+            return f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}", "paste", why
         return self._start_loopback(), "loopback", why
-
-    def _server_alive(self, callback_url: str) -> bool:
-        # The kernel may outlive its server; /api answers without a login.
-        api = callback_url[: -len(CALLBACK_PATH)] + "api"
-        try:
-            with httpx.Client(timeout=2.0) as probe:
-                return probe.get(api).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def _start_loopback(self) -> str:
         # Imported here: core modules never import server/ at module level.
