@@ -90,6 +90,12 @@ START_PATH = "chat-oauth2/start"
 _CALLBACK_TAIL = re.compile(r"chat-oauth2/callback(/[^/?#]*)?$")
 # Set by the server extension in the Jupyter server's environment; kernels inherit it.
 SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
+# Also set by the extension: the browser-facing base of its start links (``…/chat-oauth2/start``),
+# which differs from the callback's when redirects go through the hub's router.
+SERVER_START_ENV = "CHAT_OAUTH2_NB_START_URL"
+# Set by configure_hub() in every spawned server's environment: the hub-wide redirect base.
+HUB_CALLBACK_ENV = "CHAT_OAUTH2_NB_HUB_CALLBACK_URL"
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa: S104
 _POLL_INTERVAL = 0.05
 _LEASE_TTL = 60.0
 
@@ -161,6 +167,29 @@ def error_from_flow(flow: PendingFlow) -> OAuth2Error:
     if issubclass(cls, ProviderError):
         details["retry_after"] = info.get("retry_after")
     return cls(message, **details)
+
+
+def _under(uri: str, base: str) -> bool:
+    """Whether ``uri`` is ``base`` or one path segment below it (``base/<alias>``)."""
+    if uri == base:
+        return True
+    rest = uri[len(base) + 1 :] if uri.startswith(base + "/") else ""
+    return bool(rest) and not any(c in rest for c in "/?#")
+
+
+def _warn_if_unreachable(callback_url: str) -> None:
+    """Warn when the extension advertises an address a browser behind a proxy can't reach."""
+    host = (httpx.URL(callback_url).host or "").lower()
+    behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or os.environ.get("JUPYTERHUB_API_URL")
+    if host in _LOOPBACK_HOSTS and behind:
+        log.warning(
+            "The Jupyter server advertises the redirect URI base %s, an internal address, but "
+            "it runs behind JupyterHub or a proxy: the browser cannot reach it. Ask the hub "
+            "administrator to add configure_hub(c) from chat_oauth2_nb.hub to "
+            "jupyterhub_config.py, or set c.ChatOAuth2App.public_url (or "
+            "c.ServerApp.custom_display_url) to the address the browser uses for this server.",
+            callback_url,
+        )
 
 
 class OAuth2Client:
@@ -280,7 +309,10 @@ class OAuth2Client:
 
         The redirect URI is, in order: ``redirect_uri=`` given to the client (exactly); the
         running Jupyter server's ``{base_url}chat-oauth2/callback/<alias>`` (the extension
-        tells its kernels through ``CHAT_OAUTH2_NB_CALLBACK_URL``); else a loopback listener
+        tells its kernels through ``CHAT_OAUTH2_NB_CALLBACK_URL``, and is believed without a
+        probe: a kernel can't tell what the browser reaches), or on a JupyterHub with
+        ``configure_hub()`` the hub-wide ``…/services/chat-oauth2/callback/<alias>``; else a
+        loopback listener
         ``http://127.0.0.1:PORT/chat-oauth2/callback/<alias>`` (RFC 8252 §7.3) in this
         process. Each alias has its own path, so a redirect meant for one provider never
         completes another's flow (mix-up defence, RFC 9700 §4.4).
@@ -319,33 +351,36 @@ class OAuth2Client:
                 return self._explicit_redirect_uri, "loopback", "redirect_uri= was given"
             return self._explicit_redirect_uri, "jupyter", "redirect_uri= was given"
         server_url = os.environ.get(SERVER_CALLBACK_ENV)
-        if self.mode == "jupyter":
-            if not server_url:
-                raise ConfigurationError(
-                    "mode",
-                    "is 'jupyter' but no Jupyter server with chat_oauth2_nb runs this kernel",
-                    "Run the notebook in Jupyter with the extension enabled "
-                    "(`jupyter server extension list`), or use mode='auto'.",
-                )
-            return f"{server_url}/{self.alias}", "jupyter", "mode='jupyter'"
-        if self.mode == "auto" and server_url and self._server_alive(server_url):
-            why = "the Jupyter server running this kernel has the extension"
-            return f"{server_url}/{self.alias}", "jupyter", why
+        if self.mode == "jupyter" and not server_url:
+            raise ConfigurationError(
+                "mode",
+                "is 'jupyter' but no Jupyter server with chat_oauth2_nb runs this kernel",
+                "Run the notebook in Jupyter with the extension enabled "
+                "(`jupyter server extension list`), or use mode='auto'.",
+            )
+        if self.mode in ("auto", "jupyter") and server_url:
+            # The extension's word is taken as is: probing the public URL from the kernel
+            # says nothing about what the person's browser can reach (a proxy, a hub), and
+            # a silent switch to a loopback URI the browser can't reach is worse.
+            _warn_if_unreachable(server_url)
+            start = os.environ.get(SERVER_START_ENV, "").rstrip("/")
+            routed = bool(start) and start.removesuffix(START_PATH) != server_url.rstrip(
+                "/"
+            ).removesuffix(CALLBACK_PATH)
+            if routed:
+                # The extension advertises a callback that is not its own: the hub's router.
+                why = "this server runs on a JupyterHub whose chat-oauth2 service routes redirects"
+            elif self.mode == "jupyter":
+                why = "mode='jupyter'"
+            else:
+                why = "the Jupyter server running this kernel has the extension"
+            return f"{server_url.rstrip('/')}/{self.alias}", "jupyter", why
         why = (
             "mode='loopback'"
             if self.mode == "loopback"
             else "no Jupyter server with the extension runs this kernel"
         )
         return self._start_loopback(), "loopback", why
-
-    def _server_alive(self, callback_url: str) -> bool:
-        # The kernel may outlive its server; /api answers without a login.
-        api = callback_url[: -len(CALLBACK_PATH)] + "api"
-        try:
-            with httpx.Client(timeout=2.0) as probe:
-                return probe.get(api).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def _start_loopback(self) -> str:
         # Imported here: core modules never import server/ at module level.
@@ -360,10 +395,15 @@ class OAuth2Client:
         return str(self._loopback.redirect_uri_for(self.alias))
 
     def _start_url(self, flow: PendingFlow) -> str:
-        # The start endpoint lives on the callback's origin, so its cookie reaches the callback.
+        # The start endpoint lives on the Jupyter server that holds the flow, so its cookie
+        # reaches that server's callback (directly, or through the hub's router).
         if flow.endpoint == "loopback":
             self._loopback.start()  # (again) now that a flow waits for it
             return str(self._loopback.start_url(flow.start_id))
+        advertised = os.environ.get(SERVER_CALLBACK_ENV, "").rstrip("/")
+        start_base = os.environ.get(SERVER_START_ENV, "").rstrip("/")
+        if advertised and start_base and _under(flow.redirect_uri, advertised):
+            return f"{start_base}/{flow.start_id}"
         parts = httpx.URL(flow.redirect_uri)
         path = _CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
         if path == parts.path:

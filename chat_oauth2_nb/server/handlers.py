@@ -54,6 +54,25 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
             paths.add(url_path_join(urlsplit(public).path or "/", path[len(base) :]))
         return paths
 
+    def _issued_for_us(self, uri: str) -> bool:
+        """Whether a flow with redirect URI ``uri`` may finish at this server.
+
+        Its own callback paths, or the hub's router (configure_hub), which passes redirects on
+        to this server: nothing else.
+        """
+        callback = url_path_join(self.base_url, "chat-oauth2", "callback")
+        path = urlsplit(uri).path
+        ours = any(path == p or path.startswith(p + "/") for p in self._own_paths(callback))
+        return ours or self._hub_uri(uri)
+
+    def _hub_uri(self, uri: str) -> bool:
+        hub = self.settings.get("chat_oauth2_nb_hub_callback_url") or ""
+        if not hub or uri == hub:
+            return bool(hub)
+        # Exactly the router's URI or one alias segment below it.
+        rest = uri[len(hub) + 1 :] if uri.startswith(hub + "/") else ""
+        return bool(rest) and not any(c in rest for c in "/?#\\")
+
     def _user_name(self) -> str | None:
         user = self.current_user
         return getattr(user, "username", None) or (user if isinstance(user, str) else None)
@@ -73,13 +92,9 @@ class StartHandler(_Base):
     @authorized("write")  # type: ignore[untyped-decorator]
     async def get(self, start_id: str) -> None:
         """302 to the provider's authorization URL, with the flow's binding cookie."""
-        callback = url_path_join(self.base_url, "chat-oauth2", "callback")
-        prefixes = self._own_paths(callback)
 
         def accepts(flow: PendingFlow) -> bool:
-            path = urlsplit(flow.redirect_uri).path
-            ours = any(path == p or path.startswith(p + "/") for p in prefixes)
-            return ours and flow.endpoint != "loopback"
+            return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
         store = self.settings["chat_oauth2_nb_store"]()
         result = await asyncio.to_thread(
@@ -117,7 +132,7 @@ class CallbackHandler(_Base):
             path_alias=alias,
             cookies={name: morsel.value for name, morsel in self.request.cookies.items()},
             user=self._user_name(),
-            accepts=lambda uri: urlsplit(uri).path in own,
+            accepts=lambda uri: urlsplit(uri).path in own or self._hub_uri(uri),
         )
         outcome = await complete_authorization(
             self.settings["chat_oauth2_nb_store"](),
