@@ -78,6 +78,8 @@ class ChatOAuth2App(ExtensionApp):
             chat_oauth2_nb_store=get_store,
             chat_oauth2_nb_public_url=self._public_base(),
             chat_oauth2_nb_hub_callback_url=self.hub_callback_url.rstrip("/"),
+            # Which of its user's servers this is (JupyterHub's named servers).
+            chat_oauth2_nb_server_name=os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
         )
         assert self.serverapp is not None
         self._export_callback_url()

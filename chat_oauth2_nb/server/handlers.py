@@ -20,6 +20,7 @@ from tornado import web
 
 from ..store import PendingFlow
 from .callback import (
+    ROUTE_VALUE,
     SECURITY_HEADERS,
     Arrival,
     CallbackOutcome,
@@ -73,6 +74,21 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         rest = uri[len(hub) + 1 :] if uri.startswith(hub + "/") else ""
         return bool(rest) and not any(c in rest for c in "/?#\\")
 
+    def _route_cookie(self, binding_name: str) -> str | None:
+        """On a hub's named server: tell the hub's router (by a cookie on its path) where to go.
+
+        The router sends a redirect only to the browser's own hub user's servers; this names
+        which one. Not a secret: the same value is in this server's URL.
+        """
+        hub = self.settings.get("chat_oauth2_nb_hub_callback_url") or ""
+        server = self.settings.get("chat_oauth2_nb_server_name") or ""
+        if not hub or not ROUTE_VALUE.fullmatch(server):
+            return None
+        # Same digest of the state as the binding cookie's name (see route_cookie_name).
+        name = "chat_oauth2_route_" + binding_name.removeprefix("chat_oauth2_")
+        parts = urlsplit(hub)
+        return binding_cookie(name, server, parts.path, secure=parts.scheme == "https")
+
     def _user_name(self) -> str | None:
         user = self.current_user
         return getattr(user, "username", None) or (user if isinstance(user, str) else None)
@@ -110,6 +126,9 @@ class StartHandler(_Base):
         for header, header_value in SECURITY_HEADERS.items():
             self.set_header(header, header_value)
         self.add_header("Set-Cookie", binding_cookie(name, value, cookie_path, secure=secure))
+        route = self._route_cookie(name)
+        if route is not None:
+            self.add_header("Set-Cookie", route)
         self.set_header("Location", location)
         self.finish()
 
