@@ -362,18 +362,21 @@ class OAuth2Client:
             # The extension's word is taken as is: probing the public URL from the kernel
             # says nothing about what the person's browser can reach (a proxy, a hub), and
             # a silent switch to a loopback URI the browser can't reach is worse.
-            _warn_if_unreachable(server_url)
             start = os.environ.get(SERVER_START_ENV, "").rstrip("/")
             routed = bool(start) and start.removesuffix(START_PATH) != server_url.rstrip(
                 "/"
             ).removesuffix(CALLBACK_PATH)
             if routed:
-                # The extension advertises a callback that is not its own: the hub's router.
+                # The extension advertises a callback that is not its own: the hub's router,
+                # the administrator's choice (configure_hub), nothing to second-guess.
                 why = "this server runs on a JupyterHub whose chat-oauth2 service routes redirects"
-            elif self.mode == "jupyter":
-                why = "mode='jupyter'"
             else:
-                why = "the Jupyter server running this kernel has the extension"
+                _warn_if_unreachable(server_url)
+                why = (
+                    "mode='jupyter'"
+                    if self.mode == "jupyter"
+                    else "the Jupyter server running this kernel has the extension"
+                )
             return f"{server_url.rstrip('/')}/{self.alias}", "jupyter", why
         why = (
             "mode='loopback'"

@@ -113,7 +113,7 @@ class ChatOAuth2App(ExtensionApp):
         self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s/<alias>", url)
         host = (urlsplit(url).hostname or "").lower()
         behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
-        if behind and host in _INTERNAL_HOSTS:
+        if behind and host in _INTERNAL_HOSTS and not self.hub_callback_url:
             # The silent failure of issue 8: a browser behind the hub can't reach this.
             self.log.warning(
                 "chat_oauth2_nb: this server runs behind JupyterHub but advertises the internal "
