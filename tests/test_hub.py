@@ -90,6 +90,7 @@ def test_alice_and_bob_authorize_with_the_same_redirect_uri(
 ) -> None:
     uris = {user: k.run("print(client.redirect_uri)").strip() for user, k in kernels.items()}
     assert uris == {"alice": f"{hub.callback_base}/demo", "bob": f"{hub.callback_base}/demo"}
+    codes: list[str] = []
     for user, kernel in kernels.items():
         link = _link(kernel)
         # The start link is on the user's own server, through the proxy.
@@ -98,6 +99,7 @@ def test_alice_and_bob_authorize_with_the_same_redirect_uri(
         browser.login()
         redirect = browser.approve(hub_provider, browser.open_start_link(link, hub_provider))
         assert redirect.startswith(f"{hub.callback_base}/demo?")
+        codes.append(parse_qs(urlsplit(redirect).query)["code"][0])
         page = browser.follow(redirect)
         assert page.status_code == 200, page.text[:800]
         assert "Authorized" in page.text
@@ -112,7 +114,8 @@ def test_alice_and_bob_authorize_with_the_same_redirect_uri(
         browser.close()
     alice = hub.store("alice").get_token("demo", "alice")
     assert alice is not None and hub.store("bob").get_token("demo", "alice") is None
-    assert_no_secret(hub.log(), [alice.data.token], "the hub's log")
+    # The hub's log holds the proxy's, the router's and both servers' logs.
+    assert_no_secret(hub.log(full=True), [alice.data.token, *codes], "the hub's log")
 
 
 def test_router_answers_carry_no_store_and_no_referrer(hub: RealHub) -> None:
@@ -160,6 +163,34 @@ def test_bobs_browser_with_alices_callback_is_refused_and_alice_completes(
     fingerprint = kernels["alice"].run(_WAIT).strip()
     record = hub.store("alice").get_token("demo", "alice")
     assert record is not None and _fingerprint(record.data.token) == fingerprint
+    alice.close()
+    bob.close()
+
+
+def test_guest_on_a_shared_server_gets_403_and_the_owner_completes(
+    hub: RealHub, hub_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    # alice shares her server with bob (JupyterHub sharing): bob may open it.
+    shared = hub.api("POST", "shares/alice/", json={"user": "bob"})
+    assert shared.status_code in (200, 201), shared.text
+    alice, bob = HubBrowser(hub, "alice"), HubBrowser(hub, "bob")
+    alice.login()
+    bob.login()
+    redirect = alice.approve(
+        hub_provider, alice.open_start_link(_link(kernels["alice"]), hub_provider)
+    )
+    state = parse_qs(urlsplit(redirect).query)["state"][0]
+    query = urlsplit(redirect).query
+    # The guest goes straight to alice's server's callback, past the router.
+    direct = f"{hub.url}user/alice/chat-oauth2/callback/demo?{query}"
+    refused = bob.get_consenting(direct)
+    assert refused.url.path == f"{hub.base_url}user/alice/chat-oauth2/callback/demo"
+    assert refused.status_code == 403, refused.text[:500]
+    assert "Another Jupyter user" in refused.text
+    flow = hub.store("alice").get_flow(state)
+    assert flow is not None and flow.status == "pending"
+    assert alice.follow(redirect).status_code == 200
+    kernels["alice"].run(_WAIT)
     alice.close()
     bob.close()
 

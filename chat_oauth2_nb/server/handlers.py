@@ -42,8 +42,28 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
     def prepare(self, *, _redirect_to_login: Any = True) -> Any:
         # Jupyter's access log and tornado's uncaught-exception log print request.uri: the
         # code must not be in it.
-        self.request.uri = scrub_uri(self.request.uri or "")
+        self._raw_uri = self.request.uri or ""
+        self.request.uri = scrub_uri(self._raw_uri)
         return super().prepare(_redirect_to_login=_redirect_to_login)
+
+    def get_login_url(self) -> str:
+        """The login URL; the page to come back to is the real one, code and state included.
+
+        A browser not yet logged in to this server (a guest on a shared server, an expired
+        session) logs in through JupyterHub and must come back with the redirect intact.
+        """
+        self.request.uri = self._raw_uri
+        try:
+            return str(super().get_login_url())
+        except BaseException:
+            # No login page (an API-only setup answers 403): the log line must stay clean.
+            self.request.uri = scrub_uri(self._raw_uri)
+            raise
+
+    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        """Redirect, with the code scrubbed again from what the access log will print."""
+        self.request.uri = scrub_uri(self._raw_uri)
+        super().redirect(url, permanent, status)
 
     def _own_paths(self, path: str) -> set[str]:
         # Behind a proxy that rewrites the prefix, the browser-facing path starts with the

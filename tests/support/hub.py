@@ -127,7 +127,7 @@ class RealHub:
             c.JupyterHub.load_roles = [
                 {{
                     "name": "test-admin",
-                    "scopes": ["admin:users", "admin:servers", "access:servers"],
+                    "scopes": ["admin:users", "admin:servers", "access:servers", "shares"],
                     "services": ["test-admin"],
                 }}
             ]
@@ -165,9 +165,10 @@ class RealHub:
             time.sleep(0.2)
         raise RuntimeError(f"jupyterhub did not answer in {timeout} s:\n{self.log()}")
 
-    def log(self) -> str:
-        """The hub's log (proxy and services included), for failure messages."""
-        return self.log_path.read_text(errors="replace")[-6000:]
+    def log(self, full: bool = False) -> str:
+        """The hub's log (proxy, services and servers included); its tail unless ``full``."""
+        text = self.log_path.read_text(errors="replace")
+        return text if full else text[-6000:]
 
     def stop(self) -> None:
         """Stop the hub by its PID (it stops its servers, services and proxy), then the rest."""
@@ -245,6 +246,20 @@ class HubBrowser:
     def follow(self, url: str) -> httpx.Response:
         """Follow the provider's redirect through the router (and the hub login) to the end."""
         return self.http.get(url)
+
+    def get_consenting(self, url: str) -> httpx.Response:
+        """GET ``url``, clicking "Authorize" if the hub asks (another user's shared server)."""
+        import re
+
+        answer = self.http.get(url)
+        if answer.status_code == 200 and 'name="scopes"' in answer.text:
+            fields: dict[str, list[str]] = {}
+            for name, value in re.findall(
+                r'<input type="hidden" name="(\w+)" value="([^"]*)"', answer.text
+            ):
+                fields.setdefault(name, []).append(value)
+            answer = self.http.post(str(answer.url), data=fields)
+        return answer
 
     def close(self) -> None:
         """Close the connections."""
