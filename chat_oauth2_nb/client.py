@@ -63,7 +63,13 @@ from .protocol import (
     transport_error,
     utcnow,
 )
-from .routes import CALLBACK_PATH, CALLBACK_TAIL, SERVER_CALLBACK_ENV, START_PATH
+from .routes import (
+    CALLBACK_PATH,
+    CALLBACK_TAIL,
+    SERVER_CALLBACK_ENV,
+    SERVER_START_ENV,
+    START_PATH,
+)
 from .store import (
     DEFAULT_FLOW_TTL,
     FlowEndpoint,
@@ -95,6 +101,7 @@ log = logging.getLogger("chat_oauth2_nb")
 
 # How long a token the provider already issued waits for a store another process holds.
 _STORE_PATIENCE = 30.0
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa: S104
 
 UserLike = Any  # str, an object with .id or .username, or None
 Mode = Literal["auto", "jupyter", "loopback", "device", "paste"]
@@ -147,6 +154,29 @@ class AuthorizationURL(str):
         self.start_id = start_id
         self.user_code = user_code
         return self
+
+
+def _under(uri: str, base: str) -> bool:
+    """Whether ``uri`` is ``base`` or one path segment below it (``base/<alias>``)."""
+    if uri == base:
+        return True
+    rest = uri[len(base) + 1 :] if uri.startswith(base + "/") else ""
+    return bool(rest) and not any(c in rest for c in "/?#")
+
+
+def _warn_if_unreachable(callback_url: str) -> None:
+    """Warn when the extension advertises an address a browser behind a proxy can't reach."""
+    host = (httpx.URL(callback_url).host or "").lower()
+    behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or os.environ.get("JUPYTERHUB_API_URL")
+    if host in _LOOPBACK_HOSTS and behind:
+        log.warning(
+            "The Jupyter server advertises the redirect URI base %s, an internal address, but "
+            "it runs behind JupyterHub or a proxy: the browser cannot reach it. Ask the hub "
+            "administrator to add configure_hub(c) from chat_oauth2_nb.hub to "
+            "jupyterhub_config.py, or set c.ChatOAuth2App.public_url (or "
+            "c.ServerApp.custom_display_url) to the address the browser uses for this server.",
+            callback_url,
+        )
 
 
 class OAuth2Client:
@@ -267,7 +297,10 @@ class OAuth2Client:
 
         The redirect URI is, in order: ``redirect_uri=`` given to the client (exactly); the
         running Jupyter server's ``{base_url}chat-oauth2/callback/<alias>`` (the extension
-        tells its kernels through ``CHAT_OAUTH2_NB_CALLBACK_URL``); else a loopback listener
+        tells its kernels through ``CHAT_OAUTH2_NB_CALLBACK_URL``, and is believed without a
+        probe: a kernel can't tell what the browser reaches), or on a JupyterHub with
+        ``configure_hub()`` the hub-wide ``…/services/chat-oauth2/callback/<alias>``; else a
+        loopback listener
         ``http://127.0.0.1:PORT/chat-oauth2/callback/<alias>`` (RFC 8252 §7.3) in this
         process. Each alias has its own path, so a redirect meant for one provider never
         completes another's flow (mix-up defence, RFC 9700 §4.4).
@@ -316,23 +349,40 @@ class OAuth2Client:
                 return self._explicit_redirect_uri, "loopback", "redirect_uri= was given"
             return self._explicit_redirect_uri, "jupyter", "redirect_uri= was given"
         server_url = os.environ.get(SERVER_CALLBACK_ENV)
-        if self.mode == "jupyter":
-            if not server_url:
-                raise ConfigurationError(
-                    "mode",
-                    "is 'jupyter' but no Jupyter server with chat_oauth2_nb runs this kernel",
-                    "Run the notebook in Jupyter with the extension enabled "
-                    "(`jupyter server extension list`), or use mode='auto'.",
+        if self.mode == "jupyter" and not server_url:
+            raise ConfigurationError(
+                "mode",
+                "is 'jupyter' but no Jupyter server with chat_oauth2_nb runs this kernel",
+                "Run the notebook in Jupyter with the extension enabled "
+                "(`jupyter server extension list`), or use mode='auto'.",
+            )
+        if self.mode in ("auto", "jupyter") and server_url:
+            # The extension's word is taken as is: probing the public URL from the kernel
+            # says nothing about what the person's browser can reach (a proxy, a hub), and
+            # a silent switch to a loopback URI the browser can't reach is worse.
+            start = os.environ.get(SERVER_START_ENV, "").rstrip("/")
+            routed = bool(start) and start.removesuffix(START_PATH) != server_url.rstrip(
+                "/"
+            ).removesuffix(CALLBACK_PATH)
+            if routed:
+                # The extension advertises a callback that is not its own: the hub's router,
+                # the administrator's choice (configure_hub), nothing to second-guess.
+                why = "this server runs on a JupyterHub whose chat-oauth2 service routes redirects"
+            else:
+                _warn_if_unreachable(server_url)
+                why = (
+                    "mode='jupyter'"
+                    if self.mode == "jupyter"
+                    else "the Jupyter server running this kernel has the extension"
                 )
-            return f"{server_url}/{self.alias}", "jupyter", "mode='jupyter'"
+            return f"{server_url.rstrip('/')}/{self.alias}", "jupyter", why
         if self.mode == "loopback":
             return self._start_loopback(), "loopback", "mode='loopback'"
-        # auto: the extension's callback when it runs this kernel (never probed from here:
-        # behind a proxy the kernel may not reach the address the browser uses), else by
-        # where the person's browser is (environment.py says how it tells).
+        # auto without the extension: by where the person's browser is (environment.py
+        # says how it tells).
         way, why = choose_way(
             explicit_redirect_uri=False,
-            extension_callback=bool(server_url),
+            extension_callback=False,
             where=browser_location(),
             device_endpoint=self.config.device_authorization_uri is not None,
         )
@@ -358,11 +408,18 @@ class OAuth2Client:
         return str(self._loopback.redirect_uri_for(self.alias))
 
     def _start_url(self, flow: PendingFlow) -> str:
-        # The start endpoint lives on the callback's origin, so its cookie reaches the callback.
+        # The start endpoint lives on the Jupyter server that holds the flow, so its cookie
+        # reaches that server's callback (directly, or through the hub's router).
         if flow.endpoint == "loopback" and self._loopback is not None:
             # (Again) now that a flow waits for it. A flow another process's listener
             # serves (a panel showing it) has its start link at the same place.
             self._loopback.start()
+        advertised = os.environ.get(SERVER_CALLBACK_ENV, "").rstrip("/")
+        start_base = os.environ.get(SERVER_START_ENV, "").rstrip("/")
+        if flow.endpoint == "server" and advertised and start_base and _under(
+            flow.redirect_uri, advertised
+        ):
+            return f"{start_base}/{flow.start_id}"
         parts = httpx.URL(flow.redirect_uri)
         path = CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
         if path == parts.path:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CALLBACK_PATH", "CALLBACK_TAIL", "SERVER_CALLBACK_ENV", "START_PATH"]
+__all__ = [
+    "CALLBACK_PATH",
+    "CALLBACK_TAIL",
+    "HUB_CALLBACK_ENV",
+    "SERVER_CALLBACK_ENV",
+    "SERVER_START_ENV",
+    "START_PATH",
+]
 
 #: The callback, under the server's base_url or on a loopback listener; ``/<alias>`` follows.
 CALLBACK_PATH = "chat-oauth2/callback"
@@ -18,3 +25,8 @@ START_PATH = "chat-oauth2/start"
 CALLBACK_TAIL = re.compile(r"chat-oauth2/callback(/[^/?#]*)?$")
 #: Set by the server extension in the Jupyter server's environment; kernels inherit it.
 SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
+#: Also set by the extension: the browser-facing base of its start links
+#: (``…/chat-oauth2/start``), which differs from the callback's behind the hub's router.
+SERVER_START_ENV = "CHAT_OAUTH2_NB_START_URL"
+#: Set by ``configure_hub()`` in every spawned server's environment: the hub-wide redirect base.
+HUB_CALLBACK_ENV = "CHAT_OAUTH2_NB_HUB_CALLBACK_URL"

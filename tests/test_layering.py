@@ -129,9 +129,9 @@ def test_auth_depends_on_a_token_source_not_the_client() -> None:
     assert not any(under(n, "chat_oauth2_nb.client") for n in all_modules()["chat_oauth2_nb.auth"])
 
 
-def test_server_never_imports_the_client_side() -> None:
+def test_server_and_hub_never_import_the_client_side() -> None:
     for name, imported in all_modules().items():
-        if not under(name, "chat_oauth2_nb.server"):
+        if not (under(name, "chat_oauth2_nb.server") or under(name, "chat_oauth2_nb.hub")):
             continue
         bad = sorted(
             n

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Float, Unicode
+from traitlets import Float, Unicode, default
 
-from ..routes import CALLBACK_PATH, SERVER_CALLBACK_ENV, START_PATH
+from ..routes import (
+    CALLBACK_PATH,
+    HUB_CALLBACK_ENV,
+    SERVER_CALLBACK_ENV,
+    SERVER_START_ENV,
+    START_PATH,
+)
 from ..store import Store, open_store
 from .handlers import CallbackHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
+
+_INTERNAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}  # noqa: S104
 
 
 class ChatOAuth2App(ExtensionApp):
@@ -32,6 +41,19 @@ class ChatOAuth2App(ExtensionApp):
             "'chat-oauth2/callback/<alias>'."
         ),
     ).tag(config=True)
+
+    hub_callback_url = Unicode(
+        help=(
+            "The hub-wide redirect URI base of the chat-oauth2 router service "
+            "(https://hub.example.org/services/chat-oauth2/callback). configure_hub() sets it "
+            "for every spawned server through $CHAT_OAUTH2_NB_HUB_CALLBACK_URL; when set, "
+            "kernels use it (plus '/<alias>') and this server also accepts flows issued for it."
+        ),
+    ).tag(config=True)
+
+    @default("hub_callback_url")
+    def _hub_callback_url_default(self) -> str:
+        return os.environ.get(HUB_CALLBACK_ENV, "").rstrip("/")
 
     token_timeout = Float(
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
@@ -54,22 +76,52 @@ class ChatOAuth2App(ExtensionApp):
         self.settings.update(
             chat_oauth2_nb_http=get_http,
             chat_oauth2_nb_store=get_store,
-            chat_oauth2_nb_public_url=self.public_url,
+            chat_oauth2_nb_public_url=self._public_base(),
+            chat_oauth2_nb_hub_callback_url=self.hub_callback_url.rstrip("/"),
+            # Which of its user's servers this is (JupyterHub's named servers).
+            chat_oauth2_nb_server_name=os.environ.get("JUPYTERHUB_SERVER_NAME", ""),
         )
         assert self.serverapp is not None
         self._export_callback_url()
         # With port retries the port is final only once the server binds: export again then.
         self.serverapp.io_loop.add_callback(self._export_callback_url)
 
+    def _public_base(self) -> str:
+        """The browser-facing URL of this server, base_url included, as far as it is known."""
+        assert self.serverapp is not None
+        if self.public_url:
+            return self.public_url
+        hub = self.hub_callback_url
+        if hub:
+            # On a hub the browser reaches this server through the hub's proxy, on the hub's
+            # public origin, under this server's prefix.
+            parts = urlsplit(hub)
+            return urlunsplit((parts.scheme, parts.netloc, self.serverapp.base_url, "", ""))
+        custom = getattr(self.serverapp, "custom_display_url", "") or ""
+        return str(custom or self.serverapp.connection_url)
+
     def _export_callback_url(self) -> None:
         assert self.serverapp is not None
-        base = self.public_url or self.serverapp.connection_url
-        url = url_path_join(base, CALLBACK_PATH)
+        base = self._public_base()
+        url = self.hub_callback_url.rstrip("/") or url_path_join(base, CALLBACK_PATH)
+        start = url_path_join(base, START_PATH)
         # Kernels started by this server inherit its environment.
-        if os.environ.get(SERVER_CALLBACK_ENV) == url:
+        if os.environ.get(SERVER_CALLBACK_ENV) == url and os.environ.get(SERVER_START_ENV) == start:
             return
         os.environ[SERVER_CALLBACK_ENV] = url
-        self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s", url)
+        os.environ[SERVER_START_ENV] = start
+        self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s/<alias>", url)
+        host = (urlsplit(url).hostname or "").lower()
+        behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+        if behind and host in _INTERNAL_HOSTS and not self.hub_callback_url:
+            # The silent failure of issue 8: a browser behind the hub can't reach this.
+            self.log.warning(
+                "chat_oauth2_nb: this server runs behind JupyterHub but advertises the internal "
+                "redirect URI %s, which the browser cannot reach. Ask the hub administrator to "
+                "add `configure_hub(c)` from chat_oauth2_nb.hub to jupyterhub_config.py, or set "
+                "c.ChatOAuth2App.public_url to the address the browser uses for this server.",
+                url,
+            )
 
     def initialize_handlers(self) -> None:
         """Route the start link, the per-alias callbacks and the plain callback."""
@@ -87,3 +139,4 @@ class ChatOAuth2App(ExtensionApp):
         if client is not None:
             await client.aclose()
         os.environ.pop(SERVER_CALLBACK_ENV, None)
+        os.environ.pop(SERVER_START_ENV, None)

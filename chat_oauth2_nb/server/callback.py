@@ -45,6 +45,7 @@ from ..store import FlowError, PendingFlow, Store
 from ..transport import asend
 
 __all__ = [
+    "ROUTE_VALUE",
     "SECURITY_HEADERS",
     "Arrival",
     "CallbackOutcome",
@@ -52,6 +53,7 @@ __all__ = [
     "binding_cookie_name",
     "complete_authorization",
     "open_start_link",
+    "route_cookie_name",
     "scrub_uri",
 ]
 
@@ -86,6 +88,16 @@ def _digest(value: str) -> str:
 def binding_cookie_name(state: str) -> str:
     """The cookie that binds the flow of ``state`` to a browser: one per flow, so flows coexist."""
     return f"chat_oauth2_{_digest(state)[:20]}"
+
+
+#: A server name the route cookie may carry: JupyterHub's URL-safe names, nothing that could
+#: leave the user's own ``/user/<name>/`` prefix (no slash, no dot-only segment).
+ROUTE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,254}")
+
+
+def route_cookie_name(state: str) -> str:
+    """The cookie that tells the hub's router which of the user's servers holds this flow."""
+    return f"chat_oauth2_route_{_digest(state)[:20]}"
 
 
 def binding_cookie(name: str, value: str, path: str, *, secure: bool) -> str:
@@ -158,6 +170,14 @@ class Arrival:
             )
         if self.kind == "paste":
             return  # no browser came back here: the person pasting is the binding
+        # The user first: a guest on a shared server gets the clear answer (403), not "this
+        # browser" (the guest's browser has no binding cookie either).
+        if flow.owner is not None and flow.owner != self.user:
+            raise BrowserBindingError(
+                "Another Jupyter user started this authorization",
+                status_code=403,
+                hint="Each person authorizes from a link their own notebook shows.",
+            )
         cookie = self.cookies.get(binding_cookie_name(flow.state))
         if (
             flow.binding is None
@@ -168,12 +188,6 @@ class Arrival:
                 "This browser did not start this authorization",
                 hint="Start again from the Authorize link your notebook shows (or the URL "
                 "client.get_user_authorization_url() returned), in this browser.",
-            )
-        if flow.owner is not None and flow.owner != self.user:
-            raise BrowserBindingError(
-                "Another Jupyter user started this authorization",
-                status_code=403,
-                hint="Each person authorizes from a link their own notebook shows.",
             )
 
 

@@ -20,6 +20,7 @@ from tornado import web
 
 from ..store import PendingFlow
 from .callback import (
+    ROUTE_VALUE,
     SECURITY_HEADERS,
     Arrival,
     CallbackOutcome,
@@ -41,8 +42,28 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
     def prepare(self, *, _redirect_to_login: Any = True) -> Any:
         # Jupyter's access log and tornado's uncaught-exception log print request.uri: the
         # code must not be in it.
-        self.request.uri = scrub_uri(self.request.uri or "")
+        self._raw_uri = self.request.uri or ""
+        self.request.uri = scrub_uri(self._raw_uri)
         return super().prepare(_redirect_to_login=_redirect_to_login)
+
+    def get_login_url(self) -> str:
+        """The login URL; the page to come back to is the real one, code and state included.
+
+        A browser not yet logged in to this server (a guest on a shared server, an expired
+        session) logs in through JupyterHub and must come back with the redirect intact.
+        """
+        self.request.uri = self._raw_uri
+        try:
+            return str(super().get_login_url())
+        except BaseException:
+            # No login page (an API-only setup answers 403): the log line must stay clean.
+            self.request.uri = scrub_uri(self._raw_uri)
+            raise
+
+    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        """Redirect, with the code scrubbed again from what the access log will print."""
+        self.request.uri = scrub_uri(self._raw_uri)
+        super().redirect(url, permanent, status)
 
     def _own_paths(self, path: str) -> set[str]:
         # Behind a proxy that rewrites the prefix, the browser-facing path starts with the
@@ -53,6 +74,40 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         if public and path.startswith(base):
             paths.add(url_path_join(urlsplit(public).path or "/", path[len(base) :]))
         return paths
+
+    def _issued_for_us(self, uri: str) -> bool:
+        """Whether a flow with redirect URI ``uri`` may finish at this server.
+
+        Its own callback paths, or the hub's router (configure_hub), which passes redirects on
+        to this server: nothing else.
+        """
+        callback = url_path_join(self.base_url, "chat-oauth2", "callback")
+        path = urlsplit(uri).path
+        ours = any(path == p or path.startswith(p + "/") for p in self._own_paths(callback))
+        return ours or self._hub_uri(uri)
+
+    def _hub_uri(self, uri: str) -> bool:
+        hub = self.settings.get("chat_oauth2_nb_hub_callback_url") or ""
+        if not hub or uri == hub:
+            return bool(hub)
+        # Exactly the router's URI or one alias segment below it.
+        rest = uri[len(hub) + 1 :] if uri.startswith(hub + "/") else ""
+        return bool(rest) and not any(c in rest for c in "/?#\\")
+
+    def _route_cookie(self, binding_name: str) -> str | None:
+        """On a hub's named server: tell the hub's router (by a cookie on its path) where to go.
+
+        The router sends a redirect only to the browser's own hub user's servers; this names
+        which one. Not a secret: the same value is in this server's URL.
+        """
+        hub = self.settings.get("chat_oauth2_nb_hub_callback_url") or ""
+        server = self.settings.get("chat_oauth2_nb_server_name") or ""
+        if not hub or not ROUTE_VALUE.fullmatch(server):
+            return None
+        # Same digest of the state as the binding cookie's name (see route_cookie_name).
+        name = "chat_oauth2_route_" + binding_name.removeprefix("chat_oauth2_")
+        parts = urlsplit(hub)
+        return binding_cookie(name, server, parts.path, secure=parts.scheme == "https")
 
     def _user_name(self) -> str | None:
         user = self.current_user
@@ -73,13 +128,9 @@ class StartHandler(_Base):
     @authorized("write")  # type: ignore[untyped-decorator]
     async def get(self, start_id: str) -> None:
         """302 to the provider's authorization URL, with the flow's binding cookie."""
-        callback = url_path_join(self.base_url, "chat-oauth2", "callback")
-        prefixes = self._own_paths(callback)
 
         def accepts(flow: PendingFlow) -> bool:
-            path = urlsplit(flow.redirect_uri).path
-            ours = any(path == p or path.startswith(p + "/") for p in prefixes)
-            return ours and flow.endpoint != "loopback"
+            return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
         store = self.settings["chat_oauth2_nb_store"]()
         result = await asyncio.to_thread(
@@ -95,6 +146,9 @@ class StartHandler(_Base):
         for header, header_value in SECURITY_HEADERS.items():
             self.set_header(header, header_value)
         self.add_header("Set-Cookie", binding_cookie(name, value, cookie_path, secure=secure))
+        route = self._route_cookie(name)
+        if route is not None:
+            self.add_header("Set-Cookie", route)
         self.set_header("Location", location)
         self.finish()
 
@@ -117,7 +171,7 @@ class CallbackHandler(_Base):
             path_alias=alias,
             cookies={name: morsel.value for name, morsel in self.request.cookies.items()},
             user=self._user_name(),
-            accepts=lambda uri: urlsplit(uri).path in own,
+            accepts=lambda uri: urlsplit(uri).path in own or self._hub_uri(uri),
         )
         outcome = await complete_authorization(
             self.settings["chat_oauth2_nb_store"](),

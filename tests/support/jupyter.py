@@ -22,7 +22,7 @@ async def jupyter_client(provider: DemoProvider, **kwargs: Any) -> OAuth2Client:
         client_secret=provider.client_secret,
         **kwargs,
     )
-    # asetup(): setup() probes the Jupyter server, which runs on this very event loop.
+    # asetup(): setup() may start a loopback listener; keep this event loop free meanwhile.
     await client.asetup()
     return client
 

@@ -1,0 +1,138 @@
+"""The router: ``{hub}/services/chat-oauth2/callback[/<alias>]`` → the browser's own server.
+
+It logs the browser in through the hub (HubOAuth) and answers 302 to that hub user's server,
+``{base_url}user/<name>[/<server>]/chat-oauth2/callback[/<alias>]``, with the same query.
+The user's server checks the flow (state, browser binding, Jupyter user) and exchanges the
+code with the PKCE verifier it alone holds. The router keeps nothing: no flows, no tokens.
+
+Where the redirect goes is built here from the authenticated hub user, never taken from the
+request: the path is always on this host, under that user's own prefix. A named server is
+named by a cookie its start link set (``route_cookie_name``), checked against a strict
+pattern.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+
+from ..server.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
+
+__all__ = ["CallbackRouter", "main", "make_app"]
+
+log = logging.getLogger("chat_oauth2_nb.hub")
+
+_ALIAS = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_MAX_STATE = 4096
+
+
+class _Headers(web.RequestHandler):
+    def set_default_headers(self) -> None:
+        # Every answer, the login redirects and error pages included: the query holds a code.
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A short page that says what to do (never the request, which holds the code)."""
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        reason = {
+            403: "Your hub account may not use this service. Ask the hub administrator to "
+            "grant access:services!service=chat-oauth2 (configure_hub does).",
+        }.get(status_code, "Start again from the Authorize link your notebook shows.")
+        self.finish(
+            "<!doctype html><meta charset=utf-8><title>Authorization not forwarded</title>"
+            f"<h1>Authorization not forwarded ({status_code})</h1><p>{reason}</p>"
+        )
+
+
+class OAuthCallback(_Headers, HubOAuthCallbackHandler):  # type: ignore[misc]
+    """The hub login's own OAuth callback, with this service's headers."""
+
+
+class CallbackRouter(HubOAuthenticated, _Headers):  # type: ignore[misc]
+    """Sends the provider's redirect on to the logged-in hub user's own Jupyter server."""
+
+    def initialize(self, base_url: str) -> None:
+        """``base_url``: the hub's base URL (``/`` or ``/prefix/``)."""
+        self.base_url = base_url
+
+    @web.authenticated
+    def get(self, alias: str | None = None) -> None:
+        """302 to ``{base_url}user/<name>[/<server>]/chat-oauth2/callback[/<alias>]?<query>``."""
+        user: dict[str, Any] = self.current_user
+        name = str(user["name"])
+        states = self.get_query_arguments("state")
+        server = ""
+        if len(states) == 1 and 0 < len(states[0]) <= _MAX_STATE:
+            cookie = self.get_cookie(route_cookie_name(states[0])) or ""
+            if ROUTE_VALUE.fullmatch(cookie):
+                server = cookie
+        segments = ["user", quote(name, safe="@~")]
+        if server:
+            segments.append(quote(server, safe="~"))
+        segments += ["chat-oauth2", "callback"]
+        if alias:
+            segments.append(alias)
+        target = self.base_url.rstrip("/") + "/" + "/".join(segments)
+        query = urlsplit(self.request.uri or "").query
+        log.info("forwarding a redirect for %r to %s", name, target)
+        self.set_status(302)
+        self.set_header("Location", f"{target}?{query}" if query else target)
+        self.finish()
+
+
+def _log_request(handler: web.RequestHandler) -> None:
+    # tornado's access log prints the URI: the code must not be in it.
+    status = handler.get_status()
+    request = handler.request
+    level = logging.INFO if status < 400 else logging.WARNING
+    log.log(
+        level,
+        "%d %s %s %.1fms",
+        status,
+        request.method,
+        scrub_uri(request.uri or ""),
+        1000 * request.request_time(),
+    )
+
+
+def make_app(
+    prefix: str, base_url: str = "/", cookie_secret: bytes | None = None
+) -> web.Application:
+    """The tornado application serving under the service's ``prefix`` (``/services/chat-oauth2/``)."""
+    prefix = "/" + prefix.strip("/")
+    return web.Application(
+        [
+            (rf"{prefix}/callback/({_ALIAS})", CallbackRouter, {"base_url": base_url}),
+            (rf"{prefix}/callback", CallbackRouter, {"base_url": base_url}),
+            (rf"{prefix}/oauth_callback", OAuthCallback),
+        ],
+        # Replicas that share a secret (CHAT_OAUTH2_NB_HUB_COOKIE_SECRET) share logins; with
+        # their own, a browser just logs in through the hub once more.
+        cookie_secret=cookie_secret or secrets.token_bytes(32),
+        log_function=_log_request,
+    )
+
+
+def main() -> None:
+    """Run the router where JupyterHub says (``JUPYTERHUB_SERVICE_URL``)."""
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+    url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
+    secret = os.environ.get("CHAT_OAUTH2_NB_HUB_COOKIE_SECRET")
+    app = make_app(
+        os.environ["JUPYTERHUB_SERVICE_PREFIX"],
+        os.environ.get("JUPYTERHUB_BASE_URL") or "/",
+        bytes.fromhex(secret) if secret else None,
+    )
+    server = HTTPServer(app, xheaders=True)
+    server.listen(url.port or 80, url.hostname or "127.0.0.1")
+    log.info("chat-oauth2 router listening on %s", url.geturl())
+    IOLoop.current().start()
