@@ -55,8 +55,10 @@ from .protocol import (
     device_code_expired_error,
     device_poll_backoff,
     device_token_request,
+    introspection_request,
     parse_device_authorization,
     parse_error_response,
+    parse_introspection,
     parse_token_response,
     refresh_request,
     revoke_request,
@@ -1023,6 +1025,42 @@ class OAuth2Client:
     async def arevoke_user_access_token(self, user: UserLike = None) -> bool:
         """Async twin of :meth:`revoke_user_access_token`."""
         return await asyncio.to_thread(self.revoke_user_access_token, user)
+
+    def introspect_user_token(self, user: UserLike = None) -> dict[str, Any]:
+        """Ask the provider whether the user's access token is still active (RFC 7662).
+
+        Returns what the provider says (``active``, ``scope``, ``exp``, ``client_id``…) with
+        no token in it; ``{"active": False}`` means revoked or expired there, whatever the
+        store says. Needs ``introspectionUri`` in the config.
+        """
+        if self.config.introspection_uri is None:
+            raise ConfigurationError(
+                "introspectionUri",
+                "is missing, so the provider cannot be asked about a token",
+                "Put the provider's RFC 7662 introspection endpoint there "
+                "(discover_config() fills it when the provider advertises one).",
+            )
+        key = resolve_user(user)
+        record = self._stored(key)
+        if record is None:
+            raise NotAuthorizedError(
+                f"Nothing is stored for {key!r} at {self.alias!r}",
+                hint="Authorize first: client.get_user_authorization_url().",
+            )
+        request = introspection_request(self.config, token=record.data.token)
+        answer = self._send(request, "Introspecting the token", ProviderError)
+        return parse_introspection(
+            ProviderError,
+            answer.status or 0,
+            answer.headers,
+            answer.content,
+            request.secrets,
+            request.client_id,
+        )
+
+    async def aintrospect_user_token(self, user: UserLike = None) -> dict[str, Any]:
+        """Async twin of :meth:`introspect_user_token`."""
+        return await asyncio.to_thread(self.introspect_user_token, user)
 
     # conveniences ------------------------------------------------------------------------
 

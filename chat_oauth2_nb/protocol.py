@@ -58,12 +58,14 @@ __all__ = [
     "device_code_expired_error",
     "device_poll_backoff",
     "device_token_request",
+    "introspection_request",
     "is_credential_field",
     "mask",
     "new_code_verifier",
     "new_state",
     "parse_device_authorization",
     "parse_error_response",
+    "parse_introspection",
     "parse_token_response",
     "redact",
     "redact_response_body",
@@ -500,6 +502,39 @@ def revoke_request(config: ProviderConfig, *, token: str, token_type_hint: str) 
     body, _ = prepare_revoke_token_request(token, token_type_hint)
     request = _authenticated(config, config.revoke_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, token))
+
+
+def introspection_request(
+    config: ProviderConfig, *, token: str, token_type_hint: str = "access_token"  # noqa: S107
+) -> HttpRequest:
+    """Prepare a token introspection request (RFC 7662 §2.1), client authenticated."""
+    if config.introspection_uri is None:
+        raise ValueError("introspection_request() needs an introspectionUri")
+    body = urlencode([("token", token), ("token_type_hint", token_type_hint)])
+    request = _authenticated(config, config.introspection_uri, body)
+    return dataclasses.replace(request, secrets=(*request.secrets, token))
+
+
+def parse_introspection(
+    error_class: type[ProviderError],
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    secrets: Iterable[str | None] = (),
+    client_id: str | None = None,
+) -> dict[str, Any]:
+    """What the provider says about a token (RFC 7662 §2.2), credential fields left out."""
+    what = "Introspecting the token"
+    if not 200 <= status < 300:
+        raise parse_error_response(error_class, what, status, headers, content, secrets, client_id)
+    data = _load_json(content)
+    if not isinstance(data, dict) or not isinstance(data.get("active"), bool):
+        raise error_class(
+            f"{what} failed: the answer is not a JSON object with a boolean 'active' "
+            "(RFC 7662 §2.2); check introspectionUri",
+            status_code=status,
+        )
+    return {key: value for key, value in data.items() if not is_credential_field(str(key))}
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from support.scan import assert_no_secret
 
 from chat_oauth2_nb import (
     AuthorizationDeniedError,
@@ -591,3 +592,19 @@ def test_wait_returns_when_another_link_for_the_user_completes(
     data = client.wait_for_authorization("ada", timeout=5)
     assert data == client.get_access_token_for_user("ada")
     assert query(waited)["state"] != query(other)["state"]
+
+
+def test_introspection_asks_the_provider_and_shows_no_token(
+    authorized: Callable[..., OAuth2Client], provider: DemoProvider, secret_log: Any
+) -> None:
+    client = authorized()
+    data = client.get_access_token_for_user("ada")
+    assert data is not None
+    info = client.introspect_user_token("ada")
+    assert info["active"] is True and info["client_id"] == provider.client_id
+    assert "profile" in info.get("scope", "")
+    client.revoke_user_access_token("ada")
+    client.store.put_token("demo", "ada", data, provider=client.provider)  # stale copy
+    assert client.introspect_user_token("ada") == {"active": False}
+    text = repr(info) + repr(list(client.http_log)) + secret_log.text
+    assert_no_secret(text, [data.token, data.refresh_token, provider.client_secret], "introspection")
