@@ -108,6 +108,8 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa:
 UserLike = Any  # str, an object with .id or .username, or None
 Mode = Literal["auto", "jupyter", "loopback", "device", "paste"]
 _MODES = ("auto", "jupyter", "loopback", "device", "paste")
+#: The mode clients use when none is passed (default: auto).
+MODE_ENV = "CHAT_OAUTH2_NB_MODE"
 # Paste-back needs an address the browser ends on and that nothing serves; a loopback URI
 # with a fixed port can be registered once (RFC 8252 §7.3 lets many providers take any port).
 PASTE_PORT = 53682
@@ -189,7 +191,7 @@ class OAuth2Client:
         config: ProviderConfig,
         *,
         redirect_uri: str | None = None,
-        mode: Mode = "auto",
+        mode: Mode | None = None,
         store: Store | None = None,
         timeout: float = 10.0,
         leeway: float = 30.0,
@@ -200,6 +202,9 @@ class OAuth2Client:
         allow_insecure_http: bool = False,
         store_key: str | None = None,
     ) -> None:
+        if mode is None:
+            # An administrator (or a test) may pick the way for every notebook of a machine.
+            mode = os.environ.get(MODE_ENV) or "auto"  # type: ignore[assignment]
         if mode not in _MODES:
             raise ConfigurationError(
                 "mode", f"is {mode!r}", "Use 'auto', 'jupyter', 'loopback', 'device' or 'paste'."
@@ -1084,7 +1089,7 @@ def create_oauth2_client(
     client_secret: str | None = None,
     client_auth_method: str | None = None,
     redirect_uri: str | None = None,
-    mode: Mode = "auto",
+    mode: Mode | None = None,
     store: Store | None = None,
     timeout: float = 10.0,
     leeway: float = 30.0,
@@ -1104,7 +1109,9 @@ def create_oauth2_client(
         client_auth_method: ``client_secret_basic`` (default with a secret),
             ``client_secret_post`` or ``none`` (public client, PKCE only).
         redirect_uri: the redirect URI registered at the provider; wins over detection.
-        mode: ``auto`` (Jupyter server if reachable, else loopback), ``jupyter`` or ``loopback``.
+        mode: how the person authorizes: ``auto`` (the default, or ``CHAT_OAUTH2_NB_MODE``)
+            picks ``jupyter`` (the extension's callback), ``loopback``, ``device`` (a code)
+            or ``paste`` (paste back the address the browser ends on); see ``client.way``.
         store: the token store; default ``jupyter_data_dir()/chat_oauth2_nb/store.sqlite3``.
         timeout: seconds for each request to the provider.
         leeway: refresh tokens this many seconds before they expire.

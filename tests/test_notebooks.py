@@ -52,6 +52,7 @@ for _value in list(globals().values()):
         with _value._store.lock:
             _secrets.update(_value._store.tokens)
             _secrets.update(_value._store.codes)
+            _secrets.update(_d.device_code for _d in _value._store.devices.values())
             _secrets.update(
                 _c.client_secret for _c in _value._store.clients.values() if _c.client_secret
             )
@@ -210,15 +211,24 @@ def test_real_providers_configs_are_accepted() -> None:
 
 
 @pytest.mark.timeout(300)
-def test_quickstart_runs_headless_and_calls_the_api(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["loopback", "device", "paste"])
+def test_quickstart_runs_headless_and_calls_the_api(tmp_path: Path, mode: str) -> None:
+    """01 in every way auto may choose where no Jupyter server runs (a laptop, Colab…)."""
     env = kernel_env(tmp_path)
+    env["CHAT_OAUTH2_NB_MODE"] = mode
     nb, kernel_secrets = execute(QUICKSTART, env)
 
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert len(code_cells) == 4
-    # Cell 2 returns the redirect URI: without a Jupyter server, the kernel's loopback listener.
+    # Cell 2 returns the redirect URI: the kernel's loopback listener, a loopback address
+    # nobody serves (paste-back), or none at all (device code).
     redirect_uri = "".join(output_texts(code_cells[1]))
-    assert re.search(r"http://127\.0\.0\.1:\d+/chat-oauth2/callback", redirect_uri), redirect_uri
+    expected = {
+        "loopback": r"'http://127\.0\.0\.1:\d+/chat-oauth2/callback/demo'",
+        "paste": r"'http://127\.0\.0\.1:53682/chat-oauth2/callback/demo'",
+        "device": r"^''$",
+    }[mode]
+    assert re.search(expected, redirect_uri.strip()), redirect_uri
     # Cell 3 shows the panel as a widget.
     assert any(
         "application/vnd.jupyter.widget-view+json" in output.get("data", {})
@@ -238,7 +248,8 @@ def test_quickstart_runs_headless_and_calls_the_api(tmp_path: Path) -> None:
     token = json.loads(stored[0][1])["token"]
     # The scan below is only meaningful if it scans for the real values.
     assert token in kernel_secrets, "the stored token was not issued by the notebook's provider"
-    assert len(kernel_secrets) >= 4  # client secret, code, access token, refresh token
+    # client secret, code (or device code), access token, refresh token
+    assert len(kernel_secrets) >= 4
     assert_no_secret("01's outputs and widget state", serialized_outputs(nb), secrets)
 
 
