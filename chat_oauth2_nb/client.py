@@ -715,7 +715,7 @@ class OAuth2Client:
 
 
 def create_oauth2_client(
-    config: Mapping[str, Any] | ProviderConfig,
+    config: Mapping[str, Any] | ProviderConfig | str,
     *,
     client_id: str | None = None,
     client_secret: str | None = None,
@@ -730,12 +730,18 @@ def create_oauth2_client(
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
     store_key: str | None = None,
+    **preset_params: Any,
 ) -> OAuth2Client:
-    """Create an OAuth2 client from the seed's config dict (or snake_case keys).
+    """Create an OAuth2 client from the seed's config dict (or snake_case keys), or a preset.
 
     Args:
         config: ``alias``, ``authUri``, ``accessTokenUri`` and optionally ``refreshTokenUri``,
-            ``revokeTokenUri``, ``defaultScopes``, ``authUriParams``, ``authorizationCallback``.
+            ``revokeTokenUri``, ``defaultScopes``, ``authUriParams``, ``authorizationCallback``;
+            or a preset's name (``"google"``, ``"github"``, ``"microsoft"``, ``"gitlab"``,
+            ``"keycloak"``, ``"rocketchat"``, ``"oidc"``: see :mod:`chat_oauth2_nb.presets`).
+        **preset_params: with a preset name only, the preset's parameters and ``alias``:
+            ``tenant=`` (microsoft), ``base_url=`` (gitlab, keycloak), ``realm=`` (keycloak),
+            ``server_url=`` (rocketchat), ``issuer=`` (oidc).
         client_id: the client id; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` from the environment.
         client_secret: the client secret; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET``.
         client_auth_method: ``client_secret_basic`` (default with a secret),
@@ -762,7 +768,20 @@ def create_oauth2_client(
 
     Example:
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
+        >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    if isinstance(config, str):
+        from .presets import config as preset_config
+
+        config = preset_config(config, **preset_params)
+    elif preset_params:
+        name = sorted(preset_params)[0]
+        raise ConfigurationError(
+            name,
+            "is a preset parameter, but config is not a preset name",
+            "Put the value into the config dict itself, or pass a preset name such as "
+            "'microsoft' as config.",
+        )
     cfg = ProviderConfig.from_mapping(
         config,
         client_id=client_id,
