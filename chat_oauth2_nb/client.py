@@ -547,7 +547,9 @@ class OAuth2Client:
             raise TokenRefreshError(
                 "No refresh token is stored, so the token cannot be refreshed",
                 hint="Authorize again; some providers only issue refresh tokens when asked "
-                "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}).",
+                "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}; "
+                "Microsoft: the offline_access scope; GitHub: only GitHub Apps with expiring "
+                "user tokens, whose tokens then need no refresh while they do not expire).",
             )
         return self._refresh(key, record)
 
@@ -658,7 +660,11 @@ class OAuth2Client:
         """Revoke the user's tokens at the provider, then delete them here.
 
         False when nothing is stored. Without a ``revokeTokenUri`` the token is only deleted
-        here. A provider or network failure raises TokenRevokeError and keeps the token.
+        here (Microsoft has no revocation endpoint): the log, and :meth:`revoke_advice`, say
+        where the person can remove the app's access at the provider. The request follows
+        ``revokeStyle``: RFC 7009 for each token, Google's single ``token``, or GitHub's
+        ``DELETE /applications/{client_id}/token``. A provider or network failure raises
+        TokenRevokeError and keeps the token.
         """
         key = resolve_user(user)
         record = self._stored(key)
@@ -667,17 +673,12 @@ class OAuth2Client:
         if self.config.revoke_token_uri is None:
             log.warning(
                 "%r has no revokeTokenUri: deleting the token here only; it stays valid at "
-                "the provider until it expires",
+                "the provider until it expires. %s",
                 self.alias,
+                self.revoke_advice() or "",
             )
         else:
-            pairs = [
-                (record.data.refresh_token, "refresh_token"),
-                (record.data.token, "access_token"),
-            ]
-            for token, hint in pairs:
-                if not token:
-                    continue
+            for token, hint in self._revocations(record.data):
                 request = revoke_request(self.config, token=token, token_type_hint=hint)
                 answer = self._send(request, "Revoking the token", TokenRevokeError)
                 status = answer.status or 0
@@ -694,6 +695,31 @@ class OAuth2Client:
         self.store.delete_token(self.alias, key)
         log.info("revoked the token for %r at %r", key, self.alias)
         return True
+
+    def _revocations(self, data: AuthData) -> list[tuple[str, str | None]]:
+        """The (token, hint) requests that revoke a grant, in this provider's style."""
+        style = self.config.revoke_style
+        if style == "google":
+            # Google revokes the whole grant for either token, and answers 400 for a token
+            # already revoked: a second request would fail after the first succeeded.
+            return [(data.refresh_token or data.token, None)]
+        if style == "github":
+            # GitHub's endpoint takes the access token only; it ends that authorization.
+            return [(data.token, None)]
+        pairs: list[tuple[str | None, str | None]] = [
+            (data.refresh_token, "refresh_token"),
+            (data.token, "access_token"),
+        ]
+        return [(token, hint) for token, hint in pairs if token]
+
+    def revoke_advice(self) -> str | None:
+        """Where a person revokes this app's access themselves, when the kit cannot (or None)."""
+        if self.config.revoke_token_uri is not None:
+            return None
+        where = self.config.revoke_url_for_people
+        if where is None:
+            return None
+        return f"To end the app's access at the provider too, remove it at {where}"
 
     async def arevoke_user_access_token(self, user: UserLike = None) -> bool:
         """Async twin of :meth:`revoke_user_access_token`."""
