@@ -41,6 +41,7 @@ _EXPORTS = {
     "ProviderError": "errors",
     "ProviderMismatchError": "errors",
     "TokenExchangeError": "errors",
+    "IdTokenError": "errors",
     "TokenRefreshError": "errors",
     "TokenRevokeError": "errors",
 }
@@ -57,6 +58,7 @@ __all__ = [
     "DeviceAuthorizationError",
     "DeviceCodeExpiredError",
     "HttpExchange",
+    "IdTokenError",
     "IssuerMismatchError",
     "NotAuthorizedError",
     "OAuth2Auth",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         DeviceAuthorizationError,
         DeviceCodeExpiredError,
+        IdTokenError,
         IssuerMismatchError,
         NotAuthorizedError,
         OAuth2Error,

@@ -879,7 +879,9 @@ class OAuth2Client:
             raise TokenRefreshError(
                 "No refresh token is stored, so the token cannot be refreshed",
                 hint="Authorize again; some providers only issue refresh tokens when asked "
-                "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}).",
+                "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}; "
+                "Microsoft: the offline_access scope; GitHub: only GitHub Apps with expiring "
+                "user tokens, whose tokens then need no refresh while they do not expire).",
             )
         return self._refresh(key, record)
 
@@ -990,7 +992,11 @@ class OAuth2Client:
         """Revoke the user's tokens at the provider, then delete them here.
 
         False when nothing is stored. Without a ``revokeTokenUri`` the token is only deleted
-        here. A provider or network failure raises TokenRevokeError and keeps the token.
+        here (Microsoft has no revocation endpoint): the log, and :meth:`revoke_advice`, say
+        where the person can remove the app's access at the provider. The request follows
+        ``revokeStyle``: RFC 7009 for each token, Google's single ``token``, or GitHub's
+        ``DELETE /applications/{client_id}/token``. A provider or network failure raises
+        TokenRevokeError and keeps the token.
         """
         key = resolve_user(user)
         record = self._stored(key)
@@ -999,17 +1005,12 @@ class OAuth2Client:
         if self.config.revoke_token_uri is None:
             log.warning(
                 "%r has no revokeTokenUri: deleting the token here only; it stays valid at "
-                "the provider until it expires",
+                "the provider until it expires. %s",
                 self.alias,
+                self.revoke_advice() or "",
             )
         else:
-            pairs = [
-                (record.data.refresh_token, "refresh_token"),
-                (record.data.token, "access_token"),
-            ]
-            for token, hint in pairs:
-                if not token:
-                    continue
+            for token, hint in self._revocations(record.data):
                 request = revoke_request(self.config, token=token, token_type_hint=hint)
                 answer = self._send(request, "Revoking the token", TokenRevokeError)
                 status = answer.status or 0
@@ -1026,6 +1027,31 @@ class OAuth2Client:
         self.store.delete_token(self.alias, key)
         log.info("revoked the token for %r at %r", key, self.alias)
         return True
+
+    def _revocations(self, data: AuthData) -> list[tuple[str, str | None]]:
+        """The (token, hint) requests that revoke a grant, in this provider's style."""
+        style = self.config.revoke_style
+        if style == "google":
+            # Google revokes the whole grant for either token, and answers 400 for a token
+            # already revoked: a second request would fail after the first succeeded.
+            return [(data.refresh_token or data.token, None)]
+        if style == "github":
+            # GitHub's endpoint takes the access token only; it ends that authorization.
+            return [(data.token, None)]
+        pairs: list[tuple[str | None, str | None]] = [
+            (data.refresh_token, "refresh_token"),
+            (data.token, "access_token"),
+        ]
+        return [(token, hint) for token, hint in pairs if token]
+
+    def revoke_advice(self) -> str | None:
+        """Where a person revokes this app's access themselves, when the kit cannot (or None)."""
+        if self.config.revoke_token_uri is not None:
+            return None
+        where = self.config.revoke_url_for_people
+        if where is None:
+            return None
+        return f"To end the app's access at the provider too, remove it at {where}"
 
     async def arevoke_user_access_token(self, user: UserLike = None) -> bool:
         """Async twin of :meth:`revoke_user_access_token`."""
@@ -1083,7 +1109,7 @@ class OAuth2Client:
 
 
 def create_oauth2_client(
-    config: Mapping[str, Any] | ProviderConfig,
+    config: Mapping[str, Any] | ProviderConfig | str,
     *,
     client_id: str | None = None,
     client_secret: str | None = None,
@@ -1098,12 +1124,18 @@ def create_oauth2_client(
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
     store_key: str | None = None,
+    **preset_params: Any,
 ) -> OAuth2Client:
-    """Create an OAuth2 client from the seed's config dict (or snake_case keys).
+    """Create an OAuth2 client from the seed's config dict (or snake_case keys), or a preset.
 
     Args:
         config: ``alias``, ``authUri``, ``accessTokenUri`` and optionally ``refreshTokenUri``,
-            ``revokeTokenUri``, ``defaultScopes``, ``authUriParams``, ``authorizationCallback``.
+            ``revokeTokenUri``, ``defaultScopes``, ``authUriParams``, ``authorizationCallback``;
+            or a preset's name (``"google"``, ``"github"``, ``"microsoft"``, ``"gitlab"``,
+            ``"keycloak"``, ``"rocketchat"``, ``"oidc"``: see :mod:`chat_oauth2_nb.presets`).
+        **preset_params: with a preset name only, the preset's parameters and ``alias``:
+            ``tenant=`` (microsoft), ``base_url=`` (gitlab, keycloak), ``realm=`` (keycloak),
+            ``server_url=`` (rocketchat), ``issuer=`` (oidc).
         client_id: the client id; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` from the environment.
         client_secret: the client secret; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET``.
         client_auth_method: ``client_secret_basic`` (default with a secret),
@@ -1132,7 +1164,20 @@ def create_oauth2_client(
 
     Example:
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
+        >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    if isinstance(config, str):
+        from .presets import config as preset_config
+
+        config = preset_config(config, **preset_params)
+    elif preset_params:
+        name = sorted(preset_params)[0]
+        raise ConfigurationError(
+            name,
+            "is a preset parameter, but config is not a preset name",
+            "Put the value into the config dict itself, or pass a preset name such as "
+            "'microsoft' as config.",
+        )
     cfg = ProviderConfig.from_mapping(
         config,
         client_id=client_id,

@@ -14,6 +14,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
+    "REVOKE_STYLES",
     "ClientAuthMethod",
     "ProviderConfig",
     "discover_config",
@@ -24,6 +25,12 @@ __all__ = [
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 CLIENT_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post", "none")
+# How revokeTokenUri is called: "rfc7009" (each token, with a hint), "google" (one request
+# with the refresh token, else the access token: Google revokes the whole grant and answers
+# 400 for a token already revoked), "github" (DELETE /applications/{client_id}/token with
+# Basic auth and a JSON body, GitHub's own API instead of RFC 7009).
+RevokeStyle = Literal["rfc7009", "google", "github"]
+REVOKE_STYLES: tuple[str, ...] = ("rfc7009", "google", "github")
 
 # seed key (camelCase, as in the Rocket.Chat page) -> our field name
 _SEED_KEYS = {
@@ -44,6 +51,11 @@ _SEED_KEYS = {
     # RFC 9207: who issues this provider's codes, and whether it says so in the redirect.
     "issuer": "issuer",
     "authorizationResponseIssParameterSupported": "authorization_response_iss_parameter_supported",
+    # OpenID Connect: where the provider publishes the keys that sign its id_tokens.
+    "jwksUri": "jwks_uri",
+    "revokeStyle": "revoke_style",
+    # Where a person revokes this app's access themselves (providers without revocation).
+    "revokeUrlForPeople": "revoke_url_for_people",
 }
 _FIELDS = set(_SEED_KEYS.values())
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -119,6 +131,9 @@ class ProviderConfig:
     )
     issuer: str | None = None
     authorization_response_iss_parameter_supported: bool = False
+    jwks_uri: str | None = None
+    revoke_style: RevokeStyle = "rfc7009"
+    revoke_url_for_people: str | None = None
 
     def __repr__(self) -> str:
         secret = "set" if self.client_secret else "none"
@@ -225,6 +240,23 @@ class ProviderConfig:
                 "Put the provider's issuer URL there (discover_config() fills both).",
             )
         scopes = _scopes("defaultScopes", values.get("default_scopes", ()))
+        jwks_uri = (
+            _check_uri("jwksUri", values["jwks_uri"], allow_http=allow_insecure_http)
+            if values.get("jwks_uri")
+            else None
+        )
+        people_uri = (
+            _check_uri("revokeUrlForPeople", values["revoke_url_for_people"], allow_http=True)
+            if values.get("revoke_url_for_people")
+            else None
+        )
+        revoke_style = values.get("revoke_style") or "rfc7009"
+        if revoke_style not in REVOKE_STYLES:
+            raise ConfigurationError(
+                "revokeStyle",
+                f"is {revoke_style!r}",
+                "Use 'rfc7009' (default), 'google' or 'github' (presets set it for you).",
+            )
 
         params = values.get("auth_uri_params") or {}
         if not isinstance(params, Mapping) or not all(
@@ -298,6 +330,9 @@ class ProviderConfig:
             authorization_callback=callback,
             issuer=issuer,
             authorization_response_iss_parameter_supported=iss_supported,
+            jwks_uri=jwks_uri,
+            revoke_style=cast(RevokeStyle, revoke_style),
+            revoke_url_for_people=people_uri,
         )
 
     def to_mapping(self, *, include_secret: bool = False) -> dict[str, Any]:
@@ -318,6 +353,9 @@ class ProviderConfig:
             "authorization_response_iss_parameter_supported": (
                 self.authorization_response_iss_parameter_supported
             ),
+            "jwks_uri": self.jwks_uri,
+            "revoke_style": self.revoke_style,
+            "revoke_url_for_people": self.revoke_url_for_people,
         }
         if include_secret:
             data["client_secret"] = self.client_secret
@@ -416,6 +454,8 @@ def discover_config(
                 # RFC 8628 §4; Authlib's RFC 8414 model does not check this field's form,
                 # from_mapping() does when the config is built.
                 config["deviceAuthorizationUri"] = device_endpoint
+            if metadata.get("jwks_uri"):
+                config["jwksUri"] = metadata["jwks_uri"]
             if metadata.get("authorization_response_iss_parameter_supported") is True:
                 config["authorizationResponseIssParameterSupported"] = True
             return config

@@ -20,6 +20,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
     └── ProviderError               the provider answered badly or not at all
         ├── DeviceAuthorizationError  the device authorization endpoint refused (RFC 8628)
         ├── TokenExchangeError      the authorization code could not be exchanged
+        │   └── IdTokenError        the id_token failed OpenID Connect verification
         ├── TokenRefreshError       the refresh token grant failed
         └── TokenRevokeError        the revocation endpoint failed
 """
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigurationError",
     "DeviceAuthorizationError",
     "DeviceCodeExpiredError",
+    "IdTokenError",
     "NotAuthorizedError",
     "OAuth2Error",
     "ProviderError",
@@ -196,6 +198,10 @@ class DeviceAuthorizationError(ProviderError):
 
 class TokenExchangeError(ProviderError):
     """The authorization code could not be exchanged for a token."""
+
+
+class IdTokenError(TokenExchangeError):
+    """The id_token failed OpenID Connect verification (signature, iss, aud, exp or nonce)."""
 
 
 class TokenRefreshError(ProviderError):

@@ -289,7 +289,10 @@ class HttpRequest:
     def redacted_body(self) -> str:
         """The body for logs: built from its parameters with every credential masked first."""
         found: list[str] = []
-        shown = _masked_pairs(parse_qsl(self.body, keep_blank_values=True), found)
+        if _media_type({"content-type": self.headers.get("Content-Type", "")}).endswith("json"):
+            shown = json.dumps(_mask_tree(_load_json(self.body.encode()), found))
+        else:
+            shown = _masked_pairs(parse_qsl(self.body, keep_blank_values=True), found)
         # A secret may also sit in a parameter of no credential name (an assertion's claims…).
         return redact(shown, (*self.secrets, *found), self.client_id)
 
@@ -495,10 +498,40 @@ def refresh_request(
     return dataclasses.replace(request, secrets=(*request.secrets, refresh_token))
 
 
-def revoke_request(config: ProviderConfig, *, token: str, token_type_hint: str) -> HttpRequest:
-    """Prepare a token revocation request (RFC 7009 §2.1)."""
+def revoke_request(
+    config: ProviderConfig, *, token: str, token_type_hint: str | None = None
+) -> HttpRequest:
+    """Prepare a token revocation request in the provider's :attr:`~ProviderConfig.revoke_style`.
+
+    ``rfc7009``: RFC 7009 §2.1, the client authenticated as at the token endpoint.
+    ``google``: one ``token`` parameter and nothing else, as Google documents it.
+    ``github``: ``DELETE /applications/{client_id}/token`` with Basic auth
+    (client_id:client_secret) and the JSON body ``{"access_token": ...}``.
+    """
     if config.revoke_token_uri is None:
         raise ValueError("revoke_request() needs a revokeTokenUri")
+    if config.revoke_style == "google":
+        body = urlencode([("token", token)])
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        return HttpRequest(
+            "POST", config.revoke_token_uri, headers, body, (token,), config.client_id
+        )
+    if config.revoke_style == "github":
+        basic = base64.b64encode(
+            f"{config.client_id}:{config.client_secret or ''}".encode()
+        ).decode()
+        url = config.revoke_token_uri.replace("{client_id}", quote(config.client_id, safe=""))
+        headers = {
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/json",
+            "Accept": "application/vnd.github+json",
+        }
+        secrets = tuple(s for s in (config.client_secret, headers["Authorization"], token) if s)
+        body = json.dumps({"access_token": token})
+        return HttpRequest("DELETE", url, headers, body, secrets, config.client_id)
     body, _ = prepare_revoke_token_request(token, token_type_hint)
     request = _authenticated(config, config.revoke_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, token))
@@ -699,6 +732,11 @@ def parse_token_response(
     scope = data.get("scope")
     if isinstance(scope, list):
         scope = " ".join(str(s) for s in scope)
+    if isinstance(scope, str) and "," in scope and not any(c.isspace() for c in scope):
+        # GitHub (and Facebook, older Slack) separate granted scopes by commas. RFC 6749
+        # §3.3 allows a comma inside one scope token, but no provider we know names its
+        # scopes so, while comma lists are common: "repo,gist" reads as two scopes.
+        scope = " ".join(part for part in scope.split(",") if part)
     if isinstance(scope, str) and scope:
         scope = _bounded_string(error_class, what, status, "scope", scope)
     if not isinstance(scope, str):

@@ -454,8 +454,7 @@ class FlowError:
 FLOW_EXPIRED = FlowError(
     kind="expired",
     message="The authorization link expired before it was used",
-    hint="Get a fresh one with client.get_user_authorization_url() and use it within its "
-    "lifetime.",
+    hint="Get a fresh one with client.get_user_authorization_url() and use it within its lifetime.",
 )
 
 

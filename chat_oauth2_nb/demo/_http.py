@@ -70,6 +70,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve()
 
+    def do_DELETE(self) -> None:
+        # GitHub revokes with DELETE (the "github" quirk profile).
+        self._serve()
+
     def _serve(self) -> None:
         parts = urlsplit(self.path)
         length_header = self.headers.get("Content-Length") or "0"

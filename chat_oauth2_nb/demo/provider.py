@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 
@@ -46,6 +46,7 @@ from ._pages import (
     error_page,
     index_page,
 )
+from ._quirks import Quirks
 
 if TYPE_CHECKING:
     import httpx
@@ -167,6 +168,7 @@ class DemoProvider:
         value_style: str = "google",
         device_code_lifetime: float = 1800,
         device_interval: float = 5,
+        quirks: str | None = None,
     ) -> None:
         if value_style not in ("google", "plain"):
             raise ValueError(f"value_style must be 'google' or 'plain', not {value_style!r}")
@@ -177,6 +179,9 @@ class DemoProvider:
         self._store = MemoryStore()
         self._auth = DemoAuthorizationServer(self._store, lambda: self._token_lifetime)
         self._auth.value_style = value_style
+        #: A real provider's documented behaviour ("google", "github", "microsoft", "gitlab",
+        #: "keycloak", "rocketchat"), see :mod:`chat_oauth2_nb.demo._quirks`; None: the RFCs.
+        self.quirks = Quirks(quirks, self._store)
         self.device_code_lifetime = device_code_lifetime
         self.device_interval = device_interval
         self._faults: dict[str, deque[_Fault]] = {}
@@ -497,10 +502,10 @@ class DemoProvider:
             cookies=dict(cookies or {}),
         )
         with client_side:
-            if not authorization_url.startswith(self.issuer + AUTHORIZE_PATH):
+            if not self._is_authorization_url(authorization_url):
                 start = client_side.get(authorization_url)
                 target = start.headers.get("Location", "")
-                if not start.is_redirect or not target.startswith(self.issuer + AUTHORIZE_PATH):
+                if not start.is_redirect or not self._is_authorization_url(target):
                     raise ValueError(
                         f"Neither an authorization URL of this provider ({self.issuer}) nor a "
                         f"start link that redirects to one (it answered {start.status_code})."
@@ -513,6 +518,13 @@ class DemoProvider:
                 return answer
             location = urljoin(str(answer.url), answer.headers["Location"])
             return client_side.get(location)
+
+    def _is_authorization_url(self, url: str) -> bool:
+        # The quirk profiles serve the authorization endpoint at the provider's own path too.
+        if not url.startswith(self.issuer + "/"):
+            return False
+        path = urlsplit(url).path
+        return self.quirks.rewrite_path(path) == AUTHORIZE_PATH
 
     def approve_device(
         self,
@@ -571,6 +583,7 @@ class DemoProvider:
     # -- request handling (called on the server's handler threads) -----------------------
 
     def _handle(self, raw: RawRequest) -> DemoResponse | None:
+        raw = self.quirks.rewrite(raw)
         endpoint = _PATH_ENDPOINTS.get(raw.path)
         if endpoint == "token" and raw.method == "POST":
             form = dict(reversed(raw.form_pairs()))
@@ -586,6 +599,9 @@ class DemoProvider:
                 if fault.delay and self._stopping.wait(fault.delay):
                     return None
                 return DemoResponse(fault.status, fault.body, list(fault.headers), fault.trickle)
+        special = self.quirks.route(raw)
+        if special is not None:
+            return special(raw)
         route = self._routes.get((raw.method, raw.path))
         if route is not None:
             return route(self, raw)
@@ -668,6 +684,8 @@ class DemoProvider:
             response: DemoResponse = self._auth.create_authorization_response(
                 grant.request, grant_user=user if decision == "approve" else None, grant=grant
             )
+        if decision == "approve":
+            self.quirks.authorized(raw, response)
         if self.send_iss or self.wrong_iss:
             response = _with_iss(response, self.wrong_iss or self.issuer)
         log.info(
@@ -710,6 +728,7 @@ class DemoProvider:
             return None
         with self._store.lock:
             response: DemoResponse = self._auth.create_token_response(raw)
+        response = self.quirks.token_answer(raw, response)
         if self.answer_format == "form":
             return _as_form(response)
         return response

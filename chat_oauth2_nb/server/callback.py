@@ -341,7 +341,9 @@ async def _settle(
             error=redact(error, known) if error else "invalid_request",
             error_description=redact(description, known) if description else None,
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_denied, "denied"))
+        await asyncio.to_thread(
+            store.finish_flow, flow.state, error=FlowError.of(exc_denied, "denied")
+        )
         return _failure(400, "Authorization was not granted", exc_denied, **where)
 
     code = _one(params, "code")
@@ -350,7 +352,9 @@ async def _settle(
             "The callback has no single authorization code",
             hint="Check authUri points at the provider's authorization endpoint.",
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_code, "exchange"))
+        await asyncio.to_thread(
+            store.finish_flow, flow.state, error=FlowError.of(exc_code, "exchange")
+        )
         return _failure(400, "Authorization failed", exc_code, **where)
 
     if config is None:
@@ -358,7 +362,9 @@ async def _settle(
             f"The provider {flow.alias!r} is not registered in the store",
             hint="Run client.setup() in the notebook, then authorize again.",
         )
-        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc_cfg, "exchange"))
+        await asyncio.to_thread(
+            store.finish_flow, flow.state, error=FlowError.of(exc_cfg, "exchange")
+        )
         return _failure(500, "Authorization failed", exc_cfg, **where)
 
     request = code_exchange_request(
@@ -370,7 +376,10 @@ async def _settle(
     exchange, outcome = await asyncio.to_thread(_read_answer, request, answer, flow, deadline)
     if isinstance(outcome, TokenExchangeError):
         await asyncio.to_thread(
-            store.finish_flow, flow.state, error=FlowError.of(outcome, "exchange"), exchange=exchange
+            store.finish_flow,
+            flow.state,
+            error=FlowError.of(outcome, "exchange"),
+            exchange=exchange,
         )
         log.warning("code exchange for %r failed: %s", flow.alias, outcome)
         return _failure(502, "Authorization failed", outcome, **where)

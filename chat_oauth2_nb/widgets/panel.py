@@ -358,9 +358,10 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if not self._client.revoke_user_access_token(self._key):
             return "Nothing was stored, so nothing was revoked."
         if self._client.config.revoke_token_uri is None:
+            advice = self._client.revoke_advice()
             return (
                 f"Deleted here only: {self._client.alias!r} has no revokeTokenUri, so the token "
-                "stays valid at the provider until it expires."
+                "stays valid at the provider until it expires." + (f" {advice}." if advice else "")
             )
         return "Revoked at the provider and deleted here."
 
