@@ -322,8 +322,11 @@ class _Doctor:
         return answer, failure
 
     def note(self, request: HttpRequest, answer: ProviderAnswer) -> None:
-        # The person sees every request the doctor made in client.http_log, masked.
-        self.client.http_log.append(HttpExchange.of(request, answer))
+        # The person sees every request the doctor made in client.http_log, masked: with
+        # every secret the doctor knows, since a provider's page may echo one it never got.
+        known = tuple(dict.fromkeys(s for s in (*request.secrets, *self.secrets) if s))
+        masked = dataclasses.replace(request, secrets=known, client_id=self.config.client_id)
+        self.client.http_log.append(HttpExchange.of(masked, answer))
         date = answer.headers.get("date")
         if date:
             received = answer.started_at + answer.elapsed_ms / 1000
