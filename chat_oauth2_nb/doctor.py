@@ -300,7 +300,7 @@ class _Doctor:
         self.config = client.config
         self.user = user
         self.checks: list[Check] = []
-        self.dates: list[tuple[str, float, str]] = []  # (url, local time, Date header)
+        self.dates: list[tuple[str, float, str]] = []  # (url, our time, their Date header)
         self.deadline = client.timeout
         # Its own HTTP client: no cookies from earlier calls, and redirects never followed.
         self.http = httpx.Client(
@@ -329,8 +329,9 @@ class _Doctor:
         self.client.http_log.append(HttpExchange.of(masked, answer))
         date = answer.headers.get("date")
         if date:
-            received = answer.started_at + answer.elapsed_ms / 1000
-            self.dates.append((request.url, received, date))
+            # The provider wrote its Date while we waited: the middle of the wait is our guess.
+            midway = answer.started_at + answer.elapsed_ms / 2000
+            self.dates.append((request.url, midway, date))
 
     # 1. endpoints ---------------------------------------------------------------------
 
@@ -925,8 +926,8 @@ class _Doctor:
                 continue
             if theirs.tzinfo is None:
                 theirs = theirs.replace(tzinfo=dt.timezone.utc)
-            skew = theirs.timestamp() - received
-            # Date has whole seconds: a second either way is rounding, not skew.
+            # Date drops the fraction of its second: the middle of that second is the guess.
+            skew = theirs.timestamp() + 0.5 - received
             ahead = "ahead of" if skew > 0 else "behind"
             if abs(skew) > CLOCK_SKEW_WARN:
                 self.add(
