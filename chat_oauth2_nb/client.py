@@ -87,6 +87,7 @@ from .transport import send
 
 if TYPE_CHECKING:
     from .auth import OAuth2Auth
+    from .doctor import Report
 
 __all__ = [
     "CALLBACK_PATH",
@@ -423,8 +424,11 @@ class OAuth2Client:
             self._loopback.start()
         advertised = os.environ.get(SERVER_CALLBACK_ENV, "").rstrip("/")
         start_base = os.environ.get(SERVER_START_ENV, "").rstrip("/")
-        if flow.endpoint == "server" and advertised and start_base and _under(
-            flow.redirect_uri, advertised
+        if (
+            flow.endpoint == "server"
+            and advertised
+            and start_base
+            and _under(flow.redirect_uri, advertised)
         ):
             return f"{start_base}/{flow.start_id}"
         parts = httpx.URL(flow.redirect_uri)
@@ -769,7 +773,9 @@ class OAuth2Client:
         elif isinstance(outcome, AuthData):
             data = outcome
             self.store.patiently(
-                lambda: self.store.put_token(current.alias, current.user, data, provider=self.provider),
+                lambda: self.store.put_token(
+                    current.alias, current.user, data, provider=self.provider
+                ),
                 _STORE_PATIENCE,
             )
             self.store.finish_flow(state)
@@ -1106,6 +1112,21 @@ class OAuth2Client:
         from .widgets import OAuth2Panel
 
         return OAuth2Panel(self, user)
+
+    def diagnose(self, user: UserLike = None) -> Report:
+        """Check this provider configuration against the provider; a table of what is wrong.
+
+        Endpoints, the provider's metadata, the client credentials (one token request with a
+        made-up code), the redirect URI (heuristic), the provider's clock and, when a token is
+        stored for ``user``, its scopes and refresh token. Records nothing in the store.
+        """
+        from .doctor import diagnose
+
+        return diagnose(self, user)
+
+    async def adiagnose(self, user: UserLike = None) -> Report:
+        """Async twin of :meth:`diagnose`."""
+        return await asyncio.to_thread(self.diagnose, user)
 
 
 def create_oauth2_client(

@@ -27,12 +27,14 @@ CORE = {
     "chat_oauth2_nb.flows",
     "chat_oauth2_nb.client",
     "chat_oauth2_nb.auth",
+    "chat_oauth2_nb.doctor",
 }
 # The documented hops from the core into other layers, each inside one function.
 ALLOWED = {
     ("chat_oauth2_nb.client", "chat_oauth2_nb.auth"),  # client.auth()
     ("chat_oauth2_nb.client", "chat_oauth2_nb.widgets"),  # client.panel()
     ("chat_oauth2_nb.client", "chat_oauth2_nb.server.loopback"),  # the loopback listener
+    ("chat_oauth2_nb.client", "chat_oauth2_nb.doctor"),  # client.diagnose()
 }
 # Lower layers never import higher ones (config, protocol -> store -> flows -> client -> auth).
 ORDER = [

@@ -7,7 +7,8 @@ verifiers; from the demo provider living in the kernel, every token, code and cl
 secret it issued) and no output, and no widget state nbclient saved, may contain any of
 them. README's first command is run exactly as written too. 03 needs real accounts: it
 is checked for nbformat validity, that its code compiles, and that its provider configs
-are accepted by ``create_oauth2_client``.
+are accepted by ``create_oauth2_client``; its cells tagged ``offline`` (client.diagnose()
+on a deliberately broken demo config) are executed.
 """
 
 from __future__ import annotations
@@ -91,9 +92,17 @@ def store_secrets(path: Path) -> set[str]:
     return {value for value in found if value}
 
 
-def execute(path: Path, env: dict[str, str]) -> tuple[NotebookNode, set[str]]:
-    """Run every cell of ``path`` in a fresh kernel; return the notebook and the kernel's secrets."""
+def execute(
+    path: Path, env: dict[str, str], tag: str | None = None
+) -> tuple[NotebookNode, set[str]]:
+    """Run every cell of ``path`` (or those tagged ``tag``) in a fresh kernel.
+
+    Returns the notebook (only the cells that ran) and the kernel's secrets.
+    """
     nb = nbformat.read(path, as_version=4)
+    if tag is not None:
+        nb.cells = [cell for cell in nb.cells if tag in cell.metadata.get("tags", [])]
+        assert nb.cells, f"{path.name} has no cell tagged {tag!r}"
     client = NotebookClient(
         nb,
         timeout=120,
@@ -331,3 +340,29 @@ def test_readme_first_command_prints_the_api_answer_and_no_secret(tmp_path: Path
     secrets = store_secrets(store_path(env))
     assert len(secrets) >= 4  # client secret, verifier, access and refresh token
     assert_no_secret("README's first command's output", out + result.stderr, secrets)
+
+
+@pytest.mark.timeout(300)
+def test_real_providers_diagnose_section_names_each_mistake(tmp_path: Path) -> None:
+    """03's offline cells: diagnose() on a broken demo config, then on the fixed one."""
+    env = kernel_env(tmp_path)
+    nb, kernel_secrets = execute(REAL_PROVIDERS, env, tag="offline")
+    broken, fixed = nb.cells
+    table = next(
+        str(output["data"]["text/html"])
+        for output in broken.outputs
+        if "text/html" in output.get("data", {})
+    )
+    # One table, each mistake a failing row with what to change.
+    assert "<table>" in table
+    assert "invalid_client" in table
+    assert "Register exactly http://localhost:8765/chat-oauth2/callback/demo " in table
+    assert re.search(r"9[01] s ahead of this machine", table), table
+    text = "".join(output_texts(fixed))
+    assert re.search(r"\d+ ok", text) and " fail" not in text and "FAIL" not in text, text
+
+    secrets = kernel_secrets | (
+        store_secrets(store_path(env)) if store_path(env).exists() else set()
+    )
+    assert len(kernel_secrets) >= 2  # the demo clients' secrets
+    assert_no_secret("03's diagnose outputs", serialized_outputs(nb), secrets)

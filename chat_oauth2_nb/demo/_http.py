@@ -10,6 +10,7 @@ import logging
 import re
 import socket
 import socketserver
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,9 +37,16 @@ class DemoHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, host: str, port: int, app: App, stopping: Callable[[float], bool] | None = None
+        self,
+        host: str,
+        port: int,
+        app: App,
+        stopping: Callable[[float], bool] | None = None,
+        date_offset: Callable[[], float] | None = None,
     ) -> None:
         self.app = app
+        # Seconds added to the Date header: a provider whose clock is off, for the doctor.
+        self.date_offset: Callable[[], float] = date_offset or (lambda: 0.0)
         # Waits up to the given seconds; True once the provider is stopping.
         self.stopping: Callable[[float], bool] = stopping or (lambda _: False)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -125,6 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if self.server.stopping(interval):
                 return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, shifted by the server's ``date_offset``."""
+        now = time.time() if timestamp is None else timestamp
+        return super().date_time_string(now + self.server.date_offset())
 
     def version_string(self) -> str:
         """The Server header."""

@@ -203,6 +203,13 @@ class DemoProvider:
         #: How /device_authorization answers: "rfc8628", or "google" (``verification_url``
         #: and no ``verification_uri_complete``, as Google's device endpoint does).
         self.device_style: str = "rfc8628"
+        #: Seconds added to the Date header of every answer (a provider whose clock is off).
+        self.date_offset: float = 0.0
+        #: Serve RFC 8414 / OpenID metadata (False: both well-known paths answer 404).
+        self.publish_metadata: bool = True
+        #: Metadata fields to change (a value of None removes the field): metadata that
+        #: disagrees with the config handed out by :meth:`config`.
+        self.metadata_overrides: dict[str, Any] = {}
         client_id, client_secret = self.register_client(
             client_id=f"demo-{secrets.token_hex(6)}",
             auth_method="client_secret_basic",
@@ -223,7 +230,13 @@ class DemoProvider:
         with self._lifecycle:
             if self._httpd is not None:
                 return self
-            httpd = DemoHTTPServer(self._host, self._port, self._handle, self._stopping.wait)
+            httpd = DemoHTTPServer(
+                self._host,
+                self._port,
+                self._handle,
+                self._stopping.wait,
+                date_offset=lambda: self.date_offset,
+            )
             # Keep the port: a restart after stop() serves the same issuer again.
             self._port = httpd.port
             self._auth.issuer = self.issuer
@@ -820,9 +833,16 @@ class DemoProvider:
         return response
 
     def _metadata(self, raw: RawRequest) -> DemoResponse:
+        if not self.publish_metadata:
+            return _json(404, {"error": "not_found", "error_description": "No such endpoint."})
         metadata = self._auth.metadata()
         if self.send_iss or self.wrong_iss:
             metadata["authorization_response_iss_parameter_supported"] = True
+        for name, value in self.metadata_overrides.items():
+            if value is None:
+                metadata.pop(name, None)
+            else:
+                metadata[name] = value
         return DemoResponse(
             200, json.dumps(metadata).encode(), [("Content-Type", "application/json")]
         )
