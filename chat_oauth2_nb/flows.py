@@ -27,7 +27,6 @@ from .errors import (
 )
 from .protocol import (
     AuthData,
-    authorization_url,
     device_code_expired_error,
     new_code_verifier,
     new_state,
@@ -76,13 +75,14 @@ def new_flow(
 ) -> PendingFlow:
     """A fresh pending flow: new state (256 bits), PKCE verifier and opaque start id."""
     now = time.time()
+    scopes = tuple(scopes)
     return PendingFlow(
         state=new_state(),
         alias=config.alias,
         user=user,
         code_verifier=new_code_verifier(),
         redirect_uri=redirect_uri,
-        scopes=tuple(scopes),
+        scopes=scopes,
         created_at=now,
         expires_at=now + ttl,
         provider=config,
@@ -90,18 +90,14 @@ def new_flow(
         origin=origin,
         client_ref=client_ref,
         endpoint=endpoint,
+        # OpenID Connect (Core §3.1.2.1): bind the id_token to this very authorization.
+        nonce=new_state() if "openid" in scopes else None,
     )
 
 
 def provider_url(config: ProviderConfig, flow: PendingFlow) -> str:
-    """The provider's authorization URL for ``flow`` (state and S256 challenge included)."""
-    return authorization_url(
-        config,
-        redirect_uri=flow.redirect_uri,
-        scopes=flow.scopes,
-        state=flow.state,
-        code_verifier=flow.code_verifier,
-    )
+    """The provider's authorization URL for ``flow`` (state, S256 challenge, nonce)."""
+    return flow.authorization_url(config)
 
 
 _UNKNOWN = FlowError(kind="exchange", message="The authorization failed")

@@ -16,14 +16,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from .config import ProviderConfig
 from .errors import IdTokenError
 from .protocol import HttpRequest, ProviderAnswer
+from .transport import send
 
-__all__ = ["ALGORITHMS", "JwksCache", "verify_id_token"]
+__all__ = ["ALGORITHMS", "JwksCache", "verify_for_config", "verify_id_token"]
 
 #: Signature algorithms accepted for id_tokens (never "none", never HMAC with a public key).
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
@@ -140,3 +143,39 @@ def verify_id_token(
                 hint="An id_token from another login was replayed; authorize again.",
             )
     return claims
+
+
+def _fetch_bounded(timeout: float) -> Fetch:
+    def fetch(request: HttpRequest) -> ProviderAnswer:
+        with httpx.Client(timeout=timeout, trust_env=False) as http:
+            return send(http, request, deadline=timeout)
+
+    return fetch
+
+
+# One cache per process: the Jupyter server verifies every user's id_tokens with it.
+_KEYS: dict[float, JwksCache] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def verify_for_config(
+    config: ProviderConfig, id_token: str, nonce: str | None, *, timeout: float = 10.0
+) -> dict[str, Any] | None:
+    """Verify ``id_token`` as ``config``'s provider issued it; None when it cannot be checked.
+
+    It can be checked when the config names the issuer and its ``jwksUri`` (presets and
+    discovery fill both). A multi-tenant issuer (Microsoft's ``common``) has no single
+    ``iss`` to compare, so its claims stay unverified rather than the flow failing.
+    """
+    if config.jwks_uri is None or config.issuer is None:
+        return None
+    with _KEYS_LOCK:
+        keys = _KEYS.setdefault(timeout, JwksCache(_fetch_bounded(timeout)))
+    return verify_id_token(
+        id_token,
+        issuer=config.issuer,
+        client_id=config.client_id,
+        jwks_uri=config.jwks_uri,
+        nonce=nonce,
+        keys=keys,
+    )

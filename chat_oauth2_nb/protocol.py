@@ -160,6 +160,9 @@ class AuthData:
     refresh_token: str | None = None
     id_token: str | None = None
     obtained_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    #: The id_token's claims once its signature, issuer, audience, expiry and nonce were
+    #: verified (OpenID Connect); None when there is no id_token or it was not verified.
+    claims: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
 
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat(timespec="seconds") if self.expires_at else None
@@ -167,7 +170,8 @@ class AuthData:
             f"AuthData(token={mask(self.token)!r}, token_type={self.token_type!r}, "
             f"expires_at={expires!r}, scope={self.scope!r}, "
             f"refresh_token={'<set>' if self.refresh_token else None}, "
-            f"id_token={'<set>' if self.id_token else None})"
+            f"id_token={'<set>' if self.id_token else None}, "
+            f"claims={'<verified>' if self.claims is not None else None})"
         )
 
     __str__ = __repr__
@@ -204,6 +208,7 @@ class AuthData:
                 "refresh_token": self.refresh_token,
                 "id_token": self.id_token,
                 "obtained_at": self.obtained_at.isoformat(),
+                "claims": dict(self.claims) if self.claims is not None else None,
             }
         )
 
@@ -219,6 +224,7 @@ class AuthData:
             refresh_token=raw["refresh_token"],
             id_token=raw["id_token"],
             obtained_at=dt.datetime.fromisoformat(raw["obtained_at"]),
+            claims=raw.get("claims"),
         )
 
 
@@ -446,8 +452,16 @@ def authorization_url(
     scopes: Iterable[str],
     state: str,
     code_verifier: str,
+    nonce: str | None = None,
 ) -> str:
-    """Build the authorization URL: response_type=code, client_id, redirect_uri, scope, state, PKCE S256."""
+    """Build the authorization URL: response_type=code, client_id, redirect_uri, scope, state, PKCE S256.
+
+    With ``nonce`` (OpenID Connect), the id_token must carry it back: a replayed id_token
+    from another login does not.
+    """
+    extra = dict(config.auth_uri_params)
+    if nonce is not None:
+        extra["nonce"] = nonce
     return str(
         prepare_grant_uri(
             config.auth_uri,
@@ -458,7 +472,7 @@ def authorization_url(
             state=state,
             code_challenge=create_s256_code_challenge(code_verifier),
             code_challenge_method="S256",
-            **dict(config.auth_uri_params),
+            **extra,
         )
     )
 
@@ -758,6 +772,8 @@ def parse_token_response(
         refresh_token=refresh_token,
         id_token=id_token,
         obtained_at=received_at,
+        # Verified claims stay with the id_token they were verified from.
+        claims=previous.claims if previous and previous.id_token == id_token else None,
     )
 
 

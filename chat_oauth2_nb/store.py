@@ -41,6 +41,7 @@ from .errors import (
     BrowserBindingError,
     ConfigurationError,
     DeviceCodeExpiredError,
+    IdTokenError,
     IssuerMismatchError,
     OAuth2Error,
     ProviderError,
@@ -49,7 +50,7 @@ from .errors import (
     StoreLockedError,
     TokenExchangeError,
 )
-from .protocol import AuthData, mask
+from .protocol import AuthData, authorization_url, mask
 
 __all__ = [
     "DEFAULT_FLOW_TTL",
@@ -150,6 +151,8 @@ _ADDED_COLUMNS: dict[str, dict[str, str]] = {
         # A device flow's public state (user code, verification URI, poll interval, next
         # poll time); its device code, a credential, sits in code_verifier (sealed).
         "device": "TEXT",
+        # OpenID Connect: the nonce the id_token must carry back.
+        "nonce": "TEXT",
     },
 }
 
@@ -378,7 +381,15 @@ def _close_all(connections: dict[int, sqlite3.Connection]) -> None:
 
 # How a flow can fail, and the error type each kind turns back into in the kernel.
 FlowErrorKind = Literal[
-    "denied", "mixup", "binding", "exchange", "state", "store", "expired", "device_expired"
+    "denied",
+    "mixup",
+    "binding",
+    "exchange",
+    "state",
+    "store",
+    "expired",
+    "device_expired",
+    "id_token",
 ]
 _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "denied": AuthorizationDeniedError,
@@ -389,6 +400,7 @@ _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "expired": StateError,
     "store": StoreError,
     "device_expired": DeviceCodeExpiredError,
+    "id_token": IdTokenError,
 }
 
 
@@ -490,6 +502,26 @@ class PendingFlow:
     binding: str | None = None
     #: A device flow's public state: user_code, verification URIs, interval, next_poll_at.
     device: dict[str, Any] | None = None
+    #: OpenID Connect: the nonce sent with the authorization, checked in the id_token.
+    nonce: str | None = None
+
+    def authorization_url(self, config: ProviderConfig | None = None) -> str:
+        """The provider's authorization URL for this flow (state, S256 challenge, nonce).
+
+        Built the same way wherever it is needed: the kernel (the link it shows) and the
+        server's start page (the redirect it answers) must send the same parameters.
+        """
+        provider = config or self.provider
+        if provider is None:
+            raise StateError("This flow has no provider", hint="Start again from the notebook.")
+        return authorization_url(
+            provider,
+            redirect_uri=self.redirect_uri,
+            scopes=self.scopes,
+            state=self.state,
+            code_verifier=self.code_verifier,
+            nonce=self.nonce,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -906,6 +938,7 @@ class Store:
             owner=row["owner"],
             binding=row["binding"],
             device=json.loads(row["device"]) if row["device"] else None,
+            nonce=row["nonce"],
         )
 
     def add_flow(self, flow: PendingFlow) -> None:
@@ -920,7 +953,7 @@ class Store:
             db.execute(
                 "INSERT INTO flows (state, alias, user, code_verifier, redirect_uri, scopes, "
                 "created_at, expires_at, status, provider, start_id, origin, client_ref, endpoint, "
-                "device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                "device, nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     flow.state,
                     flow.alias,
@@ -937,6 +970,7 @@ class Store:
                     flow.client_ref,
                     flow.endpoint,
                     json.dumps(flow.device) if flow.device is not None else None,
+                    flow.nonce,
                 ),
             )
 

@@ -17,6 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "chat_oauth2_nb"
 
 CORE = {
+    "chat_oauth2_nb.oidc",
     "chat_oauth2_nb.config",
     "chat_oauth2_nb.environment",
     "chat_oauth2_nb.errors",

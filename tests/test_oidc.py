@@ -100,3 +100,68 @@ def test_unknown_kid_fetches_the_keys_again(provider: DemoProvider, keys: JwksCa
     with pytest.raises(IdTokenError):
         _verify(provider, keys, _sign(_claims(provider), key=rotated, kid=str(rotated.kid)))
     assert keys.fetches[url] == 2
+
+
+# -- end to end: the callback verifies what the token endpoint returns ----------------------
+
+
+def _id_token_answer(provider: DemoProvider, id_token: str) -> str:
+    import json
+
+    return json.dumps(
+        {"access_token": "a" * 40, "token_type": "Bearer", "expires_in": 60, "id_token": id_token}
+    )
+
+
+def test_an_openid_flow_sends_a_nonce_and_stores_verified_claims(
+    make_client: Any, provider: DemoProvider, store: Any
+) -> None:
+    client = make_client(config=provider.config(alias="demo", scopes=("openid", "profile")))
+    link = client.get_user_authorization_url("ada")
+    assert "nonce=" in link.provider_url
+    flow = store.latest_flow("demo", "ada")
+    assert flow is not None and flow.nonce
+    assert provider.approve(link).status_code == 200
+    data = client.wait_for_authorization("ada", timeout=10)
+    assert data.claims is not None
+    assert data.claims["nonce"] == flow.nonce and data.claims["iss"] == provider.issuer
+    assert "claims=<verified>" in repr(data)
+    # Kept through a refresh that returns no new id_token, lost with one that does.
+    refreshed = client.refresh_user_access_token("ada")
+    assert refreshed.id_token is not None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["forged-signature", "wrong-nonce", "wrong-audience", "wrong-issuer", "expired"],
+)
+def test_a_bad_id_token_fails_the_flow_and_stores_nothing(
+    make_client: Any, provider: DemoProvider, store: Any, case: str
+) -> None:
+    client = make_client(config=provider.config(alias="demo", scopes=("openid", "profile")))
+    link = client.get_user_authorization_url("ada")
+    flow = store.latest_flow("demo", "ada")
+    assert flow is not None and flow.nonce
+    claims = _claims(provider, nonce=flow.nonce)
+    key = None
+    if case == "forged-signature":
+        key = RSAKey.generate_key(2048)
+    elif case == "wrong-nonce":
+        claims["nonce"] = "replayed-from-another-login"
+    elif case == "wrong-audience":
+        claims["aud"] = ["another-app"]
+    elif case == "wrong-issuer":
+        claims["iss"] = "https://evil.example"
+    else:
+        claims["exp"] = int(time.time()) - 3600
+    provider.inject_fault(
+        "token",
+        status=200,
+        body=_id_token_answer(provider, _sign(claims, key=key)),
+        content_type="application/json",
+    )
+    page = provider.approve(link)
+    assert page.status_code == 502 and "Authorization refused" in page.text
+    with pytest.raises(IdTokenError):
+        client.wait_for_authorization("ada", timeout=10)
+    assert store.get_token("demo", "ada") is None

@@ -473,7 +473,7 @@ class _IdTokenSigner:
         return {"alg": SIGNING_ALG, "kid": str(signing_key().kid)}
 
     def get_client_claims(self, client: DemoClient) -> dict[str, Any]:
-        return {"iss": self._server.issuer, "aud": [client.client_id]}
+        return {"iss": self._server.issuer + self._server.issuer_path, "aud": [client.client_id]}
 
     def generate_user_info(self, user: DemoUser, scope: str) -> Any:
         info = UserInfo(
@@ -552,6 +552,8 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__(scopes_supported=None)
         self.store = store
         self.issuer = ""  # set once the socket is bound
+        #: Appended to the issuer in id_tokens (a Keycloak realm names itself in its issuer).
+        self.issuer_path = ""
         self._token_lifetime = token_lifetime
         #: "google": credentials with / + = ~ % as real providers issue; "plain": urlsafe.
         self.value_style = "google"

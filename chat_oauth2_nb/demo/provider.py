@@ -46,7 +46,7 @@ from ._pages import (
     error_page,
     index_page,
 )
-from ._quirks import Quirks
+from ._quirks import KEYCLOAK_REALM, Quirks
 
 if TYPE_CHECKING:
     import httpx
@@ -182,6 +182,8 @@ class DemoProvider:
         #: A real provider's documented behaviour ("google", "github", "microsoft", "gitlab",
         #: "keycloak", "rocketchat"), see :mod:`chat_oauth2_nb.demo._quirks`; None: the RFCs.
         self.quirks = Quirks(quirks, self._store)
+        if quirks == "keycloak":
+            self._auth.issuer_path = f"/realms/{KEYCLOAK_REALM}"
         self.device_code_lifetime = device_code_lifetime
         self.device_interval = device_interval
         self._faults: dict[str, deque[_Fault]] = {}
@@ -319,6 +321,9 @@ class DemoProvider:
             "revokeTokenUri": f"{issuer}/revoke",
             "introspectionUri": f"{issuer}/introspect",
             "deviceAuthorizationUri": f"{issuer}{DEVICE_AUTHORIZATION_PATH}",
+            # Who signs its id_tokens, and with which keys: the client verifies them.
+            "issuer": issuer,
+            "jwksUri": f"{issuer}/jwks.json",
             "defaultScopes": list(scopes),
         }
 

@@ -24,12 +24,14 @@ from ..config import provider_identity
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
+    IdTokenError,
     IssuerMismatchError,
     OAuth2Error,
     StateError,
     StoreError,
     TokenExchangeError,
 )
+from ..oidc import verify_for_config
 from ..protocol import (
     AuthData,
     HttpExchange,
@@ -114,7 +116,6 @@ def open_start_link(
     Returns the reason (words for a page) when the link is unknown, used, expired, another
     Jupyter user's, or was issued for another endpoint.
     """
-    from ..protocol import authorization_url
 
     if not 0 < len(start_id) <= 128:
         return "This authorization link is malformed. Start again from your notebook's link."
@@ -129,14 +130,7 @@ def open_start_link(
         flow = store.bind_flow(start_id, _digest(value), owner)
     except OAuth2Error as exc:
         return f"{exc.message}. {exc.hint or ''}".strip()
-    url = authorization_url(
-        flow.provider,  # type: ignore[arg-type]  # checked above
-        redirect_uri=flow.redirect_uri,
-        scopes=flow.scopes,
-        state=flow.state,
-        code_verifier=flow.code_verifier,
-    )
-    return url, binding_cookie_name(flow.state), value
+    return flow.authorization_url(), binding_cookie_name(flow.state), value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,6 +378,18 @@ async def _settle(
         log.warning("code exchange for %r failed: %s", flow.alias, outcome)
         return _failure(502, "Authorization failed", outcome, **where)
     data = outcome
+    if data.id_token is not None:
+        try:
+            claims = await asyncio.to_thread(
+                verify_for_config, config, data.id_token, flow.nonce, timeout=deadline
+            )
+        except IdTokenError as exc:
+            await asyncio.to_thread(
+                store.finish_flow, flow.state, error=FlowError.of(exc, "id_token"), exchange=exchange
+            )
+            log.warning("the id_token for %r was refused: %s", flow.alias, exc.message)
+            return _failure(502, "Authorization refused", exc, **where)
+        data = dataclasses.replace(data, claims=claims)
     try:
         # The code is used up at the provider: this token cannot be fetched again.
         # Off the event loop, and patient: a locked store must not lose this token.

@@ -550,10 +550,14 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if token.id_token_claims is None:
             return ""
         body = json.dumps(token.id_token_claims, indent=2, sort_keys=True, default=str)
-        return (
-            "id_token claims (decoded, <b>not verified</b>: the signature was not checked)"
-            f"<pre>{text(body)}</pre>"
-        )
+        if token.claims_verified:
+            label = (
+                "id_token claims (<b>verified</b>: signature, issuer, audience, expiry and "
+                "nonce checked)"
+            )
+        else:
+            label = "id_token claims (decoded, <b>not verified</b>: the signature was not checked)"
+        return f"{label}<pre>{text(body)}</pre>"
 
     def _render_log(self) -> None:
         log = self._client.http_log

@@ -177,13 +177,15 @@ class TokenView:
     id_token_problem: str | None
     version: int
     updated_at: float
+    #: True when the claims are the ones verified at the code exchange (OpenID Connect).
+    claims_verified: bool = False
 
     @classmethod
     def from_auth_data(cls, data: AuthData, *, version: int, updated_at: float) -> TokenView:
-        """Keep what a person may see of ``data``; decode its id_token's claims (unverified)."""
-        claims: dict[str, Any] | None = None
+        """Keep what a person may see of ``data``: its verified claims, else the decoded ones."""
+        claims: Mapping[str, Any] | None = data.claims
         problem: str | None = None
-        if data.id_token:
+        if data.id_token and claims is None:
             try:
                 claims = decode_id_token_claims(data.id_token)
             except ValueError as exc:
@@ -200,6 +202,7 @@ class TokenView:
             id_token_problem=problem,
             version=version,
             updated_at=updated_at,
+            claims_verified=data.claims is not None,
         )
 
     def is_expired(self, now: dt.datetime) -> bool:
