@@ -12,6 +12,8 @@ __all__ = [
     "CALLBACK_PATH",
     "CALLBACK_TAIL",
     "HUB_CALLBACK_ENV",
+    "HUB_KEY_ENV",
+    "HUB_KEY_PATH",
     "SERVER_CALLBACK_ENV",
     "SERVER_START_ENV",
     "START_PATH",
@@ -30,3 +32,8 @@ SERVER_CALLBACK_ENV = "CHAT_OAUTH2_NB_CALLBACK_URL"
 SERVER_START_ENV = "CHAT_OAUTH2_NB_START_URL"
 #: Set by ``configure_hub()`` in every spawned server's environment: the hub-wide redirect base.
 HUB_CALLBACK_ENV = "CHAT_OAUTH2_NB_HUB_CALLBACK_URL"
+#: Set by ``configure_hub()`` too: where a server fetches its store key from the router
+#: (the service's own address, so the fetch need not leave the hub's network).
+HUB_KEY_ENV = "CHAT_OAUTH2_NB_HUB_KEY_URL"
+#: The router's store-key endpoint, under the service's prefix.
+HUB_KEY_PATH = "store-key"

@@ -9,7 +9,8 @@ The store refuses a location another local user could redirect: a symlinked fold
 one owned by another uid, a folder whose parent anyone may write without the sticky bit;
 and every new per-thread connection checks the path still names the file opened first.
 
-With a key (``store_key=``, ``CHAT_OAUTH2_NB_STORE_KEY``, or ``keyring``) the secret columns
+With a key (``store_key=``, ``CHAT_OAUTH2_NB_STORE_KEY``, the hub's chat-oauth2 service in a
+hub-spawned server, or ``keyring``) the secret columns
 (token data, PKCE verifiers, client secrets) are sealed with AES-GCM, each bound to its row.
 A key is 32 random bytes in urlsafe base64 (44 characters): :func:`new_store_key` makes one.
 """
@@ -61,6 +62,7 @@ __all__ = [
     "FlowErrorKind",
     "FlowOrigin",
     "FlowStatus",
+    "KeySource",
     "PendingFlow",
     "Store",
     "TokenRecord",
@@ -204,11 +206,25 @@ def _parse_key(key: str | bytes) -> bytes:
     return raw
 
 
-def _key_from_environment() -> str | None:
-    """The key from CHAT_OAUTH2_NB_STORE_KEY, else from ``keyring`` when it is installed."""
+#: Where a store's key came from (``Store.key_source``).
+KeySource = Literal["argument", "environment", "hub", "keyring"]
+
+
+def _key_from_environment() -> tuple[str | None, KeySource | None]:
+    """The key and its source: CHAT_OAUTH2_NB_STORE_KEY, the hub, else ``keyring``."""
     value = os.environ.get(STORE_KEY_ENV)
     if value:
-        return value
+        return value, "environment"
+    # Imported here: only a hub-spawned server pays for the lookup.
+    from .hubkey import fetch_hub_store_key
+
+    from_hub = fetch_hub_store_key()
+    if from_hub:
+        return from_hub, "hub"
+    return _key_from_keyring(), "keyring"
+
+
+def _key_from_keyring() -> str | None:
     try:
         import keyring  # optional: only when the person installed it
         from keyring.backends import fail
@@ -561,9 +577,11 @@ class Store:
     ) -> None:
         self.path = Path(path) if path is not None else default_store_path()
         self.busy_timeout = busy_timeout
+        source: KeySource | None = "argument"
         if key is None:
-            key = _key_from_environment()
+            key, source = _key_from_environment()
         self._cipher = _Cipher(_parse_key(key)) if key else None
+        self._key_source = source if key else None
         self._local = threading.local()
         self._serials = itertools.count()
         # Every open connection, by serial: close_all() and the threads' finalizers close them.
@@ -579,6 +597,11 @@ class Store:
     def encrypted(self) -> bool:
         """True when secret columns are sealed with AES-GCM (a store key is in use)."""
         return self._cipher is not None
+
+    @property
+    def key_source(self) -> KeySource | None:
+        """Where the key came from (``"hub"``: the hub's chat-oauth2 service), None without one."""
+        return self._key_source
 
     @property
     def open_connections(self) -> int:
@@ -1242,8 +1265,8 @@ def open_store(
 ) -> Store:
     """Open (once per process, path and key) the store at ``path`` or the default location.
 
-    ``key`` seals the secret columns; without it, ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring``
-    is read when the store is first opened.
+    ``key`` seals the secret columns; without it, ``CHAT_OAUTH2_NB_STORE_KEY``, the hub (in a
+    hub-spawned server) or ``keyring`` is asked when the store is first opened.
     """
     resolved = Path(path) if path is not None else default_store_path()
     with _stores_lock:

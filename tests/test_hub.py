@@ -10,6 +10,7 @@ unless CHAT_OAUTH2_NB_REQUIRE_HUB=1.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +21,8 @@ from support.hub import HubBrowser, Kernel, RealHub, require_hub
 from support.scan import assert_no_secret
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.errors import StoreError
+from chat_oauth2_nb.store import Store
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -116,6 +119,100 @@ def test_alice_and_bob_authorize_with_the_same_redirect_uri(
     assert alice is not None and hub.store("bob").get_token("demo", "alice") is None
     # The hub's log holds the proxy's, the router's and both servers' logs.
     assert_no_secret(hub.log(full=True), [alice.data.token, *codes], "the hub's log")
+
+
+def _files_under(folder: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_the_store_key_comes_from_the_hub_and_never_touches_the_disk(
+    hub: RealHub, hub_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    kernel = kernels["alice"]
+    # The kernel opened its store with the key the router gave it, and the panel says so.
+    assert kernel.run("print(client.store.encrypted, client.store.key_source)").split() == [
+        "True",
+        "hub",
+    ]
+    shown = kernel.run(
+        "import time\n"
+        "panel = client.panel()\n"
+        "for _ in range(50):\n"
+        "    if 'Token store' in panel._provider.value: break\n"
+        "    time.sleep(0.1)\n"
+        "print(panel._provider.value)\n"
+    )
+    assert "Token store: encrypted (hub key)" in shown
+    browser = HubBrowser(hub, "alice")
+    browser.login()
+    redirect = browser.approve(hub_provider, browser.open_start_link(_link(kernel), hub_provider))
+    assert browser.follow(redirect).status_code == 200
+    kernel.run(_WAIT)
+    browser.close()
+    record = hub.store("alice").get_token("demo", "alice")
+    assert record is not None
+    secrets = [s for s in (record.data.token, record.data.refresh_token) if s]
+    # The raw database, WAL and shared memory hold no token: the server sealed it too.
+    folder = hub.store_path("alice").parent
+    assert_no_secret(_files_under(folder).decode("latin-1"), secrets, "alice's store files")
+    # Without the hub's key the store cannot be read at all.
+    with pytest.raises(StoreError, match="no store key"):
+        Store(hub.store_path("alice")).get_token("demo", "alice")
+    # The key, in any encoding, is nowhere in alice's home (no cache file, no config).
+    key = hub.store_key("alice")
+    raw_home = _files_under(hub.home("alice"))
+    assert_no_secret(raw_home.decode("latin-1"), [key], "alice's home")
+    import base64
+
+    assert base64.urlsafe_b64decode(key) not in raw_home
+    assert hub.secret_file.read_text().strip() not in raw_home.decode("latin-1")
+
+
+_FETCH = (
+    "import httpx, json, os\n"
+    "url = os.environ['CHAT_OAUTH2_NB_HUB_KEY_URL']\n"
+    "auth = {{'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}}\n"
+    "answers = [httpx.get(u, headers=auth) for u in {urls}]\n"
+    "print(json.dumps([[a.status_code, a.text] for a in answers]))\n"
+)
+
+
+def test_bob_cannot_get_alices_store_key(hub: RealHub, kernels: dict[str, Kernel]) -> None:
+    alice_key, bob_key = hub.store_key("alice"), hub.store_key("bob")
+    assert alice_key != bob_key
+    # Bob's server asks with its own token, naming alice every way a request could.
+    public = f"{hub.url}services/chat-oauth2/store-key"
+    urls = [
+        "url",
+        "url + '?user=alice'",
+        "url + '?name=alice&user=alice'",
+        f"{public + '?user=alice'!r}",
+        "url + '/alice'",
+        "url.replace('store-key', 'store-key/../store-key') + '?user=alice'",
+    ]
+    answers = json.loads(kernels["bob"].run(_FETCH.format(urls="[" + ", ".join(urls) + "]")))
+    for status, text in answers:
+        assert alice_key not in text
+        if status == 200:
+            assert json.loads(text) == {"user": "bob", "key": bob_key}
+    assert answers[0][0] == 200 and answers[3][0] == 200
+    assert answers[4][0] == 404
+
+    # No token, a made-up token, the test's service token (no user), a hub-logged-in
+    # browser's cookies (alice): all refused.
+    with httpx.Client(trust_env=False, timeout=30) as http:
+        assert http.get(public).status_code == 403
+        assert http.get(public, headers={"Authorization": "token nope"}).status_code == 403
+        service = http.get(public, headers={"Authorization": f"token {hub.admin_token}"})
+        assert service.status_code == 403
+    alice = HubBrowser(hub, "alice")
+    alice.login()
+    alice.follow(f"{hub.callback_base}/demo?code=c&state=warm-up")  # logs in at the router
+    assert any(c.path and "services" in c.path for c in alice.http.cookies.jar)
+    cookie_only = alice.http.get(public, follow_redirects=False)
+    assert cookie_only.status_code == 403, cookie_only.text[:300]
+    assert alice_key not in cookie_only.text
+    alice.close()
 
 
 def test_router_answers_carry_no_store_and_no_referrer(hub: RealHub) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
-from ..routes import HUB_CALLBACK_ENV
+from ..routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
+from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
 
@@ -17,6 +20,10 @@ SERVICE_NAME = "chat-oauth2"
 _DEFAULT_PORT = 10101
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _UNNAMED_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104
+#: The hub-held secret the router derives store keys from, next to the hub's own secrets.
+DEFAULT_SECRET_FILE = "chat_oauth2_nb_hub_secret"  # noqa: S105 (a file name)
+# JupyterHub's default "server" role, which configure_hub extends rather than replaces.
+_SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
 
 
 def _setting(section: Any, name: str) -> Any:
@@ -26,6 +33,15 @@ def _setting(section: Any, name: str) -> Any:
 
 def _join(*parts: str) -> str:
     return "/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def _hub_base_url(c: Any) -> str:
+    # As JupyterHub does: base_url, else the path of bind_url.
+    hub = c.JupyterHub
+    base = _setting(hub, "base_url")
+    if base:
+        return _join(base)
+    return _join(urlsplit(_setting(hub, "bind_url") or "").path or "/")
 
 
 def _callback_base(c: Any, public_url: str | None, service_name: str) -> str:
@@ -72,6 +88,8 @@ def configure_hub(
     service_url: str | None = None,
     managed: bool = True,
     api_token: str | None = None,
+    secret_file: str | os.PathLike[str] | None = None,
+    key_url: str | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -82,6 +100,11 @@ def configure_hub(
     ``CHAT_OAUTH2_NB_HUB_CALLBACK_URL``. The base honours ``c.JupyterHub.public_url`` and
     ``base_url``; pass ``public_url=`` when the hub sits behind its own reverse proxy. Call
     it after those settings. Register ``<returned base>/<alias>`` at each provider.
+
+    Store keys: the managed service derives each user's store key from the secret in
+    ``secret_file`` (default ``chat_oauth2_nb_hub_secret`` in the hub's directory, made 0600
+    on first use); every server's role gains the service's access scope so that it can fetch
+    its key with its own API token from ``key_url`` (default: the service's own URL).
     """
     if not _NAME.fullmatch(service_name):
         raise ConfigurationError(
@@ -104,7 +127,11 @@ def configure_hub(
     }
     if managed:
         service["command"] = [sys.executable, "-m", "chat_oauth2_nb.hub"]
+        secret = ensure_secret_file(Path(secret_file or DEFAULT_SECRET_FILE))
+        service["environment"] = {HUB_SECRET_FILE_ENV: str(secret)}
     else:
+        if secret_file is not None:
+            ensure_secret_file(Path(secret_file))
         service["api_token"] = api_token
     hub = c.JupyterHub
     services = [s for s in (_setting(hub, "services") or []) if s.get("name") != service_name]
@@ -120,10 +147,23 @@ def configure_hub(
     else:
         # Redefining the default "user" role: keep what it grants ("self") and add the router.
         roles.append({"name": "user", "scopes": ["self", access]})
+    # Servers fetch their store key with their own token: the "server" role needs the access
+    # scope too (its token then identifies the user; it is never the user's full power).
+    for role in roles:
+        if role.get("name") == "server":
+            scopes = list(role.get("scopes") or _SERVER_SCOPES)
+            role["scopes"] = scopes if access in scopes else [*scopes, access]
+            break
+    else:
+        roles.append({"name": "server", "scopes": [*_SERVER_SCOPES, access]})
     hub.load_roles = roles
 
     spawner = c.Spawner
     environment = dict(_setting(spawner, "environment") or {})
     environment[HUB_CALLBACK_ENV] = callback
+    environment[HUB_KEY_ENV] = key_url or (
+        str(service["url"]).rstrip("/")
+        + _join(_hub_base_url(c), "services", service_name, HUB_KEY_PATH)
+    )
     spawner.environment = environment
     return callback

@@ -9,29 +9,38 @@ Where the redirect goes is built here from the authenticated hub user, never tak
 request: the path is always on this host, under that user's own prefix. A named server is
 named by a cookie its start link set (``route_cookie_name``), checked against a strict
 pattern.
+
+``{hub}/services/chat-oauth2/store-key`` gives a user's server its store key: derived from
+the hub-held secret and the hub user its ``Authorization: token`` header identifies (never a
+name from the request, never a browser cookie), so a user only ever gets their own key.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import secrets
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
+from ..routes import HUB_KEY_PATH
 from ..server.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
+from .keys import derive_store_key, load_hub_secret
 
-__all__ = ["CallbackRouter", "main", "make_app"]
+__all__ = ["CallbackRouter", "StoreKey", "main", "make_app"]
 
 log = logging.getLogger("chat_oauth2_nb.hub")
 
 _ALIAS = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _MAX_STATE = 4096
+_TOKEN = re.compile(r"(?:token|bearer)\s+([^\s]{1,512})", re.IGNORECASE)
 
 
 class _Headers(web.RequestHandler):
@@ -46,6 +55,8 @@ class _Headers(web.RequestHandler):
         reason = {
             403: "Your hub account may not use this service. Ask the hub administrator to "
             "grant access:services!service=chat-oauth2 (configure_hub does).",
+            503: "The hub administrator has not given this service a secret for store keys "
+            "(configure_hub does).",
         }.get(status_code, "Start again from the Authorize link your notebook shows.")
         self.finish(
             "<!doctype html><meta charset=utf-8><title>Authorization not forwarded</title>"
@@ -89,6 +100,36 @@ class CallbackRouter(HubOAuthenticated, _Headers):  # type: ignore[misc]
         self.finish()
 
 
+class StoreKey(_Headers):
+    """``GET …/store-key`` with a server's own API token: that token's user's store key."""
+
+    def initialize(self, secret: bytes | None, hub_auth: HubAuth) -> None:
+        """``secret``: the hub-held secret (None: not configured); ``hub_auth``: asks the hub."""
+        self.secret, self.hub_auth = secret, hub_auth
+
+    async def get(self) -> None:
+        """200 ``{"user", "key"}`` for a user token with this service's access scope, else 403."""
+        # The header only: a browser's hub cookie must never be enough to read a key.
+        match = _TOKEN.fullmatch(self.request.headers.get("Authorization", "").strip())
+        if match is None:
+            raise web.HTTPError(403)
+        model = await self.hub_auth.user_for_token(match.group(1), sync=False)
+        # Fail closed: no scopes required is no access, and a service's token has no user.
+        required = self.hub_auth.access_scopes
+        if (
+            not model
+            or model.get("kind", "user") != "user"
+            or not required
+            or not self.hub_auth.check_scopes(required, model)
+        ):
+            raise web.HTTPError(403)
+        if self.secret is None:
+            raise web.HTTPError(503)
+        name = str(model["name"])
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"user": name, "key": derive_store_key(self.secret, name)}))
+
+
 def _log_request(handler: web.RequestHandler) -> None:
     # tornado's access log prints the URI: the code must not be in it.
     status = handler.get_status()
@@ -105,12 +146,17 @@ def _log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(
-    prefix: str, base_url: str = "/", cookie_secret: bytes | None = None
+    prefix: str,
+    base_url: str = "/",
+    cookie_secret: bytes | None = None,
+    hub_secret: bytes | None = None,
 ) -> web.Application:
     """The tornado application serving under the service's ``prefix`` (``/services/chat-oauth2/``)."""
     prefix = "/" + prefix.strip("/")
+    key_args = {"secret": hub_secret, "hub_auth": HubAuth()}
     return web.Application(
         [
+            (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),
             (rf"{prefix}/callback/({_ALIAS})", CallbackRouter, {"base_url": base_url}),
             (rf"{prefix}/callback", CallbackRouter, {"base_url": base_url}),
             (rf"{prefix}/oauth_callback", OAuthCallback),
@@ -131,6 +177,7 @@ def main() -> None:
         os.environ["JUPYTERHUB_SERVICE_PREFIX"],
         os.environ.get("JUPYTERHUB_BASE_URL") or "/",
         bytes.fromhex(secret) if secret else None,
+        load_hub_secret(),
     )
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")

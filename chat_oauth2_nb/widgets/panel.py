@@ -500,7 +500,12 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         scopes = " ".join(state.requested_scopes) or "(none)"
         redirect = state.redirect_uri or "(not set up)"
         try:
-            sealed = "encrypted (AES-GCM)" if self._client.store.encrypted else "not encrypted"
+            store = self._client.store
+            sealed = (
+                ("encrypted (hub key)" if store.key_source == "hub" else "encrypted (AES-GCM)")
+                if store.encrypted
+                else "not encrypted"
+            )
         except OAuth2Error:
             sealed = "cannot be opened"
         return (

@@ -89,9 +89,24 @@ class RealHub:
         """The user's home (SimpleLocalProcessSpawner), where their server keeps its store."""
         return self.root / "home" / user
 
+    @property
+    def secret_file(self) -> Path:
+        """The hub-held secret configure_hub() made in the hub's directory."""
+        return self.root / "chat_oauth2_nb_hub_secret"
+
+    def store_path(self, user: str) -> Path:
+        """Where the user's Jupyter server keeps its token store."""
+        return self.home(user) / ".local/share/jupyter/chat_oauth2_nb/store.sqlite3"
+
+    def store_key(self, user: str) -> str:
+        """The user's store key, derived as the router does from the hub-held secret."""
+        from chat_oauth2_nb.hub.keys import derive_store_key
+
+        return derive_store_key(bytes.fromhex(self.secret_file.read_text().strip()), user)
+
     def store(self, user: str) -> Store:
-        """The user's token store, as their Jupyter server opens it."""
-        return Store(self.home(user) / ".local/share/jupyter/chat_oauth2_nb/store.sqlite3")
+        """The user's token store, opened with their hub key as their server opens it."""
+        return Store(self.store_path(user), key=self.store_key(user))
 
     def _config(self) -> str:
         if self.service == "managed":
