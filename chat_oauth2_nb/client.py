@@ -59,9 +59,9 @@ from .protocol import (
     parse_device_authorization,
     parse_error_response,
     parse_introspection,
-    parse_token_response,
     refresh_request,
     revoke_request,
+    token_from_answer,
     transport_error,
     utcnow,
 )
@@ -944,17 +944,10 @@ class OAuth2Client:
         refresh_token = record.data.refresh_token
         assert refresh_token is not None
         request = refresh_request(self.config, refresh_token=refresh_token)
-        answer = self._send(request, "Refreshing the token", TokenRefreshError)
-        data = parse_token_response(
-            TokenRefreshError,
-            "Refreshing the token",
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            received_at=utcnow(),
-            previous=record.data,
-            secrets=request.secrets,
-            client_id=request.client_id,
+        what = "Refreshing the token"
+        answer = self._send(request, what, TokenRefreshError)
+        data = token_from_answer(
+            TokenRefreshError, what, request, answer, timeout=self.timeout, previous=record.data
         )
         stored = self._store_refreshed(key, data, record.version)
         if stored is None:

@@ -72,6 +72,7 @@ __all__ = [
     "refresh_request",
     "revoke_request",
     "secret_forms",
+    "token_from_answer",
     "transport_error",
     "utcnow",
 ]
@@ -1165,3 +1166,34 @@ def classify_device_poll(
             "client.start_device_authorization().",
         )
     return failed
+
+
+def token_from_answer(
+    error_class: type[ProviderError],
+    what: str,
+    request: HttpRequest,
+    answer: ProviderAnswer,
+    *,
+    timeout: float,
+    previous: AuthData | None = None,
+    requested_scopes: Iterable[str] = (),
+) -> AuthData:
+    """The token a token endpoint's answer to ``request`` carries, or its typed error.
+
+    One reading for every grant, in the kernel (refresh, device polls) and the server (code
+    exchange), so both sides say the same words about the same answer.
+    """
+    if answer.failure is not None:
+        raise transport_error(error_class, what, request.url, answer.failure, timeout)
+    return parse_token_response(
+        error_class,
+        what,
+        answer.status or 0,
+        answer.headers,
+        answer.content,
+        received_at=utcnow(),
+        previous=previous,
+        requested_scopes=requested_scopes,
+        secrets=request.secrets,
+        client_id=request.client_id,
+    )

@@ -347,7 +347,7 @@ def test_unexpected_failure_after_consume_finishes_the_flow(
     def broken(*args: Any, **kwargs: Any) -> AuthData:
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr(callback, "parse_token_response", broken)
+    monkeypatch.setattr(callback, "token_from_answer", broken)
     client = make_client()
     url = client.get_user_authorization_url("ada")
     page = provider.approve(url)

@@ -38,10 +38,8 @@ from ..protocol import (
     HttpRequest,
     ProviderAnswer,
     code_exchange_request,
-    parse_token_response,
     redact,
-    transport_error,
-    utcnow,
+    token_from_answer,
 )
 from ..store import FlowError, PendingFlow, Store
 from ..transport import asend
@@ -437,21 +435,14 @@ def _read_answer(
     # fails while a provider is being set up.
     exchange = dataclasses.asdict(HttpExchange.of(request, answer))
     what = "Exchanging the authorization code"
-    if answer.failure is not None:
-        return exchange, transport_error(
-            TokenExchangeError, what, request.url, answer.failure, deadline
-        )
     try:
-        data = parse_token_response(
+        data = token_from_answer(
             TokenExchangeError,
             what,
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            received_at=utcnow(),
+            request,
+            answer,
+            timeout=deadline,
             requested_scopes=flow.scopes,
-            secrets=request.secrets,
-            client_id=request.client_id,
         )
     except TokenExchangeError as exc:
         return exchange, exc
