@@ -157,6 +157,8 @@ def test_metadata_validates(demo: DemoProvider, http: httpx.Client) -> None:
         "revokeTokenUri": doc["revocation_endpoint"],
         "introspectionUri": doc["introspection_endpoint"],
         "deviceAuthorizationUri": doc["device_authorization_endpoint"],
+        "issuer": doc["issuer"],
+        "jwksUri": doc["jwks_uri"],
         "defaultScopes": ["profile", "email"],
     }
     oidc = http.get(f"{demo.issuer}/.well-known/openid-configuration").json()
