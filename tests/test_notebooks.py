@@ -37,7 +37,8 @@ NOTEBOOKS = ROOT / "notebooks"
 QUICKSTART = NOTEBOOKS / "01-quickstart.ipynb"
 STEP_BY_STEP = NOTEBOOKS / "02-the-oauth2-flow-step-by-step.ipynb"
 REAL_PROVIDERS = NOTEBOOKS / "03-real-providers.ipynb"
-ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS)
+REMOTE_KERNELS = NOTEBOOKS / "04-remote-kernels.ipynb"
+ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS, REMOTE_KERNELS)
 
 # Runs in the kernel after the notebook, as an extra cell that is removed again: every
 # secret the demo provider(s) of the notebook issued or hold. It reads the provider's
@@ -52,6 +53,7 @@ for _value in list(globals().values()):
         with _value._store.lock:
             _secrets.update(_value._store.tokens)
             _secrets.update(_value._store.codes)
+            _secrets.update(_d.device_code for _d in _value._store.devices.values())
             _secrets.update(
                 _c.client_secret for _c in _value._store.clients.values() if _c.client_secret
             )
@@ -320,3 +322,36 @@ def test_readme_first_command_prints_the_api_answer_and_no_secret(tmp_path: Path
     secrets = store_secrets(store_path(env))
     assert len(secrets) >= 4  # client secret, verifier, access and refresh token
     assert_no_secret("README's first command's output", out + result.stderr, secrets)
+
+
+@pytest.mark.timeout(300)
+def test_remote_kernels_device_code_and_paste_back(tmp_path: Path) -> None:
+    env = kernel_env(tmp_path)
+    nb, kernel_secrets = execute(REMOTE_KERNELS, env)
+    text = all_output_text(nb)
+    # Device code: the way, the code to type and where, the token, the API's answer.
+    assert "way: device - mode='device'" in text
+    code = re.search(r"enter the code (\S+)", text)
+    assert code and f"user_code={code.group(1)}" in text, text
+    assert "device_code" not in text
+    assert re.search(r"authorized: AuthData\(token='[^']*…", text), text
+    assert '"user": "demo-user"' in text
+    # Paste-back: the unreachable redirect URI, success, and the replay refused.
+    assert "redirect URI: http://127.0.0.1:53682/chat-oauth2/callback/demo-paste" in text
+    assert "the browser ended on http://127.0.0.1:53682/chat-oauth2/callback/demo-paste?" in text
+    assert "pasted again: This authorization link was already used" in text
+    # auto said what it chose, and why.
+    assert re.search(r"way: (jupyter|loopback|device|paste) - \S", text.split("## 3.")[-1]), text
+    # Both panels were shown as widgets.
+    assert (
+        sum("application/vnd.jupyter.widget-view+json" in str(c.get("outputs")) for c in nb.cells)
+        == 2
+    )
+
+    secrets = store_secrets(store_path(env)) | kernel_secrets
+    with sqlite3.connect(store_path(env)) as db:
+        aliases = sorted(alias for (alias,) in db.execute("SELECT alias FROM tokens"))
+    db.close()
+    assert aliases == ["demo-device", "demo-paste"]
+    assert len(kernel_secrets) >= 6  # client secret, device code, paste code, tokens
+    assert_no_secret("04's outputs and widget state", serialized_outputs(nb), secrets)
