@@ -225,6 +225,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._key = self._state.user
         with self._lock:
             self._tick_once()
+            self._first_code()
         self._watch: Subscription | None = None
         if self._state.config_problem is None:
             self._watch = watch_store(
@@ -234,15 +235,6 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 on_end=self._close_connection,
                 name="chat-oauth2-panel",
             )
-        state = self._state
-        if (
-            state.config_problem is None
-            and state.way == "device"
-            and state.link is None
-            and state.token is None
-            and state.error is None
-        ):
-            self._start_code()  # nothing to show yet: ask for a code (off the kernel thread)
 
     @staticmethod
     def _html(css_class: str) -> widgets.HTML:
@@ -463,6 +455,25 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             else:
                 self._render()
             self._poll_if_due()
+
+    def _first_code(self) -> None:
+        """Device way with nothing to show: ask for a code now (the lock is held)."""
+        state = self._state
+        if not (
+            state.config_problem is None
+            and state.way == "device"
+            and state.link is None
+            and state.token is None
+            and state.error is None
+        ):
+            return
+        # Here, not on a worker: a code asked for later would become the flow that
+        # wait_for_authorization() in the next cell follows, instead of that cell's own.
+        try:
+            self._client.start_device_authorization(self._key)
+        except OAuth2Error as exc:
+            self._state = dataclasses.replace(self._state, error=ErrorInfo.from_exception(exc))
+        self._tick_once()
 
     def _poll_if_due(self) -> None:
         """Poll a shown device code's token endpoint on a worker, when due (lock held)."""
