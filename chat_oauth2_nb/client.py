@@ -856,6 +856,37 @@ class OAuth2Client:
         """Async twin of :meth:`complete_authorization`."""
         return await asyncio.to_thread(self.complete_authorization, url_or_query, user)
 
+    def start_paste_flow(
+        self,
+        user: UserLike = None,
+        scopes: str | Iterable[str] | None = None,
+        *,
+        origin: FlowOrigin = "panel",
+    ) -> tuple[PendingFlow, AuthorizationURL]:
+        """Start a paste-back flow whatever way setup() chose; return it with its provider link.
+
+        The panel's fallback when a redirect never came back: the browser then ends on
+        ``http://127.0.0.1:53682/chat-oauth2/callback/<alias>`` (nothing listens) and the
+        person pastes that address into :meth:`complete_authorization`.
+        """
+        if self.way is None:
+            self.setup()
+        if self.way == "paste":
+            return self.start_flow(user, scopes, origin=origin)
+        port = self.loopback_port or PASTE_PORT
+        flow = new_flow(
+            self.config,
+            user=resolve_user(user),
+            redirect_uri=f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}",
+            scopes=dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))),
+            origin=origin,
+            client_ref=self._ref,
+            endpoint="paste",
+            ttl=self.flow_ttl,
+        )
+        self.store.add_flow(flow)
+        return flow, self.start_link(flow)
+
     # tokens ------------------------------------------------------------------------------
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:

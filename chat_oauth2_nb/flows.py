@@ -189,13 +189,21 @@ class Waiter:
                 "The client was closed while waiting for the authorization",
                 hint="Call client.setup() and wait_for_authorization() again.",
             )
+        if self._flow.origin == "device":
+            hint = (
+                "Open the verification page, type the code and approve, or call "
+                "wait_for_authorization() again with a longer timeout."
+            )
+        else:
+            hint = (
+                "Open the authorization link and approve, or call wait_for_authorization() "
+                "again with a longer timeout. If the provider showed its own error page, "
+                f"register exactly {self._flow.redirect_uri} as a redirect URI there."
+            )
         return AuthorizationTimeoutError(
             f"No browser completed the authorization for {self._flow.user!r} within "
             f"{self._timeout:g} s",
-            hint="Open the authorization link and approve, or call "
-            f"wait_for_authorization() again with a longer timeout. If the provider showed "
-            f"its own error page, register exactly {self._flow.redirect_uri} as a redirect "
-            "URI there.",
+            hint=hint,
         )
 
     def wait(self) -> AuthData:

@@ -57,6 +57,8 @@ REQUIRE_BROWSER = "CHAT_OAUTH2_NB_REQUIRE_BROWSER"
 ALIAS = "demo"
 LAB_USER = "lab-tester"
 NB7_USER = "notebook7-tester"
+DEVICE_USER = "device-tester"
+PASTE_USER = "paste-tester"
 # Generous: kernel start-up and the first JupyterLab load are slow on a 2-core machine.
 UI_TIMEOUT_MS = 90_000
 SERVER_START_TIMEOUT = 120.0
@@ -93,14 +95,14 @@ def write_settings(config_dir: Path) -> None:
         path.write_text(json.dumps(value), encoding="utf-8")
 
 
-def write_notebook(path: Path, provider: DemoProvider, user: str) -> None:
+def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "auto") -> None:
     """A two-cell notebook: create the client (credentials from the environment), show the panel."""
     setup = (
         "# Written by tests/test_browser.py. The client id and secret come from the\n"
         "# environment (CHAT_OAUTH2_DEMO_CLIENT_ID / _CLIENT_SECRET): never saved here.\n"
         "from chat_oauth2_nb import create_oauth2_client\n"
         "\n"
-        f"client = create_oauth2_client({provider.config(alias=ALIAS)!r})\n"
+        f"client = create_oauth2_client({provider.config(alias=ALIAS)!r}, mode={mode!r})\n"
         "client.setup()"
     )
     nb = nbformat.v4.new_notebook(
@@ -139,6 +141,8 @@ def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
     write_settings(server.config_dir)
     write_notebook(server.root_dir / "test.ipynb", provider, LAB_USER)
     write_notebook(server.root_dir / "test-nb7.ipynb", provider, NB7_USER)
+    write_notebook(server.root_dir / "test-device.ipynb", provider, DEVICE_USER, "device")
+    write_notebook(server.root_dir / "test-paste.ipynb", provider, PASTE_USER, "paste")
     return server
 
 
@@ -299,6 +303,7 @@ def secrets_of_the_run(server: JupyterServer, provider: DemoProvider | None) -> 
         with memory.lock:
             found.update(memory.tokens)
             found.update(memory.codes)
+            found.update(d.device_code for d in memory.devices.values())
             found.update(c.client_secret for c in memory.clients.values() if c.client_secret)
     return {value for value in found if value}
 
@@ -477,3 +482,89 @@ def test_quickstart_notebook_in_jupyterlab(jupyter: JupyterServer, context: Brow
         # The notebook's provider lives in the kernel: the store's secrets are what we can check.
         assert_no_secret(html, jupyter, None, "the quickstart page")
         assert_no_secret(tab.content(), jupyter, None, "the callback page")
+
+
+@pytest.mark.timeout(300)
+def test_device_code_panel_in_jupyterlab(
+    jupyter: JupyterServer, provider: DemoProvider, context: BrowserContext
+) -> None:
+    provider.device_interval = 1
+    page = context.new_page()
+    with artifacts_on_failure("device", context, jupyter):
+        page.goto(jupyter.login_url("lab/tree/test-device.ipynb", reset=True))
+        run_all_cells(page, jupyter, "test-device.ipynb")
+        status = panel(page, "chat-oauth2-status")
+        code_box = panel(page, "chat-oauth2-code")
+        expect(code_box).to_have_text(re.compile(r"^\s*[A-Z0-9-]{4,}\s*$"))
+        code = code_box.inner_text().strip()
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+        expect(panel(page, "chat-oauth2-code-expiry")).to_contain_text("expires in")
+
+        # The person opens the verification page in a second tab, types the code, approves.
+        verify = page.locator(".chat-oauth2-panel a.chat-oauth2-verify-link")
+        expect(verify).to_have_attribute("target", "_blank")
+        tab = context.new_page()
+        tab.goto(verify.inner_text().strip())
+        tab.locator("input[name=user_code]").fill(code)
+        tab.locator("form#device-entry button.approve").click()
+        expect(tab.locator("#user-code")).to_have_text(code)
+        tab.locator("form#consent button.approve").click()
+        expect(tab.locator("#outcome")).to_contain_text("approved")
+
+        page.bring_to_front()
+        # Nobody waits in a cell: the panel polled the provider itself.
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        record = stored_token(jupyter, DEVICE_USER)
+        assert record is not None, "polling stored no token"
+        expect(panel(page, "chat-oauth2-token")).to_contain_text(mask(record.data.token))
+        assert_no_secret(page.content(), jupyter, provider, "the device notebook page")
+        save_and_check(page, jupyter, provider, "test-device.ipynb", record)
+
+
+@pytest.mark.timeout(300)
+def test_paste_back_panel_in_jupyterlab(
+    jupyter: JupyterServer, provider: DemoProvider, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    with artifacts_on_failure("paste", context, jupyter):
+        page.goto(jupyter.login_url("lab/tree/test-paste.ipynb", reset=True))
+        run_all_cells(page, jupyter, "test-paste.ipynb")
+        status = panel(page, "chat-oauth2-status")
+        expect(status).to_have_text(re.compile(r"^Not authorized"))
+        expect(panel(page, "chat-oauth2-paste-help")).to_contain_text("127.0.0.1:53682")
+
+        link = page.locator(".chat-oauth2-panel a.chat-oauth2-authorize")
+        with context.expect_page() as opened:
+            link.click()
+        tab = opened.value
+        tab.wait_for_load_state()
+        failed: list[str] = []
+        tab.on("requestfailed", lambda request: failed.append(request.url))
+        tab.locator("form#consent button.approve").click()
+        # The browser lands on an address nothing serves: Chromium shows its error page.
+        landing = re.compile(re.escape(f"http://127.0.0.1:53682/chat-oauth2/callback/{ALIAS}?"))
+        wait_until(
+            lambda: bool(landing.match(tab.url)) or any(landing.match(u) for u in failed),
+            "the browser to land on the unreachable redirect URI",
+            UI_TIMEOUT_MS / 1000,
+        )
+        # What the person copies from the address bar.
+        address = tab.url if landing.match(tab.url) else next(u for u in failed if landing.match(u))
+        assert "code=" in address and "state=" in address
+
+        page.bring_to_front()
+        field = page.locator(".chat-oauth2-panel .chat-oauth2-paste input")
+        field.fill(address)
+        panel(page, "chat-oauth2-paste-finish").click()
+        expect(status).to_have_text(re.compile(r"^Authorized"))
+        expect(field).to_have_value("")
+        record = stored_token(jupyter, PASTE_USER)
+        assert record is not None, "the pasted address stored no token"
+        code = re.search(r"[?&]code=([^&]+)", address)
+        assert code is not None
+        html = page.content()
+        assert code.group(1) not in html
+        assert_no_secret(html, jupyter, provider, "the paste notebook page")
+        save_and_check(page, jupyter, provider, "test-paste.ipynb", record)
+        saved = (jupyter.root_dir / "test-paste.ipynb").read_text(encoding="utf-8")
+        assert code.group(1) not in saved

@@ -38,7 +38,8 @@ NOTEBOOKS = ROOT / "notebooks"
 QUICKSTART = NOTEBOOKS / "01-quickstart.ipynb"
 STEP_BY_STEP = NOTEBOOKS / "02-the-oauth2-flow-step-by-step.ipynb"
 REAL_PROVIDERS = NOTEBOOKS / "03-real-providers.ipynb"
-ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS)
+REMOTE_KERNELS = NOTEBOOKS / "04-remote-kernels.ipynb"
+ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS, REMOTE_KERNELS)
 
 # Runs in the kernel after the notebook, as an extra cell that is removed again: every
 # secret the demo provider(s) of the notebook issued or hold. It reads the provider's
@@ -366,3 +367,35 @@ def test_real_providers_diagnose_section_names_each_mistake(tmp_path: Path) -> N
     )
     assert len(kernel_secrets) >= 2  # the demo clients' secrets
     assert_no_secret("03's diagnose outputs", serialized_outputs(nb), secrets)
+
+
+def test_remote_kernels_device_code_and_paste_back(tmp_path: Path) -> None:
+    env = kernel_env(tmp_path)
+    nb, kernel_secrets = execute(REMOTE_KERNELS, env)
+    text = all_output_text(nb)
+    # Device code: the way, the code to type and where, the token, the API's answer.
+    assert "way: device - mode='device'" in text
+    code = re.search(r"enter the code (\S+)", text)
+    assert code and f"user_code={code.group(1)}" in text, text
+    assert "device_code" not in text
+    assert re.search(r"authorized: AuthData\(token='[^']*…", text), text
+    assert '"user": "demo-user"' in text
+    # Paste-back: the unreachable redirect URI, success, and the replay refused.
+    assert "redirect URI: http://127.0.0.1:53682/chat-oauth2/callback/demo-paste" in text
+    assert "the browser ended on http://127.0.0.1:53682/chat-oauth2/callback/demo-paste?" in text
+    assert "pasted again: This authorization link was already used" in text
+    # auto said what it chose, and why.
+    assert re.search(r"way: (jupyter|loopback|device|paste) - \S", text.split("## 3.")[-1]), text
+    # Both panels were shown as widgets.
+    assert (
+        sum("application/vnd.jupyter.widget-view+json" in str(c.get("outputs")) for c in nb.cells)
+        == 2
+    )
+
+    secrets = store_secrets(store_path(env)) | kernel_secrets
+    with sqlite3.connect(store_path(env)) as db:
+        aliases = sorted(alias for (alias,) in db.execute("SELECT alias FROM tokens"))
+    db.close()
+    assert aliases == ["demo-device", "demo-paste"]
+    assert len(kernel_secrets) >= 6  # client secret, device code, paste code, tokens
+    assert_no_secret("04's outputs and widget state", serialized_outputs(nb), secrets)

@@ -39,8 +39,18 @@ CHECK_INTERVAL = 0.15
 # How often countdowns are re-rendered (they show whole seconds).
 TICK_INTERVAL = 1.0
 
-BUSY_WORDS = {"refresh": "Refreshing…", "revoke": "Revoking…"}
-_FAILED_WORDS = {"refresh": "refresh", "revoke": "revocation"}
+BUSY_WORDS = {
+    "refresh": "Refreshing…",
+    "revoke": "Revoking…",
+    "code": "Asking the provider for a code…",
+    "paste": "Finishing the authorization…",
+}
+_FAILED_WORDS = {
+    "refresh": "refresh",
+    "revoke": "revocation",
+    "code": "request for a code",
+    "paste": "authorization",
+}
 
 
 @dataclasses.dataclass(eq=False)

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import ipywidgets as widgets
 import traitlets
@@ -29,7 +30,7 @@ from ..errors import OAuth2Error, ProviderMismatchError
 from ..flows import error_from_flow
 from ..protocol import redact, utcnow
 from ..store import PendingFlow
-from ._threads import ActionRunner, Subscription, watch_store
+from ._threads import ActionRunner, Subscription, start_worker, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text
 from .state import (
     STATUS_WORDS,
@@ -39,6 +40,7 @@ from .state import (
     Status,
     TokenView,
     expiry_text,
+    fallback_offers,
     status_line,
 )
 
@@ -49,6 +51,8 @@ log = logging.getLogger("chat_oauth2_nb")
 # A callback that died mid-exchange would leave its flow "exchanging" for ever.
 _STUCK_EXCHANGE = 60.0
 _KNOWN_SECRETS = 32
+# How long a redirect link may stay opened without a callback before other ways are offered.
+FALLBACK_AFTER = 60.0
 # Badge colours, readable as white text on light and dark JupyterLab themes.
 _BADGE_COLOURS = {
     Status.NOT_CONFIGURED: "#6e7781",
@@ -69,7 +73,14 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         help="What the panel says now: one of the Status values, e.g. 'authorized'. Observe it.",
     )
 
-    def __init__(self, client: OAuth2Client, user: UserLike = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: OAuth2Client,
+        user: UserLike = None,
+        *,
+        fallback_after: float = FALLBACK_AFTER,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.add_class("chat-oauth2-panel")
         self._client = client
@@ -79,6 +90,13 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         # Secrets seen in the store, kept only to mask them out of the HTTP log once more.
         self._known_secrets: deque[str] = deque(maxlen=_KNOWN_SECRETS)
         self._log_key: tuple[int, float] | None = None
+        self._fallback_after = fallback_after
+        # A pasted address holds a one-time code: it lives here (kernel memory) from the
+        # moment it is read until Finish, never in the text field's synced value.
+        self._pasted: str | None = None
+        # Device code: the panel is often the only waiter, so it polls (one poll at a time).
+        self._polling = False
+        self._next_poll_at = 0.0
 
         # The card: status badge with provider and user, link, expiry, token, buttons.
         self._status = self._html("chat-oauth2-status")
@@ -100,6 +118,47 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._buttons = widgets.HBox((self._refresh, self._revoke))
         self._outcome = self._html("chat-oauth2-outcome")
         self._error = self._html("chat-oauth2-error")
+
+        # Device code (RFC 8628): the user code is public (made to be read off a screen);
+        # the device code is a credential and stays in the store.
+        self._user_code = self._html("chat-oauth2-user-code")
+        self._verify = self._html("chat-oauth2-verify")
+        self._code_expiry = self._html("chat-oauth2-code-expiry")
+        self._new_code = widgets.Button(description="Get a new code", icon="key")
+        self._new_code.add_class("chat-oauth2-new-code")
+        self._device_box = widgets.VBox(
+            (self._user_code, self._verify, self._code_expiry, self._new_code)
+        )
+        self._device_box.add_class("chat-oauth2-device")
+        # Paste-back: the field is read and emptied at once (continuous_update off: one
+        # value on blur or Enter, not one per keystroke while the person pastes).
+        self._paste_help = self._html("chat-oauth2-paste-help")
+        self._paste = widgets.Text(
+            value="",
+            placeholder="http://127.0.0.1:53682/chat-oauth2/callback/…?code=…&state=…",
+            continuous_update=False,
+            layout=widgets.Layout(width="30em"),
+        )
+        self._paste.add_class("chat-oauth2-paste")
+        self._finish = widgets.Button(description="Finish", icon="check", button_style="primary")
+        self._finish.add_class("chat-oauth2-paste-finish")
+        self._paste_note = self._html("chat-oauth2-paste-note")
+        self._paste_box = widgets.VBox(
+            (self._paste_help, widgets.HBox((self._paste, self._finish)), self._paste_note)
+        )
+        self._paste_box.add_class("chat-oauth2-paste-box")
+        # Offered when an opened link brought no callback within fallback_after seconds.
+        self._fallback_text = self._html("chat-oauth2-fallback-text")
+        self._use_paste = widgets.Button(description="Paste the address instead", icon="paste")
+        self._use_paste.layout.width = "auto"
+        self._use_paste.add_class("chat-oauth2-fallback-paste")
+        self._use_code = widgets.Button(description="Use a code instead", icon="key")
+        self._use_code.layout.width = "auto"
+        self._use_code.add_class("chat-oauth2-fallback-device")
+        self._fallback_box = widgets.VBox(
+            (self._fallback_text, widgets.HBox((self._use_paste, self._use_code)))
+        )
+        self._fallback_box.add_class("chat-oauth2-fallback")
 
         # Details, collapsed: what a person debugging a provider wants, nobody else.
         self._provider = self._html("chat-oauth2-provider")
@@ -135,6 +194,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self.children = (
             self._status,
             self._link,
+            self._device_box,
+            self._paste_box,
+            self._fallback_box,
             self._token_box,
             self._buttons,
             self._outcome,
@@ -147,6 +209,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._refresh.on_click(self._on_refresh)
         self._revoke.on_click(self._on_revoke)
         self._claims_toggle.observe(self._on_claims_toggle, names="value")
+        self._new_code.on_click(self._on_new_code)
+        self._paste.observe(self._on_paste_value, names="value")
+        self._finish.on_click(self._on_finish)
+        self._use_paste.on_click(self._on_use_paste)
+        self._use_code.on_click(self._on_use_code)
         self._runner = ActionRunner(
             self._lock,
             lambda: self._closed,
@@ -158,6 +225,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._key = self._state.user
         with self._lock:
             self._tick_once()
+            self._first_code()
         self._watch: Subscription | None = None
         if self._state.config_problem is None:
             self._watch = watch_store(
@@ -197,6 +265,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             requested_scopes=tuple(config.default_scopes),
             redirect_uri=client.redirect_uri,
             config_problem=problem,
+            way=client.way,
+            device_endpoint=config.device_authorization_uri is not None,
         )
 
     @property
@@ -265,12 +335,22 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 if link is not None and not link.exchanging:
                     link = dataclasses.replace(link, exchanging=True)
             elif current.expires_at <= now:
-                link = None  # unused and expired: quietly offer a fresh one
+                if current.device is not None:
+                    # No request: an expired code is only marked so, for every waiter.
+                    client.poll_device_authorization(current)
+                    ended = store.flow_by_start_id(link.start_id)
+                    if ended is not None and ended.status == "error":
+                        error = ErrorInfo.from_exception(error_from_flow(ended))
+                link = None  # unused and expired: quietly offer a fresh one (not a code)
+            elif current.device is not None:
+                self._next_poll_at = float(current.device.get("next_poll_at", 0.0))
+            elif current.binding is not None and link.opened_at is None:
+                link = dataclasses.replace(link, opened_at=now)  # the fallback clock starts
         if (
             latest is not None
             and latest.status == "pending"
             and latest.expires_at > now
-            and latest.redirect_uri == client.redirect_uri
+            and self._serves(latest, state.way)
             and (link is None or latest.start_id != link.start_id)
         ):
             # Code in the notebook started a newer flow: offer that one, so the link and
@@ -278,8 +358,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             link = self._adopt(latest)
             if not link.started_by_panel:
                 error = None
-        if link is None:
-            link = self._new_link()
+        if link is None and state.way != "device":
+            # A code costs a request and expires soon: only "Get a new code" asks for one.
+            link = self._new_link(state.way)
 
         return dataclasses.replace(
             state,
@@ -287,13 +368,43 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             token=token,
             link=link,
             error=error,
-            requested_scopes=link.scopes,
+            requested_scopes=link.scopes if link is not None else state.requested_scopes,
+        )
+
+    def _serves(self, flow: PendingFlow, way: str | None) -> bool:
+        """Whether this panel, authorizing the ``way`` it does now, shows ``flow``."""
+        if way == "device":
+            return flow.device is not None
+        if way == "paste":
+            return flow.endpoint == "paste"
+        return (
+            flow.device is None
+            and flow.endpoint != "paste"
+            and flow.redirect_uri == self._client.redirect_uri
         )
 
     def _adopt(self, flow: PendingFlow) -> LinkView:
         # The link is the start URL (opaque id only): state and PKCE challenge never reach a
         # widget trait. Who started the flow comes from the store, so every kernel agrees.
+        if flow.device is not None:
+            # The panel shows and polls it whoever asked for the code.
+            page = flow.device.get("verification_uri_complete") or flow.device["verification_uri"]
+            self._next_poll_at = float(flow.device.get("next_poll_at", 0.0))
+            return LinkView(
+                url=str(page),
+                start_id=flow.start_id or "",
+                scopes=flow.scopes,
+                created_at=flow.created_at,
+                expires_at=flow.expires_at,
+                started_by_panel=True,
+                kind="device",
+                user_code=str(flow.device["user_code"]),
+                verification_uri=str(flow.device["verification_uri"]),
+                verification_uri_complete=flow.device.get("verification_uri_complete"),
+            )
         return LinkView(
+            kind="paste" if flow.endpoint == "paste" else "redirect",
+            opened_at=time.time() if flow.binding is not None else None,
             url=str(self._client.start_link(flow)),
             start_id=flow.start_id or "",
             scopes=flow.scopes,
@@ -302,10 +413,14 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             started_by_panel=flow.origin == "panel",
         )
 
-    def _new_link(self) -> LinkView:
+    def _new_link(self, way: str | None) -> LinkView:
         # A standby link: not the one wait_for_authorization() follows for code in cells.
-        flow, url = self._client.start_flow(self._key, None, origin="panel")
+        if way == "paste" and self._client.way != "paste":
+            flow, url = self._client.start_paste_flow(self._key, origin="panel")
+        else:
+            flow, url = self._client.start_flow(self._key, None, origin="panel")
         return LinkView(
+            kind="paste" if flow.endpoint == "paste" else "redirect",
             url=str(url),
             start_id=url.start_id,
             scopes=flow.scopes,
@@ -328,6 +443,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
     def _on_tick(self) -> None:
         with self._lock:
             self._tick_once()
+            self._poll_if_due()
 
     def _on_clock(self) -> None:
         """Once a second: re-render the countdowns; re-read the store only when time says so."""
@@ -338,6 +454,148 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 self._tick_once()
             else:
                 self._render()
+            self._poll_if_due()
+
+    def _first_code(self) -> None:
+        """Device way with nothing to show: ask for a code now (the lock is held)."""
+        state = self._state
+        if not (
+            state.config_problem is None
+            and state.way == "device"
+            and state.link is None
+            and state.token is None
+            and state.error is None
+        ):
+            return
+        # Here, not on a worker: a code asked for later would become the flow that
+        # wait_for_authorization() in the next cell follows, instead of that cell's own.
+        try:
+            self._client.start_device_authorization(self._key)
+        except OAuth2Error as exc:
+            self._state = dataclasses.replace(self._state, error=ErrorInfo.from_exception(exc))
+        self._tick_once()
+
+    def _poll_if_due(self) -> None:
+        """Poll a shown device code's token endpoint on a worker, when due (lock held)."""
+        link, now = self._state.link, time.time()
+        if (
+            self._closed
+            or self._polling
+            or link is None
+            or link.kind != "device"
+            or now < self._next_poll_at
+            or link.expires_at <= now
+        ):
+            return
+        self._polling = True
+        start_id = link.start_id
+
+        def poll() -> None:
+            # A poll may take the client's whole timeout: never on the shared watcher thread.
+            try:
+                flow = self._client.store.flow_by_start_id(start_id)
+                if flow is not None:
+                    self._client.poll_device_authorization(flow)
+            except Exception as exc:
+                log.warning("chat-oauth2-panel: a device poll failed with %s", type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._polling = False
+
+        start_worker(poll, "chat-oauth2-panel-poll", on_stop=self._close_connection)
+
+    def _start_code(self) -> None:
+        self._runner.start(
+            "code", self._do_code, begin=self._begin_action, finish=self._finish_action
+        )
+
+    def _do_code(self) -> str:
+        device = self._client.start_device_authorization(self._key)
+        return f"Enter {device.user_code} at the provider."
+
+    def _on_new_code(self, _button: widgets.Button) -> None:
+        self._start_code()
+
+    def _on_use_code(self, _button: widgets.Button) -> None:
+        with self._lock:
+            if self._state.busy is not None:
+                return
+            self._state = dataclasses.replace(self._state, way="device", link=None, error=None)
+        self._start_code()
+
+    def _on_use_paste(self, _button: widgets.Button) -> None:
+        with self._lock:
+            if self._state.busy is not None:
+                return
+            self._state = dataclasses.replace(self._state, way="paste", link=None, error=None)
+            self._tick_once()  # a new paste-back link: a store write, no request
+
+    def _on_paste_value(self, change: dict[str, Any]) -> None:
+        value = str(change["new"] or "").strip()
+        if not value:
+            return
+        with self._lock:
+            self._pasted = value
+            # Out of the synced trait at once: widget state can be saved into the .ipynb.
+            self._paste.value = ""
+            if "://" in value:
+                parts = urlsplit(value)
+                where = f"{parts.scheme}://{parts.netloc}{parts.path}"
+            else:
+                where = "an address's query"
+            self._state = dataclasses.replace(
+                self._state,
+                paste_error=None,
+                paste_note=f"Received {where} (code hidden): press Finish.",
+            )
+            self._render()
+
+    def _on_finish(self, _button: widgets.Button) -> None:
+        with self._lock:
+            pasted, self._pasted = self._pasted, None
+            if not pasted:
+                self._state = dataclasses.replace(
+                    self._state,
+                    paste_note=None,
+                    paste_error=ErrorInfo(
+                        message="Nothing was pasted",
+                        hint="Copy the whole address from the browser's address bar into the "
+                        "field, then press Finish.",
+                    ),
+                )
+                self._render()
+                return
+            self._remember_secrets(parse_qs(urlsplit(pasted).query).get("code", ()))
+        if not self._runner.start(
+            "paste",
+            lambda: self._do_paste(pasted),
+            begin=self._begin_action,
+            finish=self._finish_paste,
+        ):
+            with self._lock:
+                self._pasted = self._pasted or pasted  # busy: keep it for the next Finish
+
+    def _do_paste(self, pasted: str) -> str:
+        self._client.complete_authorization(pasted, self._key)
+        return "Authorized from the pasted address."
+
+    def _finish_paste(self, _name: str, outcome: str, error: ErrorInfo | None) -> None:
+        # A flow the paste used up (error= pasted) shows as the card's error; a wrong
+        # address shows next to the field, where the person pastes again.
+        self._state = dataclasses.replace(self._state, error=None)
+        try:
+            self._state = self._synced(self._state)
+        except OAuth2Error as exc:
+            self._state = dataclasses.replace(self._state, error=ErrorInfo.from_exception(exc))
+        ended = self._state.error is not None
+        self._state = dataclasses.replace(
+            self._state,
+            busy=None,
+            outcome=None if error is not None else outcome,
+            paste_error=None if ended else error,
+            paste_note=None,
+        )
+        self._render()
 
     def _on_claims_toggle(self, _change: dict[str, Any]) -> None:
         with self._lock:
@@ -407,6 +665,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if self.status != status.value:
             self.set_trait("status", status.value)
         assign(self._link, "value", self._link_html(state, status))
+        self._render_ways(state, now)
 
         token = state.token
         assign(self._token_box.layout, "display", None if token is not None else "none")
@@ -458,6 +717,91 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         assign(self._error, "value", error_html(state.error))
         assign(self._error.layout, "display", None if state.error is not None else "none")
         self._render_log()
+
+    def _render_ways(self, state: PanelState, now: dt.datetime) -> None:
+        """The device code, the paste field and the fallback offer: each shown when it applies."""
+        link = state.link
+        ready = state.config_problem is None and state.busy is None
+        device = link if link is not None and link.kind == "device" else None
+        assign(
+            self._device_box.layout, "display", None if device or state.way == "device" else "none"
+        )
+        for part in (self._user_code, self._verify, self._code_expiry):
+            assign(part.layout, "display", None if device else "none")
+        assign(self._user_code, "value", self._user_code_html(device) if device else "")
+        assign(self._verify, "value", self._verify_html(device) if device else "")
+        expires = dt.datetime.fromtimestamp(device.expires_at, dt.timezone.utc) if device else None
+        code_left = f"The code {expiry_text(expires, now)}." if expires is not None else ""
+        if expires is not None and expires <= now:
+            code_left = "The code expired: get a new one."
+        assign(self._code_expiry, "value", text(code_left))
+        show_new = device is None and state.way == "device" and state.config_problem is None
+        assign(self._new_code.layout, "display", None if show_new else "none")
+        assign(self._new_code, "disabled", not ready)
+
+        pasting = link is not None and link.kind == "paste"
+        assign(self._paste_box.layout, "display", None if pasting else "none")
+        assign(
+            self._paste_help,
+            "value",
+            "After you approve, the browser ends on an address that does not load "
+            f"(<code>{text(self._paste_target(link))}</code>…). "
+            "Copy the whole address from the address bar here and press Finish."
+            if pasting and link is not None
+            else "",
+        )
+        assign(self._finish, "disabled", not ready)
+        note = error_html(state.paste_error) if state.paste_error else text(state.paste_note or "")
+        assign(self._paste_note, "value", note)
+        assign(self._paste_note.layout, "display", None if note else "none")
+
+        offers = fallback_offers(state, now, self._fallback_after)
+        assign(self._fallback_box.layout, "display", None if offers is not None else "none")
+        assign(self._use_paste.layout, "display", None if offers and "paste" in offers else "none")
+        assign(self._use_code.layout, "display", None if offers and "device" in offers else "none")
+        for button in (self._use_paste, self._use_code):
+            assign(button, "disabled", not ready)
+        more = " Or finish another way:" if offers else ""
+        assign(
+            self._fallback_text,
+            "value",
+            "<b>Browser didn't come back?</b> If the provider showed its own error page, "
+            f"register exactly <code>{text(state.redirect_uri or '')}</code> as a redirect "
+            f"URI there.{more}"
+            if offers is not None
+            else "",
+        )
+
+    @staticmethod
+    def _paste_target(link: LinkView) -> str:
+        # Where the provider sends the browser: the link's own redirect_uri parameter.
+        return (parse_qs(urlsplit(link.url).query).get("redirect_uri") or ["?"])[0]
+
+    @staticmethod
+    def _user_code_html(link: LinkView) -> str:
+        # user-select: all: one click selects the whole code for copying.
+        return (
+            "Enter this code at the provider:<br>"
+            '<span class="chat-oauth2-code" title="Click to select it, then copy" '
+            'style="display: inline-block; margin: 0.2em 0; padding: 0.1em 0.5em; '
+            "font: 600 1.9em/1.3 var(--jp-code-font-family, monospace); letter-spacing: 0.12em; "
+            "border: 1px dashed var(--jp-border-color1, #8c959f); border-radius: 4px; "
+            'user-select: all; -webkit-user-select: all">'
+            f"{text(link.user_code or '')}</span>"
+        )
+
+    @staticmethod
+    def _verify_html(link: LinkView) -> str:
+        # Static between codes, like the Authorize link: a click must not lose its anchor.
+        shown = link.verification_uri or link.url
+        filled = " (this link fills the code in)" if link.verification_uri_complete else ""
+        return (
+            "Open "
+            f'<a class="chat-oauth2-verify-link" data-chat-oauth2="verify" '
+            f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener" '
+            'style="color: var(--jp-content-link-color, #0969da); text-decoration: underline">'
+            f"{text(shown)}</a>{filled}, sign in, and approve."
+        )
 
     @staticmethod
     def _remaining_fraction(token: TokenView, now: dt.datetime) -> float | None:
@@ -522,7 +866,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         # Static between links: re-setting innerHTML every second would swap the anchor
         # out from under a person's (or a browser test's) click.
         link = state.link
-        if link is None or status is Status.NOT_CONFIGURED:
+        if link is None or status is Status.NOT_CONFIGURED or link.kind == "device":
             return ""
         if not link.url.startswith(("https://", "http://")):
             return ""

@@ -32,6 +32,7 @@ __all__ = [
     "decode_id_token_claims",
     "derive_status",
     "expiry_text",
+    "fallback_offers",
     "format_countdown",
     "scope_report",
     "status_line",
@@ -223,6 +224,16 @@ class LinkView:
     # False when code in the notebook started this flow and the panel adopted it.
     started_by_panel: bool
     exchanging: bool = False
+    #: How the person finishes it: ``redirect`` (the browser comes back by itself),
+    #: ``paste`` (the person pastes the address it ended on) or ``device`` (types a code).
+    kind: str = "redirect"
+    #: Device flows: the code the person types (public: RFC 8628 shows it on screen) and
+    #: the page to type it on (with the code filled in when the provider offers that).
+    user_code: str | None = None
+    verification_uri: str | None = None
+    verification_uri_complete: str | None = None
+    #: When this panel first saw the start link opened (its flow got a browser binding).
+    opened_at: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +252,13 @@ class PanelState:
     error: ErrorInfo | None = None
     busy: str | None = None
     outcome: str | None = None
+    #: The way this panel authorizes now: the client's, or the fallback the person chose.
+    way: str | None = None
+    #: The provider has a device authorization endpoint ("Use a code instead" is possible).
+    device_endpoint: bool = False
+    #: What went wrong with the last pasted address (shown next to the field), or a note.
+    paste_error: ErrorInfo | None = None
+    paste_note: str | None = None
 
     def status(self, now: dt.datetime) -> Status:
         """The status at ``now`` (see :func:`derive_status`)."""
@@ -292,6 +310,29 @@ def derive_status(
     return Status.NOT_AUTHORIZED
 
 
+def fallback_offers(state: PanelState, now: dt.datetime, after: float) -> tuple[str, ...] | None:
+    """The other ways to offer once a redirect link was opened ``after`` s ago without a callback.
+
+    None while nothing is overdue; else the ways (maybe none) besides fixing the redirect URI.
+    ``paste`` only on the loopback way (the Jupyter server's callback is reachable by the
+    browser showing the notebook); ``device`` when the provider has a device endpoint.
+    """
+    link = state.link
+    if (
+        link is None
+        or link.kind != "redirect"
+        or link.exchanging
+        or link.opened_at is None
+        or state.way not in ("jupyter", "loopback")
+        or now.timestamp() - link.opened_at < after
+        or link.expires_at <= now.timestamp()
+        or (state.token is not None and state.token.updated_at >= link.created_at)
+    ):
+        return None
+    offers = ("paste",) if state.way == "loopback" else ()
+    return (*offers, "device") if state.device_endpoint else offers
+
+
 def status_line(state: PanelState, now: dt.datetime) -> str:
     """The state line: always starts with the status word, then says what to do next."""
     status = state.status(now)
@@ -318,5 +359,14 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         return f"{word}: the token {expiry_text(state.token.expires_at, now)}. {follow}."
     if state.link is not None:
         left = format_countdown(state.link.expires_at - now.timestamp())
+        if state.link.kind == "device":
+            return f"{word}: enter the code below at the provider (it expires in {left})."
+        if state.link.kind == "paste":
+            return (
+                f"{word}: open the Authorize link, approve, then paste the address the browser "
+                f"ends on below (the link stays valid for {left})."
+            )
         return f"{word}: open the Authorize link and approve (the link stays valid for {left})."
+    if state.way == "device":
+        return f"{word}: get a code and enter it at the provider."
     return f"{word}: nothing is stored for {state.user!r} at {state.alias!r}."
