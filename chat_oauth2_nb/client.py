@@ -86,6 +86,10 @@ from .store import (
 from .transport import send
 
 if TYPE_CHECKING:
+    import requests
+    from google.oauth2.credentials import Credentials as GoogleCredentials
+
+    from .adapters import AzureCredential
     from .auth import OAuth2Auth
     from .doctor import Report
 
@@ -1106,6 +1110,24 @@ class OAuth2Client:
         from .auth import OAuth2Auth
 
         return OAuth2Auth(self, resolve_user(user))
+
+    def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
+        """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
+        from .adapters import requests_auth
+
+        return requests_auth(self, resolve_user(user))
+
+    def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
+        """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
+        from .adapters import google_credentials
+
+        return google_credentials(self, resolve_user(user))
+
+    def azure_credential(self, user: UserLike = None) -> AzureCredential:
+        """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
+        from .adapters import AzureCredential
+
+        return AzureCredential(self, resolve_user(user))
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
