@@ -130,3 +130,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import ChatOAuth2App
 
     return [{"module": "chat_oauth2_nb", "app": ChatOAuth2App}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.magic`)."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)

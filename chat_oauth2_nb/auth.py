@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import AsyncGenerator, Generator
 from typing import Protocol
@@ -12,7 +13,7 @@ import httpx
 from .errors import NotAuthorizedError
 from .protocol import AuthData
 
-__all__ = ["OAuth2Auth", "TokenSource"]
+__all__ = ["OAuth2Auth", "TokenKeeper", "TokenSource"]
 
 
 class TokenSource(Protocol):
@@ -33,11 +34,25 @@ class TokenSource(Protocol):
         """After an API answered 401 to ``used``: a newer or refreshed token, or None."""
 
 
-class OAuth2Auth(httpx.Auth):
-    """Sends ``Authorization: Bearer …`` for one user; refreshes when expired or rejected.
+def _bearer_only(data: AuthData) -> AuthData:
+    """``data`` without its refresh token and id_token: all an API call needs.
 
-    The token is kept in memory between requests, so an API call costs no store read
-    until the token nears expiry or the API answers 401.
+    The keeper is handed to other libraries (requests, google-auth, azure-core); what it
+    holds is what they could leak, so it holds no more than the bearer token.
+    """
+    if data.refresh_token is None and data.id_token is None:
+        return data
+    return dataclasses.replace(data, refresh_token=None, id_token=None)
+
+
+class TokenKeeper:
+    """One user's bearer token for an API client: cached, refreshed when expired or rejected.
+
+    Shared by :class:`OAuth2Auth` and the adapters for other HTTP libraries
+    (:mod:`chat_oauth2_nb.adapters`), so all of them refresh the same way: through the
+    :class:`TokenSource`, whose refresh is single-flight across threads and processes. The
+    token is kept in memory between requests, so a call costs no store read until the token
+    nears expiry or the API answers 401.
     """
 
     def __init__(self, client: TokenSource, user: str) -> None:
@@ -47,11 +62,19 @@ class OAuth2Auth(httpx.Auth):
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<OAuth2Auth alias={self._client.alias!r} user={self._user!r}>"
+        return f"<{type(self).__name__} alias={self._client.alias!r} user={self._user!r}>"
 
-    def _current(self) -> AuthData:
+    def _fresh_cached(self) -> AuthData | None:
+        """The cached token while it is not expired (no I/O), else None."""
         cached = self._cached
         if cached is not None and not cached.is_expired(self._client.leeway):
+            return cached
+        return None
+
+    def current(self) -> AuthData:
+        """The token to send: the cached one, or the stored one (refreshed if it expired)."""
+        cached = self._fresh_cached()
+        if cached is not None:
             return cached
         with self._lock:
             data = self._client.get_access_token_for_user(self._user)
@@ -60,14 +83,23 @@ class OAuth2Auth(httpx.Auth):
                     f"{self._user!r} has not authorized {self._client.alias!r}",
                     hint="Authorize first: open client.get_user_authorization_url(), or show client.panel().",
                 )
-            self._cached = data
+            self._cached = data = _bearer_only(data)
             return data
 
-    def _after_rejection(self, used: AuthData) -> AuthData | None:
+    def after_rejection(self, used: AuthData) -> AuthData | None:
+        """After ``used`` was refused (or will not do): a newer or refreshed token, or None."""
         with self._lock:
             data = self._client.refresh_after_rejection(self._user, used)
-            self._cached = data
+            self._cached = data = None if data is None else _bearer_only(data)
             return data
+
+
+class OAuth2Auth(TokenKeeper, httpx.Auth):
+    """Sends ``Authorization: Bearer …`` for one user; refreshes when expired or rejected.
+
+    The token is kept in memory between requests, so an API call costs no store read
+    until the token nears expiry or the API answers 401.
+    """
 
     @staticmethod
     def _sign(request: httpx.Request, data: AuthData) -> None:
@@ -77,11 +109,11 @@ class OAuth2Auth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """Sign the request; on a 401, refresh once and retry."""
-        data = self._current()
+        data = self.current()
         self._sign(request, data)
         response = yield request
         if response.status_code == 401:
-            fresh = self._after_rejection(data)
+            fresh = self.after_rejection(data)
             if fresh is not None:
                 self._sign(request, fresh)
                 yield request
@@ -90,15 +122,12 @@ class OAuth2Auth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Async twin of :meth:`sync_auth_flow`; store and provider I/O run in a worker thread."""
-        cached = self._cached
-        if cached is not None and not cached.is_expired(self._client.leeway):
-            data = cached
-        else:
-            data = await asyncio.to_thread(self._current)
+        cached = self._fresh_cached()
+        data = cached if cached is not None else await asyncio.to_thread(self.current)
         self._sign(request, data)
         response = yield request
         if response.status_code == 401:
-            fresh = await asyncio.to_thread(self._after_rejection, data)
+            fresh = await asyncio.to_thread(self.after_rejection, data)
             if fresh is not None:
                 self._sign(request, fresh)
                 yield request

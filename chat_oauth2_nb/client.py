@@ -86,6 +86,10 @@ from .store import (
 from .transport import send
 
 if TYPE_CHECKING:
+    import requests
+    from google.oauth2.credentials import Credentials as GoogleCredentials
+
+    from .adapters import AzureCredential
     from .auth import OAuth2Auth
     from .doctor import Report
 
@@ -494,6 +498,10 @@ class OAuth2Client:
         and redirects to the provider; :attr:`AuthorizationURL.provider_url` is that
         provider URL. It carries a fresh single-use ``state`` (expires after ``flow_ttl``
         seconds) and a PKCE S256 challenge; the scopes are the default scopes plus ``scopes``.
+
+        Asking an authorized user for more ``scopes`` is an upgrade: the link also asks for
+        the scopes the stored token has, and the stored token stays in use until the new
+        grant arrives (a denied or abandoned upgrade keeps it).
         """
         if self.way is None:
             self.setup()
@@ -526,6 +534,7 @@ class OAuth2Client:
                 "is 'device', which has no authorization link",
                 "Call client.start_device_authorization(), or show client.panel().",
             )
+        asked = scopes_argument(scopes)
         on_loopback = self._loopback is not None and self._loopback.serves(redirect)
         endpoint: FlowEndpoint = (
             "paste" if self.way == "paste" else "loopback" if on_loopback else "server"
@@ -534,7 +543,7 @@ class OAuth2Client:
             self.config,
             user=key,
             redirect_uri=redirect,
-            scopes=dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))),
+            scopes=dict.fromkeys((*self.config.default_scopes, *self._granted(key, asked), *asked)),
             origin=origin,
             client_ref=self._ref,
             endpoint=endpoint,
@@ -548,6 +557,21 @@ class OAuth2Client:
                 target=self._watch, args=(flow,), name="chat-oauth2-watch", daemon=True
             ).start()
         return flow, self.start_link(flow)
+
+    def _granted(self, key: str, asked: tuple[str, ...]) -> tuple[str, ...]:
+        """The scopes ``key`` holds already, when ``asked`` names more (an upgrade).
+
+        The new grant replaces the stored one, so it must carry the old scopes too: asking
+        for one more scope never loses another. Until it arrives the stored token is kept
+        and used. A plain re-authorization (no extra scopes) asks for the defaults only.
+        """
+        if not asked:
+            return ()
+        try:
+            record = self._stored(key)
+        except ProviderMismatchError:
+            return ()  # another provider's token: the new grant replaces it, scopes and all
+        return record.data.scopes if record is not None else ()
 
     def start_link(self, flow: PendingFlow) -> AuthorizationURL:
         """The link (start URL, with its provider URL) of a pending flow this client can serve."""
@@ -664,7 +688,10 @@ class OAuth2Client:
             DeviceAuthorizationError: the provider refused; the message says why.
         """
         key = resolve_user(user)
-        wanted = tuple(dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))))
+        asked = scopes_argument(scopes)
+        wanted = tuple(
+            dict.fromkeys((*self.config.default_scopes, *self._granted(key, asked), *asked))
+        )
         request = device_authorization_request(self.config, wanted)
         self.store.put_provider(self.config)
         answer = self._send(request, "Device authorization", DeviceAuthorizationError)
@@ -1130,6 +1157,24 @@ class OAuth2Client:
         from .auth import OAuth2Auth
 
         return OAuth2Auth(self, resolve_user(user))
+
+    def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
+        """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
+        from .adapters import requests_auth
+
+        return requests_auth(self, resolve_user(user))
+
+    def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
+        """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
+        from .adapters import google_credentials
+
+        return google_credentials(self, resolve_user(user))
+
+    def azure_credential(self, user: UserLike = None) -> AzureCredential:
+        """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
+        from .adapters import AzureCredential
+
+        return AzureCredential(self, resolve_user(user))
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""

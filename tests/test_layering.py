@@ -29,11 +29,14 @@ CORE = {
     "chat_oauth2_nb.flows",
     "chat_oauth2_nb.client",
     "chat_oauth2_nb.auth",
+    "chat_oauth2_nb.adapters",
     "chat_oauth2_nb.doctor",
 }
 # The documented hops from the core into other layers, each inside one function.
 ALLOWED = {
     ("chat_oauth2_nb.client", "chat_oauth2_nb.auth"),  # client.auth()
+    # client.requests_auth(), .google_credentials(), .azure_credential()
+    ("chat_oauth2_nb.client", "chat_oauth2_nb.adapters"),
     ("chat_oauth2_nb.client", "chat_oauth2_nb.widgets"),  # client.panel()
     ("chat_oauth2_nb.client", "chat_oauth2_nb.server.loopback"),  # the loopback listener
     ("chat_oauth2_nb.client", "chat_oauth2_nb.doctor"),  # client.diagnose()
@@ -120,7 +123,12 @@ def test_core_never_imports_server_widgets_or_their_frameworks(core: str) -> Non
 def test_lower_layers_never_import_higher_ones() -> None:
     modules = all_modules()
     for i, lower in enumerate(ORDER):
-        higher = [*ORDER[i + 1 :], "chat_oauth2_nb.auth", "chat_oauth2_nb.widgets"]
+        higher = [
+            *ORDER[i + 1 :],
+            "chat_oauth2_nb.auth",
+            "chat_oauth2_nb.adapters",
+            "chat_oauth2_nb.widgets",
+        ]
         bad = sorted(
             n
             for n in modules[lower]
@@ -132,6 +140,24 @@ def test_lower_layers_never_import_higher_ones() -> None:
 
 def test_auth_depends_on_a_token_source_not_the_client() -> None:
     assert not any(under(n, "chat_oauth2_nb.client") for n in all_modules()["chat_oauth2_nb.auth"])
+
+
+def test_adapters_depend_on_a_token_source_not_the_client() -> None:
+    imported = all_modules()["chat_oauth2_nb.adapters"]
+    assert not any(under(n, "chat_oauth2_nb.client") for n in imported)
+
+
+def test_client_imports_the_adapters_only_inside_its_methods() -> None:
+    """The optional libraries load when an adapter is asked for, never with the client."""
+    tree = ast.parse((PACKAGE / "client.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "adapters":
+            raise AssertionError("client.py imports .adapters at module level")
+        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` is for type checkers only
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            assert not any(n.split(".")[0] in ("requests", "google", "azure") for n in names)
 
 
 def test_server_and_hub_never_import_the_client_side() -> None:

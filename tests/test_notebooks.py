@@ -6,8 +6,8 @@ Every secret of the run is then gathered (the store's tokens, client secret and 
 verifiers; from the demo provider living in the kernel, every token, code and client
 secret it issued) and no output, and no widget state nbclient saved, may contain any of
 them. README's first command is run exactly as written too. 03 needs real accounts: it
-is checked for nbformat validity, that its code compiles, and that its provider configs
-are accepted by ``create_oauth2_client``; its cells tagged ``offline`` (client.diagnose()
+is checked for nbformat validity, that its code compiles, and that its preset calls
+build clients with ``create_oauth2_client``; its cells tagged ``offline`` (client.diagnose()
 on a deliberately broken demo config) are executed.
 """
 
@@ -183,38 +183,42 @@ def test_notebook_is_valid_and_saved_clean(path: Path) -> None:
     assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state"
 
 
-def test_real_providers_configs_are_accepted() -> None:
-    """03's config dicts (plain literals in its cells) build clients; Google asks for offline."""
+def test_real_providers_cells_use_presets_that_build() -> None:
+    """03 has one cell per provider: a preset's client, the redirect URI to paste, the panel.
+
+    Every ``create_oauth2_client("<preset>", …)`` call of the notebook (literal arguments
+    only: nothing that touches a network) is built again here, with placeholder credentials.
+    """
     nb = nbformat.read(REAL_PROVIDERS, as_version=4)
-    namespace: dict[str, Any] = {}
+    built: dict[str, Any] = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        for node in ast.parse(cell.source).body:
-            # Only top-level NAME = <literal> assignments: nothing that touches a network.
-            if (
-                isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and node.targets[0].id.isupper()
+        for node in ast.walk(ast.parse(cell.source)):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "create_oauth2_client"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
             ):
-                module = ast.Module(body=[node], type_ignores=[])
-                exec(compile(module, REAL_PROVIDERS.name, "exec"), namespace)  # noqa: S102
-    configs = {
-        value["alias"]: value
-        for value in namespace.values()
-        if isinstance(value, dict) and "alias" in value
-    }
-    assert set(configs) == {"google", "github", "entra", "gitlab"}
-    for alias, config in configs.items():
-        client = create_oauth2_client(
-            config, client_id="registered-id", client_secret="s3cret-value"
-        )
-        assert client.alias == alias
-        assert client.config.auth_uri.startswith("https://")
-        assert client.config.access_token_uri.startswith("https://")
-    google = create_oauth2_client(configs["google"], client_id="id", client_secret="secret-value")
-    assert google.config.auth_uri_params == {"access_type": "offline", "prompt": "consent"}
+                continue
+            name = node.args[0].value
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+            kwargs.update(client_id="registered-id", client_secret="s3cret-value")
+            client = create_oauth2_client(name, mode="loopback", **kwargs)
+            assert client.config.auth_uri.startswith("https://")
+            assert client.config.access_token_uri.startswith("https://")
+            built[name] = client
+            client.close()
+            if "setup()" in cell.source:
+                # The provider's cell: it prints the URI to paste and shows the panel.
+                assert ".panel()" in cell.source, cell.source
+    assert {"google", "github", "microsoft", "gitlab"} <= set(built)
+    google = built["google"].config
+    assert google.auth_uri_params == {"access_type": "offline", "prompt": "consent"}
+    assert "offline_access" in built["microsoft"].config.default_scopes
 
 
 # -- executed notebooks ------------------------------------------------------------------------

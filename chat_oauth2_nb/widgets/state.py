@@ -347,7 +347,11 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         if state.link.exchanging:
             return f"{word}: the provider sent the person back; exchanging the code for a token…"
         left = format_countdown(state.link.expires_at - now.timestamp())
-        return f"{word}: approve at the provider; this authorization expires in {left}."
+        line = f"{word}: approve at the provider; this authorization expires in {left}."
+        if state.token is not None and not state.token.is_expired(now):
+            # An upgrade (or re-authorization) in progress: nothing changes until it arrives.
+            line += " The current token keeps working until then."
+        return line
     if status is Status.AUTHORIZED:
         assert state.token is not None
         if state.token.expires_at is None:

@@ -1,0 +1,232 @@
+"""Hand a user's token to the libraries people already use: requests, google-auth, azure-core.
+
+Each adapter is a thin face over :class:`~chat_oauth2_nb.auth.TokenKeeper`, the same
+cache-and-refresh logic as :meth:`OAuth2Client.auth`, so every refresh still goes through the
+client's single-flight refresh (one request per refresh token, across threads and
+processes) and the refresh token never leaves this package: the other library only ever
+sees an access token and its expiry. The libraries are optional extras, imported when an
+adapter is made, so ``import chat_oauth2_nb`` never loads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib
+import time
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .auth import TokenKeeper, TokenSource
+from .errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
+from .protocol import AuthData
+
+if TYPE_CHECKING:
+    import requests
+    from azure.core.credentials import AccessToken
+    from google.oauth2.credentials import Credentials
+
+__all__ = ["AzureCredential", "google_credentials", "requests_auth"]
+
+# What each adapter needs, and the pip name that provides it.
+_PACKAGES = {
+    "requests": "requests",
+    "google.oauth2.credentials": "google-auth",
+    "azure.core.credentials": "azure-core",
+}
+# A token without an expiry (GitHub's classic OAuth tokens) still needs one for azure-core.
+_NO_EXPIRY_SECONDS = 365 * 24 * 3600
+
+
+def _require(module: str) -> ModuleType:
+    """Import an optional library, or say which package to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = _PACKAGES[module]
+        raise ConfigurationError(
+            "adapter",
+            f"needs the {package!r} package, which is not installed",
+            f"Install it: pip install {package}",
+        ) from None
+
+
+# requests ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _requests_auth_class() -> type[Any]:
+    # Defined on first use: subclassing requests.auth.AuthBase needs requests imported.
+    requests_auth_module = _require("requests").auth
+    cookies = importlib.import_module("requests.cookies")
+
+    class RequestsAuth(TokenKeeper, requests_auth_module.AuthBase):  # type: ignore[misc,name-defined]
+        """A ``requests`` auth: the user's bearer token, refreshed on expiry and once on a 401."""
+
+        def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+            data = self.current()
+            request.headers["Authorization"] = f"Bearer {data.token}"
+            # A body that is a stream must be rewound before the request is sent again.
+            tell = getattr(request.body, "tell", None)
+            position = tell() if callable(tell) else None
+            request.register_hook(
+                "response", functools.partial(self._retry_once, used=data, position=position)
+            )
+            return request
+
+        def _retry_once(
+            self,
+            response: requests.Response,
+            *,
+            used: AuthData,
+            position: int | None,
+            **kwargs: Any,
+        ) -> requests.Response:
+            if response.status_code != 401:
+                return response
+            fresh = self.after_rejection(used)
+            if fresh is None or response.connection is None:
+                return response
+            body = response.request.body
+            if position is not None and hasattr(body, "seek"):
+                body.seek(position)  # type: ignore[union-attr]
+            # Release the connection before reusing it, as requests' own digest auth does.
+            _ = response.content
+            response.close()
+            retry = response.request.copy()
+            # The retry is sent by the adapter directly, so this hook does not run again.
+            cookies.extract_cookies_to_jar(retry._cookies, response.request, response.raw)
+            retry.prepare_cookies(retry._cookies)
+            retry.headers["Authorization"] = f"Bearer {fresh.token}"
+            again: requests.Response = response.connection.send(retry, **kwargs)
+            again.history.append(response)
+            again.request = retry
+            return again
+
+    return RequestsAuth
+
+
+def requests_auth(client: TokenSource, user: str) -> requests.auth.AuthBase:
+    """A ``requests.auth.AuthBase`` that sends ``user``'s bearer token and refreshes it."""
+    auth: requests.auth.AuthBase = _requests_auth_class()(client, user)
+    return auth
+
+
+# google-auth ------------------------------------------------------------------------------
+
+
+class _GoogleRefresh(TokenKeeper):
+    """google-auth's ``refresh_handler``: a new access token and expiry, from our store."""
+
+    def __init__(self, client: TokenSource, user: str, threshold: dt.timedelta) -> None:
+        super().__init__(client, user)
+        self._threshold = threshold
+        self._handed: str | None = None
+
+    def _too_short(self, data: AuthData) -> bool:
+        left = data.expires_in()
+        # A few seconds on top: the token must still be fresh when google-auth checks it.
+        return left is not None and left <= self._threshold.total_seconds() + 5
+
+    def first(self) -> AuthData:
+        """The token the credentials start with."""
+        data = self.current()
+        self._handed = data.token
+        return data
+
+    def __call__(
+        self, request: Any, scopes: Sequence[str] | None = None
+    ) -> tuple[str, dt.datetime]:
+        """Return (access token, naive UTC expiry), as google-auth's refresh_handler must."""
+        data = self.current()
+        # google-auth asks only when the token it holds is stale (its own, longer, threshold)
+        # or was rejected: the token it holds is not good enough, so get a newer one.
+        if data.token == self._handed or self._too_short(data):
+            fresh = self.after_rejection(data)
+            if fresh is None:
+                raise NotAuthorizedError(
+                    f"{self._user!r} has no usable token for {self._client.alias!r} any more",
+                    hint="Authorize again: client.get_user_authorization_url(), or client.panel().",
+                )
+            data = fresh
+        if self._too_short(data):
+            raise TokenRefreshError(
+                f"{self._client.alias!r} issues tokens that expire within google-auth's "
+                f"refresh threshold ({int(self._threshold.total_seconds())} s), so "
+                "google-auth would refuse them",
+                hint="Use client.auth() or client.requests_auth() for this provider.",
+            )
+        self._handed = data.token
+        return data.token, _naive_utc_expiry(data)
+
+
+def _naive_utc_expiry(data: AuthData) -> dt.datetime:
+    # google-auth compares expiries with a naive UTC "now".
+    if data.expires_at is None:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(
+            seconds=_NO_EXPIRY_SECONDS
+        )
+    return data.expires_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def google_credentials(client: TokenSource, user: str) -> Credentials:
+    """``google.oauth2.credentials.Credentials`` for ``user`` that refresh through the store.
+
+    They hold the access token and its expiry only; when google-auth refreshes them (on
+    expiry, or after a 401 in ``AuthorizedSession``) its ``refresh_handler`` asks the client,
+    which refreshes single-flight. No refresh token, client secret or token URI is handed over.
+    """
+    module = _require("google.oauth2.credentials")
+    helpers = importlib.import_module("google.auth._helpers")
+    handler = _GoogleRefresh(client, user, helpers.REFRESH_THRESHOLD)
+    data = handler.first()
+    credentials: Credentials = module.Credentials(
+        token=data.token,
+        expiry=None if data.expires_at is None else _naive_utc_expiry(data),
+        refresh_handler=handler,
+        granted_scopes=list(data.scopes) or None,
+    )
+    return credentials
+
+
+# azure-core -------------------------------------------------------------------------------
+
+
+class AzureCredential(TokenKeeper):
+    """An ``azure.core.credentials.TokenCredential`` for one user of a chat_oauth2_nb client.
+
+    ``get_token`` returns the user's access token (refreshed when expired, single-flight);
+    the scopes azure-core asks for are ignored: the token carries what the user granted
+    (ask for more with ``client.get_user_authorization_url(user, scopes=[...])``).
+    """
+
+    def __init__(self, client: TokenSource, user: str) -> None:
+        self._access_token = _require("azure.core.credentials").AccessToken
+        super().__init__(client, user)
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """The user's access token and its expiry (Unix seconds), as azure-core expects."""
+        data = self.current()
+        if data.expires_at is None:
+            expires_on = int(time.time()) + _NO_EXPIRY_SECONDS
+        else:
+            expires_on = int(data.expires_at.timestamp())
+        token: AccessToken = self._access_token(data.token, expires_on)
+        return token
+
+    def close(self) -> None:
+        """Nothing to release: the client owns the connections."""
+
+    def __enter__(self) -> AzureCredential:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
