@@ -12,10 +12,18 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import errors
 from .config import ProviderConfig, env_var_name
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OAuth2Error
 
-__all__ = ["PRESET_PARAMETERS", "public_part", "resolve_declarations", "secret_variables"]
+__all__ = [
+    "PRESET_PARAMETERS",
+    "error_from_payload",
+    "error_payload",
+    "public_part",
+    "resolve_declarations",
+    "secret_variables",
+]
 
 #: Keys of a declaration that are the preset's parameters rather than config keys.
 PRESET_PARAMETERS = ("tenant", "base_url", "realm", "server_url", "issuer")
@@ -78,3 +86,34 @@ def public_part(config: ProviderConfig) -> dict[str, Any]:
     mapping = config.to_mapping()
     mapping.pop("client_secret", None)  # to_mapping() leaves it out; this keeps it that way
     return mapping
+
+
+def error_payload(exc: OAuth2Error) -> dict[str, Any]:
+    """The JSON form of a typed error, to raise again in another process (no secret is in it)."""
+    return {
+        "error_type": type(exc).__name__,
+        "message": exc.message,
+        "hint": exc.hint,
+        "error": exc.error,
+        "error_description": exc.error_description,
+        "status_code": exc.status_code,
+    }
+
+
+def error_from_payload(body: object, fallback: str) -> OAuth2Error:
+    """The typed error :func:`error_payload` described; ``fallback`` words when it is not one."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("message"), str):
+        return OAuth2Error(fallback, hint="Check the server's log.")
+    cls = getattr(errors, str(body.get("error_type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, OAuth2Error)):
+        cls = OAuth2Error
+    status = body.get("status_code")
+    return cls(
+        body["message"],
+        error=body.get("error") if isinstance(body.get("error"), str) else None,
+        error_description=body.get("error_description")
+        if isinstance(body.get("error_description"), str)
+        else None,
+        status_code=status if isinstance(status, int) else None,
+        hint=body.get("hint") if isinstance(body.get("hint"), str) else None,
+    )

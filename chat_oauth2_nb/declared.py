@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from . import errors
 from .client import Mode, OAuth2Client, UserLike, resolve_user
 from .config import ProviderConfig
+from .declarations import error_from_payload
 from .errors import ConfigurationError, NotAuthorizedError, OAuth2Error
 from .protocol import AuthData
 from .routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
@@ -42,20 +42,8 @@ def _raise_from(answer: httpx.Response) -> None:
         body = answer.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-        raise OAuth2Error(
-            f"The Jupyter server answered HTTP {answer.status_code} for a declared provider",
-            hint="Check the server's log; restart the server if it was upgraded meanwhile.",
-        )
-    cls = getattr(errors, str(body.get("error_type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, OAuth2Error)):
-        cls = OAuth2Error
-    raise cls(
-        body["message"],
-        error=body.get("error"),
-        error_description=body.get("error_description"),
-        status_code=body.get("status_code"),
-        hint=body.get("hint"),
+    raise error_from_payload(
+        body, f"The Jupyter server answered HTTP {answer.status_code} for a declared provider"
     )
 
 

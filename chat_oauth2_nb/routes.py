@@ -11,9 +11,12 @@ import re
 __all__ = [
     "CALLBACK_PATH",
     "CALLBACK_TAIL",
+    "HUB_BROKER_ENV",
+    "HUB_BROKER_PATH",
     "HUB_CALLBACK_ENV",
     "HUB_KEY_ENV",
     "HUB_KEY_PATH",
+    "HUB_PROVIDERS_ENV",
     "SERVER_API_ENV",
     "SERVER_API_PATH",
     "SERVER_API_TOKEN_ENV",
@@ -49,3 +52,10 @@ SERVER_API_ENV = "CHAT_OAUTH2_NB_SERVER_API_URL"
 #: Set by the extension for its kernels: the bearer token of that API, new at every start.
 #: Only processes this server starts inherit it; another OS user cannot read their environment.
 SERVER_API_TOKEN_ENV = "CHAT_OAUTH2_NB_SERVER_API_TOKEN"  # noqa: S105 - a variable's name
+#: Set by ``configure_hub(c, providers=...)`` in every spawned server's environment: the
+#: declared providers' public part (JSON, no secret), and where the service that holds their
+#: secrets answers (broker mode).
+HUB_PROVIDERS_ENV = "CHAT_OAUTH2_NB_HUB_PROVIDERS"
+HUB_BROKER_ENV = "CHAT_OAUTH2_NB_HUB_BROKER_URL"
+#: The broker's endpoints, under the service's prefix: ``…/broker/{exchange,token,revoke}/<alias>``.
+HUB_BROKER_PATH = "broker"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from typing import Any
@@ -13,9 +14,12 @@ from jupyter_server.utils import url_path_join
 from traitlets import Dict, Float, Unicode, default
 
 from ..declarations import resolve_declarations, secret_variables
+from ..errors import ConfigurationError
 from ..routes import (
     CALLBACK_PATH,
+    HUB_BROKER_ENV,
     HUB_CALLBACK_ENV,
+    HUB_PROVIDERS_ENV,
     SERVER_API_ENV,
     SERVER_API_PATH,
     SERVER_API_TOKEN_ENV,
@@ -24,7 +28,7 @@ from ..routes import (
     START_PATH,
 )
 from ..store import Store, open_store
-from .broker import Broker
+from .broker import Broker, RemoteBroker
 from .handlers import (
     CallbackHandler,
     ProvidersHandler,
@@ -77,6 +81,37 @@ class ChatOAuth2App(ExtensionApp):
         ),
     ).tag(config=True)
 
+    @default("providers")
+    def _providers_default(self) -> dict[str, Any]:
+        # On a hub, configure_hub(c, providers=...) hands every server the public part.
+        text = os.environ.get(HUB_PROVIDERS_ENV, "")
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise ConfigurationError(
+                HUB_PROVIDERS_ENV,
+                "is not a JSON object",
+                "Ask the hub administrator: configure_hub(c, providers=...) sets it.",
+            )
+        return value
+
+    broker_url = Unicode(
+        help=(
+            "Broker mode (JupyterHub): the URL of the hub service that holds the declared "
+            "providers' client secrets and refresh tokens, and exchanges, refreshes and "
+            "revokes for this server with its JUPYTERHUB_API_TOKEN. configure_hub(c, "
+            "providers=...) sets it through $CHAT_OAUTH2_NB_HUB_BROKER_URL."
+        ),
+    ).tag(config=True)
+
+    @default("broker_url")
+    def _broker_url_default(self) -> str:
+        return os.environ.get(HUB_BROKER_ENV, "")
+
     token_timeout = Float(
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
@@ -98,7 +133,13 @@ class ChatOAuth2App(ExtensionApp):
         declared = resolve_declarations(self.providers, os.environ)
         for name in secret_variables(self.providers):
             os.environ.pop(name, None)
-        self._broker = Broker(declared, timeout=self.token_timeout)
+        if self.broker_url:
+            api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+            self._broker: Broker = RemoteBroker(
+                declared, url=self.broker_url, api_token=api_token, timeout=self.token_timeout
+            )
+        else:
+            self._broker = Broker(declared, timeout=self.token_timeout)
         self._api_token = secrets.token_urlsafe(32)
         if declared:
             self.log.info("chat_oauth2_nb: declared providers: %s", ", ".join(sorted(declared)))

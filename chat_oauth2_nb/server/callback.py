@@ -45,6 +45,7 @@ from ..protocol import (
 )
 from ..store import FlowError, PendingFlow, Store
 from ..transport import asend
+from .broker import Broker
 
 __all__ = [
     "ROUTE_VALUE",
@@ -264,16 +265,17 @@ async def complete_authorization(
     http: httpx.AsyncClient,
     arrival: Arrival,
     *,
-    declared: Mapping[str, ProviderConfig] | None = None,
+    broker: Broker | None = None,
 ) -> CallbackOutcome:
     """Finish the flow named by ``params['state']``; never raises for bad input.
 
     Before the state is used up, the flow must have been issued for this endpoint and alias
     and started by this browser (and Jupyter user); otherwise it stays pending. A redirect
     whose ``iss`` is not the flow's provider (RFC 9207) ends the flow with an error and sends
-    no code anywhere. A flow of a ``declared`` provider (same alias, issuer or token endpoint
-    and client id) is exchanged with the declared config, whose secret only this process has,
-    and its refresh token is stored apart from what kernels read.
+    no code anywhere. A flow of a provider the ``broker`` declares (same alias, issuer or
+    token endpoint and client id) is exchanged with the declared config, whose secret only
+    this process (or, in broker mode, the hub's service) has, and its refresh token is kept
+    apart from what kernels read.
     """
     state = _one(params, "state")
     if state is None:
@@ -299,7 +301,7 @@ async def complete_authorization(
         return _failure(503, "Authorization is waiting for the token store", exc)
     where = {"alias": flow.alias, "user": flow.user}
     try:
-        return await _settle(store, flow, params, http, declared or {})
+        return await _settle(store, flow, params, http, broker)
     except Exception as exc:
         # The state is used up: whatever broke, the flow must end with an error the kernel
         # can read, or its wait hangs to the timeout. Only the type is logged: a foreign
@@ -334,12 +336,12 @@ async def _settle(
     flow: PendingFlow,
     params: Mapping[str, Sequence[str]],
     http: httpx.AsyncClient,
-    declared: Mapping[str, ProviderConfig],
+    broker: Broker | None,
 ) -> CallbackOutcome:
     """Finish a consumed flow: the provider's error, or the code exchanged and stored."""
     where = {"alias": flow.alias, "user": flow.user}
     config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
-    held = _declared_config(config, declared)
+    held = _declared_config(config, broker.declared if broker else {})
     config = held or config
     known = (flow.code_verifier, config.client_secret if config else None)
 
@@ -382,6 +384,9 @@ async def _settle(
             store.finish_flow, flow.state, error=FlowError.of(exc_cfg, "exchange")
         )
         return _failure(500, "Authorization failed", exc_cfg, **where)
+
+    if held is not None and broker is not None and broker.remote:
+        return await _settle_remotely(store, flow, code, broker)
 
     request = code_exchange_request(
         config, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
@@ -444,6 +449,43 @@ async def _settle(
             )
         return _failure(503, "Authorization failed", lost, **where)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
+    return CallbackOutcome(
+        status=200,
+        title="Authorized",
+        message=f"{flow.alias} is authorized for {flow.user}. You can close this tab and "
+        "go back to your notebook.",
+        alias=flow.alias,
+        user=flow.user,
+    )
+
+
+async def _settle_remotely(
+    store: Store, flow: PendingFlow, code: str, broker: Broker
+) -> CallbackOutcome:
+    """Broker mode: the hub's service exchanges the code; the access token is stored here."""
+    where = {"alias": flow.alias, "user": flow.user}
+    try:
+        exchange, _ = await asyncio.to_thread(
+            broker.exchange,
+            store,
+            flow.alias,
+            flow.user,
+            code=code,
+            redirect_uri=flow.redirect_uri,
+            code_verifier=flow.code_verifier,
+            scopes=flow.scopes,
+            nonce=flow.nonce,
+        )
+    except OAuth2Error as exc:
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc, "exchange"))
+        log.warning("code exchange for %r failed at the hub's service: %s", flow.alias, exc)
+        return _failure(502, "Authorization failed", exc, **where)
+    await asyncio.to_thread(
+        store.patiently,
+        lambda: store.finish_flow(flow.state, exchange=exchange or None),
+        _STORE_PATIENCE,
+    )
+    log.info("stored a new token for %r at %r (hub broker)", flow.user, flow.alias)
     return CallbackOutcome(
         status=200,
         title="Authorized",

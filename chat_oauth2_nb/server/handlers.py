@@ -189,7 +189,7 @@ class CallbackHandler(_Base):
             decoded,
             self.settings["chat_oauth2_nb_http"](),
             arrival,
-            declared=self.settings["chat_oauth2_nb_broker"].declared,
+            broker=self.settings["chat_oauth2_nb_broker"],
         )
         self._page(outcome)
 
