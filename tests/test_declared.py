@@ -226,3 +226,20 @@ async def test_a_real_kernel_never_holds_the_secret_or_refresh_token(
     assert_no_secret(
         started + finished, [secret, *held], "the kernel's outputs", client_ids=[client_id]
     )
+
+
+async def test_an_expired_token_is_refreshed_by_the_server_once_for_concurrent_callers(
+    jp_serverapp: Any, http_server_client: Any, provider: DemoProvider, browser: Browser
+) -> None:
+    provider.set_token_lifetime(2)
+    client = await asyncio.to_thread(create_oauth2_client, "demo")
+    url = await asyncio.to_thread(client.get_user_authorization_url, "ada")
+    assert (await browser.callback(await browser.params(url))).code == 200
+    data = await client.await_for_authorization("ada", timeout=5)
+    provider.set_token_lifetime(3600)
+    await asyncio.sleep(1.2)  # past half its lifetime: expired for the client
+    provider.token_delay = 0.3  # keeps the refresh in flight while the others ask
+    results = await asyncio.gather(*[client.aget_access_token_for_user("ada") for _ in range(4)])
+    tokens = {r.token for r in results if r is not None}
+    assert len(tokens) == 1 and data.token not in tokens
+    assert provider.token_requests["refresh_token"] == 1
