@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "create_oauth2_client": "client",
+    "providers": "declared",
     "OAuth2Client": "client",
     "resolve_user": "client",
     "HttpExchange": "client",
@@ -79,6 +80,7 @@ __all__ = [
     "dashboard",
     "discover_config",
     "open_store",
+    "providers",
     "resolve_user",
 ]
 
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
     from .auth import OAuth2Auth
     from .client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .config import ProviderConfig, discover_config
+    from .declared import providers
     from .errors import (
         AuthorizationCancelledError,
         AuthorizationDeniedError,

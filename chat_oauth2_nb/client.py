@@ -1221,8 +1221,9 @@ def create_oauth2_client(
     Args:
         config: ``alias``, ``authUri``, ``accessTokenUri`` and optionally ``refreshTokenUri``,
             ``revokeTokenUri``, ``defaultScopes``, ``authUriParams``, ``authorizationCallback``;
-            or a preset's name (``"google"``, ``"github"``, ``"microsoft"``, ``"gitlab"``,
-            ``"keycloak"``, ``"rocketchat"``, ``"oidc"``: see :mod:`chat_oauth2_nb.presets`).
+            or the alias of a provider declared on this Jupyter server (when no credentials
+            are given: see :func:`chat_oauth2_nb.providers`); or a preset's name
+            (``"google"``, ``"github"``, ``"microsoft"``, ``"gitlab"``, ``"keycloak"``, ``"rocketchat"``, ``"oidc"``: see :mod:`chat_oauth2_nb.presets`).
         **preset_params: with a preset name only, the preset's parameters and ``alias``:
             ``tenant=`` (microsoft), ``base_url=`` (gitlab, keycloak), ``realm=`` (keycloak),
             ``server_url=`` (rocketchat), ``issuer=`` (oidc).
@@ -1256,6 +1257,23 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    if isinstance(config, str) and client_id is None and client_secret is None:
+        # A provider the administrator declared on this Jupyter server (issue 13).
+        from .declared import declared_client
+
+        declared = declared_client(
+            config,
+            preset_params,
+            redirect_uri=redirect_uri,
+            mode=mode,
+            store=store,
+            timeout=timeout,
+            leeway=leeway,
+            flow_ttl=flow_ttl,
+            store_key=store_key,
+        )
+        if declared is not None:
+            return declared
     if isinstance(config, str):
         from .presets import config as preset_config
 

@@ -11,9 +11,15 @@ import re
 __all__ = [
     "CALLBACK_PATH",
     "CALLBACK_TAIL",
+    "HUB_BROKER_ENV",
+    "HUB_BROKER_PATH",
     "HUB_CALLBACK_ENV",
     "HUB_KEY_ENV",
     "HUB_KEY_PATH",
+    "HUB_PROVIDERS_ENV",
+    "SERVER_API_ENV",
+    "SERVER_API_PATH",
+    "SERVER_API_TOKEN_ENV",
     "SERVER_CALLBACK_ENV",
     "SERVER_START_ENV",
     "START_PATH",
@@ -37,3 +43,19 @@ HUB_CALLBACK_ENV = "CHAT_OAUTH2_NB_HUB_CALLBACK_URL"
 HUB_KEY_ENV = "CHAT_OAUTH2_NB_HUB_KEY_URL"
 #: The router's store-key endpoint, under the service's prefix.
 HUB_KEY_PATH = "store-key"
+
+#: Declared providers (``c.ChatOAuth2App.providers``): the server's API for its own kernels,
+#: under base_url: ``…/providers`` (GET), ``…/token/<alias>`` and ``…/revoke/<alias>`` (POST).
+SERVER_API_PATH = "chat-oauth2"
+#: Set by the extension for its kernels: the server's own (internal) URL of that API.
+SERVER_API_ENV = "CHAT_OAUTH2_NB_SERVER_API_URL"
+#: Set by the extension for its kernels: the bearer token of that API, new at every start.
+#: Only processes this server starts inherit it; another OS user cannot read their environment.
+SERVER_API_TOKEN_ENV = "CHAT_OAUTH2_NB_SERVER_API_TOKEN"  # noqa: S105 - a variable's name
+#: Set by ``configure_hub(c, providers=...)`` in every spawned server's environment: the
+#: declared providers' public part (JSON, no secret), and where the service that holds their
+#: secrets answers (broker mode).
+HUB_PROVIDERS_ENV = "CHAT_OAUTH2_NB_HUB_PROVIDERS"
+HUB_BROKER_ENV = "CHAT_OAUTH2_NB_HUB_BROKER_URL"
+#: The broker's endpoints, under the service's prefix: ``…/broker/{exchange,token,revoke}/<alias>``.
+HUB_BROKER_PATH = "broker"

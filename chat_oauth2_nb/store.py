@@ -134,6 +134,13 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS held_refresh_tokens (
+    alias TEXT NOT NULL,
+    user TEXT NOT NULL,
+    provider TEXT,
+    refresh_token TEXT NOT NULL,
+    PRIMARY KEY (alias, user)
+);
 """
 )
 
@@ -246,6 +253,10 @@ def _aad(*parts: str | None) -> bytes:
 
 def _token_aad(alias: str, user: str, provider: str | None) -> bytes:
     return _aad("tokens.data", alias, user, provider)
+
+
+def _held_aad(alias: str, user: str, provider: str | None) -> bytes:
+    return _aad("held_refresh_tokens.refresh_token", alias, user, provider)
 
 
 def _flow_aad(state: str) -> bytes:
@@ -721,6 +732,13 @@ class Store:
                         row["alias"],
                         row["user"],
                     ),
+                )
+        for row in db.execute("SELECT * FROM held_refresh_tokens").fetchall():
+            if not row["refresh_token"].startswith(_SEALED):
+                aad = _held_aad(row["alias"], row["user"], row["provider"])
+                db.execute(
+                    "UPDATE held_refresh_tokens SET refresh_token = ? WHERE alias = ? AND user = ?",
+                    (self._seal(row["refresh_token"], aad), row["alias"], row["user"]),
                 )
         for row in db.execute("SELECT state, code_verifier FROM flows").fetchall():
             if not row["code_verifier"].startswith(_SEALED):
@@ -1228,7 +1246,79 @@ class Store:
                     "DELETE FROM tokens WHERE alias = ? AND user = ? AND version = ?",
                     (alias, user, expect_version),
                 )
+            if cur.rowcount > 0:
+                db.execute(
+                    "DELETE FROM held_refresh_tokens WHERE alias = ? AND user = ?", (alias, user)
+                )
             return cur.rowcount > 0
+
+    # held refresh tokens: declared providers, whose refresh token only the server reads -----
+
+    def put_held_token(
+        self,
+        alias: str,
+        user: str,
+        data: AuthData,
+        *,
+        provider: str,
+        expect_version: int | None = None,
+    ) -> TokenRecord | None:
+        """Store a declared provider's token: its refresh token apart, where kernels never read.
+
+        The ``tokens`` row (which kernels read) gets ``data`` without its refresh token; the
+        refresh token goes to ``held_refresh_tokens``, in the same transaction. A ``data``
+        without a refresh token keeps the held one (providers that do not rotate).
+        """
+        public = dataclasses.replace(data, refresh_token=None)
+        now = time.time()
+        with self._transaction() as db:
+            self._writable(db)
+            row = db.execute(
+                "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
+            ).fetchone()
+            current = row["version"] if row else 0
+            if expect_version is not None and current != expect_version:
+                return None
+            db.execute(
+                "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    alias,
+                    user,
+                    self._seal(public.to_json(), _token_aad(alias, user, provider)),
+                    current + 1,
+                    now,
+                    provider,
+                ),
+            )
+            if data.refresh_token:
+                db.execute(
+                    "INSERT OR REPLACE INTO held_refresh_tokens "
+                    "(alias, user, provider, refresh_token) VALUES (?, ?, ?, ?)",
+                    (
+                        alias,
+                        user,
+                        provider,
+                        self._seal(data.refresh_token, _held_aad(alias, user, provider)),
+                    ),
+                )
+            elif row is None or expect_version is None:
+                # A new authorization without a refresh token: an older one must not linger.
+                db.execute(
+                    "DELETE FROM held_refresh_tokens WHERE alias = ? AND user = ?", (alias, user)
+                )
+        return TokenRecord(alias, user, public, current + 1, now, provider)
+
+    def get_held_refresh_token(self, alias: str, user: str, provider: str) -> str | None:
+        """The refresh token held apart for a declared provider's (alias, user), or None."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT * FROM held_refresh_tokens WHERE alias = ? AND user = ? AND provider = ?",
+                (alias, user, provider),
+            ).fetchone()
+        if row is None:
+            return None
+        return self._open(row["refresh_token"], _held_aad(alias, user, row["provider"]))
 
     # leases: one refresh at a time per (alias, user), across processes --------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -9,8 +10,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from jupyter_core.paths import secure_write
+
+from ..declarations import public_part, resolve_declarations
 from ..errors import ConfigurationError
-from ..routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
+from ..routes import (
+    HUB_BROKER_ENV,
+    HUB_BROKER_PATH,
+    HUB_CALLBACK_ENV,
+    HUB_KEY_ENV,
+    HUB_KEY_PATH,
+    HUB_PROVIDERS_ENV,
+)
 from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
@@ -22,6 +33,12 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _UNNAMED_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104
 #: The hub-held secret the router derives store keys from, next to the hub's own secrets.
 DEFAULT_SECRET_FILE = "chat_oauth2_nb_hub_secret"  # noqa: S105 (a file name)
+#: The declared providers, client secrets included, for the service only (0600).
+DEFAULT_PROVIDERS_FILE = "chat_oauth2_nb_providers.json"
+# The router's names for them (router.py imports JupyterHub, which configure_hub must not).
+_BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+_BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
+_BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 # JupyterHub's default "server" role, which configure_hub extends rather than replaces.
 _SERVER_SCOPES = ["users:activity!user", "access:servers!server"]
 
@@ -90,6 +107,8 @@ def configure_hub(
     api_token: str | None = None,
     secret_file: str | os.PathLike[str] | None = None,
     key_url: str | None = None,
+    providers: dict[str, Any] | None = None,
+    providers_file: str | os.PathLike[str] | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -105,6 +124,16 @@ def configure_hub(
     ``secret_file`` (default ``chat_oauth2_nb_hub_secret`` in the hub's directory, made 0600
     on first use); every server's role gains the service's access scope so that it can fetch
     its key with its own API token from ``key_url`` (default: the service's own URL).
+
+    Declared providers (broker mode): ``providers={"google": {"preset": "google"}, ...}``,
+    each the seed's config dict or a preset with its parameters, credentials as
+    ``clientId``/``clientSecret`` or ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID``/``_CLIENT_SECRET`` in
+    the hub's environment. They are checked here; the full declarations go to
+    ``providers_file`` (default ``chat_oauth2_nb_providers.json`` next to the hub, 0600),
+    which only the service reads; spawned servers get the public part and the service's
+    broker URL. The service exchanges codes, refreshes and revokes with the secret and keeps
+    refresh tokens in its own sealed store; users' servers and kernels get access tokens only.
+    Users then call ``create_oauth2_client("google")`` with no credentials.
     """
     if not _NAME.fullmatch(service_name):
         raise ConfigurationError(
@@ -125,6 +154,7 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
+    declared = resolve_declarations(providers or {}, os.environ)
     if managed:
         service["command"] = [sys.executable, "-m", "chat_oauth2_nb.hub"]
         secret = ensure_secret_file(Path(secret_file or DEFAULT_SECRET_FILE))
@@ -133,6 +163,14 @@ def configure_hub(
         if secret_file is not None:
             ensure_secret_file(Path(secret_file))
         service["api_token"] = api_token
+    if declared:
+        file = Path(providers_file or DEFAULT_PROVIDERS_FILE).resolve()
+        full = {alias: cfg.to_mapping(include_secret=True) for alias, cfg in declared.items()}
+        with secure_write(str(file)) as out:
+            out.write(json.dumps(full))
+        if managed:
+            service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
+            service["environment"][_BROKER_STORE_ENV] = str(file.with_name(_BROKER_STORE))
     hub = c.JupyterHub
     services = [s for s in (_setting(hub, "services") or []) if s.get("name") != service_name]
     hub.services = [*services, service]
@@ -165,5 +203,15 @@ def configure_hub(
         str(service["url"]).rstrip("/")
         + _join(_hub_base_url(c), "services", service_name, HUB_KEY_PATH)
     )
+    if declared:
+        # The public part only: a server and its kernels never see a secret.
+        public = {
+            alias: {**public_part(cfg), "client_auth_method": "none"}
+            for alias, cfg in declared.items()
+        }
+        environment[HUB_PROVIDERS_ENV] = json.dumps(public)
+        environment[HUB_BROKER_ENV] = str(service["url"]).rstrip("/") + _join(
+            _hub_base_url(c), "services", service_name, HUB_BROKER_PATH
+        )
     spawner.environment = environment
     return callback

@@ -17,11 +17,16 @@ name from the request, never a browser cookie), so a user only ever gets their o
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import os
 import re
 import secrets
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -30,13 +35,33 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..routes import HUB_KEY_PATH
+from ..declarations import error_payload, resolve_declarations
+from ..errors import ConfigurationError, NotAuthorizedError, OAuth2Error
+from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
+from ..server.broker import Broker, token_payload
 from ..server.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
+from ..store import Store, open_store
 from .keys import derive_store_key, load_hub_secret
 
-__all__ = ["CallbackRouter", "StoreKey", "main", "make_app"]
+__all__ = [
+    "BROKER_PROVIDERS_FILE_ENV",
+    "BROKER_STORE_ENV",
+    "BrokerApi",
+    "CallbackRouter",
+    "StoreKey",
+    "load_declared",
+    "main",
+    "make_app",
+]
 
 log = logging.getLogger("chat_oauth2_nb.hub")
+
+#: Set by configure_hub() for the managed service: the 0600 JSON file of the declared
+#: providers, client secrets included (broker mode).
+BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+#: Where the service keeps its store (refresh tokens, sealed); default in its directory.
+BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
+DEFAULT_BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 
 _ALIAS = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _MAX_STATE = 4096
@@ -100,6 +125,27 @@ class CallbackRouter(HubOAuthenticated, _Headers):  # type: ignore[misc]
         self.finish()
 
 
+async def _token_user(handler: web.RequestHandler, hub_auth: HubAuth) -> str:
+    """The hub user an ``Authorization: token`` header names, with this service's access scope.
+
+    The header only: a browser's hub cookie must never be enough. Fail closed: no scopes
+    required is no access, and a service's token has no user. 403 otherwise.
+    """
+    match = _TOKEN.fullmatch(handler.request.headers.get("Authorization", "").strip())
+    if match is None:
+        raise web.HTTPError(403)
+    model = await hub_auth.user_for_token(match.group(1), sync=False)
+    required = hub_auth.access_scopes
+    if (
+        not model
+        or model.get("kind", "user") != "user"
+        or not required
+        or not hub_auth.check_scopes(required, model)
+    ):
+        raise web.HTTPError(403)
+    return str(model["name"])
+
+
 class StoreKey(_Headers):
     """``GET …/store-key`` with a server's own API token: that token's user's store key."""
 
@@ -109,25 +155,118 @@ class StoreKey(_Headers):
 
     async def get(self) -> None:
         """200 ``{"user", "key"}`` for a user token with this service's access scope, else 403."""
-        # The header only: a browser's hub cookie must never be enough to read a key.
-        match = _TOKEN.fullmatch(self.request.headers.get("Authorization", "").strip())
-        if match is None:
-            raise web.HTTPError(403)
-        model = await self.hub_auth.user_for_token(match.group(1), sync=False)
-        # Fail closed: no scopes required is no access, and a service's token has no user.
-        required = self.hub_auth.access_scopes
-        if (
-            not model
-            or model.get("kind", "user") != "user"
-            or not required
-            or not self.hub_auth.check_scopes(required, model)
-        ):
-            raise web.HTTPError(403)
+        name = await _token_user(self, self.hub_auth)
         if self.secret is None:
             raise web.HTTPError(503)
-        name = str(model["name"])
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"user": name, "key": derive_store_key(self.secret, name)}))
+
+
+class BrokerApi(_Headers):
+    """Broker mode: ``POST …/broker/{exchange,token,revoke}/<alias>`` for users' servers.
+
+    The service alone holds the declared providers' secrets and, in its own store sealed
+    with a key derived from the hub secret, their refresh tokens. A server authenticates
+    with its own ``JUPYTERHUB_API_TOKEN``; everything is kept under that token's hub user,
+    so a user only ever reaches their own tokens, whatever ``user`` the body names.
+    """
+
+    def initialize(
+        self, broker: Broker | None, store: Callable[[], Store] | None, hub_auth: HubAuth
+    ) -> None:
+        """``broker``: the declared providers (None: none); ``store``: opens the service's store."""
+        self.broker, self.open_store, self.hub_auth = broker, store, hub_auth
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    async def post(self, action: str, alias: str) -> None:
+        """Exchange a code, hand out an access token (refreshing once), or revoke."""
+        hub_user = await _token_user(self, self.hub_auth)
+        if self.broker is None or self.open_store is None:
+            self._json(
+                503,
+                {
+                    "error_type": "ConfigurationError",
+                    "message": "The hub's chat-oauth2 service has no declared providers or no "
+                    "key for its store (the hub secret)",
+                    "hint": "The hub administrator must declare providers with "
+                    "configure_hub(c, providers=...) and let it make the hub secret file.",
+                },
+            )
+            return
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+            raise web.HTTPError(400)
+        # The hub user first: alice's token can never name bob's tokens.
+        key = json.dumps([hub_user, body["user"]])
+        try:
+            store = self.open_store()
+            answer = await asyncio.to_thread(self._act, action, store, alias, key, body)
+        except OAuth2Error as exc:
+            status = 404 if isinstance(exc, NotAuthorizedError) else 502
+            self._json(status, _admins_error(exc))
+            return
+        self._json(200, answer)
+
+    def _act(
+        self, action: str, store: Store, alias: str, key: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        broker = self.broker
+        assert broker is not None
+        if action == "exchange":
+            exchange, made = broker.exchange(
+                store,
+                alias,
+                key,
+                code=str(body["code"]),
+                redirect_uri=str(body["redirect_uri"]),
+                code_verifier=str(body["code_verifier"]),
+                scopes=tuple(str(s) for s in body.get("scopes") or ()),
+                nonce=body.get("nonce") if isinstance(body.get("nonce"), str) else None,
+            )
+            return {**token_payload(made), "exchange": exchange}
+        if action == "token":
+            record = store.get_token(alias, key)
+            if record is None:
+                raise NotAuthorizedError(
+                    f"Nothing is stored for {body['user']!r} at {alias!r}",
+                    hint="Authorize first: client.get_user_authorization_url().",
+                )
+            have = hashlib.sha256(record.data.token.encode()).hexdigest()
+            if not hmac.compare_digest(have, str(body.get("have") or "")):
+                return token_payload(record)  # newer than the server's: no request
+            leeway = body.get("leeway")
+            fresh = broker.token(
+                store,
+                alias,
+                key,
+                seen_version=record.version,
+                leeway=float(leeway) if isinstance(leeway, (int, float)) else 30.0,
+                optional=body.get("optional") is True,
+            )
+            return token_payload(fresh)
+        if action == "revoke":
+            return {"revoked": broker.revoke(store, alias, key)}
+        raise web.HTTPError(404)
+
+
+def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
+    """The error for the user's server, saying when the fix is the hub administrator's."""
+    payload = error_payload(exc)
+    if exc.error in ("invalid_client", "unauthorized_client") or isinstance(
+        exc, ConfigurationError
+    ):
+        payload["hint"] = (
+            "The hub administrator declared this provider: ask them to check its client id, "
+            "secret and registered redirect URI (python -m chat_oauth2_nb.hub check)."
+        )
+    return payload
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -145,18 +284,45 @@ def _log_request(handler: web.RequestHandler) -> None:
     )
 
 
+def _broker_store(hub_secret: bytes | None) -> Callable[[], Store] | None:
+    """Opens the service's own store, sealed with a key only the hub secret gives; None without."""
+    if hub_secret is None:
+        return None
+    path = Path(os.environ.get(BROKER_STORE_ENV) or DEFAULT_BROKER_STORE).resolve()
+    # A name no hub user can have (NUL), so no user's store key is the service's.
+    key = derive_store_key(hub_secret, "\x00chat-oauth2 broker")
+    return lambda: open_store(path, key=key)
+
+
+def load_declared() -> Broker | None:
+    """The declared providers configure_hub() wrote for this service (secrets included)."""
+    file = os.environ.get(BROKER_PROVIDERS_FILE_ENV, "")
+    if not file:
+        return None
+    declared = resolve_declarations(json.loads(Path(file).read_text()), os.environ)
+    return Broker(declared) if declared else None
+
+
 def make_app(
     prefix: str,
     base_url: str = "/",
     cookie_secret: bytes | None = None,
     hub_secret: bytes | None = None,
+    broker: Broker | None = None,
 ) -> web.Application:
     """The tornado application serving under the service's ``prefix`` (``/services/chat-oauth2/``)."""
     prefix = "/" + prefix.strip("/")
-    key_args = {"secret": hub_secret, "hub_auth": HubAuth()}
+    hub_auth = HubAuth()
+    key_args = {"secret": hub_secret, "hub_auth": hub_auth}
+    broker_args = {"broker": broker, "store": _broker_store(hub_secret), "hub_auth": hub_auth}
     return web.Application(
         [
             (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),
+            (
+                rf"{prefix}/{HUB_BROKER_PATH}/(exchange|token|revoke)/({_ALIAS})",
+                BrokerApi,
+                broker_args,
+            ),
             (rf"{prefix}/callback/({_ALIAS})", CallbackRouter, {"base_url": base_url}),
             (rf"{prefix}/callback", CallbackRouter, {"base_url": base_url}),
             (rf"{prefix}/oauth_callback", OAuthCallback),
@@ -178,6 +344,7 @@ def main() -> None:
         os.environ.get("JUPYTERHUB_BASE_URL") or "/",
         bytes.fromhex(secret) if secret else None,
         load_hub_secret(),
+        load_declared(),
     )
     server = HTTPServer(app, xheaders=True)
     server.listen(url.port or 80, url.hostname or "127.0.0.1")

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Float, Unicode, default
+from traitlets import Dict, Float, Unicode, default
 
+from ..declarations import resolve_declarations, secret_variables
+from ..errors import ConfigurationError
 from ..routes import (
     CALLBACK_PATH,
+    HUB_BROKER_ENV,
     HUB_CALLBACK_ENV,
+    HUB_PROVIDERS_ENV,
+    SERVER_API_ENV,
+    SERVER_API_PATH,
+    SERVER_API_TOKEN_ENV,
     SERVER_CALLBACK_ENV,
     SERVER_START_ENV,
     START_PATH,
 )
 from ..store import Store, open_store
-from .handlers import CallbackHandler, StartHandler
+from .broker import Broker, RemoteBroker
+from .handlers import (
+    CallbackHandler,
+    ProvidersHandler,
+    RevokeHandler,
+    StartHandler,
+    TokenHandler,
+)
 
 __all__ = ["ChatOAuth2App"]
 
@@ -55,6 +71,47 @@ class ChatOAuth2App(ExtensionApp):
     def _hub_callback_url_default(self) -> str:
         return os.environ.get(HUB_CALLBACK_ENV, "").rstrip("/")
 
+    providers = Dict(
+        help=(
+            "Providers declared for every notebook of this server: alias -> the seed's config "
+            "dict, or {'preset': 'google', ...} with the preset's parameters. Credentials: "
+            "'clientId'/'clientSecret' in the dict, else CHAT_OAUTH2_<ALIAS>_CLIENT_ID and "
+            "_CLIENT_SECRET in this server's environment (removed from it at start, so kernels "
+            "never inherit them). Kernels get the public part: create_oauth2_client('<alias>')."
+        ),
+    ).tag(config=True)
+
+    @default("providers")
+    def _providers_default(self) -> dict[str, Any]:
+        # On a hub, configure_hub(c, providers=...) hands every server the public part.
+        text = os.environ.get(HUB_PROVIDERS_ENV, "")
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise ConfigurationError(
+                HUB_PROVIDERS_ENV,
+                "is not a JSON object",
+                "Ask the hub administrator: configure_hub(c, providers=...) sets it.",
+            )
+        return value
+
+    broker_url = Unicode(
+        help=(
+            "Broker mode (JupyterHub): the URL of the hub service that holds the declared "
+            "providers' client secrets and refresh tokens, and exchanges, refreshes and "
+            "revokes for this server with its JUPYTERHUB_API_TOKEN. configure_hub(c, "
+            "providers=...) sets it through $CHAT_OAUTH2_NB_HUB_BROKER_URL."
+        ),
+    ).tag(config=True)
+
+    @default("broker_url")
+    def _broker_url_default(self) -> str:
+        return os.environ.get(HUB_BROKER_ENV, "")
+
     token_timeout = Float(
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
@@ -72,8 +129,25 @@ class ChatOAuth2App(ExtensionApp):
             # Opened per request, so a JUPYTER_DATA_DIR set after start-up is honoured.
             return open_store()
 
+        # Read once, then gone from this process's environment: kernels inherit it.
+        declared = resolve_declarations(self.providers, os.environ)
+        for name in secret_variables(self.providers):
+            os.environ.pop(name, None)
+        if self.broker_url:
+            api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+            self._broker: Broker = RemoteBroker(
+                declared, url=self.broker_url, api_token=api_token, timeout=self.token_timeout
+            )
+        else:
+            self._broker = Broker(declared, timeout=self.token_timeout)
+        self._api_token = secrets.token_urlsafe(32)
+        if declared:
+            self.log.info("chat_oauth2_nb: declared providers: %s", ", ".join(sorted(declared)))
+
         self._http = http
         self.settings.update(
+            chat_oauth2_nb_broker=self._broker,
+            chat_oauth2_nb_api_token=self._api_token,
             chat_oauth2_nb_http=get_http,
             chat_oauth2_nb_store=get_store,
             chat_oauth2_nb_public_url=self._public_base(),
@@ -106,10 +180,19 @@ class ChatOAuth2App(ExtensionApp):
         url = self.hub_callback_url.rstrip("/") or url_path_join(base, CALLBACK_PATH)
         start = url_path_join(base, START_PATH)
         # Kernels started by this server inherit its environment.
-        if os.environ.get(SERVER_CALLBACK_ENV) == url and os.environ.get(SERVER_START_ENV) == start:
+        if (
+            os.environ.get(SERVER_CALLBACK_ENV) == url
+            and os.environ.get(SERVER_START_ENV) == start
+            and os.environ.get(SERVER_API_TOKEN_ENV) == self._api_token
+        ):
             return
         os.environ[SERVER_CALLBACK_ENV] = url
         os.environ[SERVER_START_ENV] = start
+        # The server's own address (not the browser's): kernels run beside it.
+        os.environ[SERVER_API_ENV] = url_path_join(
+            str(self.serverapp.connection_url), SERVER_API_PATH
+        )
+        os.environ[SERVER_API_TOKEN_ENV] = self._api_token
         self.log.info("chat_oauth2_nb: OAuth2 redirect URI is %s/<alias>", url)
         host = (urlsplit(url).hostname or "").lower()
         behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
@@ -130,6 +213,9 @@ class ChatOAuth2App(ExtensionApp):
                 (rf"/{START_PATH}/([A-Za-z0-9_-]{{1,128}})", StartHandler),
                 (rf"/{CALLBACK_PATH}/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", CallbackHandler),
                 (rf"/{CALLBACK_PATH}", CallbackHandler),
+                (rf"/{SERVER_API_PATH}/providers", ProvidersHandler),
+                (rf"/{SERVER_API_PATH}/token/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", TokenHandler),
+                (rf"/{SERVER_API_PATH}/revoke/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", RevokeHandler),
             ]
         )
 
@@ -138,5 +224,6 @@ class ChatOAuth2App(ExtensionApp):
         client: Any = self._http.pop("client", None)
         if client is not None:
             await client.aclose()
-        os.environ.pop(SERVER_CALLBACK_ENV, None)
-        os.environ.pop(SERVER_START_ENV, None)
+        self._broker.close()
+        for name in (SERVER_CALLBACK_ENV, SERVER_START_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV):
+            os.environ.pop(name, None)

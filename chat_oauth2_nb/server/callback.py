@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..config import provider_identity
+from ..config import ProviderConfig, provider_identity
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -43,6 +43,7 @@ from ..protocol import (
 )
 from ..store import FlowError, PendingFlow, Store
 from ..transport import asend
+from .broker import Broker
 
 __all__ = [
     "ROUTE_VALUE",
@@ -261,13 +262,18 @@ async def complete_authorization(
     params: Mapping[str, Sequence[str]],
     http: httpx.AsyncClient,
     arrival: Arrival,
+    *,
+    broker: Broker | None = None,
 ) -> CallbackOutcome:
     """Finish the flow named by ``params['state']``; never raises for bad input.
 
     Before the state is used up, the flow must have been issued for this endpoint and alias
     and started by this browser (and Jupyter user); otherwise it stays pending. A redirect
     whose ``iss`` is not the flow's provider (RFC 9207) ends the flow with an error and sends
-    no code anywhere.
+    no code anywhere. A flow of a provider the ``broker`` declares (same alias, issuer or
+    token endpoint and client id) is exchanged with the declared config, whose secret only
+    this process (or, in broker mode, the hub's service) has, and its refresh token is kept
+    apart from what kernels read.
     """
     state = _one(params, "state")
     if state is None:
@@ -293,7 +299,7 @@ async def complete_authorization(
         return _failure(503, "Authorization is waiting for the token store", exc)
     where = {"alias": flow.alias, "user": flow.user}
     try:
-        return await _settle(store, flow, params, http)
+        return await _settle(store, flow, params, http, broker)
     except Exception as exc:
         # The state is used up: whatever broke, the flow must end with an error the kernel
         # can read, or its wait hangs to the timeout. Only the type is logged: a foreign
@@ -311,12 +317,30 @@ async def complete_authorization(
         return _failure(502, "Authorization failed", failed, **where)
 
 
+def _declared_config(
+    config: ProviderConfig | None, declared: Mapping[str, ProviderConfig]
+) -> ProviderConfig | None:
+    """The declared config the flow's provider is, if any (the kernel's copy has no secret)."""
+    if config is None:
+        return None
+    held = declared.get(config.alias)
+    if held is None or held.client_id != config.client_id:
+        return None
+    return held if provider_identity(held) == provider_identity(config) else None
+
+
 async def _settle(
-    store: Store, flow: PendingFlow, params: Mapping[str, Sequence[str]], http: httpx.AsyncClient
+    store: Store,
+    flow: PendingFlow,
+    params: Mapping[str, Sequence[str]],
+    http: httpx.AsyncClient,
+    broker: Broker | None,
 ) -> CallbackOutcome:
     """Finish a consumed flow: the provider's error, or the code exchanged and stored."""
     where = {"alias": flow.alias, "user": flow.user}
     config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
+    held = _declared_config(config, broker.declared if broker else {})
+    config = held or config
     known = (flow.code_verifier, config.client_secret if config else None)
 
     mixup = _issuer_problem(flow, params)
@@ -359,6 +383,9 @@ async def _settle(
         )
         return _failure(500, "Authorization failed", exc_cfg, **where)
 
+    if held is not None and broker is not None and broker.remote:
+        return await _settle_remotely(store, flow, code, broker)
+
     request = code_exchange_request(
         config, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
     )
@@ -383,7 +410,10 @@ async def _settle(
             )
         except IdTokenError as exc:
             await asyncio.to_thread(
-                store.finish_flow, flow.state, error=FlowError.of(exc, "id_token"), exchange=exchange
+                store.finish_flow,
+                flow.state,
+                error=FlowError.of(exc, "id_token"),
+                exchange=exchange,
             )
             log.warning("the id_token for %r was refused: %s", flow.alias, exc.message)
             return _failure(502, "Authorization refused", exc, **where)
@@ -393,7 +423,7 @@ async def _settle(
         # Off the event loop, and patient: a locked store must not lose this token.
         await asyncio.to_thread(
             store.patiently,
-            lambda: store.put_token(
+            lambda: (store.put_held_token if held else store.put_token)(
                 flow.alias, flow.user, data, provider=provider_identity(config)
             ),
             _STORE_PATIENCE,
@@ -417,6 +447,43 @@ async def _settle(
             )
         return _failure(503, "Authorization failed", lost, **where)
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
+    return CallbackOutcome(
+        status=200,
+        title="Authorized",
+        message=f"{flow.alias} is authorized for {flow.user}. You can close this tab and "
+        "go back to your notebook.",
+        alias=flow.alias,
+        user=flow.user,
+    )
+
+
+async def _settle_remotely(
+    store: Store, flow: PendingFlow, code: str, broker: Broker
+) -> CallbackOutcome:
+    """Broker mode: the hub's service exchanges the code; the access token is stored here."""
+    where = {"alias": flow.alias, "user": flow.user}
+    try:
+        exchange, _ = await asyncio.to_thread(
+            broker.exchange,
+            store,
+            flow.alias,
+            flow.user,
+            code=code,
+            redirect_uri=flow.redirect_uri,
+            code_verifier=flow.code_verifier,
+            scopes=flow.scopes,
+            nonce=flow.nonce,
+        )
+    except OAuth2Error as exc:
+        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc, "exchange"))
+        log.warning("code exchange for %r failed at the hub's service: %s", flow.alias, exc)
+        return _failure(502, "Authorization failed", exc, **where)
+    await asyncio.to_thread(
+        store.patiently,
+        lambda: store.finish_flow(flow.state, exchange=exchange or None),
+        _STORE_PATIENCE,
+    )
+    log.info("stored a new token for %r at %r (hub broker)", flow.user, flow.alias)
     return CallbackOutcome(
         status=200,
         title="Authorized",

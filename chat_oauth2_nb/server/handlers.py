@@ -9,6 +9,8 @@ redirect URIs) receives the provider's redirect and finishes the flow.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +20,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from ..errors import NotAuthorizedError, OAuth2Error
 from ..store import PendingFlow
+from .broker import Broker, error_payload, token_payload
 from .callback import (
     ROUTE_VALUE,
     SECURITY_HEADERS,
@@ -31,7 +35,14 @@ from .callback import (
 )
 from .pages import render_outcome
 
-__all__ = ["AUTH_RESOURCE", "CallbackHandler", "StartHandler"]
+__all__ = [
+    "AUTH_RESOURCE",
+    "CallbackHandler",
+    "ProvidersHandler",
+    "RevokeHandler",
+    "StartHandler",
+    "TokenHandler",
+]
 
 AUTH_RESOURCE = "chat_oauth2_nb"
 
@@ -178,5 +189,111 @@ class CallbackHandler(_Base):
             decoded,
             self.settings["chat_oauth2_nb_http"](),
             arrival,
+            broker=self.settings["chat_oauth2_nb_broker"],
         )
         self._page(outcome)
+
+
+class _KernelApi(web.RequestHandler):
+    """This server's API for its own kernels: a bearer token only its kernels inherit.
+
+    Not the Jupyter login: kernels have no browser session and, on a hub, no hub token for
+    this server. The token is random at each start and exported only to kernels this
+    server starts (``CHAT_OAUTH2_NB_SERVER_API_TOKEN``); another OS user cannot read their
+    environment. No cookie authenticates here, so no cross-site request can either.
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF check: only the Authorization header authenticates, which no page can forge."""
+
+    def prepare(self) -> None:
+        """Refuse any request without this server's kernel token."""
+        expected = self.settings.get("chat_oauth2_nb_api_token") or ""
+        header = self.request.headers.get("Authorization", "")
+        given = header[7:] if header[:7].lower() == "bearer " else ""
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json")
+            self.finish(
+                {
+                    "error_type": "NotAuthorizedError",
+                    "message": "This API answers only the kernels of this Jupyter server",
+                    "hint": "Call it from a notebook of this server (its kernels know the token).",
+                }
+            )
+
+    @property
+    def broker(self) -> Broker:
+        """The declared providers of this server."""
+        broker: Broker = self.settings["chat_oauth2_nb_broker"]
+        return broker
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def _body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+            raise web.HTTPError(400, "the body must be JSON with a 'user' string")
+        return body
+
+    def _failed(self, exc: OAuth2Error) -> None:
+        status = 404 if isinstance(exc, NotAuthorizedError) else 502
+        self._answer(status, error_payload(exc))
+
+
+class ProvidersHandler(_KernelApi):
+    """``GET …/chat-oauth2/providers``: the declared providers' public part (no secret)."""
+
+    def get(self) -> None:
+        """alias -> endpoints, scopes, client id."""
+        self._answer(200, {"providers": self.broker.public()})
+
+
+class TokenHandler(_KernelApi):
+    """``POST …/chat-oauth2/token/<alias>``: an access token, refreshed here when needed."""
+
+    async def post(self, alias: str) -> None:
+        """Body ``{"user", "seen_version"?, "leeway"?}``; answers ``{"data", "version"}``."""
+        body = self._body()
+        seen = body.get("seen_version")
+        leeway = body.get("leeway", 30.0)
+        if (seen is not None and not isinstance(seen, int)) or not isinstance(leeway, (int, float)):
+            raise web.HTTPError(400, "seen_version must be an integer, leeway a number")
+        store = self.settings["chat_oauth2_nb_store"]()
+        try:
+            record = await asyncio.to_thread(
+                self.broker.token,
+                store,
+                alias,
+                body["user"],
+                seen_version=seen,
+                leeway=leeway,
+                optional=body.get("optional") is True,
+            )
+        except OAuth2Error as exc:
+            self._failed(exc)
+            return
+        self._answer(200, token_payload(record))
+
+
+class RevokeHandler(_KernelApi):
+    """``POST …/chat-oauth2/revoke/<alias>``: revoke at the provider with the held secret."""
+
+    async def post(self, alias: str) -> None:
+        """Body ``{"user"}``; answers ``{"revoked": bool}``."""
+        body = self._body()
+        store = self.settings["chat_oauth2_nb_store"]()
+        try:
+            revoked = await asyncio.to_thread(self.broker.revoke, store, alias, body["user"])
+        except OAuth2Error as exc:
+            self._failed(exc)
+            return
+        self._answer(200, {"revoked": revoked})

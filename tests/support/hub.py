@@ -68,6 +68,7 @@ class RealHub:
         base_url: str = "/",
         service: str = "managed",
         extra_config: str = "",
+        hub_args: str = "",
     ) -> None:
         self.root = root
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -77,6 +78,8 @@ class RealHub:
         self.service_port = _free_port()
         self.service = service
         self.extra_config = extra_config
+        #: More keyword arguments of configure_hub(), as Python source (", providers=...").
+        self.hub_args = hub_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "hub.log"
 
@@ -110,7 +113,7 @@ class RealHub:
 
     def _config(self) -> str:
         if self.service == "managed":
-            hub_line = f"configure_hub(c, port={self.service_port})"
+            hub_line = f"configure_hub(c, port={self.service_port}{self.hub_args})"
         else:
             # An external router that is not running: the proxy has a route to nothing.
             hub_line = (

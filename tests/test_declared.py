@@ -1,0 +1,245 @@
+"""Providers declared in the Jupyter server's config: the secret and refresh tokens stay there.
+
+A real Jupyter server (pytest-jupyter) declares the demo provider with
+``c.ChatOAuth2App.providers`` and its secret in the server's environment; kernels (this test
+process, and a real ipykernel the server starts) use ``create_oauth2_client("demo")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from support.jupyter import Browser
+from support.scan import assert_no_secret, nasty_secret
+
+from chat_oauth2_nb import NotAuthorizedError, create_oauth2_client, providers
+from chat_oauth2_nb.declared import DeclaredClient
+from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
+from chat_oauth2_nb.store import open_store
+
+Fetch = Callable[..., Awaitable[Any]]
+SECRET_ENV = "CHAT_OAUTH2_DEMO_CLIENT_SECRET"
+
+
+@pytest.fixture
+def declared(provider: DemoProvider, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A client of the demo provider whose secret only the server's environment holds."""
+    client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
+    assert secret is not None
+    monkeypatch.setenv(SECRET_ENV, secret)
+    return client_id, secret
+
+
+@pytest.fixture
+def jp_server_config(provider: DemoProvider, declared: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"chat_oauth2_nb": True}},
+        "ChatOAuth2App": {
+            "providers": {"demo": {**provider.config(alias="demo"), "clientId": declared[0]}}
+        },
+    }
+
+
+@pytest.fixture
+def browser(jp_fetch: Fetch, provider: DemoProvider) -> Browser:
+    return Browser(jp_fetch, provider)
+
+
+async def test_declared_provider_end_to_end_without_the_secret(
+    jp_serverapp: Any,
+    http_server_client: Any,  # the kernel-side client calls the server over HTTP
+    provider: DemoProvider,
+    browser: Browser,
+    declared: tuple[str, str],
+) -> None:
+    client_id, secret = declared
+    listed = await asyncio.to_thread(providers)
+    assert list(listed) == ["demo"]
+    assert listed["demo"]["default_scopes"] == ["profile"]
+    assert listed["demo"]["client_id"] == client_id
+
+    client = await asyncio.to_thread(create_oauth2_client, "demo")
+    assert isinstance(client, DeclaredClient)
+    assert client.config.client_secret is None
+    url = await asyncio.to_thread(client.get_user_authorization_url, "ada")
+    response = await browser.callback(await browser.params(url))
+    assert response.code == 200 and b"Authorized" in response.body
+    data = await client.await_for_authorization("ada", timeout=5)
+    assert provider.introspect(data.token)["active"] is True
+    # The kernel's view has no refresh token; the server holds it apart.
+    assert data.refresh_token is None
+    store = open_store()
+    record = store.get_token("demo", "ada")
+    assert record is not None and record.data.refresh_token is None
+    held = store.get_held_refresh_token("demo", "ada", client.provider)
+    assert held is not None
+
+    # A valid token is read from the store: no request to the server or the provider.
+    before = sum(provider.token_requests.values())
+    assert (await client.aget_access_token_for_user("ada")) == data
+    assert sum(provider.token_requests.values()) == before
+
+    refreshed = await client.arefresh_user_access_token("ada")
+    assert refreshed.token != data.token and refreshed.refresh_token is None
+    assert provider.token_requests["refresh_token"] == 1
+    assert provider.introspect(refreshed.token)["active"] is True
+    assert (await client.aget_access_token_for_user("ada")) == refreshed
+
+    assert await client.arevoke_user_access_token("ada") is True
+    assert provider.introspect(refreshed.token)["active"] is False
+    assert store.get_token("demo", "ada") is None
+    assert store.get_held_refresh_token("demo", "ada", client.provider) is None
+    assert await client.arevoke_user_access_token("ada") is False
+
+    seen = "\n".join(
+        [repr(client), repr(client.config), json.dumps(listed), repr(data), repr(refreshed)]
+        + [json.dumps(exchange.__dict__, default=str) for exchange in client.http_log]
+    )
+    assert_no_secret(seen, [secret, held], "the kernel side", client_ids=[client_id])
+    # The server took the secret out of its environment: kernels it starts never inherit it.
+    assert SECRET_ENV not in os.environ
+
+
+async def test_the_server_api_refuses_requests_without_its_kernel_token(
+    jp_serverapp: Any, http_server_client: Any
+) -> None:
+    # Another local user (or a web page) knows the URL but not the token of this server.
+    url = os.environ[SERVER_API_ENV]
+    async with httpx.AsyncClient() as http:
+        for headers in ({}, {"Authorization": "Bearer guessed"}, {"Cookie": "x=y"}):
+            listing = await http.get(f"{url}/providers", headers=headers)
+            assert listing.status_code == 403
+            token = await http.post(f"{url}/token/demo", json={"user": "ada"}, headers=headers)
+            assert token.status_code == 403
+            revoke = await http.post(f"{url}/revoke/demo", json={"user": "ada"}, headers=headers)
+            assert revoke.status_code == 403
+        good = {"Authorization": f"Bearer {os.environ[SERVER_API_TOKEN_ENV]}"}
+        listing = await http.get(f"{url}/providers", headers=good)
+        assert listing.status_code == 200 and "demo" in listing.json()["providers"]
+        missing = await http.post(f"{url}/token/demo", json={"user": "ada"}, headers=good)
+        assert missing.status_code == 404
+
+
+async def test_not_authorized_is_the_typed_error_from_the_server(
+    jp_serverapp: Any, http_server_client: Any
+) -> None:
+    client = await asyncio.to_thread(create_oauth2_client, "demo")
+    assert await client.aget_access_token_for_user("bob") is None
+    with pytest.raises(NotAuthorizedError):
+        await client.arefresh_user_access_token("bob")
+
+
+async def _run(client: Any, code: str, timeout: float = 60.0) -> str:
+    """Execute ``code`` in a kernel; return its stdout (a failed cell fails the test)."""
+    msg_id = client.execute(code, store_history=False)
+    out: list[str] = []
+    while True:
+        msg = await client.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            out.append(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            out.append(json.dumps(content["data"]))
+        elif kind == "error":
+            raise AssertionError("\n".join(content["traceback"]))
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(out)
+
+
+_KERNEL_START = """
+import dataclasses, json, logging, os, sys
+import chat_oauth2_nb
+from chat_oauth2_nb import create_oauth2_client
+logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, force=True)
+client = create_oauth2_client("demo")
+url = client.get_user_authorization_url("ada")
+print(json.dumps({"url": str(url), "providers": chat_oauth2_nb.providers()}))
+print(repr(client), repr(client.config))
+"""
+
+_KERNEL_FINISH = """
+data = client.wait_for_authorization("ada", timeout=20)
+newer = client.refresh_user_access_token("ada")
+print(repr(data), repr(newer))
+print("NEW TOKEN", newer.token != data.token)
+print("REVOKED", client.revoke_user_access_token("ada"))
+for exchange in client.http_log:
+    print(json.dumps(dataclasses.asdict(exchange), default=str))
+print(json.dumps(dict(os.environ)))
+"""
+
+
+@pytest.mark.timeout(180)
+async def test_a_real_kernel_never_holds_the_secret_or_refresh_token(
+    jp_serverapp: Any,
+    http_server_client: Any,
+    provider: DemoProvider,
+    browser: Browser,
+    declared: tuple[str, str],
+) -> None:
+    client_id, secret = declared
+    manager = jp_serverapp.kernel_manager
+    kernel_id = await manager.start_kernel()
+    # The server's own async client: the server keeps serving this event loop meanwhile.
+    kernel = manager.get_kernel(kernel_id).client()
+    kernel.start_channels()
+    try:
+        await kernel.wait_for_ready(timeout=90)
+        started = await _run(kernel, _KERNEL_START)
+        first = json.loads(next(ln for ln in started.splitlines() if ln.startswith('{"url"')))
+        assert first["providers"]["demo"]["client_id"] == client_id
+        held: list[str] = []
+
+        async def person() -> None:
+            response = await browser.callback(await browser.params(first["url"]))
+            assert response.code == 200
+            # What the server holds apart, to look for in everything the kernel printed.
+            store = open_store()
+            for _ in range(200):
+                record = store.get_token("demo", "ada")
+                if record is not None:
+                    value = store.get_held_refresh_token("demo", "ada", record.provider or "")
+                    if value:
+                        held.append(value)
+                        return
+                await asyncio.sleep(0.05)
+
+        finish = asyncio.create_task(_run(kernel, _KERNEL_FINISH))
+        await person()
+        finished = await finish
+    finally:
+        kernel.stop_channels()
+        await manager.shutdown_kernel(kernel_id, now=True)
+    assert "NEW TOKEN True" in finished and "REVOKED True" in finished, finished
+    assert held, "the server held no refresh token"
+    env = json.loads([ln for ln in finished.splitlines() if ln.startswith("{")][-1])
+    assert SECRET_ENV not in env
+    assert_no_secret(
+        started + finished, [secret, *held], "the kernel's outputs", client_ids=[client_id]
+    )
+
+
+async def test_an_expired_token_is_refreshed_by_the_server_once_for_concurrent_callers(
+    jp_serverapp: Any, http_server_client: Any, provider: DemoProvider, browser: Browser
+) -> None:
+    provider.set_token_lifetime(2)
+    client = await asyncio.to_thread(create_oauth2_client, "demo")
+    url = await asyncio.to_thread(client.get_user_authorization_url, "ada")
+    assert (await browser.callback(await browser.params(url))).code == 200
+    data = await client.await_for_authorization("ada", timeout=5)
+    provider.set_token_lifetime(3600)
+    await asyncio.sleep(1.2)  # past half its lifetime: expired for the client
+    provider.token_delay = 0.3  # keeps the refresh in flight while the others ask
+    results = await asyncio.gather(*[client.aget_access_token_for_user("ada") for _ in range(4)])
+    tokens = {r.token for r in results if r is not None}
+    assert len(tokens) == 1 and data.token not in tokens
+    assert provider.token_requests["refresh_token"] == 1

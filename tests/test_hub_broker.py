@@ -1,0 +1,190 @@
+"""Broker mode on a real JupyterHub: the admin declares a provider once, the service holds it.
+
+``configure_hub(c, providers={"demo": {...}})`` with the client secret in the hub's config;
+alice and bob call ``create_oauth2_client("demo")`` with no credentials in real kernels of
+their own servers. The hub's chat-oauth2 service exchanges, refreshes and revokes; the
+users' servers, kernels, homes and stores never hold the client secret or a refresh token.
+Skipped without configurable-http-proxy unless CHAT_OAUTH2_NB_REQUIRE_HUB=1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.hub import HubBrowser, Kernel, RealHub, require_hub
+from support.scan import assert_no_secret, nasty_secret
+
+from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.hub.keys import derive_store_key
+from chat_oauth2_nb.store import Store
+
+pytestmark = pytest.mark.timeout(300)
+
+USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="module")
+def broker_provider() -> Iterator[DemoProvider]:
+    p = start_demo_provider(port=0, token_lifetime=3600)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, broker_provider: DemoProvider
+) -> Iterator[RealHub]:
+    require_hub()
+    running = RealHub(tmp_path_factory.mktemp("hub"), base_url="/jh/")
+    # ONE redirect URI, registered by the admin; the secret is in the hub's config only.
+    client_id, secret = broker_provider.register_client(
+        client_secret=nasty_secret("GOCSPX-"),
+        redirect_uris=[f"{running.callback_base}/demo"],
+        scopes=None,
+    )
+    declaration = {**broker_provider.config(alias="demo"), "clientId": client_id}
+    declaration["clientSecret"] = secret
+    running.hub_args = f", providers={{'demo': {declaration!r}}}"
+    running.declared = (client_id, secret)  # type: ignore[attr-defined]
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def kernels(hub: RealHub) -> dict[str, Kernel]:
+    made = {}
+    for user in USERS:
+        kernel = Kernel(hub, hub.spawn(user))
+        kernel.run(
+            "from chat_oauth2_nb import create_oauth2_client\n"
+            "client = create_oauth2_client('demo')\n"
+            "print(type(client).__name__, client.setup())\n"
+        )
+        made[user] = kernel
+    return made
+
+
+def _service_store(hub: RealHub) -> Store:
+    secret = bytes.fromhex(hub.secret_file.read_text().strip())
+    key = derive_store_key(secret, "\x00chat-oauth2 broker")
+    return Store(hub.root / "chat_oauth2_nb_broker.sqlite3", key=key)
+
+
+def _files_under(folder: Path) -> str:
+    return "\n".join(
+        p.read_bytes().decode("latin-1") for p in sorted(folder.rglob("*")) if p.is_file()
+    )
+
+
+def _authorize(hub: RealHub, provider: DemoProvider, kernel: Kernel, user: str) -> str:
+    link = kernel.run("print(client.get_user_authorization_url())").strip()
+    browser = HubBrowser(hub, user)
+    try:
+        browser.login()
+        redirect = browser.approve(provider, browser.open_start_link(link, provider))
+        page = browser.follow(redirect)
+        assert page.status_code == 200, page.text[:800]
+        assert "Authorized" in page.text
+    finally:
+        browser.close()
+    return kernel.run(
+        "data = client.wait_for_authorization(timeout=60)\n"
+        "print(data.token)\n"
+        "assert data.refresh_token is None\n"
+    ).strip()
+
+
+def test_users_authorize_a_declared_provider_and_never_hold_its_secrets(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    client_id, secret = hub.declared  # type: ignore[attr-defined]
+    service = _service_store(hub)
+    tokens: list[str] = []
+    refresh_tokens: list[str] = []
+    for user, kernel in kernels.items():
+        assert kernel.run("print(type(client).__name__)").strip() == "DeclaredClient"
+        token = _authorize(hub, broker_provider, kernel, user)
+        assert broker_provider.introspect(token)["username"] == user
+        # The user's store: the access token only.
+        record = hub.store(user).get_token("demo", user)
+        assert record is not None and record.data.token == token
+        assert record.data.refresh_token is None
+        assert hub.store(user).get_held_refresh_token("demo", user, broker_provider.issuer) is None
+        # The service's store: the refresh token, under the hub user.
+        held = service.get_held_refresh_token(
+            "demo", json.dumps([user, user]), broker_provider.issuer
+        )
+        assert held is not None
+        tokens.append(token)
+        refresh_tokens.append(held)
+
+        # Refresh through the service: a new access token, still no refresh token here.
+        before = broker_provider.token_requests["refresh_token"]
+        newer = kernel.run(
+            "newer = client.refresh_user_access_token()\n"
+            "assert newer.refresh_token is None\n"
+            "print(newer.token)\n"
+        ).strip()
+        assert newer != token and broker_provider.token_requests["refresh_token"] == before + 1
+        assert broker_provider.introspect(newer)["active"] is True
+        # Cached: a valid token costs no request to the service or the provider.
+        same = kernel.run("print(client.get_access_token_for_user().token)").strip()
+        assert same == newer and broker_provider.token_requests["refresh_token"] == before + 1
+        tokens.append(newer)
+        rotated = service.get_held_refresh_token(
+            "demo", json.dumps([user, user]), broker_provider.issuer
+        )
+        assert rotated is not None
+        refresh_tokens.append(rotated)
+
+    secrets = [secret, *refresh_tokens]
+    for user, kernel in kernels.items():
+        environment = kernel.run("import os, json; print(json.dumps(dict(os.environ)))")
+        assert_no_secret(environment, secrets, f"{user}'s kernel environment", [client_id])
+        outputs = kernel.run("print(repr(client), repr(client.config), list(client.http_log))")
+        assert_no_secret(outputs, secrets, f"{user}'s notebook outputs", [client_id])
+        assert_no_secret(_files_under(hub.home(user)), secrets, f"{user}'s home", [client_id])
+    assert_no_secret(hub.log(full=True), [*secrets, *tokens], "the hub's log", [client_id])
+
+
+def test_alice_cannot_get_bobs_token_through_the_service(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    # Alice's kernel has her server's API token; she names bob in the body.
+    answer = kernels["alice"].run(
+        "import os, httpx\n"
+        "url = os.environ['CHAT_OAUTH2_NB_HUB_BROKER_URL']\n"
+        "mine = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+        "for action in ('token', 'revoke'):\n"
+        "    r = httpx.post(f'{url}/{action}/demo', json={'user': 'bob', 'have': ''}, headers=mine)\n"
+        "    print(action, r.status_code, r.text)\n"
+        "r = httpx.post(f'{url}/token/demo', json={'user': 'alice', 'have': ''})\n"
+        "print('anonymous', r.status_code)\n"
+    )
+    lines = answer.strip().splitlines()
+    assert lines[0].startswith("token 404 ") and lines[1].startswith("revoke 200 ")
+    assert '"revoked": false' in lines[1]
+    assert lines[2] == "anonymous 403"
+    bob = hub.store("bob").get_token("demo", "bob")
+    assert bob is not None and bob.data.token not in answer
+    assert broker_provider.introspect(bob.data.token)["active"] is True
+
+
+def test_revoke_goes_through_the_service(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    bob = hub.store("bob").get_token("demo", "bob")
+    assert bob is not None
+    assert kernels["bob"].run("print(client.revoke_user_access_token())").strip() == "True"
+    assert broker_provider.introspect(bob.data.token)["active"] is False
+    assert hub.store("bob").get_token("demo", "bob") is None
+    service = _service_store(hub)
+    assert service.get_token("demo", json.dumps(["bob", "bob"])) is None
+    # Alice's grant is untouched.
+    assert hub.store("alice").get_token("demo", "alice") is not None
