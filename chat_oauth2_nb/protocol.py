@@ -553,7 +553,10 @@ def revoke_request(
 
 
 def introspection_request(
-    config: ProviderConfig, *, token: str, token_type_hint: str = "access_token"  # noqa: S107
+    config: ProviderConfig,
+    *,
+    token: str,
+    token_type_hint: str = "access_token",  # noqa: S107
 ) -> HttpRequest:
     """Prepare a token introspection request (RFC 7662 §2.1), client authenticated."""
     if config.introspection_uri is None:

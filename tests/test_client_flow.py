@@ -607,4 +607,6 @@ def test_introspection_asks_the_provider_and_shows_no_token(
     client.store.put_token("demo", "ada", data, provider=client.provider)  # stale copy
     assert client.introspect_user_token("ada") == {"active": False}
     text = repr(info) + repr(list(client.http_log)) + secret_log.text
-    assert_no_secret(text, [data.token, data.refresh_token, provider.client_secret], "introspection")
+    assert_no_secret(
+        text, [data.token, data.refresh_token, provider.client_secret], "introspection"
+    )
