@@ -297,6 +297,16 @@ class OAuth2Client:
             "(client.get_user_authorization_url()), or give this provider another alias.",
         )
 
+    def _stored_or_raise(self, key: str) -> TokenRecord:
+        """The stored token for ``key``, or NotAuthorizedError saying to authorize first."""
+        record = self._stored(key)
+        if record is None:
+            raise NotAuthorizedError(
+                f"Nothing is stored for {key!r} at {self.alias!r}",
+                hint="Authorize first: client.get_user_authorization_url().",
+            )
+        return record
+
     @property
     def redirect_uri(self) -> str | None:
         """The redirect URI in use once setup() ran."""
@@ -349,10 +359,7 @@ class OAuth2Client:
             device_authorization_request(self.config)  # a missing endpoint says what to do now
             return "", "device", "mode='device': the person types a code at the provider"
         if self.mode == "paste":
-            port = self.loopback_port or PASTE_PORT
-            uri = self._explicit_redirect_uri or (
-                f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}"
-            )
+            uri = self._explicit_redirect_uri or self._paste_uri()
             why = "mode='paste': the person copies the address the browser ends on"
             return uri, "paste", why
         if self._explicit_redirect_uri:
@@ -403,8 +410,7 @@ class OAuth2Client:
         if way == "device":
             return "", "device", why
         if way == "paste":
-            port = self.loopback_port or PASTE_PORT
-            return f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}", "paste", why
+            return self._paste_uri(), "paste", why
         return self._start_loopback(), "loopback", why
 
     def _start_loopback(self) -> str:
@@ -534,11 +540,21 @@ class OAuth2Client:
                 "is 'device', which has no authorization link",
                 "Call client.start_device_authorization(), or show client.panel().",
             )
-        asked = scopes_argument(scopes)
         on_loopback = self._loopback is not None and self._loopback.serves(redirect)
         endpoint: FlowEndpoint = (
             "paste" if self.way == "paste" else "loopback" if on_loopback else "server"
         )
+        return self._record_flow(key, scopes, redirect, endpoint, origin)
+
+    def _record_flow(
+        self,
+        key: str,
+        scopes: str | Iterable[str] | None,
+        redirect: str,
+        endpoint: FlowEndpoint,
+        origin: FlowOrigin,
+    ) -> tuple[PendingFlow, AuthorizationURL]:
+        asked = scopes_argument(scopes)
         flow = new_flow(
             self.config,
             user=key,
@@ -900,19 +916,12 @@ class OAuth2Client:
             self.setup()
         if self.way == "paste":
             return self.start_flow(user, scopes, origin=origin)
+        return self._record_flow(resolve_user(user), scopes, self._paste_uri(), "paste", origin)
+
+    def _paste_uri(self) -> str:
+        # Nothing listens there: the browser shows an error page whose address is pasted.
         port = self.loopback_port or PASTE_PORT
-        flow = new_flow(
-            self.config,
-            user=resolve_user(user),
-            redirect_uri=f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}",
-            scopes=dict.fromkeys((*self.config.default_scopes, *scopes_argument(scopes))),
-            origin=origin,
-            client_ref=self._ref,
-            endpoint="paste",
-            ttl=self.flow_ttl,
-        )
-        self.store.add_flow(flow)
-        return flow, self.start_link(flow)
+        return f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}"
 
     # tokens ------------------------------------------------------------------------------
 
@@ -933,12 +942,7 @@ class OAuth2Client:
     def refresh_user_access_token(self, user: UserLike = None) -> AuthData:
         """Refresh the user's token now (joining a refresh already in flight); return it."""
         key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            raise NotAuthorizedError(
-                f"Nothing is stored for {key!r} at {self.alias!r}",
-                hint="Authorize first: client.get_user_authorization_url().",
-            )
+        record = self._stored_or_raise(key)
         if not record.data.refresh_token:
             raise TokenRefreshError(
                 "No refresh token is stored, so the token cannot be refreshed",
@@ -1129,12 +1133,7 @@ class OAuth2Client:
                 "(discover_config() fills it when the provider advertises one).",
             )
         key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            raise NotAuthorizedError(
-                f"Nothing is stored for {key!r} at {self.alias!r}",
-                hint="Authorize first: client.get_user_authorization_url().",
-            )
+        record = self._stored_or_raise(key)
         request = introspection_request(self.config, token=record.data.token)
         answer = self._send(request, "Introspecting the token", ProviderError)
         return parse_introspection(

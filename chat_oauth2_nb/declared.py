@@ -20,7 +20,7 @@ import httpx
 from .client import Mode, OAuth2Client, UserLike, resolve_user
 from .config import ProviderConfig
 from .declarations import error_from_payload
-from .errors import ConfigurationError, NotAuthorizedError, OAuth2Error
+from .errors import ConfigurationError, OAuth2Error
 from .protocol import AuthData
 from .routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from .store import TokenRecord
@@ -150,12 +150,7 @@ class DeclaredClient(OAuth2Client):
     def refresh_user_access_token(self, user: UserLike = None) -> AuthData:
         """Have the server refresh the user's token now (joining one in flight); return it."""
         key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            raise NotAuthorizedError(
-                f"Nothing is stored for {key!r} at {self.alias!r}",
-                hint="Authorize first: client.get_user_authorization_url().",
-            )
+        record = self._stored_or_raise(key)
         return self._refresh(key, record)
 
     def _refresh(self, key: str, seen: TokenRecord) -> AuthData:

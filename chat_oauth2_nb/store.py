@@ -1213,28 +1213,40 @@ class Store:
         With ``expect_version``, only if nobody wrote since: returns the new record, or None
         when ``expect_version`` no longer matches.
         """
-        now = time.time()
         with self._transaction() as db:
             self._writable(db)
-            row = db.execute(
-                "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
-            ).fetchone()
-            current = row["version"] if row else 0
-            if expect_version is not None and current != expect_version:
-                return None
-            db.execute(
-                "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    alias,
-                    user,
-                    self._seal(data.to_json(), _token_aad(alias, user, provider)),
-                    current + 1,
-                    now,
-                    provider,
-                ),
-            )
-        return TokenRecord(alias, user, data, current + 1, now, provider)
+            return self._write_token(db, alias, user, data, provider, expect_version)[0]
+
+    def _write_token(
+        self,
+        db: sqlite3.Connection,
+        alias: str,
+        user: str,
+        data: AuthData,
+        provider: str | None,
+        expect_version: int | None,
+    ) -> tuple[TokenRecord | None, bool]:
+        """Write the tokens row in the caller's transaction: (the record or None, whether new)."""
+        row = db.execute(
+            "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
+        ).fetchone()
+        current = row["version"] if row else 0
+        if expect_version is not None and current != expect_version:
+            return None, row is None
+        now = time.time()
+        db.execute(
+            "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                alias,
+                user,
+                self._seal(data.to_json(), _token_aad(alias, user, provider)),
+                current + 1,
+                now,
+                provider,
+            ),
+        )
+        return TokenRecord(alias, user, data, current + 1, now, provider), row is None
 
     def delete_token(self, alias: str, user: str, *, expect_version: int | None = None) -> bool:
         """Delete the stored token; False when there was none (or it changed meanwhile)."""
@@ -1270,27 +1282,11 @@ class Store:
         without a refresh token keeps the held one (providers that do not rotate).
         """
         public = dataclasses.replace(data, refresh_token=None)
-        now = time.time()
         with self._transaction() as db:
             self._writable(db)
-            row = db.execute(
-                "SELECT version FROM tokens WHERE alias = ? AND user = ?", (alias, user)
-            ).fetchone()
-            current = row["version"] if row else 0
-            if expect_version is not None and current != expect_version:
+            record, new = self._write_token(db, alias, user, public, provider, expect_version)
+            if record is None:
                 return None
-            db.execute(
-                "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    alias,
-                    user,
-                    self._seal(public.to_json(), _token_aad(alias, user, provider)),
-                    current + 1,
-                    now,
-                    provider,
-                ),
-            )
             if data.refresh_token:
                 db.execute(
                     "INSERT OR REPLACE INTO held_refresh_tokens "
@@ -1302,12 +1298,12 @@ class Store:
                         self._seal(data.refresh_token, _held_aad(alias, user, provider)),
                     ),
                 )
-            elif row is None or expect_version is None:
+            elif new or expect_version is None:
                 # A new authorization without a refresh token: an older one must not linger.
                 db.execute(
                     "DELETE FROM held_refresh_tokens WHERE alias = ? AND user = ?", (alias, user)
                 )
-        return TokenRecord(alias, user, public, current + 1, now, provider)
+        return record
 
     def get_held_refresh_token(self, alias: str, user: str, provider: str) -> str | None:
         """The refresh token held apart for a declared provider's (alias, user), or None."""
