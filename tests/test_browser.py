@@ -393,6 +393,14 @@ def test_jupyterlab_authorize_refresh_revoke(
         expect(log_body).to_contain_text("grant_type=authorization_code")
         assert_no_secret(page.content(), jupyter, provider, "the page with the HTTP log open")
 
+        # Check configuration: the doctor's report, in place, as a table (issue: provider doctor).
+        panel(page, "chat-oauth2-check").click()
+        report = panel(page, "chat-oauth2-report")
+        expect(report.locator("table")).to_be_visible()
+        expect(report).to_contain_text("credentials")
+        expect(panel(page, "chat-oauth2-outcome")).to_contain_text("Checked the configuration")
+        assert_no_secret(page.content(), jupyter, provider, "the page with the doctor's report")
+
         # Refresh: a new token (the provider rotates the refresh token), a new mask.
         panel(page, "chat-oauth2-refresh").click()
         expect(panel(page, "chat-oauth2-outcome")).to_contain_text("Refreshed at")

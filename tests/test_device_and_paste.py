@@ -251,3 +251,28 @@ def test_a_redirect_flow_cannot_be_finished_by_pasting(
     state = parse_qs(urlsplit(address).query)["state"][0]
     flow = store.get_flow(state)
     assert flow is not None and flow.status == "pending"
+
+
+def test_polling_survives_a_provider_that_fails_mid_poll(
+    make_client: Make, provider: DemoProvider, store: Store
+) -> None:
+    """5xx, an HTML error page and a dropped connection while polling: it backs off, keeps
+    polling, and finishes once the person approved; every failure is in the HTTP log."""
+    provider.device_interval = 1
+    client = make_client(mode="device", timeout=2)
+    device = client.start_device_authorization("ada")
+    provider.inject_fault("token", status=503, body="busy", content_type="text/plain")
+    provider.inject_fault(
+        "token", status=500, body="<html><h1>Oops</h1></html>", content_type="text/html"
+    )
+    provider.inject_fault("token", status=200, body="{}", delay=3)  # longer than timeout=2
+    approve_later(provider, device.user_code, 1.0)
+    data = client.wait_for_authorization("ada", timeout=90)
+    assert provider.introspect(data.token)["active"] is True
+    outcomes = [e.status or e.error for e in client.http_log]
+    assert 503 in outcomes and 500 in outcomes and "timeout" in outcomes, outcomes
+    polls = provider.device_polls[device.user_code]
+    # Backing off: the gap after each failure grew (1 s interval, doubled per failure).
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert max(gaps) >= 3.5, gaps
+    assert_no_secret(repr(list(client.http_log)), device_codes(provider), "the HTTP log")

@@ -1027,3 +1027,38 @@ def test_a_panel_shows_a_flow_another_clients_listener_serves(
         assert first.wait_for_authorization("ada", timeout=10).token
     finally:
         panel.close()
+
+
+def test_check_configuration_shows_the_doctors_report(
+    authorized: Callable[..., OAuth2Client], provider: DemoProvider
+) -> None:
+    client = authorized()
+    panel = client.panel("ada")
+    try:
+        button = one(panel, "chat-oauth2-check")
+        report = one(panel, "chat-oauth2-report")
+        assert report.value == ""
+        button.click()
+        assert wait_for(lambda: "<table" in report.value, 30), report.value
+        assert "credentials" in report.value.lower() and "invalid_client" not in report.value
+        assert wait_for(
+            lambda: "Checked the configuration" in one(panel, "chat-oauth2-outcome").value
+        )
+        data = client.get_access_token_for_user("ada")
+        assert data is not None
+        _assert_no_secret_in_widget_state([provider.client_secret, data.token, data.refresh_token])
+    finally:
+        panel.close()
+
+
+def test_check_configuration_names_a_wrong_secret(
+    make_client: Callable[..., OAuth2Client], provider: DemoProvider
+) -> None:
+    client = make_client(client_secret="not-the-secret-" + "x" * 20)
+    panel = client.panel("ada")
+    try:
+        one(panel, "chat-oauth2-check").click()
+        report = one(panel, "chat-oauth2-report")
+        assert wait_for(lambda: "invalid_client" in report.value, 30), report.value
+    finally:
+        panel.close()

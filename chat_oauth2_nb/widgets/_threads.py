@@ -44,12 +44,14 @@ BUSY_WORDS = {
     "revoke": "Revoking…",
     "code": "Asking the provider for a code…",
     "paste": "Finishing the authorization…",
+    "check": "Checking the configuration with the provider…",
 }
 _FAILED_WORDS = {
     "refresh": "refresh",
     "revoke": "revocation",
     "code": "request for a code",
     "paste": "authorization",
+    "check": "configuration check",
 }
 
 

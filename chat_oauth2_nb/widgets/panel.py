@@ -162,6 +162,17 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
         # Details, collapsed: what a person debugging a provider wants, nobody else.
         self._provider = self._html("chat-oauth2-provider")
+        self._check = widgets.Button(
+            description="Check configuration",
+            icon="stethoscope",
+            tooltip="Ask the provider whether this configuration works (client.diagnose())",
+        )
+        self._check.layout.width = "auto"
+        self._check.add_class("chat-oauth2-check")
+        # The doctor's report holds no secret (it masks every one it knows), so it may be
+        # shown in a synced widget.
+        self._report = self._html("chat-oauth2-report")
+        self._report_html = ""
         self._scopes = self._html("chat-oauth2-scopes")
         self._extras = self._html("chat-oauth2-extras")
         # id_token claims (email, name) are personal data and widget state can be saved into
@@ -180,6 +191,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._details_body = widgets.VBox(
             (
                 self._provider,
+                self._check,
+                self._report,
                 self._scopes,
                 self._extras,
                 self._claims_toggle,
@@ -209,6 +222,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._refresh.on_click(self._on_refresh)
         self._revoke.on_click(self._on_revoke)
         self._claims_toggle.observe(self._on_claims_toggle, names="value")
+        self._check.on_click(self._on_check)
         self._new_code.on_click(self._on_new_code)
         self._paste.observe(self._on_paste_value, names="value")
         self._finish.on_click(self._on_finish)
@@ -601,6 +615,15 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         with self._lock:
             self._render()
 
+    def _on_check(self, _button: widgets.Button) -> None:
+        self._start_action("check", self._do_check)
+
+    def _do_check(self) -> str:
+        report = self._client.diagnose(self._key)
+        with self._lock:
+            self._report_html = report._repr_html_()
+        return f"Checked the configuration: {report.summary()}."
+
     def _on_refresh(self, _button: widgets.Button) -> None:
         self._start_action("refresh", self._do_refresh)
 
@@ -712,6 +735,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         )
         assign(self._revoke, "disabled", not (configured and not busy and token is not None))
         assign(self._revoke, "tooltip", "Revoke at the provider and delete the token here")
+        assign(self._report, "value", self._report_html)
+        assign(self._check, "disabled", busy or state.config_problem is not None)
         assign(self._outcome, "value", text(state.outcome or ""))
         assign(self._outcome.layout, "display", None if state.outcome else "none")
         assign(self._error, "value", error_html(state.error))
