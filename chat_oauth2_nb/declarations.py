@@ -18,6 +18,7 @@ from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
     "PRESET_PARAMETERS",
+    "admins_error_payload",
     "error_from_payload",
     "error_payload",
     "public_part",
@@ -98,6 +99,23 @@ def error_payload(exc: OAuth2Error) -> dict[str, Any]:
         "error_description": exc.error_description,
         "status_code": exc.status_code,
     }
+
+
+def admins_error_payload(exc: OAuth2Error, where: str) -> dict[str, Any]:
+    """:func:`error_payload`, its hint naming the administrator when the fix is theirs.
+
+    The client's credentials and its registration at the provider are the administrator's
+    (``where`` says where they declared it); a user can only pass that on.
+    """
+    payload = error_payload(exc)
+    if exc.error in ("invalid_client", "unauthorized_client") or isinstance(
+        exc, errors.ConfigurationError
+    ):
+        payload["hint"] = (
+            f"The administrator declared this provider ({where}): ask them to check its "
+            "client id, secret and registered redirect URI."
+        )
+    return payload
 
 
 def error_from_payload(body: object, fallback: str) -> OAuth2Error:

@@ -79,6 +79,9 @@ def fetch_hub_store_key() -> str | None:
             )
         except httpx.HTTPError as exc:
             raise _refused(url, f"no answer ({type(exc).__name__})") from None
+        if answer.status_code == 503:
+            # The service's answer for a missing hub secret: the administrator's to fix.
+            raise _refused(url, "HTTP 503, the hub administrator has not given it its secret")
         if answer.status_code != 200:
             raise _refused(url, f"HTTP {answer.status_code}")
         try:

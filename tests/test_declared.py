@@ -8,9 +8,11 @@ process, and a real ipykernel the server starts) use ``create_oauth2_client("dem
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -243,3 +245,160 @@ async def test_an_expired_token_is_refreshed_by_the_server_once_for_concurrent_c
     tokens = {r.token for r in results if r is not None}
     assert len(tokens) == 1 and data.token not in tokens
     assert provider.token_requests["refresh_token"] == 1
+
+
+# -- the panel of a declared provider ---------------------------------------------------------
+
+
+def _one(root: Any, css_class: str) -> Any:
+    """The one widget under ``root`` carrying ``css_class``."""
+    found = [root] if css_class in getattr(root, "_dom_classes", ()) else []
+    stack = list(getattr(root, "children", ()))
+    while stack:
+        child = stack.pop()
+        if css_class in getattr(child, "_dom_classes", ()):
+            found.append(child)
+        stack.extend(getattr(child, "children", ()))
+    assert len(found) == 1, f"{len(found)} widgets with class {css_class!r}"
+    return found[0]
+
+
+def _read(panel: Any, css_class: str) -> str:
+    """A widget's text as a person reads it: tags stripped, entities decoded."""
+    value = str(_one(panel, css_class).value)
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", value).split()))
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    # The server runs on this event loop: wait without blocking it.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def panels() -> Iterator[list[Any]]:
+    """Panels and clients to close after the test (closed in reverse)."""
+    made: list[Any] = []
+    yield made
+    for thing in reversed(made):
+        thing.close()
+
+
+async def _authorized_panel(browser: Browser, panels: list[Any]) -> Any:
+    """A panel of the declared demo provider, for ada, authorized through its own link."""
+    client = await asyncio.to_thread(create_oauth2_client, "demo")
+    assert isinstance(client, DeclaredClient)
+    panels.append(client)
+    panel = await asyncio.to_thread(client.panel, "ada")
+    panels.append(panel)
+    await _until(lambda: "chat-oauth2-authorize" in _one(panel, "chat-oauth2-link").value, "link")
+    link = re.search(r'href="([^"]+)"', _one(panel, "chat-oauth2-link").value)
+    assert link is not None
+    params = await browser.params(html.unescape(link.group(1)))
+    assert (await browser.callback(params)).code == 200
+    await _until(lambda: _read(panel, "chat-oauth2-status").startswith("Authorized"), "token")
+    return panel
+
+
+async def test_the_panel_shows_a_declared_provider_as_the_administrators(
+    jp_serverapp: Any,
+    http_server_client: Any,
+    browser: Browser,
+    panels: list[Any],
+    declared: tuple[str, str],
+) -> None:
+    panel = await _authorized_panel(browser, panels)
+    details = _read(panel, "chat-oauth2-provider")
+    assert "declared by your administrator" in details
+    # Nothing for the user to register, no secret field, no device code (it needs the secret).
+    assert "register exactly" not in details
+    assert not any("secret" in c.lower() for c in panel._dom_classes)
+    assert _one(panel, "chat-oauth2-new-code").layout.display == "none"
+    assert panel.state.declared and not panel.state.device_endpoint
+    # The kernel holds no refresh token, yet Refresh is on offer: the server holds it.
+    assert not _one(panel, "chat-oauth2-refresh").disabled
+    assert_no_secret(
+        json.dumps(panel.get_state(), default=str), [declared[1]], "the panel", [declared[0]]
+    )
+
+
+async def test_refresh_in_the_panel_goes_through_the_server(
+    jp_serverapp: Any,
+    http_server_client: Any,
+    browser: Browser,
+    panels: list[Any],
+    provider: DemoProvider,
+) -> None:
+    panel = await _authorized_panel(browser, panels)
+    before = _read(panel, "chat-oauth2-token")
+    _one(panel, "chat-oauth2-refresh").click()
+    await _until(lambda: _read(panel, "chat-oauth2-outcome").startswith("Refreshed at"), "refresh")
+    assert provider.token_requests["refresh_token"] == 1
+    await _until(lambda: _read(panel, "chat-oauth2-token") != before, "the new token shown")
+    assert _read(panel, "chat-oauth2-status").startswith("Authorized")
+
+
+async def test_a_refresh_the_administrator_must_fix_says_so_in_the_panel(
+    jp_serverapp: Any,
+    http_server_client: Any,
+    browser: Browser,
+    panels: list[Any],
+    provider: DemoProvider,
+) -> None:
+    panel = await _authorized_panel(browser, panels)
+    # The provider no longer accepts the declared client (its secret was rotated there).
+    provider.inject_fault(
+        "token",
+        status=401,
+        content_type="application/json",
+        body='{"error": "invalid_client", "error_description": "client authentication failed"}',
+    )
+    _one(panel, "chat-oauth2-refresh").click()
+    await _until(lambda: _read(panel, "chat-oauth2-status").startswith("Error"), "an error")
+    error = _read(panel, "chat-oauth2-error")
+    # What failed, what the provider said, what to change, and that the change is the admin's.
+    assert "Refreshing the token failed" in error
+    assert "invalid_client" in error and "client authentication failed" in error
+    assert "administrator declared this provider" in error
+    assert "jupyter_server_config.py" in error
+
+
+async def test_revoke_in_the_panel_asks_for_confirmation_first(
+    jp_serverapp: Any,
+    http_server_client: Any,
+    browser: Browser,
+    panels: list[Any],
+    provider: DemoProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import chat_oauth2_nb.widgets.panel as panel_module
+
+    panel = await _authorized_panel(browser, panels)
+    store = open_store()
+    record = store.get_token("demo", "ada")
+    assert record is not None
+    revoke = _one(panel, "chat-oauth2-revoke")
+
+    # One click only asks; nothing is revoked.
+    monkeypatch.setattr(panel_module, "CONFIRM_REVOKE_WITHIN", 0.5)
+    revoke.click()
+    assert revoke.description == "Confirm revoke"
+    assert "Confirm revoke" in _read(panel, "chat-oauth2-outcome")
+    # Unconfirmed, the question goes away by itself; the next click asks again.
+    await _until(lambda: revoke.description == "Revoke", "the question withdrawn", timeout=5)
+    assert _read(panel, "chat-oauth2-outcome") == ""
+    assert store.get_token("demo", "ada") is not None
+    assert provider.introspect(record.data.token)["active"] is True
+
+    monkeypatch.setattr(panel_module, "CONFIRM_REVOKE_WITHIN", 30.0)
+    revoke.click()
+    assert revoke.description == "Confirm revoke"
+    assert store.get_token("demo", "ada") is not None
+    revoke.click()  # confirmed
+    await _until(lambda: _read(panel, "chat-oauth2-status").startswith("Not authorized"), "revoked")
+    assert store.get_token("demo", "ada") is None
+    assert provider.introspect(record.data.token)["active"] is False
+    assert revoke.description == "Revoke"

@@ -9,10 +9,15 @@ Skipped without configurable-http-proxy unless CHAT_OAUTH2_NB_REQUIRE_HUB=1.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from support.hub import HubBrowser, Kernel, RealHub, require_hub
 from support.scan import assert_no_secret, nasty_secret
@@ -188,3 +193,116 @@ def test_revoke_goes_through_the_service(
     assert service.get_token("demo", json.dumps(["bob", "bob"])) is None
     # Alice's grant is untouched.
     assert hub.store("alice").get_token("demo", "alice") is not None
+
+
+def _wait_for_new_service(hub: RealHub, old_pid: int, timeout: float = 90) -> int:
+    """The hub restarts a managed service that exited (it polls every 30 s): wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(RuntimeError, httpx.HTTPError):
+            pid = hub.service_pid()
+            if pid != old_pid:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{hub.service_port}{hub.base_url}services/chat-oauth2/"
+                    "broker/token/demo",
+                    json={"user": "alice", "have": ""},
+                    timeout=5,
+                )
+                if answer.status_code == 403:  # up, and still refusing the anonymous
+                    return pid
+        time.sleep(0.5)
+    raise AssertionError(f"the hub did not restart its chat-oauth2 service:\n{hub.log()}")
+
+
+def test_tokens_survive_a_restart_of_the_service(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    alice = kernels["alice"]
+    before = hub.store("alice").get_token("demo", "alice")
+    assert before is not None
+    held = _service_store(hub).get_held_refresh_token(
+        "demo", json.dumps(["alice", "alice"]), broker_provider.issuer
+    )
+    assert held is not None
+
+    old = hub.service_pid()
+    os.kill(old, signal.SIGKILL)  # a crash: no chance to tidy up
+    # While the service is down, a valid token is still the kernel's: no service call.
+    cached = alice.run("print(client.get_access_token_for_user().token)").strip()
+    assert cached == before.data.token
+    _wait_for_new_service(hub, old)
+
+    # The restarted service reads the same sealed store: it still holds alice's refresh
+    # token and refreshes through it.
+    refreshes = broker_provider.token_requests["refresh_token"]
+    newer = alice.run(
+        "newer = client.refresh_user_access_token()\n"
+        "assert newer.refresh_token is None\n"
+        "print(newer.token)\n"
+    ).strip()
+    assert newer != before.data.token
+    assert broker_provider.token_requests["refresh_token"] == refreshes + 1
+    assert broker_provider.introspect(newer)["active"] is True
+    assert broker_provider.introspect(newer)["username"] == "alice"
+    assert alice.run("print(client.get_access_token_for_user().token)").strip() == newer
+
+
+@pytest.fixture(scope="module")
+def hub_without_secret(
+    tmp_path_factory: pytest.TempPathFactory, broker_provider: DemoProvider
+) -> Iterator[RealHub]:
+    require_hub()
+    running = RealHub(tmp_path_factory.mktemp("hub-no-secret"), base_url="/jh/")
+    client_id, secret = broker_provider.register_client(
+        client_secret=nasty_secret("GOCSPX-"),
+        redirect_uris=[f"{running.callback_base}/demo"],
+        scopes=None,
+    )
+    declaration = {**broker_provider.config(alias="demo"), "clientId": client_id}
+    declaration["clientSecret"] = secret
+    running.hub_args = f", providers={{'demo': {declaration!r}}}"
+    # An admin's later override that drops the service's secret (the encryption key).
+    running.after_config = (
+        "c.JupyterHub.services[-1]['environment'].pop('CHAT_OAUTH2_NB_HUB_SECRET_FILE')"
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_without_the_hub_secret_the_service_serves_nothing_and_says_whose_fix_it_is(
+    hub_without_secret: RealHub, broker_provider: DemoProvider
+) -> None:
+    hub = hub_without_secret
+    kernel = Kernel(hub, hub.spawn("alice"))
+    answer = kernel.run(
+        "import os, httpx\n"
+        "url = os.environ['CHAT_OAUTH2_NB_HUB_BROKER_URL']\n"
+        "mine = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+        "for action in ('token', 'exchange', 'revoke'):\n"
+        "    r = httpx.post(f'{url}/{action}/demo', json={'user': 'alice'}, headers=mine)\n"
+        "    print(action, r.status_code, r.json()['message'], r.json()['hint'])\n"
+    )
+    for line in answer.strip().splitlines():
+        assert " 503 " in line, answer
+        assert "hub administrator" in line and "secret" in line, line
+
+    # The user's kernel: a clear error that the fix is the administrator's, no flow started.
+    error = kernel.run(
+        "from chat_oauth2_nb import create_oauth2_client\n"
+        "client = create_oauth2_client('demo')\n"
+        "try:\n"
+        "    client.get_user_authorization_url()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, '|', exc)\n"
+        "else:\n"
+        "    print('no error')\n"
+    ).strip()
+    assert error.startswith("StoreError |"), error
+    assert "hub administrator" in error and "secret" in error, error
+
+    # Nothing stored anywhere, encrypted or not: no service store, no user store.
+    assert not list(hub.root.glob("chat_oauth2_nb_broker.sqlite3*"))
+    assert not hub.store_path("alice").exists()

@@ -35,8 +35,8 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..declarations import error_payload, resolve_declarations
-from ..errors import ConfigurationError, NotAuthorizedError, OAuth2Error
+from ..declarations import admins_error_payload, resolve_declarations
+from ..errors import NotAuthorizedError, OAuth2Error
 from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
 from ..server.broker import Broker, token_payload
 from ..server.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
@@ -258,15 +258,7 @@ class BrokerApi(_Headers):
 
 def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
     """The error for the user's server, saying when the fix is the hub administrator's."""
-    payload = error_payload(exc)
-    if exc.error in ("invalid_client", "unauthorized_client") or isinstance(
-        exc, ConfigurationError
-    ):
-        payload["hint"] = (
-            "The hub administrator declared this provider: ask them to check its client id, "
-            "secret and registered redirect URI (python -m chat_oauth2_nb.hub check)."
-        )
-    return payload
+    return admins_error_payload(exc, "on the hub; python -m chat_oauth2_nb.hub check diagnoses it")
 
 
 def _log_request(handler: web.RequestHandler) -> None:

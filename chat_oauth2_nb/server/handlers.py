@@ -20,9 +20,10 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from ..declarations import admins_error_payload
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..store import PendingFlow
-from .broker import Broker, error_payload, token_payload
+from .broker import Broker, token_payload
 from .callback import (
     ROUTE_VALUE,
     SECURITY_HEADERS,
@@ -246,7 +247,8 @@ class _KernelApi(web.RequestHandler):
 
     def _failed(self, exc: OAuth2Error) -> None:
         status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        self._answer(status, error_payload(exc))
+        where = "c.ChatOAuth2App.providers in jupyter_server_config.py"
+        self._answer(status, admins_error_payload(exc, where))
 
 
 class ProvidersHandler(_KernelApi):

@@ -26,6 +26,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..client import HttpExchange, OAuth2Client, UserLike, resolve_user
+from ..declared import DeclaredClient
 from ..errors import OAuth2Error, ProviderMismatchError
 from ..flows import error_from_flow
 from ..protocol import redact, utcnow
@@ -53,6 +54,9 @@ _STUCK_EXCHANGE = 60.0
 _KNOWN_SECRETS = 32
 # How long a redirect link may stay opened without a callback before other ways are offered.
 FALLBACK_AFTER = 60.0
+# A declared provider's revoke ends the grant the administrator's service holds: a second
+# click within this many seconds confirms it.
+CONFIRM_REVOKE_WITHIN = 5.0
 # Badge colours, readable as white text on light and dark JupyterLab themes.
 _BADGE_COLOURS = {
     Status.NOT_CONFIGURED: "#6e7781",
@@ -263,6 +267,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         config = client.config
         problem: str | None = None
         key = "?"
+        declared = isinstance(client, DeclaredClient)
         try:
             key = resolve_user(self._user)
             if client.redirect_uri is None:
@@ -280,7 +285,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             redirect_uri=client.redirect_uri,
             config_problem=problem,
             way=client.way,
-            device_endpoint=config.device_authorization_uri is not None,
+            # The device grant needs the client secret, which a declared provider's kernel lacks.
+            device_endpoint=config.device_authorization_uri is not None and not declared,
+            declared=declared,
         )
 
     @property
@@ -462,6 +469,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
     def _on_clock(self) -> None:
         """Once a second: re-render the countdowns; re-read the store only when time says so."""
         with self._lock:
+            confirm = self._state.confirm_revoke_until
+            if confirm is not None and time.time() >= confirm:
+                self._state = dataclasses.replace(
+                    self._state, confirm_revoke_until=None, outcome=None
+                )
             link = self._state.link
             if link is not None and (link.exchanging or link.expires_at <= time.time()):
                 # An unused link expired, or an exchange may be stuck: no store change shows it.
@@ -628,6 +640,20 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._start_action("refresh", self._do_refresh)
 
     def _on_revoke(self, _button: widgets.Button) -> None:
+        with self._lock:
+            state = self._state
+            if state.declared and state.busy is None:
+                confirm = state.confirm_revoke_until
+                if confirm is None or time.time() >= confirm:
+                    # The first click only asks: the grant is the administrator's service's.
+                    self._state = dataclasses.replace(
+                        state,
+                        confirm_revoke_until=time.time() + CONFIRM_REVOKE_WITHIN,
+                        outcome=f"Click “Confirm revoke” within {CONFIRM_REVOKE_WITHIN:.0f} s to "
+                        "revoke this token at the provider; you will need to authorize again.",
+                    )
+                    self._render()
+                    return
         self._start_action("revoke", self._do_revoke)
 
     def _do_refresh(self) -> str:
@@ -652,7 +678,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
     def _begin_action(self, name: str, busy_words: str) -> bool:
         if self._state.busy is not None:
             return False
-        self._state = dataclasses.replace(self._state, busy=name, outcome=busy_words)
+        self._state = dataclasses.replace(
+            self._state, busy=name, outcome=busy_words, confirm_revoke_until=None
+        )
         self._render()
         return True
 
@@ -724,19 +752,33 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
         configured = state.config_problem is None
         busy = state.busy is not None
-        can_refresh = configured and not busy and token is not None and token.has_refresh_token
+        can_refresh = configured and not busy and state.refreshable
         assign(self._refresh, "disabled", not can_refresh)
-        assign(
-            self._refresh,
-            "tooltip",
-            "Refresh the token now"
-            if token is None or token.has_refresh_token
-            else "No refresh token is stored: authorize again",
-        )
+        if state.declared:
+            refresh_tip = "Have the server refresh the token now (it holds the refresh token)"
+        elif token is None or token.has_refresh_token:
+            refresh_tip = "Refresh the token now"
+        else:
+            refresh_tip = "No refresh token is stored: authorize again"
+        assign(self._refresh, "tooltip", refresh_tip)
         assign(self._revoke, "disabled", not (configured and not busy and token is not None))
-        assign(self._revoke, "tooltip", "Revoke at the provider and delete the token here")
+        confirming = (
+            state.confirm_revoke_until is not None and time.time() < state.confirm_revoke_until
+        )
+        assign(self._revoke, "description", "Confirm revoke" if confirming else "Revoke")
+        assign(self._revoke, "button_style", "danger" if confirming else "warning")
+        assign(
+            self._revoke,
+            "tooltip",
+            "Click again to revoke"
+            if confirming
+            else "Revoke at the provider and delete the token here",
+        )
         assign(self._report, "value", self._report_html)
         assign(self._check, "disabled", busy or state.config_problem is not None)
+        # A declared provider's secret is the administrator's: `python -m chat_oauth2_nb.hub
+        # check` (or a diagnose in the server) is the check that can use it.
+        assign(self._check.layout, "display", "none" if state.declared else None)
         assign(self._outcome, "value", text(state.outcome or ""))
         assign(self._outcome.layout, "display", None if state.outcome else "none")
         assign(self._error, "value", error_html(state.error))
@@ -781,6 +823,17 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         assign(self._paste_note.layout, "display", None if note else "none")
 
         offers = fallback_offers(state, now, self._fallback_after)
+        if state.declared:
+            # The administrator registered the redirect URI: the fix is theirs, not the user's.
+            fix = (
+                "tell your administrator, who declared this provider, that it refused the "
+                f"redirect URI <code>{text(state.redirect_uri or '')}</code>."
+            )
+        else:
+            fix = (
+                f"register exactly <code>{text(state.redirect_uri or '')}</code> as a redirect "
+                "URI there."
+            )
         assign(self._fallback_box.layout, "display", None if offers is not None else "none")
         assign(self._use_paste.layout, "display", None if offers and "paste" in offers else "none")
         assign(self._use_code.layout, "display", None if offers and "device" in offers else "none")
@@ -791,8 +844,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self._fallback_text,
             "value",
             "<b>Browser didn't come back?</b> If the provider showed its own error page, "
-            f"register exactly <code>{text(state.redirect_uri or '')}</code> as a redirect "
-            f"URI there.{more}"
+            f"{fix}{more}"
             if offers is not None
             else "",
         )
@@ -849,12 +901,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if status is Status.AUTHORIZED:
             detail = ""  # the expiry line below says it, once
         elif status is Status.EXPIRED:
-            token = state.token
-            detail = (
-                "Refresh it."
-                if token is not None and token.has_refresh_token
-                else "Authorize again."
-            )
+            detail = "Refresh it." if state.refreshable else "Authorize again."
         colour = _BADGE_COLOURS[status]
         badge = (
             f'<span class="chat-oauth2-badge" style="background: {colour}; color: #fff; '
@@ -877,11 +924,21 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             )
         except OAuth2Error:
             sealed = "cannot be opened"
+        who = (
+            "declared by your administrator, who registered it at the provider"
+            if state.declared
+            else "register exactly this at the provider"
+        )
+        declared = (
+            "Provider: declared by your administrator (the server holds its client secret "
+            "and refresh tokens)<br>"
+            if state.declared
+            else ""
+        )
         return (
-            f"Authorization endpoint: <code>{text(state.auth_uri)}</code><br>"
+            declared + f"Authorization endpoint: <code>{text(state.auth_uri)}</code><br>"
             f"Token endpoint: <code>{text(state.token_uri)}</code><br>"
-            f"Redirect URI: <code>{text(redirect)}</code> "
-            "(register exactly this at the provider)<br>"
+            f"Redirect URI: <code>{text(redirect)}</code> ({who})<br>"
             f"Scopes requested: <code>{text(scopes)}</code><br>"
             f"Token store: {sealed}"
         )

@@ -259,6 +259,16 @@ class PanelState:
     #: What went wrong with the last pasted address (shown next to the field), or a note.
     paste_error: ErrorInfo | None = None
     paste_note: str | None = None
+    #: Declared by the administrator: the server (or the hub's service) holds the secret and
+    #: any refresh token, registered the redirect URI, and refreshes and revokes.
+    declared: bool = False
+    #: Until when (epoch seconds) a second click on Revoke confirms it (declared providers).
+    confirm_revoke_until: float | None = None
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether Refresh can work: a refresh token here, or a server that holds it (declared)."""
+        return self.token is not None and (self.token.has_refresh_token or self.declared)
 
     def status(self, now: dt.datetime) -> Status:
         """The status at ``now`` (see :func:`derive_status`)."""
@@ -359,7 +369,7 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         return f"{word}: the token {expiry_text(state.token.expires_at, now)}."
     if status is Status.EXPIRED:
         assert state.token is not None
-        follow = "Refresh it" if state.token.has_refresh_token else "Authorize again"
+        follow = "Refresh it" if state.refreshable else "Authorize again"
         return f"{word}: the token {expiry_text(state.token.expires_at, now)}. {follow}."
     if state.link is not None:
         left = format_countdown(state.link.expires_at - now.timestamp())

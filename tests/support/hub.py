@@ -69,6 +69,7 @@ class RealHub:
         service: str = "managed",
         extra_config: str = "",
         hub_args: str = "",
+        after_config: str = "",
     ) -> None:
         self.root = root
         self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
@@ -80,6 +81,8 @@ class RealHub:
         self.extra_config = extra_config
         #: More keyword arguments of configure_hub(), as Python source (", providers=...").
         self.hub_args = hub_args
+        #: Config lines after configure_hub(), as Python source (an admin's later overrides).
+        self.after_config = after_config
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "hub.log"
 
@@ -151,6 +154,7 @@ class RealHub:
             ]
             {self.extra_config}
             {hub_line}
+            {self.after_config}
             """
         )
 
@@ -205,6 +209,21 @@ class RealHub:
         if proxy_pid.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(proxy_pid.read_text().strip()), signal.SIGTERM)
+
+    def service_pid(self) -> int:
+        """The PID of the managed chat-oauth2 service of this hub (found by its port)."""
+        marker = f"JUPYTERHUB_SERVICE_URL=http://127.0.0.1:{self.service_port}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                environment = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"chat_oauth2_nb.hub" in command and marker in environment:
+                return int(entry.name)
+        raise RuntimeError(f"no chat-oauth2 service runs for this hub:\n{self.log()}")
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """The hub's REST API with the test's admin token."""
