@@ -33,7 +33,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 from .config import ProviderConfig, provider_identity
@@ -62,6 +62,7 @@ __all__ = [
     "FlowErrorKind",
     "FlowOrigin",
     "FlowStatus",
+    "HeldTokenStore",
     "KeySource",
     "PendingFlow",
     "Store",
@@ -574,6 +575,54 @@ class TokenRecord:
 def _provider(values: dict[str, Any]) -> ProviderConfig:
     values["default_scopes"] = tuple(values["default_scopes"])
     return ProviderConfig(**values)
+
+
+class HeldTokenStore(Protocol):
+    """What a broker needs of a store: tokens, held refresh tokens, refresh leases.
+
+    :class:`Store` (SQLite) is one; the hub service's PostgreSQL backend
+    (``chat_oauth2_nb.hub.pgstore``) is the other, for a service run as several replicas.
+    """
+
+    def get_token(self, alias: str, user: str) -> TokenRecord | None:
+        """The stored token for (alias, user), or None."""
+
+    def put_token(
+        self,
+        alias: str,
+        user: str,
+        data: AuthData,
+        *,
+        provider: str | None = None,
+        expect_version: int | None = None,
+    ) -> TokenRecord | None:
+        """Store a token; with ``expect_version``, only if nobody wrote since (else None)."""
+
+    def put_held_token(
+        self,
+        alias: str,
+        user: str,
+        data: AuthData,
+        *,
+        provider: str,
+        expect_version: int | None = None,
+    ) -> TokenRecord | None:
+        """Store a declared provider's token, its refresh token held apart."""
+
+    def get_held_refresh_token(self, alias: str, user: str, provider: str) -> str | None:
+        """The refresh token held apart for (alias, user) and ``provider``, or None."""
+
+    def delete_token(self, alias: str, user: str, *, expect_version: int | None = None) -> bool:
+        """Delete the token and its held refresh token; False when there was none."""
+
+    def acquire_lease(self, alias: str, user: str, owner: str, ttl: float) -> bool:
+        """Take the refresh lease for (alias, user) unless another owner holds a live one."""
+
+    def release_lease(self, alias: str, user: str, owner: str) -> None:
+        """Give the lease back (only if ``owner`` still holds it)."""
+
+    def patiently(self, write: Callable[[], T], patience: float) -> T:
+        """Run ``write``, retrying while the store is busy, up to ``patience`` seconds."""
 
 
 class Store:

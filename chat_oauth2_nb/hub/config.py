@@ -23,6 +23,7 @@ from ..routes import (
     HUB_PROVIDERS_ENV,
 )
 from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
+from .pgstore import is_postgres_url, redact_url, require_driver
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
 
@@ -96,6 +97,24 @@ def _callback_base(c: Any, public_url: str | None, service_name: str) -> str:
     return origin + _join(path, "services", service_name, "callback")
 
 
+def _check_store_url(url: str, managed: bool) -> None:
+    """Refuse a store URL the service could not use, at hub start rather than at first refresh."""
+    if not is_postgres_url(url):
+        raise ConfigurationError(
+            "store_url",
+            f"is {redact_url(url)!r}, not a postgresql:// URL",
+            "Leave it out for the default SQLite store, or give postgresql://user@host:port/db.",
+        )
+    if not managed:
+        raise ConfigurationError(
+            "store_url",
+            "is set for a service the hub does not run (managed=False)",
+            f"Set {_BROKER_STORE_ENV} to the URL in the environment where you run "
+            "`python -m chat_oauth2_nb.hub`.",
+        )
+    require_driver()
+
+
 def configure_hub(
     c: Any,
     *,
@@ -109,6 +128,7 @@ def configure_hub(
     key_url: str | None = None,
     providers: dict[str, Any] | None = None,
     providers_file: str | os.PathLike[str] | None = None,
+    store_url: str | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -134,6 +154,11 @@ def configure_hub(
     broker URL. The service exchanges codes, refreshes and revokes with the secret and keeps
     refresh tokens in its own sealed store; users' servers and kernels get access tokens only.
     Users then call ``create_oauth2_client("google")`` with no credentials.
+
+    The service's store is a SQLite file next to the providers file; for a service run as
+    several replicas, ``store_url="postgresql://user@host:port/db"`` (the hub's own database
+    server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
+    so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
     """
     if not _NAME.fullmatch(service_name):
         raise ConfigurationError(
@@ -146,6 +171,8 @@ def configure_hub(
             "Give the URL where you run `python -m chat_oauth2_nb.hub` and the API token it "
             "uses (JUPYTERHUB_API_TOKEN in its environment).",
         )
+    if store_url is not None:
+        _check_store_url(store_url, managed)
     callback = _callback_base(c, public_url, service_name)
     service: dict[str, Any] = {
         "name": service_name,
@@ -170,7 +197,9 @@ def configure_hub(
             out.write(json.dumps(full))
         if managed:
             service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
-            service["environment"][_BROKER_STORE_ENV] = str(file.with_name(_BROKER_STORE))
+            service["environment"][_BROKER_STORE_ENV] = store_url or str(
+                file.with_name(_BROKER_STORE)
+            )
     hub = c.JupyterHub
     services = [s for s in (_setting(hub, "services") or []) if s.get("name") != service_name]
     hub.services = [*services, service]

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ from ..errors import NotAuthorizedError, OAuth2Error
 from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
 from ..server.broker import Broker, token_payload
 from ..server.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
-from ..store import Store, open_store
+from ..store import HeldTokenStore, open_store
 from .keys import derive_store_key, load_hub_secret
+from .pgstore import PostgresStore, is_postgres_url
 
 __all__ = [
     "BROKER_PROVIDERS_FILE_ENV",
@@ -59,7 +61,8 @@ log = logging.getLogger("chat_oauth2_nb.hub")
 #: Set by configure_hub() for the managed service: the 0600 JSON file of the declared
 #: providers, client secrets included (broker mode).
 BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
-#: Where the service keeps its store (refresh tokens, sealed); default in its directory.
+#: Where the service keeps its store (refresh tokens, sealed): a SQLite file (default: in its
+#: directory) or a ``postgresql://`` URL (several replicas of the service share it).
 BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
 DEFAULT_BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 
@@ -172,7 +175,10 @@ class BrokerApi(_Headers):
     """
 
     def initialize(
-        self, broker: Broker | None, store: Callable[[], Store] | None, hub_auth: HubAuth
+        self,
+        broker: Broker | None,
+        store: Callable[[], HeldTokenStore] | None,
+        hub_auth: HubAuth,
     ) -> None:
         """``broker``: the declared providers (None: none); ``store``: opens the service's store."""
         self.broker, self.open_store, self.hub_auth = broker, store, hub_auth
@@ -215,7 +221,7 @@ class BrokerApi(_Headers):
         self._json(200, answer)
 
     def _act(
-        self, action: str, store: Store, alias: str, key: str, body: dict[str, Any]
+        self, action: str, store: HeldTokenStore, alias: str, key: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         broker = self.broker
         assert broker is not None
@@ -276,13 +282,29 @@ def _log_request(handler: web.RequestHandler) -> None:
     )
 
 
-def _broker_store(hub_secret: bytes | None) -> Callable[[], Store] | None:
-    """Opens the service's own store, sealed with a key only the hub secret gives; None without."""
+def _broker_store(hub_secret: bytes | None) -> Callable[[], HeldTokenStore] | None:
+    """Opens the service's own store, sealed with a key only the hub secret gives; None without.
+
+    ``CHAT_OAUTH2_NB_BROKER_STORE`` is a SQLite file (the default, in the service's folder)
+    or a ``postgresql://`` URL, for a service run as several replicas that share one store.
+    """
     if hub_secret is None:
         return None
-    path = Path(os.environ.get(BROKER_STORE_ENV) or DEFAULT_BROKER_STORE).resolve()
     # A name no hub user can have (NUL), so no user's store key is the service's.
     key = derive_store_key(hub_secret, "\x00chat-oauth2 broker")
+    location = os.environ.get(BROKER_STORE_ENV) or DEFAULT_BROKER_STORE
+    if is_postgres_url(location):
+        opened: list[PostgresStore] = []
+        lock = threading.Lock()
+
+        def open_postgres() -> HeldTokenStore:
+            with lock:  # connected on first use: a database still starting is no crash
+                if not opened:
+                    opened.append(PostgresStore(location, key=key))
+                return opened[0]
+
+        return open_postgres
+    path = Path(location.removeprefix("sqlite://")).resolve()
     return lambda: open_store(path, key=key)
 
 

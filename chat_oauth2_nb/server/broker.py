@@ -43,7 +43,7 @@ from ..protocol import (
     transport_error,
     utcnow,
 )
-from ..store import Store, TokenRecord
+from ..store import HeldTokenStore, TokenRecord
 from ..transport import send
 
 __all__ = ["Broker", "RemoteBroker", "error_payload", "revocations", "token_payload"]
@@ -110,7 +110,7 @@ class Broker:
                 self._http.close()
                 self._http = None
 
-    def _record(self, store: Store, alias: str, user: str) -> TokenRecord | None:
+    def _record(self, store: HeldTokenStore, alias: str, user: str) -> TokenRecord | None:
         record = store.get_token(alias, user)
         if record is None or record.provider != provider_identity(self.config_for(alias)):
             return None  # never hand out (or refresh) a token another config stored
@@ -118,7 +118,7 @@ class Broker:
 
     def token(
         self,
-        store: Store,
+        store: HeldTokenStore,
         alias: str,
         user: str,
         *,
@@ -148,7 +148,7 @@ class Broker:
             return None
         return self._refresh(store, alias, user, seen_version)
 
-    def _refresh(self, store: Store, alias: str, user: str, seen: int) -> TokenRecord:
+    def _refresh(self, store: HeldTokenStore, alias: str, user: str, seen: int) -> TokenRecord:
         owner = f"server:{os.getpid()}:{uuid.uuid4().hex}"
         ttl = 2 * self.timeout + _STORE_PATIENCE + 10.0
         with self._key_locks[(alias, user)]:
@@ -179,7 +179,9 @@ class Broker:
             hint="Authorize again: client.get_user_authorization_url().",
         )
 
-    def _do_refresh(self, store: Store, alias: str, user: str, record: TokenRecord) -> TokenRecord:
+    def _do_refresh(
+        self, store: HeldTokenStore, alias: str, user: str, record: TokenRecord
+    ) -> TokenRecord:
         config = self.config_for(alias)
         identity = provider_identity(config)
         held = store.get_held_refresh_token(alias, user, identity)
@@ -219,7 +221,7 @@ class Broker:
 
     def exchange(
         self,
-        store: Store,
+        store: HeldTokenStore,
         alias: str,
         user: str,
         *,
@@ -266,7 +268,7 @@ class Broker:
         assert record is not None  # no expected version: always written
         return exchange, record
 
-    def revoke(self, store: Store, alias: str, user: str) -> bool:
+    def revoke(self, store: HeldTokenStore, alias: str, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored."""
         config = self.config_for(alias)
         record = self._record(store, alias, user)
@@ -362,7 +364,7 @@ class RemoteBroker(Broker):
 
     def exchange(
         self,
-        store: Store,
+        store: HeldTokenStore,
         alias: str,
         user: str,
         *,
@@ -393,7 +395,7 @@ class RemoteBroker(Broker):
 
     def token(
         self,
-        store: Store,
+        store: HeldTokenStore,
         alias: str,
         user: str,
         *,
@@ -431,7 +433,7 @@ class RemoteBroker(Broker):
         )
         return stored or self._record(store, alias, user)
 
-    def revoke(self, store: Store, alias: str, user: str) -> bool:
+    def revoke(self, store: HeldTokenStore, alias: str, user: str) -> bool:
         """Have the service revoke at the provider, then delete the token here too."""
         self.config_for(alias)
         if self._record(store, alias, user) is None:
