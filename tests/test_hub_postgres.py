@@ -264,3 +264,18 @@ def test_configure_hub_hands_the_service_its_store_url(pg: PostgresServer) -> No
             hub(tmp, store_url=f"mysql://hub:{pg.password}@127.0.0.1/hub")
     assert "postgresql://" in str(raised.value)
     assert_no_secret(str(raised.value), [pg.password], "the error")
+
+
+def test_the_service_opens_the_store_its_url_names(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat_oauth2_nb.hub.pgstore import PostgresStore
+    from chat_oauth2_nb.hub.router import BROKER_STORE_ENV, _broker_store
+
+    monkeypatch.setenv(BROKER_STORE_ENV, url)
+    opener = _broker_store(b"\x01" * 32)
+    assert opener is not None
+    store = opener()
+    assert isinstance(store, PostgresStore) and opener() is store  # one per process
+    assert "***" in repr(store) and url.split(":")[2].split("@")[0] not in repr(store)
+    store.close_all()

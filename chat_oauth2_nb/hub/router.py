@@ -212,7 +212,8 @@ class BrokerApi(_Headers):
         # The hub user first: alice's token can never name bob's tokens.
         key = json.dumps([hub_user, body["user"]])
         try:
-            store = self.open_store()
+            # In a worker thread: opening a PostgreSQL store connects to the database.
+            store = await asyncio.to_thread(self.open_store)
             answer = await asyncio.to_thread(self._act, action, store, alias, key, body)
         except OAuth2Error as exc:
             status = 404 if isinstance(exc, NotAuthorizedError) else 502
