@@ -34,6 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from support.chromium import launch_chromium, require_chromium
 from support.scan import assert_no_secret as scan
 from support.server import JupyterServer
 from support.wait import wait_until
@@ -52,8 +53,6 @@ SCREENSHOT = (
     if os.environ.get("CHAT_OAUTH2_NB_UPDATE_DOCS") == "1"
     else ARTIFACTS / "panel.png"
 )
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_BROWSER = "CHAT_OAUTH2_NB_REQUIRE_BROWSER"
 ALIAS = "demo"
 LAB_USER = "lab-tester"
 NB7_USER = "notebook7-tester"
@@ -65,16 +64,6 @@ SERVER_START_TIMEOUT = 120.0
 
 
 # -- the parts ---------------------------------------------------------------------------------
-
-
-def require_chromium() -> None:
-    """Skip without Chromium, or fail when the environment says the browser tests must run."""
-    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
-        return
-    message = f"{CHROMIUM} is missing (Debian package 'chromium'): the browser tests cannot run"
-    if os.environ.get(REQUIRE_BROWSER) == "1":
-        pytest.fail(f"{message}, and {REQUIRE_BROWSER}=1 requires them")
-    pytest.skip(message)
 
 
 def write_settings(config_dir: Path) -> None:
@@ -168,19 +157,7 @@ def browser() -> Iterator[Browser]:
     # Locator assertions wait this long (Playwright's default is 5 s).
     expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                # Resolve no host name at all: only 127.0.0.1 is reachable from the pages.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            ],
-        )
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 

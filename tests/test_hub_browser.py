@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import httpx
 import nbformat
 import pytest
 from playwright.sync_api import BrowserContext, expect, sync_playwright
+from support.chromium import launch_chromium, require_chromium
 from support.hub import RealHub, require_hub
 from support.scan import assert_no_secret
 
@@ -33,20 +33,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_BROWSER = "CHAT_OAUTH2_NB_REQUIRE_BROWSER"
 UI_TIMEOUT_MS = 90_000
 NOTEBOOK = "hub-test.ipynb"
-
-
-def require_chromium() -> None:
-    """Skip without Chromium, or fail when the environment says the browser tests must run."""
-    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
-        return
-    message = f"{CHROMIUM} is missing (Debian package 'chromium'): the browser tests cannot run"
-    if os.environ.get(REQUIRE_BROWSER) == "1":
-        pytest.fail(f"{message}, and {REQUIRE_BROWSER}=1 requires them")
-    pytest.skip(message)
 
 
 # pytest-jupyter's loop fixtures would close Playwright's loop (see tests/test_browser.py).
@@ -141,19 +129,7 @@ def test_alice_authorizes_from_jupyterlab_through_the_hub(tmp_path: Path) -> Non
         _prepare_home(hub, provider)
         expect.set_options(timeout=UI_TIMEOUT_MS)
         with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                    # Resolve no host name at all: only 127.0.0.1 is reachable from the pages.
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                ],
-            )
+            chromium = launch_chromium(playwright)
             context = chromium.new_context(viewport={"width": 1280, "height": 900})
             context.set_default_timeout(UI_TIMEOUT_MS)
             with _artifacts_on_failure(context, hub):
