@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium
+from support.chromium import launch_chromium, require_chromium, write_lab_settings
 from support.scan import assert_no_secret as scan
 from support.server import JupyterServer
 from support.wait import wait_until
@@ -68,20 +68,7 @@ SERVER_START_TIMEOUT = 120.0
 
 def write_settings(config_dir: Path) -> None:
     """User settings of the isolated JupyterLab: save widget state, fetch no news."""
-    settings = config_dir / "lab" / "user-settings"
-    files = {
-        # Widget state goes into the saved .ipynb, so the save test sees what a person would share.
-        "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-            "doNotDisturbMode": True,
-        },
-    }
-    for name, value in files.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value), encoding="utf-8")
+    write_lab_settings(config_dir / "lab" / "user-settings", save_widget_state=True)
 
 
 def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "auto") -> None:

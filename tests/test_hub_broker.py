@@ -38,22 +38,27 @@ def broker_provider() -> Iterator[DemoProvider]:
     p.stop()
 
 
+def declare_demo(running: RealHub, provider: DemoProvider) -> tuple[str, str]:
+    """Declare the demo provider on ``running``: ONE redirect URI, the secret in the hub only."""
+    client_id, secret = provider.register_client(
+        client_secret=nasty_secret("GOCSPX-"),
+        redirect_uris=[f"{running.callback_base}/demo"],
+        scopes=None,
+    )
+    assert secret is not None
+    declaration = {**provider.config(alias="demo"), "clientId": client_id}
+    declaration["clientSecret"] = secret
+    running.hub_args = f", providers={{'demo': {declaration!r}}}"
+    return client_id, secret
+
+
 @pytest.fixture(scope="module")
 def hub(
     tmp_path_factory: pytest.TempPathFactory, broker_provider: DemoProvider
 ) -> Iterator[RealHub]:
     require_hub()
     running = RealHub(tmp_path_factory.mktemp("hub"), base_url="/jh/")
-    # ONE redirect URI, registered by the admin; the secret is in the hub's config only.
-    client_id, secret = broker_provider.register_client(
-        client_secret=nasty_secret("GOCSPX-"),
-        redirect_uris=[f"{running.callback_base}/demo"],
-        scopes=None,
-    )
-    declaration = {**broker_provider.config(alias="demo"), "clientId": client_id}
-    declaration["clientSecret"] = secret
-    running.hub_args = f", providers={{'demo': {declaration!r}}}"
-    running.declared = (client_id, secret)  # type: ignore[attr-defined]
+    running.declared = declare_demo(running, broker_provider)  # type: ignore[attr-defined]
     running.start()
     try:
         yield running
@@ -253,14 +258,7 @@ def hub_without_secret(
 ) -> Iterator[RealHub]:
     require_hub()
     running = RealHub(tmp_path_factory.mktemp("hub-no-secret"), base_url="/jh/")
-    client_id, secret = broker_provider.register_client(
-        client_secret=nasty_secret("GOCSPX-"),
-        redirect_uris=[f"{running.callback_base}/demo"],
-        scopes=None,
-    )
-    declaration = {**broker_provider.config(alias="demo"), "clientId": client_id}
-    declaration["clientSecret"] = secret
-    running.hub_args = f", providers={{'demo': {declaration!r}}}"
+    declare_demo(running, broker_provider)
     # An admin's later override that drops the service's secret (the encryption key).
     running.after_config = (
         "c.JupyterHub.services[-1]['environment'].pop('CHAT_OAUTH2_NB_HUB_SECRET_FILE')"

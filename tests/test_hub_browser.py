@@ -12,7 +12,6 @@ CHAT_OAUTH2_NB_REQUIRE_HUB=1). On failure, screenshots and the hub's log go to t
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import httpx
 import nbformat
 import pytest
 from playwright.sync_api import BrowserContext, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium
+from support.chromium import launch_chromium, require_chromium, write_lab_settings
 from support.hub import RealHub, require_hub
 from support.scan import assert_no_secret
 
@@ -50,18 +49,7 @@ def jp_server_cleanup() -> Iterator[None]:
 
 def _prepare_home(hub: RealHub, provider: DemoProvider) -> None:
     home = hub.home("alice")
-    settings = home / ".jupyter" / "lab" / "user-settings"
-    files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-            "doNotDisturbMode": True,
-        },
-    }
-    for name, value in files.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value), encoding="utf-8")
+    write_lab_settings(home / ".jupyter" / "lab" / "user-settings")
     setup = (
         "# The client id and secret come from the environment the hub gives the server.\n"
         "from chat_oauth2_nb import create_oauth2_client\n"

@@ -64,6 +64,13 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _scopes_asked(scopes: Sequence[str]) -> str:
+    if not scopes:
+        return '<p id="scopes">It asks for no particular scope.</p>'
+    scope_list = "".join(f'<li><code class="scope">{_e(s)}</code></li>' for s in scopes)
+    return f'<p>It asks for these scopes:</p><ul id="scopes">{scope_list}</ul>'
+
+
 def consent_page(
     *,
     client_name: str,
@@ -75,11 +82,7 @@ def consent_page(
     username: str = "demo-user",
 ) -> str:
     """The login/consent page: who asks, for what, and Approve / Deny."""
-    if scopes:
-        scope_list = "".join(f'<li><code class="scope">{_e(s)}</code></li>' for s in scopes)
-        wants = f'<p>It asks for these scopes:</p><ul id="scopes">{scope_list}</ul>'
-    else:
-        wants = '<p id="scopes">It asks for no particular scope.</p>'
+    wants = _scopes_asked(scopes)
     body = (
         f'<h1>Authorize <span id="client-name">{_e(client_name)}</span></h1>'
         f"<p><strong>{_e(client_name)}</strong> (client id <code>{_e(client_id)}</code>) "
@@ -127,11 +130,7 @@ def device_consent_page(
     username: str = "demo-user",
 ) -> str:
     """Confirm the code, then Approve / Deny the device's request."""
-    if scopes:
-        scope_list = "".join(f'<li><code class="scope">{_e(s)}</code></li>' for s in scopes)
-        wants = f'<p>It asks for these scopes:</p><ul id="scopes">{scope_list}</ul>'
-    else:
-        wants = '<p id="scopes">It asks for no particular scope.</p>'
+    wants = _scopes_asked(scopes)
     body = (
         f'<h1>Authorize <span id="client-name">{_e(client_name)}</span> on a device</h1>'
         "<p>Check that this is the code your notebook shows:</p>"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-__all__ = ["CHROMIUM", "REQUIRE_BROWSER", "launch_chromium", "require_chromium"]
+__all__ = [
+    "CHROMIUM",
+    "REQUIRE_BROWSER",
+    "launch_chromium",
+    "require_chromium",
+    "write_lab_settings",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Set (by .ci/run) to make a missing Chromium a failure instead of a skip.
@@ -40,3 +47,23 @@ def launch_chromium(playwright: Any) -> Any:
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         ],
     )
+
+
+def write_lab_settings(settings: Path, *, save_widget_state: bool = False) -> None:
+    """JupyterLab user settings for a test: no news or update checks (no network)."""
+    files: dict[str, dict[str, object]] = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+            "doNotDisturbMode": True,
+        },
+    }
+    if save_widget_state:
+        # Widget state goes into the saved .ipynb, so a test sees what a person would share.
+        files["@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings"] = {
+            "saveState": True
+        }
+    for name, value in files.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value), encoding="utf-8")
