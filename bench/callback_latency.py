@@ -20,8 +20,8 @@ from typing import Any
 from _common import header, percentile, summary
 
 from chat_oauth2_nb import create_oauth2_client
-from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.kernel.client import OAuth2Client
 from chat_oauth2_nb.store import Store
 
 FLOWS = 30

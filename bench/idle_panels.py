@@ -28,7 +28,7 @@ from typing import Any
 from _common import header, percentile, summary
 
 from chat_oauth2_nb import create_oauth2_client
-from chat_oauth2_nb.protocol import AuthData
+from chat_oauth2_nb.oauth import AuthData
 from chat_oauth2_nb.store import Store
 from chat_oauth2_nb.widgets import OAuth2Panel
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "create_oauth2_client": "client",
-    "providers": "declared",
-    "OAuth2Client": "client",
-    "resolve_user": "client",
-    "HttpExchange": "client",
-    "OAuth2Auth": "auth",
-    "AuthData": "protocol",
-    "DeviceAuthorization": "protocol",
+    "create_oauth2_client": "kernel.client",
+    "providers": "kernel.declared",
+    "OAuth2Client": "kernel.client",
+    "resolve_user": "kernel.client",
+    "HttpExchange": "kernel.client",
+    "OAuth2Auth": "kernel.auth",
+    "AuthData": "oauth",
+    "DeviceAuthorization": "oauth",
     "ProviderConfig": "config",
     "discover_config": "config",
     "Store": "store",
@@ -85,10 +85,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .auth import OAuth2Auth
-    from .client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .config import ProviderConfig, discover_config
-    from .declared import providers
     from .errors import (
         AuthorizationCancelledError,
         AuthorizationDeniedError,
@@ -110,7 +107,10 @@ if TYPE_CHECKING:
         TokenRefreshError,
         TokenRevokeError,
     )
-    from .protocol import AuthData, DeviceAuthorization
+    from .kernel.auth import OAuth2Auth
+    from .kernel.client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
+    from .kernel.declared import providers
+    from .oauth import AuthData, DeviceAuthorization
     from .store import Store, open_store
     from .widgets import OAuth2Panel, dashboard
 
@@ -136,7 +136,7 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.magic`)."""
-    from .magic import load_ipython_extension as load
+    """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.kernel.magic`)."""
+    from .kernel.magic import load_ipython_extension as load
 
     load(ipython)

@@ -26,10 +26,10 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy
 from azure.core.rest import HttpRequest
 from google.auth.transport.requests import AuthorizedSession
 
-from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import NotAuthorizedError, TokenRefreshError
-from chat_oauth2_nb.protocol import AuthData
+from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.oauth import AuthData
 from tests.support.scan import assert_no_secret
 
 Authorized = Callable[..., OAuth2Client]
@@ -253,9 +253,9 @@ def test_azure_credential_in_a_bearer_token_policy_refreshes_through_the_store(
 
 def test_the_libraries_load_only_when_an_adapter_is_made() -> None:
     code = (
-        "import sys, chat_oauth2_nb, chat_oauth2_nb.client\n"
+        "import sys, chat_oauth2_nb, chat_oauth2_nb.kernel.client\n"
         "print(sorted(m for m in ('requests', 'google.auth', 'azure.core', "
-        "'chat_oauth2_nb.adapters') if m in sys.modules))\n"
+        "'chat_oauth2_nb.kernel.adapters') if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

@@ -40,7 +40,7 @@ from support.server import JupyterServer
 from support.wait import wait_until
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
-from chat_oauth2_nb.protocol import mask
+from chat_oauth2_nb.oauth import mask
 from chat_oauth2_nb.store import TokenRecord
 
 pytestmark = pytest.mark.browser

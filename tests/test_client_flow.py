@@ -25,9 +25,9 @@ from chat_oauth2_nb import (
     TokenRevokeError,
     create_oauth2_client,
 )
-from chat_oauth2_nb.client import OAuth2Client, resolve_user
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.protocol import AuthData, mask
+from chat_oauth2_nb.kernel.client import OAuth2Client, resolve_user
+from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]
@@ -403,7 +403,7 @@ def test_refresh_keeps_refresh_token_when_response_omits_it(store: Store) -> Non
         store=store,
         transport=httpx.MockTransport(handler),
     )
-    from chat_oauth2_nb.protocol import AuthData
+    from chat_oauth2_nb.oauth import AuthData
 
     store.put_token(
         "norot",

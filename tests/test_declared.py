@@ -21,8 +21,8 @@ from support.jupyter import Browser
 from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb import NotAuthorizedError, create_oauth2_client, providers
-from chat_oauth2_nb.declared import DeclaredClient
 from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.kernel.declared import DeclaredClient
 from chat_oauth2_nb.routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from chat_oauth2_nb.store import open_store
 

@@ -32,7 +32,7 @@ from chat_oauth2_nb.errors import (
     OAuth2Error,
     TokenExchangeError,
 )
-from chat_oauth2_nb.protocol import (
+from chat_oauth2_nb.oauth import (
     DEVICE_CODE_GRANT_TYPE,
     MAX_FIELD_CHARS,
     SLOW_DOWN_STEP,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chat_oauth2_nb.environment import Probes, Where, browser_location, choose_way
+from chat_oauth2_nb.kernel.environment import Probes, Where, browser_location, choose_way
 
 BASE = {"PATH": "/usr/bin:/bin", "HOME": "/home/ada", "LANG": "C.UTF-8", "SHELL": "/bin/bash"}
 SSH = {"SSH_CONNECTION": "203.0.113.7 51234 10.0.0.5 22", "SSH_CLIENT": "203.0.113.7 51234 22"}
@@ -385,7 +385,7 @@ def test_the_module_needs_only_the_standard_library() -> None:
     import sys
     from pathlib import Path
 
-    import chat_oauth2_nb.environment as module
+    import chat_oauth2_nb.kernel.environment as module
 
     tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
     roots = {

@@ -45,9 +45,9 @@ from chat_oauth2_nb import (
     TokenRefreshError,
     create_oauth2_client,
 )
-from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.protocol import AuthData, utcnow
+from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.oauth import AuthData, utcnow
 from chat_oauth2_nb.store import Store, TokenRecord
 
 Make = Callable[..., OAuth2Client]
@@ -1042,7 +1042,7 @@ def written_token(i: int) -> AuthData:
     """The i-th token the writer stores: deterministic, so the test can rebuild it."""
     import datetime as dt_
 
-    from chat_oauth2_nb.protocol import AuthData as AuthData_
+    from chat_oauth2_nb.oauth import AuthData as AuthData_
 
     base = dt_.datetime(2030, 1, 1, tzinfo=dt_.timezone.utc)
     return AuthData_(

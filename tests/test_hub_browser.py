@@ -26,7 +26,7 @@ from support.hub import RealHub, require_hub
 from support.scan import assert_no_secret
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
-from chat_oauth2_nb.protocol import mask
+from chat_oauth2_nb.oauth import mask
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

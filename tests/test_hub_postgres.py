@@ -27,8 +27,8 @@ from support.scan import assert_no_secret, nasty_secret
 from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, StoreError
-from chat_oauth2_nb.protocol import authorization_url, new_code_verifier, new_state
-from chat_oauth2_nb.server.broker import Broker
+from chat_oauth2_nb.grants import Broker
+from chat_oauth2_nb.oauth import authorization_url, new_code_verifier, new_state
 from chat_oauth2_nb.store import new_store_key
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,8 +40,8 @@ REDIRECT = "http://127.0.0.1:9/callback/demo"  # never requested: the code is re
 REPLICA = """
 import hashlib, json, sys
 from chat_oauth2_nb.declarations import resolve_declarations
-from chat_oauth2_nb.hub.pgstore import PostgresStore
-from chat_oauth2_nb.server.broker import Broker
+from chat_oauth2_nb.store.postgres import PostgresStore
+from chat_oauth2_nb.grants import Broker
 
 job = json.loads(sys.stdin.readline())
 broker = Broker(resolve_declarations(job["declared"], {}))
@@ -128,7 +128,7 @@ def _dump(pg: PostgresServer, url: str) -> str:
 def test_two_replicas_refresh_an_expired_token_with_one_request(
     pg: PostgresServer, url: str, provider: DemoProvider, declared: dict[str, Any]
 ) -> None:
-    from chat_oauth2_nb.hub.pgstore import PostgresStore
+    from chat_oauth2_nb.store.postgres import PostgresStore
 
     key = new_store_key()
     user = json.dumps(["alice", "alice"])  # how the service keys a hub user's tokens
@@ -208,7 +208,7 @@ def test_two_replicas_refresh_an_expired_token_with_one_request(
 def test_a_replica_with_another_key_is_refused_with_what_to_do(
     pg: PostgresServer, url: str
 ) -> None:
-    from chat_oauth2_nb.hub.pgstore import PostgresStore
+    from chat_oauth2_nb.store.postgres import PostgresStore
 
     PostgresStore(url, key=new_store_key()).close_all()  # the key the store was sealed with
     with pytest.raises(StoreError) as raised:
@@ -219,7 +219,7 @@ def test_a_replica_with_another_key_is_refused_with_what_to_do(
 
 
 def test_the_lease_keeps_a_second_replica_out_until_released_or_expired(url: str) -> None:
-    from chat_oauth2_nb.hub.pgstore import PostgresStore
+    from chat_oauth2_nb.store.postgres import PostgresStore
 
     key = new_store_key()
     one, two = PostgresStore(url, key=key), PostgresStore(url, key=key)
@@ -269,8 +269,8 @@ def test_configure_hub_hands_the_service_its_store_url(pg: PostgresServer) -> No
 def test_the_service_opens_the_store_its_url_names(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat_oauth2_nb.hub.pgstore import PostgresStore
     from chat_oauth2_nb.hub.router import BROKER_STORE_ENV, _broker_store
+    from chat_oauth2_nb.store.postgres import PostgresStore
 
     monkeypatch.setenv(BROKER_STORE_ENV, url)
     opener = _broker_store(b"\x01" * 32)

@@ -1,4 +1,4 @@
-"""The store key a hub-spawned server fetches (chat_oauth2_nb.hubkey), against a local HTTP
+"""The store key a hub-spawned server fetches (chat_oauth2_nb.store.hubkey), against a local HTTP
 server standing in for the router: once per process, never on disk, a clear error when refused.
 The real router and hub are in tests/test_hub.py."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from chat_oauth2_nb.protocol import mask
+from chat_oauth2_nb.oauth import mask
 
 ALPHABET = string.ascii_letters + string.digits + "-._~/+="
 

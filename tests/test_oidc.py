@@ -14,9 +14,9 @@ from joserfc.jwk import RSAKey
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.demo._authserver import signing_key
 from chat_oauth2_nb.errors import IdTokenError
-from chat_oauth2_nb.oidc import JwksCache, verify_id_token
-from chat_oauth2_nb.protocol import HttpRequest, ProviderAnswer
-from chat_oauth2_nb.transport import send
+from chat_oauth2_nb.oauth import HttpRequest, ProviderAnswer
+from chat_oauth2_nb.oauth.oidc import JwksCache, verify_id_token
+from chat_oauth2_nb.oauth.transport import send
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from chat_oauth2_nb import TokenRefreshError, TokenRevokeError, create_oauth2_client
-from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.demo._quirks import KEYCLOAK_REALM
+from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.oauth import TokenExchangeError, parse_token_response
 from chat_oauth2_nb.presets import config as preset
-from chat_oauth2_nb.protocol import TokenExchangeError, parse_token_response
 from chat_oauth2_nb.store import Store
 
 Run = Callable[..., tuple[DemoProvider, OAuth2Client]]

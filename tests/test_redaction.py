@@ -31,7 +31,7 @@ from chat_oauth2_nb import (
     TokenRefreshError,
 )
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.protocol import (
+from chat_oauth2_nb.oauth import (
     MAX_EXPIRES_IN,
     AuthData,
     HttpExchange,

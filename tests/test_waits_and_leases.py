@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from chat_oauth2_nb import AuthorizationCancelledError
-from chat_oauth2_nb.client import OAuth2Client
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.protocol import utcnow
+from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.oauth import utcnow
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]

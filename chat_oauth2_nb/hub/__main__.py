@@ -7,7 +7,7 @@ provider (a separate process; the router itself never loads the client).
 import sys
 
 if sys.argv[1:2] == ["check"]:
-    from ..admin import main as check
+    from ..doctor.hubcheck import main as check
 
     sys.exit(check(sys.argv[2:]))
 

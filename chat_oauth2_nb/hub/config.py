@@ -22,8 +22,8 @@ from ..routes import (
     HUB_KEY_PATH,
     HUB_PROVIDERS_ENV,
 )
+from ..store.postgres import is_postgres_url, redact_url, require_driver
 from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
-from .pgstore import is_postgres_url, redact_url, require_driver
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
 

@@ -15,6 +15,7 @@ from traitlets import Dict, Float, Unicode, default
 
 from ..declarations import resolve_declarations, secret_variables
 from ..errors import ConfigurationError
+from ..grants import Broker, RemoteBroker
 from ..routes import (
     CALLBACK_PATH,
     HUB_BROKER_ENV,
@@ -28,7 +29,6 @@ from ..routes import (
     START_PATH,
 )
 from ..store import Store, open_store
-from .broker import Broker, RemoteBroker
 from .handlers import (
     CallbackHandler,
     ProvidersHandler,

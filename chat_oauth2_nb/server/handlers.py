@@ -20,11 +20,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..declarations import admins_error_payload
-from ..errors import NotAuthorizedError, OAuth2Error
-from ..store import PendingFlow
-from .broker import Broker, token_payload
-from .callback import (
+from ..callback import (
     ROUTE_VALUE,
     SECURITY_HEADERS,
     Arrival,
@@ -34,7 +30,11 @@ from .callback import (
     open_start_link,
     scrub_uri,
 )
-from .pages import render_outcome
+from ..declarations import admins_error_payload
+from ..errors import NotAuthorizedError, OAuth2Error
+from ..grants import Broker, token_payload
+from ..pages import render_outcome
+from ..store import PendingFlow
 
 __all__ = [
     "AUTH_RESOURCE",

@@ -16,9 +16,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..client import OAuth2Client
 from ..errors import OAuth2Error
-from ..protocol import utcnow
+from ..kernel.client import OAuth2Client
+from ..oauth import utcnow
 from ..store import Store, TokenRecord, open_store
 from ._threads import ActionRunner, Subscription, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text

@@ -25,11 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 import ipywidgets as widgets
 import traitlets
 
-from ..client import HttpExchange, OAuth2Client, UserLike, resolve_user
-from ..declared import DeclaredClient
 from ..errors import OAuth2Error, ProviderMismatchError
-from ..flows import error_from_flow
-from ..protocol import redact, utcnow
+from ..kernel.client import HttpExchange, OAuth2Client, UserLike, resolve_user
+from ..kernel.declared import DeclaredClient
+from ..kernel.flows import error_from_flow
+from ..oauth import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, start_worker, watch_store
 from ._view import assign, close_tree, error_html, set_status_class, text

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import OAuth2Error, hint_for
-from ..protocol import AuthData, mask
+from ..oauth import AuthData, mask
 
 __all__ = [
     "STATUS_WORDS",

@@ -14,11 +14,11 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from ..config import env_var_name, scopes_argument
+from ..errors import ConfigurationError
+from ..presets import PRESETS
+from ..presets import config as preset_config
 from .client import OAuth2Client, create_oauth2_client
-from .config import env_var_name, scopes_argument
-from .errors import ConfigurationError
-from .presets import PRESETS
-from .presets import config as preset_config
 
 __all__ = ["USAGE", "load_ipython_extension", "oauth2_magic"]
 
@@ -72,7 +72,7 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
     if name == "status":
         if options or params:
             raise _usage_error(f"%oauth2 status takes no options.\n{USAGE}")
-        from .widgets import dashboard
+        from ..widgets import dashboard
 
         return dashboard()
     if name not in PRESETS:

@@ -9,7 +9,7 @@ stored — were the requested scopes granted and is there a refresh token.
 
 Every check says only what it can say truthfully: without metadata the metadata checks are
 ``skipped``, not failed. Nothing is stored (no pending flow, no token) and nothing secret
-reaches the report: each sentence passes through :func:`~chat_oauth2_nb.protocol.redact`
+reaches the report: each sentence passes through :func:`~chat_oauth2_nb.oauth.redact`
 with every secret the doctor knows before it is kept.
 """
 
@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from .errors import ProviderMismatchError, TokenExchangeError
-from .protocol import (
+from ..errors import ProviderMismatchError, TokenExchangeError
+from ..oauth import (
     MAX_ANSWER_BYTES,
     HttpExchange,
     HttpRequest,
@@ -43,10 +43,10 @@ from .protocol import (
     parse_error_response,
     redact,
 )
-from .transport import send
+from ..oauth.transport import send
 
 if TYPE_CHECKING:
-    from .client import OAuth2Client, UserLike
+    from ..kernel.client import OAuth2Client, UserLike
 
 __all__ = ["Check", "Report", "Verdict", "diagnose"]
 
@@ -208,7 +208,7 @@ def _describe_failure(exc: Exception) -> str:
 def _fetch(http: httpx.Client, request: HttpRequest, deadline: float) -> tuple[ProviderAnswer, str]:
     """Send ``request`` without following redirects, bounded like transport.send.
 
-    Unlike :func:`~chat_oauth2_nb.transport.send` it keeps why a connection failed (a bad
+    Unlike :func:`~chat_oauth2_nb.oauth.transport.send` it keeps why a connection failed (a bad
     certificate, an unknown host), which is what a person debugging a config needs.
     """
     started, t0 = time.time(), time.perf_counter()
@@ -953,7 +953,7 @@ class _Doctor:
     # 6. stored token --------------------------------------------------------------------
 
     def token(self) -> None:
-        from .client import resolve_user
+        from ..kernel.client import resolve_user
 
         key = resolve_user(self.user)
         try:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreError
-from ..protocol import AuthData
-from ..store import TokenRecord, _aad, _Cipher, _held_aad, _parse_key, _token_aad
+from ..oauth import AuthData
+from . import TokenRecord, _aad, _Cipher, _held_aad, _parse_key, _token_aad
 
 if TYPE_CHECKING:
     import psycopg

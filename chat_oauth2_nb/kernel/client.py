@@ -25,9 +25,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
-from .config import ProviderConfig, provider_identity, scopes_argument
-from .environment import browser_location, choose_way
-from .errors import (
+from ..config import ProviderConfig, provider_identity, scopes_argument
+from ..errors import (
     AuthorizationDeniedError,
     ConfigurationError,
     DeviceAuthorizationError,
@@ -42,8 +41,7 @@ from .errors import (
     TokenRefreshError,
     TokenRevokeError,
 )
-from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
-from .protocol import (
+from ..oauth import (
     AuthData,
     DeviceAuthorization,
     DevicePending,
@@ -65,14 +63,15 @@ from .protocol import (
     transport_error,
     utcnow,
 )
-from .routes import (
+from ..oauth.transport import send
+from ..routes import (
     CALLBACK_PATH,
     CALLBACK_TAIL,
     SERVER_CALLBACK_ENV,
     SERVER_START_ENV,
     START_PATH,
 )
-from .store import (
+from ..store import (
     DEFAULT_FLOW_TTL,
     FlowEndpoint,
     FlowError,
@@ -83,15 +82,16 @@ from .store import (
     TokenRecord,
     open_store,
 )
-from .transport import send
+from .environment import browser_location, choose_way
+from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
 
 if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
+    from ..doctor import Report
     from .adapters import AzureCredential
     from .auth import OAuth2Auth
-    from .doctor import Report
 
 __all__ = [
     "CALLBACK_PATH",
@@ -415,7 +415,7 @@ class OAuth2Client:
 
     def _start_loopback(self) -> str:
         # Imported here: core modules never import server/ at module level.
-        from .server.loopback import LoopbackServer
+        from .loopback import LoopbackServer
 
         if self._loopback is None:
             # One listener per store and port in this process: re-running a set-up cell
@@ -849,7 +849,7 @@ class OAuth2Client:
             AuthorizationDeniedError: the provider sent ``error=`` instead of a code.
             TokenExchangeError: the provider refused the code.
         """
-        from .server.loopback import complete_pasted
+        from .loopback import complete_pasted
 
         key = resolve_user(user)
         text = url_or_query.strip()
@@ -1177,7 +1177,7 @@ class OAuth2Client:
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
-        from .widgets import OAuth2Panel
+        from ..widgets import OAuth2Panel
 
         return OAuth2Panel(self, user)
 
@@ -1188,7 +1188,7 @@ class OAuth2Client:
         made-up code), the redirect URI (heuristic), the provider's clock and, when a token is
         stored for ``user``, its scopes and refresh token. Records nothing in the store.
         """
-        from .doctor import diagnose
+        from ..doctor import diagnose
 
         return diagnose(self, user)
 
@@ -1274,7 +1274,7 @@ def create_oauth2_client(
         if declared is not None:
             return declared
     if isinstance(config, str):
-        from .presets import config as preset_config
+        from ..presets import config as preset_config
 
         config = preset_config(config, **preset_params)
     elif preset_params:

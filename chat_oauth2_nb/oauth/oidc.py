@@ -21,9 +21,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from .config import ProviderConfig
-from .errors import IdTokenError
-from .protocol import HttpRequest, ProviderAnswer
+from ..config import ProviderConfig
+from ..errors import IdTokenError
+from . import HttpRequest, ProviderAnswer
 from .transport import send
 
 __all__ = ["ALGORITHMS", "JwksCache", "verify_for_config", "verify_id_token"]

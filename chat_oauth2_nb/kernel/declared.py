@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 
+from ..config import ProviderConfig
+from ..declarations import error_from_payload
+from ..errors import ConfigurationError, OAuth2Error
+from ..oauth import AuthData
+from ..routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
+from ..store import TokenRecord
 from .client import Mode, OAuth2Client, UserLike, resolve_user
-from .config import ProviderConfig
-from .declarations import error_from_payload
-from .errors import ConfigurationError, OAuth2Error
-from .protocol import AuthData
-from .routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
-from .store import TokenRecord
 
 __all__ = ["DeclaredClient", "declared_client", "declared_config", "providers"]
 
@@ -211,8 +211,8 @@ def declared_client(
     A preset name with credentials in this kernel's environment stays the preset (the
     person's own client); any other name is looked up among the declared providers.
     """
-    from .config import env_var_name
-    from .presets import PRESETS
+    from ..config import env_var_name
+    from ..presets import PRESETS
 
     if _api() is None or preset_params:
         return None

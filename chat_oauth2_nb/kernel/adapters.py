@@ -1,6 +1,6 @@
 """Hand a user's token to the libraries people already use: requests, google-auth, azure-core.
 
-Each adapter is a thin face over :class:`~chat_oauth2_nb.auth.TokenKeeper`, the same
+Each adapter is a thin face over :class:`~chat_oauth2_nb.kernel.auth.TokenKeeper`, the same
 cache-and-refresh logic as :meth:`OAuth2Client.auth`, so every refresh still goes through the
 client's single-flight refresh (one request per refresh token, across threads and
 processes) and the refresh token never leaves this package: the other library only ever
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
+from ..oauth import AuthData
 from .auth import TokenKeeper, TokenSource
-from .errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
-from .protocol import AuthData
 
 if TYPE_CHECKING:
     import requests

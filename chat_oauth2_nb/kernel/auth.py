@@ -10,8 +10,8 @@ from typing import Protocol
 
 import httpx
 
-from .errors import NotAuthorizedError
-from .protocol import AuthData
+from ..errors import NotAuthorizedError
+from ..oauth import AuthData
 
 __all__ = ["OAuth2Auth", "TokenKeeper", "TokenSource"]
 
@@ -49,7 +49,7 @@ class TokenKeeper:
     """One user's bearer token for an API client: cached, refreshed when expired or rejected.
 
     Shared by :class:`OAuth2Auth` and the adapters for other HTTP libraries
-    (:mod:`chat_oauth2_nb.adapters`), so all of them refresh the same way: through the
+    (:mod:`chat_oauth2_nb.kernel.adapters`), so all of them refresh the same way: through the
     :class:`TokenSource`, whose refresh is single-flight across threads and processes. The
     token is kept in memory between requests, so a call costs no store read until the token
     nears expiry or the API answers 401.

@@ -17,21 +17,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from .config import ProviderConfig
-from .errors import (
+from ..config import ProviderConfig
+from ..errors import (
     AuthorizationCancelledError,
     AuthorizationTimeoutError,
     NotAuthorizedError,
     OAuth2Error,
     StateError,
 )
-from .protocol import (
+from ..oauth import (
     AuthData,
     device_code_expired_error,
     new_code_verifier,
     new_state,
 )
-from .store import FLOW_EXPIRED, FlowEndpoint, FlowError, FlowOrigin, PendingFlow, Store
+from ..store import FLOW_EXPIRED, FlowEndpoint, FlowError, FlowOrigin, PendingFlow, Store
 
 __all__ = [
     "POLL_INTERVAL",

@@ -25,8 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from ..store import Store
-from .callback import (
+from ..callback import (
     SECURITY_HEADERS,
     Arrival,
     CallbackOutcome,
@@ -35,7 +34,8 @@ from .callback import (
     open_start_link,
     scrub_uri,
 )
-from .pages import render_outcome
+from ..pages import render_outcome
+from ..store import Store
 
 __all__ = ["LoopbackServer", "complete_pasted"]
 
@@ -151,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _page(title: str, message: str) -> str:
-    from .callback import CallbackOutcome
+    from ..callback import CallbackOutcome
 
     return render_outcome(CallbackOutcome(status=400, title=title, message=message))
 

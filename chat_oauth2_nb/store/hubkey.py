@@ -16,8 +16,8 @@ import threading
 
 import httpx
 
-from .errors import StoreError
-from .routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
+from ..errors import StoreError
+from ..routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
 
 __all__ = ["HUB_TOKEN_ENV", "fetch_hub_store_key", "hub_key_url"]
 

@@ -1,10 +1,10 @@
 """Bounded requests to a provider, for the kernel (sync) and the Jupyter server (async).
 
 A provider is not trusted to be small or quick: an answer is streamed and dropped past
-:data:`~chat_oauth2_nb.protocol.MAX_ANSWER_BYTES`, and each call has a total deadline as well
+:data:`~chat_oauth2_nb.oauth.MAX_ANSWER_BYTES`, and each call has a total deadline as well
 as httpx's per-read timeout, because a provider that trickles one byte every few seconds never
 trips a read timeout. Both wrappers only move bytes; what the answer means is decided without
-I/O in :mod:`chat_oauth2_nb.protocol`, the same way on both sides.
+I/O in :mod:`chat_oauth2_nb.oauth`, the same way on both sides.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import httpx
 
-from .protocol import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
+from . import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
 
 __all__ = ["asend", "send"]
 

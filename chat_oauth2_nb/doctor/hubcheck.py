@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 
-from .client import OAuth2Client
-from .config import ProviderConfig
-from .declarations import resolve_declarations
-from .doctor import Report, diagnose
-from .errors import ConfigurationError, OAuth2Error
-from .routes import HUB_CALLBACK_ENV
-from .store import Store
+from ..config import ProviderConfig
+from ..declarations import resolve_declarations
+from ..errors import ConfigurationError, OAuth2Error
+from ..kernel.client import OAuth2Client
+from ..routes import HUB_CALLBACK_ENV
+from ..store import Store
+from . import Report, diagnose
 
 __all__ = ["check_declared", "main"]
 

@@ -23,8 +23,8 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_r
 from authlib.oauth2.rfc7009.parameters import prepare_revoke_token_request
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from .config import ProviderConfig
-from .errors import (
+from ..config import ProviderConfig
+from ..errors import (
     AuthorizationDeniedError,
     ConfigurationError,
     DeviceAuthorizationError,

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
-from ..config import ProviderConfig, provider_identity
-from ..errors import (
+from .config import ProviderConfig, provider_identity
+from .errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
     IdTokenError,
@@ -31,8 +31,8 @@ from ..errors import (
     StoreError,
     TokenExchangeError,
 )
-from ..oidc import verify_for_config
-from ..protocol import (
+from .grants import Broker
+from .oauth import (
     AuthData,
     HttpExchange,
     HttpRequest,
@@ -41,9 +41,9 @@ from ..protocol import (
     redact,
     token_from_answer,
 )
-from ..store import FlowError, PendingFlow, Store
-from ..transport import asend
-from .broker import Broker
+from .oauth.oidc import verify_for_config
+from .oauth.transport import asend
+from .store import FlowError, PendingFlow, Store
 
 __all__ = [
     "ROUTE_VALUE",

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
-from .config import ProviderConfig, provider_identity
-from .errors import (
+from ..config import ProviderConfig, provider_identity
+from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
     ConfigurationError,
@@ -51,7 +51,7 @@ from .errors import (
     StoreLockedError,
     TokenExchangeError,
 )
-from .protocol import AuthData, authorization_url, mask
+from ..oauth import AuthData, authorization_url, mask
 
 __all__ = [
     "DEFAULT_FLOW_TTL",
@@ -581,7 +581,7 @@ class HeldTokenStore(Protocol):
     """What a broker needs of a store: tokens, held refresh tokens, refresh leases.
 
     :class:`Store` (SQLite) is one; the hub service's PostgreSQL backend
-    (``chat_oauth2_nb.hub.pgstore``) is the other, for a service run as several replicas.
+    (``chat_oauth2_nb.store.postgres``) is the other, for a service run as several replicas.
     """
 
     def get_token(self, alias: str, user: str) -> TokenRecord | None:
