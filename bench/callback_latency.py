@@ -21,7 +21,7 @@ from _common import header, percentile, summary
 
 from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import Store
 
 FLOWS = 30

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "create_oauth2_client": "kernel.client",
+    "create_oauth2_client": "notebook.client",
     "providers": "kernel.declared",
-    "OAuth2Client": "kernel.client",
-    "resolve_user": "kernel.client",
-    "HttpExchange": "kernel.client",
+    "OAuth2Client": "notebook.client",
+    "resolve_user": "notebook.client",
+    "HttpExchange": "notebook.client",
     "OAuth2Auth": "kernel.auth",
     "AuthData": "oauth",
     "DeviceAuthorization": "oauth",
@@ -108,8 +108,8 @@ if TYPE_CHECKING:
         TokenRevokeError,
     )
     from .kernel.auth import OAuth2Auth
-    from .kernel.client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .kernel.declared import providers
+    from .notebook.client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .oauth import AuthData, DeviceAuthorization
     from .store import Store, open_store
     from .widgets import OAuth2Panel, dashboard
@@ -136,7 +136,7 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.kernel.magic`)."""
-    from .kernel.magic import load_ipython_extension as load
+    """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.notebook.magic`)."""
+    from .notebook.magic import load_ipython_extension as load
 
     load(ipython)

@@ -28,7 +28,7 @@ from google.auth.transport.requests import AuthorizedSession
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import NotAuthorizedError, TokenRefreshError
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData
 from tests.support.scan import assert_no_secret
 
@@ -253,7 +253,7 @@ def test_azure_credential_in_a_bearer_token_policy_refreshes_through_the_store(
 
 def test_the_libraries_load_only_when_an_adapter_is_made() -> None:
     code = (
-        "import sys, chat_oauth2_nb, chat_oauth2_nb.kernel.client\n"
+        "import sys, chat_oauth2_nb, chat_oauth2_nb.notebook.client\n"
         "print(sorted(m for m in ('requests', 'google.auth', 'azure.core', "
         "'chat_oauth2_nb.kernel.adapters') if m in sys.modules))\n"
     )

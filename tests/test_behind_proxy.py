@@ -16,7 +16,7 @@ from support.jupyter import Browser, jupyter_client
 
 from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import open_store
 
 Fetch = Callable[..., Awaitable[Any]]

@@ -26,7 +26,7 @@ from chat_oauth2_nb import (
     create_oauth2_client,
 )
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client, resolve_user
+from chat_oauth2_nb.notebook.client import OAuth2Client, resolve_user
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
 

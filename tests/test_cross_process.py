@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import utcnow
 from chat_oauth2_nb.store import Store, TokenRecord
 

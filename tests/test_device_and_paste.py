@@ -24,7 +24,7 @@ from chat_oauth2_nb import (
 )
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import DeviceCodeExpiredError
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]

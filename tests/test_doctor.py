@@ -20,7 +20,7 @@ from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.doctor import Report
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import Store
 
 MakeClient = Callable[..., OAuth2Client]

@@ -23,9 +23,9 @@ from support.scan import assert_no_secret
 from support.wait import poll
 
 from chat_oauth2_nb import BrowserBindingError, IssuerMismatchError, create_oauth2_client
-from chat_oauth2_nb.callback import scrub_uri
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.lifecycle.callback import scrub_uri
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import Store, open_store
 
 Fetch = Callable[..., Awaitable[Any]]

@@ -295,7 +295,7 @@ def test_guest_on_a_shared_server_gets_403_and_the_owner_completes(
 def test_a_route_to_another_server_never_leaves_the_users_prefix(
     hub: RealHub, kernels: dict[str, Kernel]
 ) -> None:
-    from chat_oauth2_nb.callback import route_cookie_name
+    from chat_oauth2_nb.lifecycle.callback import route_cookie_name
 
     bob = HubBrowser(hub, "bob")
     bob.login()

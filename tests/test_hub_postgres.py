@@ -27,7 +27,7 @@ from support.scan import assert_no_secret, nasty_secret
 from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, StoreError
-from chat_oauth2_nb.grants import Broker
+from chat_oauth2_nb.lifecycle.grants import Broker
 from chat_oauth2_nb.oauth import authorization_url, new_code_verifier, new_state
 from chat_oauth2_nb.store import new_store_key
 
@@ -41,7 +41,7 @@ REPLICA = """
 import hashlib, json, sys
 from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.store.postgres import PostgresStore
-from chat_oauth2_nb.grants import Broker
+from chat_oauth2_nb.lifecycle.grants import Broker
 
 job = json.loads(sys.stdin.readline())
 broker = Broker(resolve_declarations(job["declared"], {}))

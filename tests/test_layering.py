@@ -27,19 +27,19 @@ CORE = {
     "chat_oauth2_nb.store.hubkey",
     "chat_oauth2_nb.store",
     "chat_oauth2_nb.kernel.flows",
-    "chat_oauth2_nb.kernel.client",
+    "chat_oauth2_nb.notebook.client",
     "chat_oauth2_nb.kernel.auth",
     "chat_oauth2_nb.kernel.adapters",
     "chat_oauth2_nb.doctor",
 }
 # The documented hops from the core into other layers, each inside one function.
 ALLOWED = {
-    ("chat_oauth2_nb.kernel.client", "chat_oauth2_nb.kernel.auth"),  # client.auth()
+    ("chat_oauth2_nb.notebook.client", "chat_oauth2_nb.kernel.auth"),  # client.auth()
     # client.requests_auth(), .google_credentials(), .azure_credential()
-    ("chat_oauth2_nb.kernel.client", "chat_oauth2_nb.kernel.adapters"),
-    ("chat_oauth2_nb.kernel.client", "chat_oauth2_nb.widgets"),  # client.panel()
-    ("chat_oauth2_nb.kernel.client", "chat_oauth2_nb.kernel.loopback"),  # the loopback listener
-    ("chat_oauth2_nb.kernel.client", "chat_oauth2_nb.doctor"),  # client.diagnose()
+    ("chat_oauth2_nb.notebook.client", "chat_oauth2_nb.kernel.adapters"),
+    ("chat_oauth2_nb.notebook.client", "chat_oauth2_nb.widgets"),  # client.panel()
+    ("chat_oauth2_nb.notebook.client", "chat_oauth2_nb.kernel.loopback"),  # the loopback listener
+    ("chat_oauth2_nb.notebook.client", "chat_oauth2_nb.doctor"),  # client.diagnose()
 }
 # Lower layers never import higher ones (config, protocol -> store -> flows -> client -> auth).
 ORDER = [
@@ -52,7 +52,7 @@ ORDER = [
     "chat_oauth2_nb.store.hubkey",
     "chat_oauth2_nb.store",
     "chat_oauth2_nb.kernel.flows",
-    "chat_oauth2_nb.kernel.client",
+    "chat_oauth2_nb.notebook.client",
 ]
 FOREIGN_UI = ("tornado", "jupyter_server", "ipywidgets", "traitlets", "jupyterhub")
 
@@ -92,7 +92,7 @@ def under(name: str, prefix: str) -> bool:
 
 
 def test_the_reader_sees_function_level_imports() -> None:
-    client = all_modules()["chat_oauth2_nb.kernel.client"]
+    client = all_modules()["chat_oauth2_nb.notebook.client"]
     assert "chat_oauth2_nb.widgets" in client  # inside panel()
     assert "chat_oauth2_nb.kernel.loopback" in client  # inside _start_loopback()
 
@@ -140,14 +140,14 @@ def test_lower_layers_never_import_higher_ones() -> None:
 
 def test_auth_depends_on_a_token_source_not_the_client() -> None:
     assert not any(
-        under(n, "chat_oauth2_nb.kernel.client")
+        under(n, "chat_oauth2_nb.notebook.client")
         for n in all_modules()["chat_oauth2_nb.kernel.auth"]
     )
 
 
 def test_adapters_depend_on_a_token_source_not_the_client() -> None:
     imported = all_modules()["chat_oauth2_nb.kernel.adapters"]
-    assert not any(under(n, "chat_oauth2_nb.kernel.client") for n in imported)
+    assert not any(under(n, "chat_oauth2_nb.notebook.client") for n in imported)
 
 
 def test_client_imports_the_adapters_only_inside_its_methods() -> None:
@@ -173,7 +173,7 @@ def test_server_and_hub_never_import_the_client_side() -> None:
             if any(
                 under(n, layer)
                 for layer in (
-                    "chat_oauth2_nb.kernel.client",
+                    "chat_oauth2_nb.notebook.client",
                     "chat_oauth2_nb.kernel.auth",
                     "chat_oauth2_nb.kernel.flows",
                     "chat_oauth2_nb.widgets",

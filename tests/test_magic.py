@@ -171,7 +171,7 @@ def test_the_magic_shows_a_presets_panel_and_the_dashboard(
 def test_importing_the_package_does_not_load_ipython() -> None:
     import subprocess
 
-    code = "import sys, chat_oauth2_nb; print('IPython' in sys.modules, 'chat_oauth2_nb.kernel.magic' in sys.modules)"
+    code = "import sys, chat_oauth2_nb; print('IPython' in sys.modules, 'chat_oauth2_nb.notebook.magic' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

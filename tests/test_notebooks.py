@@ -30,7 +30,7 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from support.scan import assert_no_secret as scan
 
-from chat_oauth2_nb.kernel.client import create_oauth2_client
+from chat_oauth2_nb.notebook.client import create_oauth2_client
 from chat_oauth2_nb.oauth import mask
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from support.wait import poll as wait_for
 from support.wait import wait_until
 
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.store import Store
 from chat_oauth2_nb.widgets import OAuth2Panel
 from chat_oauth2_nb.widgets.state import LinkView, PanelState, fallback_offers

@@ -14,7 +14,7 @@ import pytest
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import AuthorizationDeniedError
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData
 from chat_oauth2_nb.widgets.state import Status, status_line
 

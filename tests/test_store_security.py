@@ -26,7 +26,7 @@ from support.scan import assert_no_secret, find_secrets, nasty_secret
 from chat_oauth2_nb.config import ProviderConfig, provider_identity
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, ProviderMismatchError, StoreError
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, utcnow
 from chat_oauth2_nb.store import STORE_KEY_ENV, PendingFlow, Store, new_store_key
 
@@ -514,7 +514,7 @@ def test_keyring_is_optional(tmp_path: Path) -> None:
 
 def test_importing_the_package_does_not_load_cryptography() -> None:
     code = (
-        "import sys, chat_oauth2_nb, chat_oauth2_nb.kernel.client, chat_oauth2_nb.store;"
+        "import sys, chat_oauth2_nb, chat_oauth2_nb.notebook.client, chat_oauth2_nb.store;"
         "assert 'cryptography.hazmat.primitives.ciphers.aead' not in sys.modules"
     )
     env = {k: v for k, v in os.environ.items() if k != STORE_KEY_ENV}

@@ -26,7 +26,7 @@ from support.browser import Browser
 from support.server import JupyterServer
 
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import SERVER_CALLBACK_ENV
+from chat_oauth2_nb.notebook.client import SERVER_CALLBACK_ENV
 
 pytestmark = pytest.mark.timeout(90)
 

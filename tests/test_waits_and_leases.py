@@ -18,7 +18,7 @@ import pytest
 
 from chat_oauth2_nb import AuthorizationCancelledError
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import utcnow
 from chat_oauth2_nb.store import Store
 

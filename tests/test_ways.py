@@ -12,8 +12,8 @@ import pytest
 
 from chat_oauth2_nb import client as client_module
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
 from chat_oauth2_nb.kernel.environment import Where
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.routes import SERVER_CALLBACK_ENV
 
 Make = Callable[..., OAuth2Client]

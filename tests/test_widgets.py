@@ -33,7 +33,7 @@ from support.wait import poll as wait_for
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import ConfigurationError, TokenRefreshError, hint_for
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
 from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard, dashboard

@@ -46,7 +46,7 @@ from ..oauth import (
 from ..oauth.transport import send
 
 if TYPE_CHECKING:
-    from ..kernel.client import OAuth2Client, UserLike
+    from ..notebook.client import OAuth2Client, UserLike
 
 __all__ = ["Check", "Report", "Verdict", "diagnose"]
 
@@ -953,7 +953,7 @@ class _Doctor:
     # 6. stored token --------------------------------------------------------------------
 
     def token(self) -> None:
-        from ..kernel.client import resolve_user
+        from ..notebook.client import resolve_user
 
         key = resolve_user(self.user)
         try:

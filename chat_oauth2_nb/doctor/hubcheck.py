@@ -23,7 +23,7 @@ import httpx
 from ..config import ProviderConfig
 from ..declarations import resolve_declarations
 from ..errors import ConfigurationError, OAuth2Error
-from ..kernel.client import OAuth2Client
+from ..notebook.client import OAuth2Client
 from ..routes import HUB_CALLBACK_ENV
 from ..store import Store
 from . import Report, diagnose

@@ -36,10 +36,10 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
 from ..declarations import admins_error_payload, resolve_declarations
 from ..errors import NotAuthorizedError, OAuth2Error
-from ..grants import Broker, token_payload
+from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
+from ..lifecycle.grants import Broker, token_payload
 from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
 from ..store import HeldTokenStore, open_store
 from ..store.postgres import PostgresStore, is_postgres_url

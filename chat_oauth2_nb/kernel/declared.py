@@ -20,10 +20,10 @@ import httpx
 from ..config import ProviderConfig
 from ..declarations import error_from_payload
 from ..errors import ConfigurationError, OAuth2Error
+from ..notebook.client import Mode, OAuth2Client, UserLike, resolve_user
 from ..oauth import AuthData
 from ..routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from ..store import TokenRecord
-from .client import Mode, OAuth2Client, UserLike, resolve_user
 
 __all__ = ["DeclaredClient", "declared_client", "declared_config", "providers"]
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from ..callback import (
+from ..lifecycle.callback import (
     SECURITY_HEADERS,
     Arrival,
     CallbackOutcome,
@@ -34,7 +34,7 @@ from ..callback import (
     open_start_link,
     scrub_uri,
 )
-from ..pages import render_outcome
+from ..lifecycle.pages import render_outcome
 from ..store import Store
 
 __all__ = ["LoopbackServer", "complete_pasted"]
@@ -151,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _page(title: str, message: str) -> str:
-    from ..callback import CallbackOutcome
+    from ..lifecycle.callback import CallbackOutcome
 
     return render_outcome(CallbackOutcome(status=400, title=title, message=message))
 

@@ -15,7 +15,7 @@ from traitlets import Dict, Float, Unicode, default
 
 from ..declarations import resolve_declarations, secret_variables
 from ..errors import ConfigurationError
-from ..grants import Broker, RemoteBroker
+from ..lifecycle.grants import Broker, RemoteBroker
 from ..routes import (
     CALLBACK_PATH,
     HUB_BROKER_ENV,

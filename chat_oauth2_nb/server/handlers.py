@@ -20,7 +20,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..callback import (
+from ..declarations import admins_error_payload
+from ..errors import NotAuthorizedError, OAuth2Error
+from ..lifecycle.callback import (
     ROUTE_VALUE,
     SECURITY_HEADERS,
     Arrival,
@@ -30,10 +32,8 @@ from ..callback import (
     open_start_link,
     scrub_uri,
 )
-from ..declarations import admins_error_payload
-from ..errors import NotAuthorizedError, OAuth2Error
-from ..grants import Broker, token_payload
-from ..pages import render_outcome
+from ..lifecycle.grants import Broker, token_payload
+from ..lifecycle.pages import render_outcome
 from ..store import PendingFlow
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import OAuth2Error
-from ..kernel.client import OAuth2Client
+from ..notebook.client import OAuth2Client
 from ..oauth import utcnow
 from ..store import Store, TokenRecord, open_store
 from ._threads import ActionRunner, Subscription, watch_store

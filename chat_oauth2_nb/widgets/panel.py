@@ -26,9 +26,9 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import OAuth2Error, ProviderMismatchError
-from ..kernel.client import HttpExchange, OAuth2Client, UserLike, resolve_user
 from ..kernel.declared import DeclaredClient
 from ..kernel.flows import error_from_flow
+from ..notebook.client import HttpExchange, OAuth2Client, UserLike, resolve_user
 from ..oauth import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, start_worker, watch_store

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.client import OAuth2Client
+from chat_oauth2_nb.notebook.client import OAuth2Client
 
 __all__ = ["Browser", "jupyter_client"]
 

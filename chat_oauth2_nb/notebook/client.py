@@ -41,6 +41,8 @@ from ..errors import (
     TokenRefreshError,
     TokenRevokeError,
 )
+from ..kernel.environment import browser_location, choose_way
+from ..kernel.flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
 from ..oauth import (
     AuthData,
     DeviceAuthorization,
@@ -82,16 +84,14 @@ from ..store import (
     TokenRecord,
     open_store,
 )
-from .environment import browser_location, choose_way
-from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
 
 if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
     from ..doctor import Report
-    from .adapters import AzureCredential
-    from .auth import OAuth2Auth
+    from ..kernel.adapters import AzureCredential
+    from ..kernel.auth import OAuth2Auth
 
 __all__ = [
     "CALLBACK_PATH",
@@ -415,7 +415,7 @@ class OAuth2Client:
 
     def _start_loopback(self) -> str:
         # Imported here: core modules never import server/ at module level.
-        from .loopback import LoopbackServer
+        from ..kernel.loopback import LoopbackServer
 
         if self._loopback is None:
             # One listener per store and port in this process: re-running a set-up cell
@@ -849,7 +849,7 @@ class OAuth2Client:
             AuthorizationDeniedError: the provider sent ``error=`` instead of a code.
             TokenExchangeError: the provider refused the code.
         """
-        from .loopback import complete_pasted
+        from ..kernel.loopback import complete_pasted
 
         key = resolve_user(user)
         text = url_or_query.strip()
@@ -1153,25 +1153,25 @@ class OAuth2Client:
 
     def auth(self, user: UserLike = None) -> OAuth2Auth:
         """An ``httpx.Auth`` that sends the user's bearer token and refreshes it when needed."""
-        from .auth import OAuth2Auth
+        from ..kernel.auth import OAuth2Auth
 
         return OAuth2Auth(self, resolve_user(user))
 
     def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
         """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
-        from .adapters import requests_auth
+        from ..kernel.adapters import requests_auth
 
         return requests_auth(self, resolve_user(user))
 
     def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
         """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
-        from .adapters import google_credentials
+        from ..kernel.adapters import google_credentials
 
         return google_credentials(self, resolve_user(user))
 
     def azure_credential(self, user: UserLike = None) -> AzureCredential:
         """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
-        from .adapters import AzureCredential
+        from ..kernel.adapters import AzureCredential
 
         return AzureCredential(self, resolve_user(user))
 
@@ -1258,7 +1258,7 @@ def create_oauth2_client(
     """
     if isinstance(config, str) and client_id is None and client_secret is None:
         # A provider the administrator declared on this Jupyter server (issue 13).
-        from .declared import declared_client
+        from ..kernel.declared import declared_client
 
         declared = declared_client(
             config,

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .config import ProviderConfig, provider_identity
-from .errors import (
+from ..config import ProviderConfig, provider_identity
+from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
     IdTokenError,
@@ -31,8 +31,7 @@ from .errors import (
     StoreError,
     TokenExchangeError,
 )
-from .grants import Broker
-from .oauth import (
+from ..oauth import (
     AuthData,
     HttpExchange,
     HttpRequest,
@@ -41,9 +40,10 @@ from .oauth import (
     redact,
     token_from_answer,
 )
-from .oauth.oidc import verify_for_config
-from .oauth.transport import asend
-from .store import FlowError, PendingFlow, Store
+from ..oauth.oidc import verify_for_config
+from ..oauth.transport import asend
+from ..store import FlowError, PendingFlow, Store
+from .grants import Broker
 
 __all__ = [
     "ROUTE_VALUE",

@@ -22,16 +22,16 @@ from typing import Any
 
 import httpx
 
-from .config import ProviderConfig, provider_identity
-from .declarations import error_from_payload, error_payload, public_part
-from .errors import (
+from ..config import ProviderConfig, provider_identity
+from ..declarations import error_from_payload, error_payload, public_part
+from ..errors import (
     NotAuthorizedError,
     OAuth2Error,
     TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
-from .oauth import (
+from ..oauth import (
     AuthData,
     HttpExchange,
     code_exchange_request,
@@ -42,9 +42,9 @@ from .oauth import (
     transport_error,
     utcnow,
 )
-from .oauth.oidc import verify_for_config
-from .oauth.transport import send
-from .store import HeldTokenStore, TokenRecord
+from ..oauth.oidc import verify_for_config
+from ..oauth.transport import send
+from ..store import HeldTokenStore, TokenRecord
 
 __all__ = ["Broker", "RemoteBroker", "error_payload", "revocations", "token_payload"]
 
