@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from ..errors import ProviderMismatchError, TokenExchangeError
+from ..kernel.users import UserLike, resolve_user
 from ..oauth import (
     MAX_ANSWER_BYTES,
     HttpExchange,
@@ -46,7 +47,7 @@ from ..oauth import (
 from ..oauth.transport import send
 
 if TYPE_CHECKING:
-    from ..notebook.client import OAuth2Client, UserLike
+    from ..notebook.client import OAuth2Client
 
 __all__ = ["Check", "Report", "Verdict", "diagnose"]
 
@@ -305,7 +306,7 @@ class _Doctor:
         # Its own HTTP client: no cookies from earlier calls, and redirects never followed.
         self.http = httpx.Client(
             timeout=client.timeout,
-            transport=client._transport,
+            transport=client.transport,
             follow_redirects=False,
         )
         self.secrets: list[str | None] = [self.config.client_secret]
@@ -953,11 +954,9 @@ class _Doctor:
     # 6. stored token --------------------------------------------------------------------
 
     def token(self) -> None:
-        from ..notebook.client import resolve_user
-
         key = resolve_user(self.user)
         try:
-            record = self.client._stored(key)
+            record = self.client.stored_token(key)
         except ProviderMismatchError:
             self.add(
                 "scopes",

@@ -20,10 +20,11 @@ import httpx
 from ..config import ProviderConfig
 from ..declarations import error_from_payload
 from ..errors import ConfigurationError, OAuth2Error
-from ..notebook.client import Mode, OAuth2Client, UserLike, resolve_user
+from ..notebook.client import Mode, OAuth2Client
 from ..oauth import AuthData
 from ..routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from ..store import TokenRecord
+from .users import UserLike, resolve_user
 
 __all__ = ["DeclaredClient", "declared_client", "declared_config", "providers"]
 
@@ -120,6 +121,11 @@ class DeclaredClient(OAuth2Client):
 
     def __repr__(self) -> str:
         return f"<DeclaredClient alias={self.alias!r} client_id={self.config.client_id!r}>"
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """True: the Jupyter server (or the hub) holds this provider's secret."""
+        return True
 
     def setup(self) -> str:
         """Pick the server's redirect URI; the server registered the provider itself."""

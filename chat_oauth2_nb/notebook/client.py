@@ -13,7 +13,6 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
-import getpass
 import logging
 import os
 import threading
@@ -43,6 +42,7 @@ from ..errors import (
 )
 from ..kernel.environment import browser_location, choose_way
 from ..kernel.flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
+from ..kernel.users import UserLike, resolve_user
 from ..oauth import (
     AuthData,
     DeviceAuthorization,
@@ -110,7 +110,6 @@ log = logging.getLogger("chat_oauth2_nb")
 _STORE_PATIENCE = 30.0
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa: S104
 
-UserLike = Any  # str, an object with .id or .username, or None
 Mode = Literal["auto", "jupyter", "loopback", "device", "paste"]
 _MODES = ("auto", "jupyter", "loopback", "device", "paste")
 #: The mode clients use when none is passed (default: auto).
@@ -118,27 +117,6 @@ MODE_ENV = "CHAT_OAUTH2_NB_MODE"
 # Paste-back needs an address the browser ends on and that nothing serves; a loopback URI
 # with a fixed port can be registered once (RFC 8252 §7.3 lets many providers take any port).
 PASTE_PORT = 53682
-
-
-def resolve_user(user: UserLike = None) -> str:
-    """The store key for ``user``: a string, ``.id``/``.username`` of an object, or this notebook's user."""
-    if user is None:
-        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
-    if isinstance(user, str):
-        if not user.strip():
-            raise ConfigurationError(
-                "user", "is an empty string", "Pass a user id, or None for yourself."
-            )
-        return user
-    for attr in ("id", "username"):
-        value = getattr(user, attr, None)
-        if isinstance(value, (str, int)) and str(value):
-            return str(value)
-    raise ConfigurationError(
-        "user",
-        f"is a {type(user).__name__} without .id or .username",
-        "Pass a string, an object with .id or .username, or None for this notebook's user.",
-    )
 
 
 class AuthorizationURL(str):
@@ -306,6 +284,24 @@ class OAuth2Client:
                 hint="Authorize first: client.get_user_authorization_url().",
             )
         return record
+
+    def stored_token(self, user: UserLike = None) -> TokenRecord | None:
+        """The record stored for ``user`` (version and time included), None when nothing is.
+
+        Raises ProviderMismatchError when the stored token belongs to another provider
+        configured under this alias. The panel and the doctor read tokens through here.
+        """
+        return self._stored(resolve_user(user))
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """Whether another process (the Jupyter server or the hub) holds this provider's secret."""
+        return False
+
+    @property
+    def transport(self) -> httpx.BaseTransport | None:
+        """The httpx transport given to the client (None: the network), for tools that call the provider."""
+        return self._transport
 
     @property
     def redirect_uri(self) -> str | None:

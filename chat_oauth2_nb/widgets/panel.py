@@ -26,9 +26,9 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import OAuth2Error, ProviderMismatchError
-from ..kernel.declared import DeclaredClient
 from ..kernel.flows import error_from_flow
-from ..notebook.client import HttpExchange, OAuth2Client, UserLike, resolve_user
+from ..kernel.users import UserLike, resolve_user
+from ..notebook.client import HttpExchange, OAuth2Client
 from ..oauth import redact, utcnow
 from ..store import PendingFlow
 from ._threads import ActionRunner, Subscription, start_worker, watch_store
@@ -267,7 +267,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         config = client.config
         problem: str | None = None
         key = "?"
-        declared = isinstance(client, DeclaredClient)
+        declared = client.held_elsewhere
         try:
             key = resolve_user(self._user)
             if client.redirect_uri is None:
@@ -319,7 +319,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         token = state.token
         mismatch: ErrorInfo | None = None
         try:
-            record = client._stored(key)
+            record = client.stored_token(key)
         except ProviderMismatchError as exc:
             # Another provider's token under this alias: say why, and still offer a link.
             record, mismatch = None, ErrorInfo.from_exception(exc)
