@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from chat_oauth2_nb import client as client_module
 from chat_oauth2_nb.demo import DemoProvider
+from chat_oauth2_nb.kernel import ways as ways_module
 from chat_oauth2_nb.kernel.environment import Where
 from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.routes import SERVER_CALLBACK_ENV
@@ -24,7 +24,7 @@ def browser_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[Where], None]:
     monkeypatch.delenv(SERVER_CALLBACK_ENV, raising=False)
 
     def place(where: Where) -> None:
-        monkeypatch.setattr(client_module, "browser_location", lambda: where)
+        monkeypatch.setattr(ways_module, "browser_location", lambda: where)
 
     return place
 

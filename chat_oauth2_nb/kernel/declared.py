@@ -20,11 +20,12 @@ import httpx
 from ..config import ProviderConfig
 from ..declarations import error_from_payload
 from ..errors import ConfigurationError, OAuth2Error
-from ..notebook.client import Mode, OAuth2Client
+from ..notebook.client import OAuth2Client
 from ..oauth import AuthData
 from ..routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from ..store import TokenRecord
 from .users import UserLike, resolve_user
+from .ways import Mode
 
 __all__ = ["DeclaredClient", "declared_client", "declared_config", "providers"]
 
@@ -131,9 +132,7 @@ class DeclaredClient(OAuth2Client):
         """Pick the server's redirect URI; the server registered the provider itself."""
         with self._lock:
             self._closed.clear()
-            if self._redirect_uri is None:
-                self._redirect_uri = self._choose_redirect_uri()
-            return self._redirect_uri
+            return self.ways.choose()
 
     def _ask(self, key: str, seen: int | None, *, optional: bool = False) -> AuthData | None:
         """The server's token for ``key``: refreshed there unless its version moved past ``seen``."""

@@ -12,72 +12,54 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import datetime as dt
 import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..config import ProviderConfig, provider_identity, scopes_argument
+from ..config import ProviderConfig, provider_identity
 from ..errors import (
-    AuthorizationDeniedError,
     ConfigurationError,
-    DeviceAuthorizationError,
-    DeviceCodeExpiredError,
     NotAuthorizedError,
-    OAuth2Error,
     ProviderError,
     ProviderMismatchError,
     StateError,
     StoreLockedError,
-    TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
-from ..kernel.environment import browser_location, choose_way
-from ..kernel.flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
+from ..kernel.authorizations import Authorizations, AuthorizationURL
+from ..kernel.device import DeviceFlows
+from ..kernel.flows import POLL_INTERVAL, Waiter
+from ..kernel.paste import read_pasted
 from ..kernel.users import UserLike, resolve_user
+from ..kernel.ways import Mode, Ways, check_mode
 from ..oauth import (
     AuthData,
     DeviceAuthorization,
-    DevicePending,
     HttpExchange,
     HttpRequest,
     ProviderAnswer,
-    classify_device_poll,
-    device_authorization_request,
-    device_code_expired_error,
-    device_poll_backoff,
-    device_token_request,
     introspection_request,
-    parse_device_authorization,
     parse_error_response,
     parse_introspection,
     refresh_request,
     revoke_request,
     token_from_answer,
     transport_error,
-    utcnow,
 )
 from ..oauth.transport import send
 from ..routes import (
     CALLBACK_PATH,
-    CALLBACK_TAIL,
-    SERVER_CALLBACK_ENV,
-    SERVER_START_ENV,
     START_PATH,
 )
 from ..store import (
     DEFAULT_FLOW_TTL,
-    FlowEndpoint,
-    FlowError,
-    FlowErrorKind,
     FlowOrigin,
     PendingFlow,
     Store,
@@ -108,62 +90,6 @@ log = logging.getLogger("chat_oauth2_nb")
 
 # How long a token the provider already issued waits for a store another process holds.
 _STORE_PATIENCE = 30.0
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa: S104
-
-Mode = Literal["auto", "jupyter", "loopback", "device", "paste"]
-_MODES = ("auto", "jupyter", "loopback", "device", "paste")
-#: The mode clients use when none is passed (default: auto).
-MODE_ENV = "CHAT_OAUTH2_NB_MODE"
-# Paste-back needs an address the browser ends on and that nothing serves; a loopback URI
-# with a fixed port can be registered once (RFC 8252 §7.3 lets many providers take any port).
-PASTE_PORT = 53682
-
-
-class AuthorizationURL(str):
-    """The link to open: the start endpoint on the callback's origin, which binds the browser.
-
-    It is a ``str`` (open it, print it, pass it on); :attr:`provider_url` is the provider's
-    authorization URL it redirects to, for tutorials and debugging (opening that one
-    directly skips the browser binding, so its redirect is refused).
-    """
-
-    provider_url: str
-    start_id: str
-    #: With a device code: the code the person types at the provider (not a secret).
-    user_code: str | None
-
-    def __new__(
-        cls, start_url: str, provider_url: str, start_id: str, user_code: str | None = None
-    ) -> AuthorizationURL:
-        """Wrap ``start_url`` with the provider URL and the flow's opaque start id."""
-        self = super().__new__(cls, start_url)
-        self.provider_url = provider_url
-        self.start_id = start_id
-        self.user_code = user_code
-        return self
-
-
-def _under(uri: str, base: str) -> bool:
-    """Whether ``uri`` is ``base`` or one path segment below it (``base/<alias>``)."""
-    if uri == base:
-        return True
-    rest = uri[len(base) + 1 :] if uri.startswith(base + "/") else ""
-    return bool(rest) and not any(c in rest for c in "/?#")
-
-
-def _warn_if_unreachable(callback_url: str) -> None:
-    """Warn when the extension advertises an address a browser behind a proxy can't reach."""
-    host = (httpx.URL(callback_url).host or "").lower()
-    behind = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or os.environ.get("JUPYTERHUB_API_URL")
-    if host in _LOOPBACK_HOSTS and behind:
-        log.warning(
-            "The Jupyter server advertises the redirect URI base %s, an internal address, but "
-            "it runs behind JupyterHub or a proxy: the browser cannot reach it. Ask the hub "
-            "administrator to add configure_hub(c) from chat_oauth2_nb.hub to "
-            "jupyterhub_config.py, or set c.ChatOAuth2App.public_url (or "
-            "c.ServerApp.custom_display_url) to the address the browser uses for this server.",
-            callback_url,
-        )
 
 
 class OAuth2Client:
@@ -185,13 +111,7 @@ class OAuth2Client:
         allow_insecure_http: bool = False,
         store_key: str | None = None,
     ) -> None:
-        if mode is None:
-            # An administrator (or a test) may pick the way for every notebook of a machine.
-            mode = os.environ.get(MODE_ENV) or "auto"  # type: ignore[assignment]
-        if mode not in _MODES:
-            raise ConfigurationError(
-                "mode", f"is {mode!r}", "Use 'auto', 'jupyter', 'loopback', 'device' or 'paste'."
-            )
+        mode = check_mode(mode)
         if store is not None and store_key is not None:
             raise ConfigurationError(
                 "store_key",
@@ -218,27 +138,48 @@ class OAuth2Client:
         self.leeway = leeway
         self.flow_ttl = flow_ttl
         self.loopback_port = loopback_port
-        self._explicit_redirect_uri = redirect_uri
-        self._redirect_uri: str | None = None
-        self._way: tuple[str, str] | None = None
         self._store = store
         self._store_key = store_key
         self._transport = transport
         self._http_client: httpx.Client | None = None
-        self._loopback: Any = None
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
-        self._latest_state: dict[str, str] = {}
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
-        self._noted_exchanges: set[str] = set()
         self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        # The named parts this façade is composed of (docs/ARCHITECTURE.md).
+        self.ways = Ways(
+            self.config,
+            mode=mode,
+            redirect_uri=redirect_uri,
+            loopback_port=loopback_port,
+            timeout=timeout,
+            store=lambda: self.store,
+        )
+        self.authorizations = Authorizations(
+            self.config,
+            store=lambda: self.store,
+            ways=self.ways,
+            stored=self._stored,
+            client_ref=self._ref,
+            flow_ttl=flow_ttl,
+            http_log=self.http_log,
+            closed=self._closed,
+        )
+        self.device = DeviceFlows(
+            self.config,
+            store=lambda: self.store,
+            send=self._send,
+            authorizations=self.authorizations,
+            save_token=self._save_new_token,
+            timeout=timeout,
+        )
 
     def __repr__(self) -> str:
         return (
             f"<OAuth2Client alias={self.config.alias!r} client_id={self.config.client_id!r} "
-            f"redirect_uri={self._redirect_uri!r}>"
+            f"redirect_uri={self.redirect_uri!r}>"
         )
 
     @property
@@ -306,7 +247,7 @@ class OAuth2Client:
     @property
     def redirect_uri(self) -> str | None:
         """The redirect URI in use once setup() ran."""
-        return self._redirect_uri
+        return self.ways.redirect_uri
 
     # set-up ------------------------------------------------------------------------------
 
@@ -326,9 +267,7 @@ class OAuth2Client:
         with self._lock:
             self._closed.clear()
             self.store.put_provider(self.config)
-            if self._redirect_uri is None:
-                self._redirect_uri = self._choose_redirect_uri()
-            return self._redirect_uri
+            return self.ways.choose()
 
     async def asetup(self) -> str:
         """Async twin of :meth:`setup`."""
@@ -337,125 +276,17 @@ class OAuth2Client:
     @property
     def way(self) -> str | None:
         """How this client authorizes once setup() ran: jupyter, loopback, device or paste."""
-        return self._way[0] if self._way else None
+        return self.ways.way
 
     @property
     def way_reason(self) -> str | None:
         """Why setup() chose :attr:`way`, in one sentence."""
-        return self._way[1] if self._way else None
-
-    def _choose_redirect_uri(self) -> str:
-        uri, way, why = self._choose_way()
-        self._way = (way, why)
-        log.info("%r receives redirects by %s: %s", self.alias, way, why)
-        return uri
-
-    def _choose_way(self) -> tuple[str, str, str]:
-        if self.mode == "device":
-            device_authorization_request(self.config)  # a missing endpoint says what to do now
-            return "", "device", "mode='device': the person types a code at the provider"
-        if self.mode == "paste":
-            uri = self._explicit_redirect_uri or self._paste_uri()
-            why = "mode='paste': the person copies the address the browser ends on"
-            return uri, "paste", why
-        if self._explicit_redirect_uri:
-            if self.mode == "loopback":
-                self._start_loopback()
-                return self._explicit_redirect_uri, "loopback", "redirect_uri= was given"
-            return self._explicit_redirect_uri, "jupyter", "redirect_uri= was given"
-        server_url = os.environ.get(SERVER_CALLBACK_ENV)
-        if self.mode == "jupyter" and not server_url:
-            raise ConfigurationError(
-                "mode",
-                "is 'jupyter' but no Jupyter server with chat_oauth2_nb runs this kernel",
-                "Run the notebook in Jupyter with the extension enabled "
-                "(`jupyter server extension list`), or use mode='auto'.",
-            )
-        if self.mode in ("auto", "jupyter") and server_url:
-            # The extension's word is taken as is: probing the public URL from the kernel
-            # says nothing about what the person's browser can reach (a proxy, a hub), and
-            # a silent switch to a loopback URI the browser can't reach is worse.
-            start = os.environ.get(SERVER_START_ENV, "").rstrip("/")
-            routed = bool(start) and start.removesuffix(START_PATH) != server_url.rstrip(
-                "/"
-            ).removesuffix(CALLBACK_PATH)
-            if routed:
-                # The extension advertises a callback that is not its own: the hub's router,
-                # the administrator's choice (configure_hub), nothing to second-guess.
-                why = "this server runs on a JupyterHub whose chat-oauth2 service routes redirects"
-            else:
-                _warn_if_unreachable(server_url)
-                why = (
-                    "mode='jupyter'"
-                    if self.mode == "jupyter"
-                    else "the Jupyter server running this kernel has the extension"
-                )
-            return f"{server_url.rstrip('/')}/{self.alias}", "jupyter", why
-        if self.mode == "loopback":
-            return self._start_loopback(), "loopback", "mode='loopback'"
-        # auto without the extension: by where the person's browser is (environment.py
-        # says how it tells).
-        way, why = choose_way(
-            explicit_redirect_uri=False,
-            extension_callback=False,
-            where=browser_location(),
-            device_endpoint=self.config.device_authorization_uri is not None,
-        )
-        if way == "jupyter":
-            return f"{server_url}/{self.alias}", "jupyter", why
-        if way == "device":
-            return "", "device", why
-        if way == "paste":
-            return self._paste_uri(), "paste", why
-        return self._start_loopback(), "loopback", why
-
-    def _start_loopback(self) -> str:
-        # Imported here: core modules never import server/ at module level.
-        from ..kernel.loopback import LoopbackServer
-
-        if self._loopback is None:
-            # One listener per store and port in this process: re-running a set-up cell
-            # reuses it (same redirect URI). It listens while flows of it are pending.
-            self._loopback = LoopbackServer.shared(
-                self.store, port=self.loopback_port, transport_timeout=self.timeout
-            )
-        return str(self._loopback.redirect_uri_for(self.alias))
-
-    def _start_url(self, flow: PendingFlow) -> str:
-        # The start endpoint lives on the Jupyter server that holds the flow, so its cookie
-        # reaches that server's callback (directly, or through the hub's router).
-        if flow.endpoint == "loopback" and self._loopback is not None:
-            # (Again) now that a flow waits for it. A flow another process's listener
-            # serves (a panel showing it) has its start link at the same place.
-            self._loopback.start()
-        advertised = os.environ.get(SERVER_CALLBACK_ENV, "").rstrip("/")
-        start_base = os.environ.get(SERVER_START_ENV, "").rstrip("/")
-        if (
-            flow.endpoint == "server"
-            and advertised
-            and start_base
-            and _under(flow.redirect_uri, advertised)
-        ):
-            return f"{start_base}/{flow.start_id}"
-        parts = httpx.URL(flow.redirect_uri)
-        path = CALLBACK_TAIL.sub(f"{START_PATH}/{flow.start_id}", parts.path)
-        if path == parts.path:
-            raise ConfigurationError(
-                "redirect_uri",
-                f"is {flow.redirect_uri!r}, which no chat_oauth2_nb callback serves",
-                "Use an address ending in /chat-oauth2/callback (or …/callback/<alias>): the "
-                "kit's start link and callback live there.",
-            )
-        return str(parts.copy_with(path=path, query=None, fragment=None))
+        return self.ways.reason
 
     def close(self) -> None:
         """Stop the loopback server (if any), flow watchers and HTTP connections."""
         self._closed.set()
-        if self._loopback is not None:
-            self._loopback.release()
-            self._loopback = None
-            self._redirect_uri = None
-            self._way = None
+        self.ways.release()
         if self._http_client is not None:
             self._http_client.close()
             self._http_client = None
@@ -528,7 +359,7 @@ class OAuth2Client:
         ``panel`` (a panel's standby link, followed only once it finishes).
         """
         key = resolve_user(user)
-        redirect = self._redirect_uri if self._way else self.setup()
+        redirect = self.redirect_uri if self.way else self.setup()
         assert redirect is not None
         if self.way == "device":
             raise ConfigurationError(
@@ -536,67 +367,12 @@ class OAuth2Client:
                 "is 'device', which has no authorization link",
                 "Call client.start_device_authorization(), or show client.panel().",
             )
-        on_loopback = self._loopback is not None and self._loopback.serves(redirect)
-        endpoint: FlowEndpoint = (
-            "paste" if self.way == "paste" else "loopback" if on_loopback else "server"
-        )
-        return self._record_flow(key, scopes, redirect, endpoint, origin)
-
-    def _record_flow(
-        self,
-        key: str,
-        scopes: str | Iterable[str] | None,
-        redirect: str,
-        endpoint: FlowEndpoint,
-        origin: FlowOrigin,
-    ) -> tuple[PendingFlow, AuthorizationURL]:
-        asked = scopes_argument(scopes)
-        flow = new_flow(
-            self.config,
-            user=key,
-            redirect_uri=redirect,
-            scopes=dict.fromkeys((*self.config.default_scopes, *self._granted(key, asked), *asked)),
-            origin=origin,
-            client_ref=self._ref,
-            endpoint=endpoint,
-            ttl=self.flow_ttl,
-        )
-        self.store.add_flow(flow)
-        if origin == "code":
-            self._latest_state[key] = flow.state
-        if self.config.authorization_callback is not None:
-            threading.Thread(
-                target=self._watch, args=(flow,), name="chat-oauth2-watch", daemon=True
-            ).start()
-        return flow, self.start_link(flow)
-
-    def _granted(self, key: str, asked: tuple[str, ...]) -> tuple[str, ...]:
-        """The scopes ``key`` holds already, when ``asked`` names more (an upgrade).
-
-        The new grant replaces the stored one, so it must carry the old scopes too: asking
-        for one more scope never loses another. Until it arrives the stored token is kept
-        and used. A plain re-authorization (no extra scopes) asks for the defaults only.
-        """
-        if not asked:
-            return ()
-        try:
-            record = self._stored(key)
-        except ProviderMismatchError:
-            return ()  # another provider's token: the new grant replaces it, scopes and all
-        return record.data.scopes if record is not None else ()
+        endpoint = self.ways.endpoint_for(redirect)
+        return self.authorizations.record(key, scopes, redirect, endpoint, origin)
 
     def start_link(self, flow: PendingFlow) -> AuthorizationURL:
         """The link (start URL, with its provider URL) of a pending flow this client can serve."""
-        if flow.start_id is None:
-            raise StateError(
-                "This flow has no start link", hint="Get a fresh one: get_user_authorization_url()."
-            )
-        at_provider = provider_url(self.config, flow)
-        if flow.endpoint == "paste":
-            # Nothing serves the redirect URI, so no start page can bind a browser: the
-            # person pasting the address back is the binding.
-            return AuthorizationURL(at_provider, at_provider, flow.start_id)
-        return AuthorizationURL(self._start_url(flow), at_provider, flow.start_id)
+        return self.authorizations.link(flow)
 
     async def aget_user_authorization_url(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
@@ -606,60 +382,14 @@ class OAuth2Client:
 
     def note_flow_exchange(self, flow: PendingFlow) -> None:
         """Add the code exchange the callback made for ``flow`` to :attr:`http_log`, once."""
-        if flow.exchange is None:
-            return
-        with self._lock:
-            if flow.state in self._noted_exchanges:
-                return
-            self._noted_exchanges.add(flow.state)
-        self.http_log.append(HttpExchange(**flow.exchange))
+        self.authorizations.note_exchange(flow)
 
     def _token_of(self, key: str) -> AuthData | None:
-        record = self._stored(key)
-        return record.data if record else None
-
-    def _watch(self, flow: PendingFlow) -> None:
-        # Runs in a daemon thread: calls authorizationCallback once the flow succeeded.
-        while True:
-            try:
-                outcome = read_outcome(self.store, flow, self._token_of, self.note_flow_exchange)
-            except OAuth2Error:
-                return
-            if outcome is not None:
-                break
-            if self._closed.wait(POLL_INTERVAL):
-                return
-        callback = self.config.authorization_callback
-        if outcome.data is not None and callback is not None:
-            try:
-                callback(outcome.data, flow.user)
-            except Exception:
-                log.exception("authorizationCallback for %r raised", self.alias)
+        return self.authorizations.token_of(key)
 
     def _waiter(self, user: UserLike, timeout: float) -> Waiter:
-        key = resolve_user(user)
-        state = self._latest_state.get(key)
-        # Only flows this client instance started: another kernel's (or notebook's) flow for
-        # the same alias and user is not what this caller asked for.
-        flow = (
-            self.store.get_flow(state)
-            if state
-            else self.store.latest_flow(self.alias, key, client_ref=self._ref)
-        )
-        if flow is None:
-            raise NotAuthorizedError(
-                f"No authorization was started for {key!r} at {self.alias!r}",
-                hint="Call client.get_user_authorization_url() and open the link first.",
-            )
-        return Waiter(
-            self.store,
-            flow,
-            client_ref=self._ref,
-            token_of=self._token_of,
-            seen=self.note_flow_exchange,
-            stopped=self._closed,
-            timeout=timeout,
-            step=self.poll_device_authorization if flow.origin == "device" else None,
+        return self.authorizations.waiter(
+            resolve_user(user), timeout, self.poll_device_authorization
         )
 
     def wait_for_authorization(self, user: UserLike = None, timeout: float = 300.0) -> AuthData:
@@ -699,47 +429,7 @@ class OAuth2Client:
             ConfigurationError: the provider has no ``deviceAuthorizationUri``.
             DeviceAuthorizationError: the provider refused; the message says why.
         """
-        key = resolve_user(user)
-        asked = scopes_argument(scopes)
-        wanted = tuple(
-            dict.fromkeys((*self.config.default_scopes, *self._granted(key, asked), *asked))
-        )
-        request = device_authorization_request(self.config, wanted)
-        self.store.put_provider(self.config)
-        answer = self._send(request, "Device authorization", DeviceAuthorizationError)
-        device = parse_device_authorization(
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            received_at=utcnow(),
-            secrets=request.secrets,
-            client_id=request.client_id,
-        )
-        lifetime = max(1.0, (device.expires_at - utcnow()).total_seconds())
-        flow = new_flow(
-            self.config,
-            user=key,
-            redirect_uri="",
-            scopes=wanted,
-            origin="device",
-            client_ref=self._ref,
-            endpoint="device",
-            ttl=lifetime,
-        )
-        public = {
-            "user_code": device.user_code,
-            "verification_uri": device.verification_uri,
-            "verification_uri_complete": device.verification_uri_complete,
-            "interval": device.interval,
-            "failures": 0,
-            "next_poll_at": time.time() + device.interval,
-        }
-        # The flow's one secret is the device code: it goes where the PKCE verifier would.
-        flow = dataclasses.replace(flow, code_verifier=device.device_code, device=public)
-        self.store.add_flow(flow)
-        self._latest_state[key] = flow.state
-        log.info("device authorization for %r at %r: code %s", key, self.alias, device.user_code)
-        return device
+        return self.device.start(resolve_user(user), scopes)
 
     async def astart_device_authorization(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
@@ -754,80 +444,14 @@ class OAuth2Client:
         and the next poll's time lives in the store, so the spacing the provider asked for
         (``interval``, ``slow_down``) holds whoever polls next.
         """
-        current = self.store.get_flow(flow.state)
-        if current is None or current.status != "pending" or current.device is None:
-            return
-        now = time.time()
-        if now >= current.expires_at:
-            expired = device_code_expired_error(
-                expired_at=dt.datetime.fromtimestamp(current.expires_at, dt.timezone.utc)
-            )
-            self.store.finish_flow(flow.state, error=FlowError.of(expired, "device_expired"))
-            return
-        if now < float(current.device.get("next_poll_at", 0)):
-            return
-        lease, owner = f"device:{flow.state}", f"{os.getpid()}:{uuid.uuid4().hex}"
-        if not self.store.acquire_lease(self.alias, lease, owner, 2 * self.timeout + 10):
-            return
-        try:
-            self._poll_device_once(flow.state)
-        finally:
-            self.store.release_lease(self.alias, lease, owner)
+        self.device.poll(flow)
 
-    def _poll_device_once(self, state: str) -> None:
-        # Re-read under the lease: another poller may have just finished or polled.
-        current = self.store.get_flow(state)
-        if current is None or current.status != "pending" or current.device is None:
-            return
-        info = current.device
-        if time.time() < float(info.get("next_poll_at", 0)):
-            return
-        interval, failures = float(info["interval"]), int(info.get("failures", 0))
-        request = device_token_request(self.config, current.code_verifier)
-        what = "Polling for the device authorization"
-        outcome: AuthData | DevicePending | OAuth2Error
-        try:
-            answer = self._send(request, what, TokenExchangeError)
-        except ProviderError as exc:
-            outcome = device_poll_backoff(interval, failures, exc)
-        else:
-            outcome = classify_device_poll(
-                answer.status or 0,
-                answer.headers,
-                answer.content,
-                interval=interval,
-                received_at=utcnow(),
-                failures=failures,
-                requested_scopes=current.scopes,
-                secrets=request.secrets,
-                client_id=request.client_id,
-            )
-        if isinstance(outcome, DevicePending):
-            self.store.update_device(
-                state,
-                interval=outcome.interval,
-                failures=outcome.failures,
-                next_poll_at=time.time() + outcome.wait,
-            )
-        elif isinstance(outcome, AuthData):
-            data = outcome
-            self.store.patiently(
-                lambda: self.store.put_token(
-                    current.alias, current.user, data, provider=self.provider
-                ),
-                _STORE_PATIENCE,
-            )
-            self.store.finish_flow(state)
-            log.info("stored a new token for %r at %r (device code)", current.user, self.alias)
-        else:
-            kind: FlowErrorKind = (
-                "denied"
-                if isinstance(outcome, AuthorizationDeniedError)
-                else "device_expired"
-                if isinstance(outcome, DeviceCodeExpiredError)
-                else "exchange"
-            )
-            self.store.finish_flow(state, error=FlowError.of(outcome, kind))
+    def _save_new_token(self, key: str, data: AuthData) -> None:
+        # The provider already issued it: a briefly locked store must not lose it.
+        self.store.patiently(
+            lambda: self.store.put_token(self.alias, key, data, provider=self.provider),
+            _STORE_PATIENCE,
+        )
 
     # paste-back -------------------------------------------------------------------------------
 
@@ -848,26 +472,8 @@ class OAuth2Client:
         from ..kernel.loopback import complete_pasted
 
         key = resolve_user(user)
-        text = url_or_query.strip()
-        if not text:
-            raise ConfigurationError(
-                "url_or_query",
-                "is empty",
-                "Paste the whole address from the browser's address bar.",
-            )
-        pasted_at: str | None = None
-        path_alias: str | None = None
-        if "://" in text:
-            parts = urlsplit(text)
-            query = parts.query
-            pasted_at = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-            match = CALLBACK_TAIL.search(parts.path)
-            path_alias = match.group(1)[1:] if match and match.group(1) else None
-        else:
-            query = text.lstrip("?")
-        params = parse_qs(query, keep_blank_values=True)
-        state = (params.get("state") or [""])[0]
-        flow = self.store.get_flow(state) if state else None
+        pasted = read_pasted(url_or_query)
+        flow = self.store.get_flow(pasted.state) if pasted.state else None
         if flow is not None and (flow.alias != self.alias or flow.user != key):
             raise StateError(
                 "This address belongs to another authorization (another provider or user)",
@@ -875,9 +481,9 @@ class OAuth2Client:
             )
         outcome = complete_pasted(
             self.store,
-            params,
-            pasted_at=pasted_at,
-            path_alias=path_alias,
+            pasted.params,
+            pasted_at=pasted.at,
+            path_alias=pasted.path_alias,
             transport_timeout=self.timeout,
         )
         if flow is not None:
@@ -912,12 +518,8 @@ class OAuth2Client:
             self.setup()
         if self.way == "paste":
             return self.start_flow(user, scopes, origin=origin)
-        return self._record_flow(resolve_user(user), scopes, self._paste_uri(), "paste", origin)
-
-    def _paste_uri(self) -> str:
-        # Nothing listens there: the browser shows an error page whose address is pasted.
-        port = self.loopback_port or PASTE_PORT
-        return f"http://127.0.0.1:{port}/{CALLBACK_PATH}/{self.alias}"
+        key = resolve_user(user)
+        return self.authorizations.record(key, scopes, self.ways.paste_uri(), "paste", origin)
 
     # tokens ------------------------------------------------------------------------------
 
