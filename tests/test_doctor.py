@@ -18,9 +18,11 @@ from urllib.parse import quote_plus
 import pytest
 from support.scan import assert_no_secret, nasty_secret
 
+from chat_oauth2_nb.config import ProviderConfig
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.doctor import Report
+from chat_oauth2_nb.doctor import Report, Subject, diagnose
 from chat_oauth2_nb.notebook.client import OAuth2Client
+from chat_oauth2_nb.oauth import HttpExchange
 from chat_oauth2_nb.store import Store
 
 MakeClient = Callable[..., OAuth2Client]
@@ -291,3 +293,24 @@ def test_a_provider_echoing_the_secret_does_not_put_it_in_the_report(
     assert report["redirect_uri"].verdict == "fail"
     assert "redirect_uri" in report["redirect_uri"].evidence  # the words are there, masked
     assert report["credentials"].verdict == "fail"
+
+
+def test_the_doctor_needs_no_client(provider: DemoProvider) -> None:
+    """The doctor sits below the notebook's client: a Subject is all it takes."""
+    secret = nasty_secret("GOCSPX-")
+    client_id, _ = provider.register_client(client_secret=secret, scopes=None)
+    config = ProviderConfig.from_mapping(
+        provider.config(), client_id=client_id, client_secret=secret
+    )
+    redirect = "http://127.0.0.1:9/chat-oauth2/callback/demo"
+    seen: list[HttpExchange] = []
+    report = diagnose(Subject(config, redirect, log=seen.append), "ada")
+
+    assert report["credentials"].verdict == "ok", str(report)
+    assert report.redirect_uri == redirect
+    # Without a store nothing is stored, and the token checks say so.
+    assert report["scopes"].verdict == report["refresh"].verdict == "skipped"
+    assert any(x.url == config.access_token_uri for x in seen)
+    log = "\n".join(f"{x.url} {x.request_body} {x.response_body}" for x in seen)
+    assert_no_secret(log, [secret], "the log", client_ids=[client_id])
+    assert_no_secret(repr(Subject(config, redirect)), [secret], "the subject's repr")

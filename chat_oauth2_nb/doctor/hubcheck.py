@@ -4,7 +4,7 @@ For each provider ``configure_hub(c, providers=...)`` declares, it prints the ex
 URI to register at the provider and the doctor's report (endpoints, metadata, the client
 credentials with a made-up code, the redirect URI, the clock) run with the hub's own
 credentials. It runs in the administrator's shell, never in the router service, and keeps
-nothing: the diagnosis uses a throwaway store.
+nothing: the diagnosis opens no store and records no flow.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,8 @@ import httpx
 from ..config import ProviderConfig
 from ..declarations import resolve_declarations
 from ..errors import ConfigurationError, OAuth2Error
-from ..notebook.client import OAuth2Client
 from ..routes import HUB_CALLBACK_ENV
-from ..store import Store
-from . import Report, diagnose
+from . import Report, Subject, diagnose
 
 __all__ = ["check_declared", "main"]
 
@@ -43,26 +40,11 @@ def check_declared(
 ) -> list[tuple[str, str, Report]]:
     """(alias, redirect URI to register, diagnosis) for each declared provider."""
     results: list[tuple[str, str, Report]] = []
-    with tempfile.TemporaryDirectory() as folder:
-        # A throwaway store: diagnose() sets the client up, which registers the provider.
-        store = Store(Path(folder) / "store" / "store.sqlite3")
-        try:
-            for alias, config in declared.items():
-                redirect = f"{callback_base.rstrip('/')}/{alias}"
-                client = OAuth2Client(
-                    config,
-                    redirect_uri=redirect,
-                    mode="jupyter",
-                    store=store,
-                    timeout=timeout,
-                    transport=transport,
-                )
-                try:
-                    results.append((alias, redirect, diagnose(client)))
-                finally:
-                    client.close()
-        finally:
-            store.close_all()
+    for alias, config in declared.items():
+        redirect = f"{callback_base.rstrip('/')}/{alias}"
+        # No store: the admin's shell holds no one's token, so the token checks are skipped.
+        subject = Subject(config, redirect, timeout=timeout, transport=transport)
+        results.append((alias, redirect, diagnose(subject)))
     return results
 
 

@@ -794,9 +794,18 @@ class OAuth2Client:
         made-up code), the redirect URI (heuristic), the provider's clock and, when a token is
         stored for ``user``, its scopes and refresh token. Records nothing in the store.
         """
-        from ..doctor import diagnose
+        from ..doctor import Subject, diagnose
 
-        return diagnose(self, user)
+        redirect_uri = self.redirect_uri if self.way is not None else self.setup()
+        subject = Subject(
+            self.config,
+            redirect_uri,
+            timeout=self.timeout,
+            transport=self.transport,
+            stored_token=self.stored_token,
+            log=self.http_log.append,
+        )
+        return diagnose(subject, user)
 
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""

@@ -1,0 +1,236 @@
+"""Checks of the second family: does the provider's published metadata agree with the config?
+
+The metadata is looked for where RFC 8414 and OpenID Connect put it, from the configured
+issuer or else authUri's origin. Without metadata every comparison is ``skipped``, never
+failed: the doctor says only what it can say truthfully.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import ProviderConfig
+from ..oauth import HttpRequest
+from .endpoints import ENDPOINT_FIELDS
+from .report import Finding
+from .session import Session
+
+__all__ = ["check_metadata"]
+
+# Config field -> the metadata field that advertises it (RFC 8414 §2, RFC 8628 §4).
+_ADVERTISED = {
+    "auth_uri": "authorization_endpoint",
+    "access_token_uri": "token_endpoint",
+    "refresh_token_uri": "token_endpoint",
+    "revoke_token_uri": "revocation_endpoint",
+    "introspection_uri": "introspection_endpoint",
+    "device_authorization_uri": "device_authorization_endpoint",
+}
+_SEED_NAME = {field: seed for seed, field in ENDPOINT_FIELDS}
+_TITLE = "Provider metadata"
+
+Judge = Callable[[ProviderConfig, Mapping[str, Any]], Finding]
+
+
+def check_metadata(session: Session) -> None:
+    """The ``metadata`` check, then one ``metadata:<what>`` check per comparison."""
+    _find_metadata(session)
+    meta = session.metadata
+    for check_id, title, judge in _COMPARISONS:
+        if meta is None:
+            session.add(check_id, title, "skipped", "The provider publishes no metadata.", "")
+        else:
+            session.add(check_id, title, *judge(session.config, meta))
+
+
+def _find_metadata(session: Session) -> None:
+    """Look for the metadata; keep it in the session when its issuer is this config's."""
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata, get_well_known_url
+
+    configured = session.config.issuer
+    if configured:
+        issuer, source = configured.rstrip("/"), "the configured issuer"
+    else:
+        parts = urlsplit(session.config.auth_uri)
+        issuer, source = f"{parts.scheme}://{parts.netloc}", "authUri's origin"
+    candidates = [
+        get_well_known_url(issuer, external=True, suffix="oauth-authorization-server"),
+        f"{issuer}/.well-known/openid-configuration",
+    ]
+    tried: list[str] = []
+    for url in candidates:
+        answer, failure = session.request(
+            HttpRequest("GET", url, {"Accept": "application/json"}, "")
+        )
+        if answer.status != 200:
+            tried.append(f"{url}: {failure or f'HTTP {answer.status}'}")
+            continue
+        try:
+            document = json.loads(answer.content.decode("utf-8"))
+            metadata = AuthorizationServerMetadata(document)
+            metadata.validate()
+        except (ValueError, UnicodeDecodeError) as exc:
+            session.add(
+                "metadata",
+                _TITLE,
+                "warn",
+                f"{url} serves metadata that is not valid RFC 8414 ({str(exc)[:200]}).",
+                "Compare the config with the provider's documentation by hand.",
+            )
+            return
+        advertised = str(metadata.get("issuer", "")).rstrip("/")
+        if advertised != issuer:
+            session.add("metadata", _TITLE, *_other_issuer(url, advertised, issuer, configured))
+            return
+        session.metadata = dict(metadata)
+        session.add(
+            "metadata",
+            _TITLE,
+            "ok",
+            f"The provider publishes metadata at {url} (found from {source}).",
+            "",
+        )
+        return
+    session.add(
+        "metadata",
+        _TITLE,
+        "skipped",
+        f"No RFC 8414 or OpenID metadata found from {source} ({'; '.join(tried)}), so the "
+        "endpoints, PKCE, client authentication and scopes cannot be compared with it.",
+        "Nothing to change; set issuer in the config if the provider publishes metadata elsewhere.",
+    )
+
+
+def _other_issuer(url: str, advertised: str, issuer: str, configured: str | None) -> Finding:
+    """Metadata found for another issuer: wrong when one is configured, unrelated otherwise."""
+    if configured:
+        return (
+            "fail",
+            f"The metadata at {url} names the issuer {advertised}, not the configured {issuer}.",
+            "Set issuer to exactly the issuer the provider documents.",
+        )
+    return (
+        "skipped",
+        f"The metadata at {url} is for the issuer {advertised}, not for "
+        f"{issuer}, so it says nothing certain about this config.",
+        f"Set issuer={advertised!r} in the config if that is this provider.",
+    )
+
+
+def _endpoints(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    wrong: list[str] = []
+    missing: list[str] = []
+    fixes: list[str] = []
+    for field, advertised_field in _ADVERTISED.items():
+        configured = getattr(config, field)
+        if not configured:
+            continue
+        advertised = meta.get(advertised_field)
+        name = _SEED_NAME[field]
+        if not advertised:
+            missing.append(f"{name} ({advertised_field} is not advertised)")
+        elif str(advertised).rstrip("/") != configured.rstrip("/"):
+            wrong.append(f"{name} is {configured} but the provider advertises {advertised}")
+            fixes.append(f"{name}={advertised}")
+    if wrong:
+        return (
+            "fail",
+            "; ".join(wrong) + ".",
+            "Set " + ", ".join(fixes) + " (or build the config with discover_config()).",
+        )
+    if missing:
+        return (
+            "warn",
+            "The metadata lists no endpoint for " + ", ".join(missing) + ".",
+            "Check those URLs in the provider's documentation; remove them if the "
+            "provider has no such endpoint.",
+        )
+    return ("ok", "Every configured endpoint is the one the provider advertises.", "")
+
+
+def _pkce(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    methods = meta.get("code_challenge_methods_supported")
+    if not isinstance(methods, list):
+        return ("skipped", "The metadata has no code_challenge_methods_supported.", "")
+    if "S256" in methods:
+        return ("ok", f"The provider supports {methods}.", "")
+    return (
+        "fail",
+        f"code_challenge_methods_supported is {methods}, without S256, which this "
+        "client always sends.",
+        "Enable PKCE with S256 for this client at the provider.",
+    )
+
+
+def _client_auth(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    method = config.client_auth_method
+    # RFC 8414 §2: when absent, the default is client_secret_basic.
+    methods = meta.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    if not isinstance(methods, list):
+        methods = [str(methods)]
+    if method in methods:
+        return ("ok", f"client_auth_method {method!r} is among the provider's {methods}.", "")
+    usable = [m for m in methods if m in ("client_secret_basic", "client_secret_post", "none")]
+    action = (
+        f"Pass client_auth_method={usable[0]!r} to create_oauth2_client()."
+        if usable
+        else "The provider wants a method this kit does not offer (e.g. private_key_jwt)."
+    )
+    return (
+        "fail",
+        f"client_auth_method is {method!r} but the provider supports {methods}.",
+        action,
+    )
+
+
+def _scopes(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    offered = meta.get("scopes_supported")
+    wanted = list(config.default_scopes)
+    if not isinstance(offered, list):
+        return ("skipped", "The metadata has no scopes_supported.", "")
+    if not wanted:
+        return ("skipped", "The config requests no scopes.", "")
+    unlisted = [s for s in wanted if s not in offered]
+    if unlisted:
+        return (
+            "warn",
+            f"{unlisted} are not in scopes_supported {offered} (many providers list only "
+            "some of their scopes).",
+            "Check the scope names in the provider's documentation.",
+        )
+    return ("ok", f"Every requested scope {wanted} is offered.", "")
+
+
+def _iss(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    advertised = meta.get("authorization_response_iss_parameter_supported") is True
+    configured = config.authorization_response_iss_parameter_supported
+    if advertised == configured:
+        said = "sends" if advertised else "does not send"
+        return ("ok", f"The provider {said} iss in its redirects, as configured.", "")
+    if advertised:
+        return (
+            "warn",
+            "The provider sends iss in its redirects but the config does not expect it, "
+            "so a mix-up attack is not caught by the issuer.",
+            f"Set issuer={meta.get('issuer')!r} and authorizationResponseIssParameterSupported"
+            "=True (discover_config() fills both).",
+        )
+    return (
+        "fail",
+        "The config expects iss in the redirect but the provider does not advertise "
+        "sending it, so its redirects would be refused.",
+        "Remove authorizationResponseIssParameterSupported from the config.",
+    )
+
+
+# The comparisons, in the order the report lists them.
+_COMPARISONS: tuple[tuple[str, str, Judge], ...] = (
+    ("metadata:endpoints", "Endpoints match the metadata", _endpoints),
+    ("metadata:pkce", "PKCE S256 supported", _pkce),
+    ("metadata:client_auth", "Client authentication supported", _client_auth),
+    ("metadata:scopes", "Scopes offered", _scopes),
+    ("metadata:iss", "Issuer in the redirect (RFC 9207)", _iss),
+)
