@@ -23,8 +23,8 @@ from support.hub import HubBrowser, Kernel, RealHub, require_hub
 from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
-from chat_oauth2_nb.hub.keys import derive_store_key
 from chat_oauth2_nb.store import Store
+from chat_oauth2_nb.store.keys import derive_store_key
 
 pytestmark = pytest.mark.timeout(300)
 

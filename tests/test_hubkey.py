@@ -1,4 +1,4 @@
-"""The store key a hub-spawned server fetches (chat_oauth2_nb.store.hubkey), against a local HTTP
+"""The store key a hub-spawned server fetches (chat_oauth2_nb.store.keys), against a local HTTP
 server standing in for the router: once per process, never on disk, a clear error when refused.
 The real router and hub are in tests/test_hub.py."""
 
@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from chat_oauth2_nb import hubkey
 from chat_oauth2_nb.errors import StoreError
 from chat_oauth2_nb.store import Store, new_store_key
+from chat_oauth2_nb.store import keys as hubkey
 
 KEY = new_store_key()
 

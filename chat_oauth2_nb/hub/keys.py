@@ -1,4 +1,4 @@
-"""Per-user store keys: HKDF-SHA256 of the hub-held secret, with the hub user's name as info.
+"""The hub-held secret that every user's store key is derived from (``store.keys``).
 
 The secret lives in a 0600 file next to the hub's own secrets (``configure_hub`` makes it
 once) or in ``CHAT_OAUTH2_NB_HUB_SECRET``; every router replica must see the same one.
@@ -6,7 +6,6 @@ once) or in ``CHAT_OAUTH2_NB_HUB_SECRET``; every router replica must see the sam
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import secrets
@@ -18,7 +17,6 @@ from ..errors import ConfigurationError
 __all__ = [
     "HUB_SECRET_ENV",
     "HUB_SECRET_FILE_ENV",
-    "derive_store_key",
     "ensure_secret_file",
     "load_hub_secret",
 ]
@@ -27,17 +25,6 @@ __all__ = [
 HUB_SECRET_ENV = "CHAT_OAUTH2_NB_HUB_SECRET"  # noqa: S105 (a variable name)
 #: A file holding the secret (hex); ``configure_hub`` points the managed service at it.
 HUB_SECRET_FILE_ENV = "CHAT_OAUTH2_NB_HUB_SECRET_FILE"  # noqa: S105 (a variable name)
-# Separates these keys from anything else ever derived from the same secret.
-_SALT = b"chat_oauth2_nb hub store key v1"
-
-
-def derive_store_key(secret: bytes, user: str) -> str:
-    """The store key of hub user ``user``: 32 bytes, urlsafe base64 (a store key's format)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=user.encode()).derive(secret)
-    return base64.urlsafe_b64encode(raw).decode()
 
 
 def _parse_secret(text: str, where: str) -> bytes:

@@ -42,8 +42,9 @@ from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_nam
 from ..lifecycle.grants import Broker, token_payload
 from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
 from ..store import HeldTokenStore, open_store
+from ..store.keys import derive_store_key
 from ..store.postgres import PostgresStore, is_postgres_url
-from .keys import derive_store_key, load_hub_secret
+from .keys import load_hub_secret
 
 __all__ = [
     "BROKER_PROVIDERS_FILE_ENV",

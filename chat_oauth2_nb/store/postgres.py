@@ -25,7 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, StoreError
 from ..oauth import AuthData
-from . import TokenRecord, _aad, _Cipher, _held_aad, _parse_key, _token_aad
+from .records import TokenRecord
+from .sealing import Cipher, aad, held_aad, parse_key, token_aad
 
 if TYPE_CHECKING:
     import psycopg
@@ -127,7 +128,7 @@ class PostgresStore:
         self._psycopg = require_driver()
         self.url = url
         self.connect_timeout = connect_timeout
-        self._cipher = _Cipher(_parse_key(key))
+        self._cipher = Cipher(parse_key(key))
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[psycopg.Connection[Any]] = []
@@ -179,12 +180,12 @@ class PostgresStore:
             cur.execute("SELECT value FROM chat_oauth2_meta WHERE name = 'key_check'")
             row = cur.fetchone()
             if row is None:
-                sealed = self._cipher.seal(time.strftime("%Y-%m-%d"), _aad("meta", "key_check"))
+                sealed = self._cipher.seal(time.strftime("%Y-%m-%d"), aad("meta", "key_check"))
                 cur.execute(
                     "INSERT INTO chat_oauth2_meta (name, value) VALUES ('key_check', %s)",
                     (sealed,),
                 )
-            elif self._cipher.open(row[0], _aad("meta", "key_check")) is None:
+            elif self._cipher.open(row[0], aad("meta", "key_check")) is None:
                 raise StoreError(
                     f"The PostgreSQL store {redact_url(self.url)} was sealed with another key",
                     hint="Give every replica of the chat-oauth2 service the same hub secret "
@@ -225,7 +226,7 @@ class PostgresStore:
         if row is None:
             return None
         data, version, updated_at, provider = row
-        plain = self._open(data, _token_aad(alias, user, provider))
+        plain = self._open(data, token_aad(alias, user, provider))
         return TokenRecord(alias, user, AuthData.from_json(plain), version, updated_at, provider)
 
     def _write_token(
@@ -242,7 +243,7 @@ class PostgresStore:
         Each branch is one statement, atomic under READ COMMITTED: two replicas that both
         expect version n cannot both write n + 1.
         """
-        sealed = self._cipher.seal(data.to_json(), _token_aad(alias, user, provider))
+        sealed = self._cipher.seal(data.to_json(), token_aad(alias, user, provider))
         now = time.time()
         values = (alias, user, sealed, now, provider)
         if expect_version is None:
@@ -315,7 +316,7 @@ class PostgresStore:
                         alias,
                         user,
                         provider,
-                        self._cipher.seal(data.refresh_token, _held_aad(alias, user, provider)),
+                        self._cipher.seal(data.refresh_token, held_aad(alias, user, provider)),
                     ),
                 )
             elif record.version == 1 or expect_version is None:
@@ -335,7 +336,7 @@ class PostgresStore:
                 (alias, user, provider),
             )
             row = cur.fetchone()
-        return None if row is None else self._open(row[0], _held_aad(alias, user, provider))
+        return None if row is None else self._open(row[0], held_aad(alias, user, provider))
 
     def delete_token(self, alias: str, user: str, *, expect_version: int | None = None) -> bool:
         """Delete the token and its held refresh token; False when there was none."""

@@ -106,7 +106,7 @@ class RealHub:
 
     def store_key(self, user: str) -> str:
         """The user's store key, derived as the router does from the hub-held secret."""
-        from chat_oauth2_nb.hub.keys import derive_store_key
+        from chat_oauth2_nb.store.keys import derive_store_key
 
         return derive_store_key(bytes.fromhex(self.secret_file.read_text().strip()), user)
 

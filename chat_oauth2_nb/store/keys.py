@@ -1,0 +1,159 @@
+"""Where a store's key comes from: the argument, the environment, the hub, or ``keyring``.
+
+On a hub set up with ``configure_hub(c)``, every user's server (and its kernels) fetches
+its per-user store key from the router with its own ``JUPYTERHUB_API_TOKEN``; the router
+derives it (:func:`derive_store_key`) from a hub-held secret and the token's user, so a user
+only ever gets their own. The key is fetched once per process and kept in memory only:
+never written to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+from typing import Literal
+
+from ..errors import StoreError
+from ..routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
+
+__all__ = [
+    "HUB_TOKEN_ENV",
+    "STORE_KEY_ENV",
+    "KeySource",
+    "derive_store_key",
+    "fetch_hub_store_key",
+    "hub_key_url",
+    "store_key_from_environment",
+]
+
+# Read in the Jupyter server's and the kernel's environment (kernels inherit the server's).
+STORE_KEY_ENV = "CHAT_OAUTH2_NB_STORE_KEY"
+#: JupyterHub gives every server (and so its kernels) its own API token here.
+HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"  # noqa: S105 (a variable name)
+
+#: Where a store's key came from (``Store.key_source``).
+KeySource = Literal["argument", "environment", "hub", "keyring"]
+
+_KEYRING_SERVICE, _KEYRING_NAME = "chat_oauth2_nb", "store_key"
+_TIMEOUT = 10.0
+_MAX_ANSWER = 4096
+# Separates these keys from anything else ever derived from the same secret.
+_SALT = b"chat_oauth2_nb hub store key v1"
+
+# (url, sha256 of the token) -> key: one fetch per process, memory only.
+_keys: dict[tuple[str, str], str] = {}
+_lock = threading.Lock()
+
+
+def store_key_from_environment() -> tuple[str | None, KeySource | None]:
+    """The key and its source: CHAT_OAUTH2_NB_STORE_KEY, the hub, else ``keyring``."""
+    value = os.environ.get(STORE_KEY_ENV)
+    if value:
+        return value, "environment"
+    from_hub = fetch_hub_store_key()
+    if from_hub:
+        return from_hub, "hub"
+    return _key_from_keyring(), "keyring"
+
+
+def _key_from_keyring() -> str | None:
+    try:
+        import keyring  # optional: only when the person installed it
+        from keyring.backends import fail
+    except ImportError:
+        return None
+    try:
+        if isinstance(keyring.get_keyring(), fail.Keyring):
+            return None
+        found = keyring.get_password(_KEYRING_SERVICE, _KEYRING_NAME)
+    except Exception:  # a backend that cannot be reached is no key, not a crash
+        return None
+    return found or None
+
+
+# the hub --------------------------------------------------------------------------------
+
+
+def derive_store_key(secret: bytes, user: str) -> str:
+    """The store key of hub user ``user``: 32 bytes, urlsafe base64 (a store key's format).
+
+    HKDF-SHA256 of the hub-held secret, with the hub user's name as info.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=user.encode()).derive(secret)
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def hub_key_url() -> str | None:
+    """Where this server fetches its store key, or None when not spawned by such a hub."""
+    explicit = os.environ.get(HUB_KEY_ENV, "").strip()
+    if explicit:
+        return explicit
+    callback = os.environ.get(HUB_CALLBACK_ENV, "").strip().rstrip("/")
+    if not callback.endswith("/callback"):
+        return None
+    return f"{callback[: -len('callback')]}{HUB_KEY_PATH}"
+
+
+def _refused(url: str, problem: str) -> StoreError:
+    return StoreError(
+        f"The token store's key could not be fetched from the hub's chat-oauth2 service at "
+        f"{url}: {problem}",
+        hint="Ask the hub administrator to check that the service runs and that "
+        "configure_hub(c) is in jupyterhub_config.py (it lets servers fetch their key), then "
+        "restart your server from the hub's home page. To use no hub key, set "
+        "CHAT_OAUTH2_NB_STORE_KEY or pass store_key=.",
+    )
+
+
+def fetch_hub_store_key() -> str | None:
+    """This user's store key from the hub (cached), or None outside a hub-spawned server.
+
+    Raises StoreError when the server is on such a hub but the service does not give the key:
+    opening the store unencrypted instead would leave tokens in plain text on the user's disk.
+    """
+    token = os.environ.get(HUB_TOKEN_ENV, "").strip()
+    url = hub_key_url()
+    if not token or not os.environ.get(HUB_CALLBACK_ENV) or url is None:
+        return None
+    cache_key = (url, hashlib.sha256(token.encode()).hexdigest())
+    with _lock:
+        if cache_key not in _keys:
+            _keys[cache_key] = _fetch(url, token)
+        return _keys[cache_key]
+
+
+def _fetch(url: str, token: str) -> str:
+    # Imported here: only a hub-spawned server pays for the HTTP client.
+    import httpx
+
+    try:
+        # The service is the hub's own: the token goes to it directly, never through an
+        # HTTP proxy from the environment or on to wherever a redirect points.
+        answer = httpx.get(
+            url,
+            headers={"Authorization": f"token {token}"},
+            timeout=_TIMEOUT,
+            follow_redirects=False,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        raise _refused(url, f"no answer ({type(exc).__name__})") from None
+    if answer.status_code == 503:
+        # The service's answer for a missing hub secret: the administrator's to fix.
+        raise _refused(url, "HTTP 503, the hub administrator has not given it its secret")
+    if answer.status_code != 200:
+        raise _refused(url, f"HTTP {answer.status_code}")
+    try:
+        key = str(answer.json()["key"])
+        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raw = b""
+    if len(answer.content) > _MAX_ANSWER or len(raw) != 32:
+        raise _refused(url, "the answer holds no store key")
+    return key
