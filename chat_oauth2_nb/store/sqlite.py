@@ -100,7 +100,7 @@ _ADDED_COLUMNS: dict[str, dict[str, str]] = {
     # tokens.provider stays NULL for tokens stored before it existed, unless the migration
     # finds the provider the alias had then.
     "tokens": {"provider": "TEXT"},
-    # Who started a flow and where it may finish (DESIGN.md, "Decisions for the field").
+    # Who started a flow and where it may finish (docs/ARCHITECTURE.md, "Three processes, one store").
     "flows": {
         "start_id": "TEXT",
         "origin": "TEXT NOT NULL DEFAULT 'code'",
