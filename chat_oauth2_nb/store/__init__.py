@@ -574,7 +574,9 @@ class TokenRecord:
 
 def _provider(values: dict[str, Any]) -> ProviderConfig:
     values["default_scopes"] = tuple(values["default_scopes"])
-    return ProviderConfig(**values)
+    # The row was checked when it was written, under the writer's http rule (a kernel's
+    # allow_insecure_http), which the row does not record: the reader applies none of its own.
+    return ProviderConfig(**values, allow_insecure_http=True)
 
 
 class HeldTokenStore(Protocol):
