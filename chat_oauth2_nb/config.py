@@ -58,6 +58,11 @@ _SEED_KEYS = {
     "revokeUrlForPeople": "revoke_url_for_people",
 }
 _FIELDS = set(_SEED_KEYS.values())
+_SEED_NAMES = {name: key for key, name in _SEED_KEYS.items()}
+# Fields a dict must give; None reads as "missing" when the config is built.
+_REQUIRED: dict[str, Any] = dict.fromkeys(
+    ("alias", "auth_uri", "access_token_uri", "refresh_token_uri")
+)
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Parameters we set ourselves; letting authUriParams override them would break PKCE or state.
 _RESERVED_PARAMS = {
@@ -110,9 +115,187 @@ def _check_uri(field: str, value: object, *, allow_http: bool) -> str:
     return value.strip()
 
 
+def _check_alias(value: object) -> str:
+    if not isinstance(value, str) or not _ALIAS_RE.match(value):
+        raise ConfigurationError(
+            "alias",
+            "is missing or malformed" if value is None else f"is malformed (got {value!r})",
+            "Use a short name of letters, digits, '.', '_' or '-', e.g. 'google'.",
+        )
+    return value
+
+
+def _optional_uri(field: str, value: object, *, allow_http: bool) -> str | None:
+    """``value`` checked as an endpoint, or None when it is left out (or empty)."""
+    return _check_uri(field, value, allow_http=allow_http) if value else None
+
+
+def _check_iss_supported(value: object, issuer: str | None) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            "authorizationResponseIssParameterSupported",
+            f"must be True or False (got {value!r})",
+            "Leave it out, or copy it from the provider's metadata.",
+        )
+    if value and issuer is None:
+        raise ConfigurationError(
+            "issuer",
+            "is missing while authorizationResponseIssParameterSupported is True",
+            "Put the provider's issuer URL there (discover_config() fills both).",
+        )
+    return value
+
+
+def _check_revoke_style(value: object) -> RevokeStyle:
+    style = value or "rfc7009"
+    if style not in REVOKE_STYLES:
+        raise ConfigurationError(
+            "revokeStyle",
+            f"is {style!r}",
+            "Use 'rfc7009' (default), 'google' or 'github' (presets set it for you).",
+        )
+    return cast(RevokeStyle, style)
+
+
+def _check_auth_uri_params(value: object) -> dict[str, str]:
+    params = value or {}
+    if not isinstance(params, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+    ):
+        raise ConfigurationError(
+            "authUriParams",
+            "must map strings to strings",
+            "Write e.g. {'access_type': 'offline', 'prompt': 'consent'}.",
+        )
+    clash = _RESERVED_PARAMS.intersection(params)
+    if clash:
+        raise ConfigurationError(
+            "authUriParams",
+            f"sets {sorted(clash)!r}, which the client sets itself",
+            "Remove them: use defaultScopes / scopes= for scope, redirect_uri= for the redirect.",
+        )
+    return dict(params)
+
+
+def _check_callback(value: object) -> AuthorizationCallback | None:
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            "authorizationCallback",
+            "is not callable",
+            "Pass a function taking (auth_data, user), or leave it out.",
+        )
+    return value
+
+
+def _check_client_id(value: object, alias: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            "client_id",
+            "is missing",
+            f"Pass client_id= to create_oauth2_client() or set {env_var_name(alias, 'CLIENT_ID')}.",
+        )
+    return value
+
+
+def _check_auth_method(value: object) -> ClientAuthMethod:
+    if value not in CLIENT_AUTH_METHODS:
+        raise ConfigurationError(
+            "client_auth_method",
+            f"is {value!r}",
+            "Use 'client_secret_basic' (default), 'client_secret_post' or 'none' (public client).",
+        )
+    return cast(ClientAuthMethod, value)
+
+
+def _require_secret(config: ProviderConfig) -> None:
+    if config.client_auth_method != "none" and not config.client_secret:
+        raise ConfigurationError(
+            "client_secret",
+            "is missing",
+            f"Pass client_secret= or set {env_var_name(config.alias, 'CLIENT_SECRET')}; "
+            "for a public client pass client_auth_method='none'.",
+        )
+
+
+def _checked_fields(config: ProviderConfig) -> dict[str, object]:
+    """Every field of ``config`` checked and normalised, in the order errors are reported."""
+    http = config.allow_insecure_http
+    alias = _check_alias(config.alias)
+    fields: dict[str, object] = {"alias": alias}
+    fields["auth_uri"] = _check_uri("authUri", config.auth_uri, allow_http=http)
+    token_uri = _check_uri("accessTokenUri", config.access_token_uri, allow_http=http)
+    fields["access_token_uri"] = token_uri
+    fields["refresh_token_uri"] = (
+        _optional_uri("refreshTokenUri", config.refresh_token_uri, allow_http=http) or token_uri
+    )
+    for name in ("revoke_token_uri", "introspection_uri", "device_authorization_uri"):
+        fields[name] = _optional_uri(_SEED_NAMES[name], getattr(config, name), allow_http=http)
+    issuer = _optional_uri("issuer", config.issuer, allow_http=http)
+    fields["issuer"] = issuer = issuer.rstrip("/") if issuer else None
+    fields["authorization_response_iss_parameter_supported"] = _check_iss_supported(
+        config.authorization_response_iss_parameter_supported, issuer
+    )
+    fields["default_scopes"] = _scopes("defaultScopes", config.default_scopes)
+    fields["jwks_uri"] = _optional_uri("jwksUri", config.jwks_uri, allow_http=http)
+    # A page a person opens, never an endpoint this client sends anything to: http is fine.
+    fields["revoke_url_for_people"] = _optional_uri(
+        "revokeUrlForPeople", config.revoke_url_for_people, allow_http=True
+    )
+    fields["revoke_style"] = _check_revoke_style(config.revoke_style)
+    fields["auth_uri_params"] = _check_auth_uri_params(config.auth_uri_params)
+    fields["authorization_callback"] = _check_callback(config.authorization_callback)
+    fields["client_id"] = _check_client_id(config.client_id, alias)
+    method = fields["client_auth_method"] = _check_auth_method(config.client_auth_method)
+    # A public client sends no secret, so it keeps none (not even one from the environment).
+    fields["client_secret"] = config.client_secret if method != "none" else None
+    return fields
+
+
+def _field_values(config: object) -> dict[str, Any]:
+    """The fields ``config`` gives, by field name: a ProviderConfig's own, or a dict's keys."""
+    if isinstance(config, ProviderConfig):
+        return {name: getattr(config, name) for name in _FIELDS}
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(
+            "config",
+            f"must be a dict, not {type(config).__name__}",
+            "Pass a dict like {'alias': ..., 'authUri': ..., 'accessTokenUri': ...}.",
+        )
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        name = _SEED_KEYS.get(key, key)
+        if name not in _FIELDS:
+            known = ", ".join(sorted(_SEED_KEYS))
+            raise ConfigurationError(
+                str(key),
+                "is not a known config key",
+                f"Use one of: {known} (or their snake_case twins).",
+            )
+        if name in values:
+            raise ConfigurationError(
+                str(key),
+                "is given twice (camelCase and snake_case)",
+                "Keep only one of the two spellings.",
+            )
+        values[name] = value
+    return values
+
+
+def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:
+    # A malformed alias is reported when the config is built; it names no variable.
+    return environ.get(env_var_name(alias, what)) if isinstance(alias, str) else None
+
+
 @dataclasses.dataclass(frozen=True)
 class ProviderConfig:
-    """One OAuth2 provider as the client sees it: endpoints, scopes and credentials."""
+    """One OAuth2 provider as the client sees it: endpoints, scopes and credentials.
+
+    Valid by construction: building one (directly, by :meth:`from_mapping` or by
+    ``dataclasses.replace``) checks and normalises every field, or raises
+    :class:`~chat_oauth2_nb.errors.ConfigurationError`. The one thing it may lack is the
+    client secret: a config travels without it (the store keeps it once, a flow's copy
+    leaves it out), so :meth:`checked` asks for it where a client is about to authenticate.
+    """
 
     alias: str
     auth_uri: str
@@ -134,6 +317,15 @@ class ProviderConfig:
     jwks_uri: str | None = None
     revoke_style: RevokeStyle = "rfc7009"
     revoke_url_for_people: str | None = None
+    #: Accept plain http endpoints on hosts other than this machine (test providers). The
+    #: rule the fields were checked under, not a fact about the provider: it is neither
+    #: compared nor written by :meth:`to_mapping`.
+    allow_insecure_http: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, value in _checked_fields(self).items():
+            # Frozen: the checked, normalised values are set once, here.
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         secret = "set" if self.client_secret else "none"
@@ -156,184 +348,39 @@ class ProviderConfig:
         environ: Mapping[str, str] | None = None,
     ) -> ProviderConfig:
         """Build and validate a config from the seed's dict (camelCase) or snake_case keys."""
-        if isinstance(config, ProviderConfig):
-            config = config.to_mapping(include_secret=True)
-        if not isinstance(config, Mapping):
-            raise ConfigurationError(
-                "config",
-                f"must be a dict, not {type(config).__name__}",
-                "Pass a dict like {'alias': ..., 'authUri': ..., 'accessTokenUri': ...}.",
-            )
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            name = _SEED_KEYS.get(key, key)
-            if name not in _FIELDS:
-                known = ", ".join(sorted(_SEED_KEYS))
-                raise ConfigurationError(
-                    str(key),
-                    "is not a known config key",
-                    f"Use one of: {known} (or their snake_case twins).",
-                )
-            if name in values:
-                raise ConfigurationError(
-                    str(key),
-                    "is given twice (camelCase and snake_case)",
-                    "Keep only one of the two spellings.",
-                )
-            values[name] = value
-
-        alias = values.get("alias")
-        if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
-            raise ConfigurationError(
-                "alias",
-                "is missing or malformed" if alias is None else f"is malformed (got {alias!r})",
-                "Use a short name of letters, digits, '.', '_' or '-', e.g. 'google'.",
-            )
-        auth_uri = _check_uri("authUri", values.get("auth_uri"), allow_http=allow_insecure_http)
-        token_uri = _check_uri(
-            "accessTokenUri", values.get("access_token_uri"), allow_http=allow_insecure_http
-        )
-        refresh_uri = (
-            _check_uri(
-                "refreshTokenUri", values["refresh_token_uri"], allow_http=allow_insecure_http
-            )
-            if values.get("refresh_token_uri")
-            else token_uri
-        )
-        revoke_uri = (
-            _check_uri("revokeTokenUri", values["revoke_token_uri"], allow_http=allow_insecure_http)
-            if values.get("revoke_token_uri")
-            else None
-        )
-        introspection_uri = (
-            _check_uri(
-                "introspectionUri", values["introspection_uri"], allow_http=allow_insecure_http
-            )
-            if values.get("introspection_uri")
-            else None
-        )
-        device_uri = (
-            _check_uri(
-                "deviceAuthorizationUri",
-                values["device_authorization_uri"],
-                allow_http=allow_insecure_http,
-            )
-            if values.get("device_authorization_uri")
-            else None
-        )
-        issuer = (
-            _check_uri("issuer", values["issuer"], allow_http=allow_insecure_http).rstrip("/")
-            if values.get("issuer")
-            else None
-        )
-        iss_supported = values.get("authorization_response_iss_parameter_supported", False)
-        if not isinstance(iss_supported, bool):
-            raise ConfigurationError(
-                "authorizationResponseIssParameterSupported",
-                f"must be True or False (got {iss_supported!r})",
-                "Leave it out, or copy it from the provider's metadata.",
-            )
-        if iss_supported and issuer is None:
-            raise ConfigurationError(
-                "issuer",
-                "is missing while authorizationResponseIssParameterSupported is True",
-                "Put the provider's issuer URL there (discover_config() fills both).",
-            )
-        scopes = _scopes("defaultScopes", values.get("default_scopes", ()))
-        jwks_uri = (
-            _check_uri("jwksUri", values["jwks_uri"], allow_http=allow_insecure_http)
-            if values.get("jwks_uri")
-            else None
-        )
-        people_uri = (
-            _check_uri("revokeUrlForPeople", values["revoke_url_for_people"], allow_http=True)
-            if values.get("revoke_url_for_people")
-            else None
-        )
-        revoke_style = values.get("revoke_style") or "rfc7009"
-        if revoke_style not in REVOKE_STYLES:
-            raise ConfigurationError(
-                "revokeStyle",
-                f"is {revoke_style!r}",
-                "Use 'rfc7009' (default), 'google' or 'github' (presets set it for you).",
-            )
-
-        params = values.get("auth_uri_params") or {}
-        if not isinstance(params, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
-        ):
-            raise ConfigurationError(
-                "authUriParams",
-                "must map strings to strings",
-                "Write e.g. {'access_type': 'offline', 'prompt': 'consent'}.",
-            )
-        clash = _RESERVED_PARAMS.intersection(params)
-        if clash:
-            raise ConfigurationError(
-                "authUriParams",
-                f"sets {sorted(clash)!r}, which the client sets itself",
-                "Remove them: use defaultScopes / scopes= for scope, redirect_uri= for the redirect.",
-            )
-
-        callback = values.get("authorization_callback")
-        if callback is not None and not callable(callback):
-            raise ConfigurationError(
-                "authorizationCallback",
-                "is not callable",
-                "Pass a function taking (auth_data, user), or leave it out.",
-            )
-
+        values = _field_values(config)
         env = os.environ if environ is None else environ
-        cid = client_id or values.get("client_id") or env.get(env_var_name(alias, "CLIENT_ID"))
+        alias = values.get("alias")
+        cid = client_id or values.get("client_id") or _from_environment(env, alias, "CLIENT_ID")
         secret = (
             client_secret
             or values.get("client_secret")
-            or env.get(env_var_name(alias, "CLIENT_SECRET"))
+            or _from_environment(env, alias, "CLIENT_SECRET")
         )
-        if not isinstance(cid, str) or not cid:
-            raise ConfigurationError(
-                "client_id",
-                "is missing",
-                f"Pass client_id= to create_oauth2_client() or set {env_var_name(alias, 'CLIENT_ID')}.",
-            )
         method = (
             client_auth_method
             or values.get("client_auth_method")
             or ("client_secret_basic" if secret else "none")
         )
-        if method not in CLIENT_AUTH_METHODS:
-            raise ConfigurationError(
-                "client_auth_method",
-                f"is {method!r}",
-                "Use 'client_secret_basic' (default), 'client_secret_post' or 'none' (public client).",
-            )
-        if method != "none" and not secret:
-            raise ConfigurationError(
-                "client_secret",
-                "is missing",
-                f"Pass client_secret= or set {env_var_name(alias, 'CLIENT_SECRET')}; "
-                "for a public client pass client_auth_method='none'.",
-            )
-        return cls(
-            alias=alias,
-            auth_uri=auth_uri,
-            access_token_uri=token_uri,
-            refresh_token_uri=refresh_uri,
-            revoke_token_uri=revoke_uri,
-            introspection_uri=introspection_uri,
-            device_authorization_uri=device_uri,
-            default_scopes=scopes,
-            auth_uri_params=dict(params),
-            client_id=cid,
-            client_secret=secret if method != "none" else None,
-            client_auth_method=cast(ClientAuthMethod, method),
-            authorization_callback=callback,
-            issuer=issuer,
-            authorization_response_iss_parameter_supported=iss_supported,
-            jwks_uri=jwks_uri,
-            revoke_style=cast(RevokeStyle, revoke_style),
-            revoke_url_for_people=people_uri,
+        credentials = {"client_id": cid, "client_secret": secret, "client_auth_method": method}
+        built = cls(
+            **{**_REQUIRED, **values, **credentials}, allow_insecure_http=allow_insecure_http
         )
+        return built.checked(allow_insecure_http=allow_insecure_http)
+
+    def checked(self, *, allow_insecure_http: bool) -> ProviderConfig:
+        """This config under ``allow_insecure_http``'s rule, with the secret its client sends.
+
+        Raises:
+            ConfigurationError: an endpoint uses plain http the rule refuses, or a
+                confidential client has no client secret.
+        """
+        config = self
+        if allow_insecure_http != self.allow_insecure_http:
+            # Built under another rule: its endpoints are checked again, under this one.
+            config = dataclasses.replace(self, allow_insecure_http=allow_insecure_http)
+        _require_secret(config)
+        return config
 
     def to_mapping(self, *, include_secret: bool = False) -> dict[str, Any]:
         """Return the JSON-able snake_case form (the secret only when asked)."""
@@ -452,7 +499,7 @@ def discover_config(
             device_endpoint = metadata.get("device_authorization_endpoint")
             if device_endpoint:
                 # RFC 8628 §4; Authlib's RFC 8414 model does not check this field's form,
-                # from_mapping() does when the config is built.
+                # ProviderConfig does when the config is built.
                 config["deviceAuthorizationUri"] = device_endpoint
             if metadata.get("jwks_uri"):
                 config["jwksUri"] = metadata["jwks_uri"]

@@ -19,8 +19,9 @@ import pytest
 from chat_oauth2_nb import TokenRefreshError, TokenRevokeError, create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.demo._quirks import KEYCLOAK_REALM
+from chat_oauth2_nb.errors import TokenExchangeError
 from chat_oauth2_nb.notebook.client import OAuth2Client
-from chat_oauth2_nb.oauth import TokenExchangeError, parse_token_response
+from chat_oauth2_nb.oauth import parse_token_response
 from chat_oauth2_nb.presets import config as preset
 from chat_oauth2_nb.store import Store
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_core.paths import secure_write
 
+from ..config import ProviderConfig
 from ..declarations import public_part, resolve_declarations
 from ..errors import ConfigurationError
 from ..routes import (
@@ -160,6 +161,32 @@ def configure_hub(
     server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
     """
+    _check_arguments(service_name, managed, service_url, api_token, store_url)
+    callback = _callback_base(c, public_url, service_name)
+    service: dict[str, Any] = {
+        "name": service_name,
+        "url": service_url or f"http://127.0.0.1:{int(port)}",
+        # Admin-operated and holding nothing: no "authorize access" page for users.
+        "oauth_no_confirm": True,
+        "display": False,
+    }
+    declared = resolve_declarations(providers or {}, os.environ)
+    _set_runner(service, managed, secret_file, api_token)
+    if declared:
+        _write_providers(service, declared, providers_file, managed, store_url)
+    _register(c, service, service_name)
+    _give_servers(c, service, callback, key_url, declared)
+    return callback
+
+
+def _check_arguments(
+    service_name: str,
+    managed: bool,
+    service_url: str | None,
+    api_token: str | None,
+    store_url: str | None,
+) -> None:
+    """Refuse a service name, an unmanaged service or a store the hub could not use."""
     if not _NAME.fullmatch(service_name):
         raise ConfigurationError(
             "service_name", f"is {service_name!r}", "Use lowercase letters, digits and '-'."
@@ -173,15 +200,15 @@ def configure_hub(
         )
     if store_url is not None:
         _check_store_url(store_url, managed)
-    callback = _callback_base(c, public_url, service_name)
-    service: dict[str, Any] = {
-        "name": service_name,
-        "url": service_url or f"http://127.0.0.1:{int(port)}",
-        # Admin-operated and holding nothing: no "authorize access" page for users.
-        "oauth_no_confirm": True,
-        "display": False,
-    }
-    declared = resolve_declarations(providers or {}, os.environ)
+
+
+def _set_runner(
+    service: dict[str, Any],
+    managed: bool,
+    secret_file: str | os.PathLike[str] | None,
+    api_token: str | None,
+) -> None:
+    """Who runs the service: the hub (command and secret file), or you (its API token)."""
     if managed:
         service["command"] = [sys.executable, "-m", "chat_oauth2_nb.hub"]
         secret = ensure_secret_file(Path(secret_file or DEFAULT_SECRET_FILE))
@@ -190,48 +217,64 @@ def configure_hub(
         if secret_file is not None:
             ensure_secret_file(Path(secret_file))
         service["api_token"] = api_token
-    if declared:
-        file = Path(providers_file or DEFAULT_PROVIDERS_FILE).resolve()
-        full = {alias: cfg.to_mapping(include_secret=True) for alias, cfg in declared.items()}
-        with secure_write(str(file)) as out:
-            out.write(json.dumps(full))
-        if managed:
-            service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
-            service["environment"][_BROKER_STORE_ENV] = store_url or str(
-                file.with_name(_BROKER_STORE)
-            )
+
+
+def _write_providers(
+    service: dict[str, Any],
+    declared: dict[str, ProviderConfig],
+    providers_file: str | os.PathLike[str] | None,
+    managed: bool,
+    store_url: str | None,
+) -> None:
+    """Write the full declarations (secrets included, 0600) for the service alone to read."""
+    file = Path(providers_file or DEFAULT_PROVIDERS_FILE).resolve()
+    full = {alias: cfg.to_mapping(include_secret=True) for alias, cfg in declared.items()}
+    with secure_write(str(file)) as out:
+        out.write(json.dumps(full))
+    if managed:
+        service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
+        service["environment"][_BROKER_STORE_ENV] = store_url or str(file.with_name(_BROKER_STORE))
+
+
+def _register(c: Any, service: dict[str, Any], service_name: str) -> None:
+    """Put the service on the hub and let users (and their servers) reach it."""
     hub = c.JupyterHub
     services = [s for s in (_setting(hub, "services") or []) if s.get("name") != service_name]
     hub.services = [*services, service]
-
     access = f"access:services!service={service_name}"
     roles = list(_setting(hub, "load_roles") or [])
-    for role in roles:
-        if role.get("name") == "user":
-            scopes = list(role.get("scopes") or ["self"])
-            role["scopes"] = scopes if access in scopes else [*scopes, access]
-            break
-    else:
-        # Redefining the default "user" role: keep what it grants ("self") and add the router.
-        roles.append({"name": "user", "scopes": ["self", access]})
+    # A "user" role defined here keeps what JupyterHub's default grants ("self").
+    _grant(roles, "user", ["self"], access)
     # Servers fetch their store key with their own token: the "server" role needs the access
     # scope too (its token then identifies the user; it is never the user's full power).
-    for role in roles:
-        if role.get("name") == "server":
-            scopes = list(role.get("scopes") or _SERVER_SCOPES)
-            role["scopes"] = scopes if access in scopes else [*scopes, access]
-            break
-    else:
-        roles.append({"name": "server", "scopes": [*_SERVER_SCOPES, access]})
+    _grant(roles, "server", _SERVER_SCOPES, access)
     hub.load_roles = roles
 
+
+def _grant(roles: list[dict[str, Any]], name: str, default: list[str], access: str) -> None:
+    """Add ``access`` to the role ``name``, or define that role as ``default`` plus it."""
+    for role in roles:
+        if role.get("name") == name:
+            scopes = list(role.get("scopes") or default)
+            role["scopes"] = scopes if access in scopes else [*scopes, access]
+            return
+    roles.append({"name": name, "scopes": [*default, access]})
+
+
+def _give_servers(
+    c: Any,
+    service: dict[str, Any],
+    callback: str,
+    key_url: str | None,
+    declared: dict[str, ProviderConfig],
+) -> None:
+    """Tell every spawned server the callback, where its key is, and the public providers."""
     spawner = c.Spawner
+    service_url = str(service["url"]).rstrip("/")
+    service_path = _join(_hub_base_url(c), "services", service["name"])
     environment = dict(_setting(spawner, "environment") or {})
     environment[HUB_CALLBACK_ENV] = callback
-    environment[HUB_KEY_ENV] = key_url or (
-        str(service["url"]).rstrip("/")
-        + _join(_hub_base_url(c), "services", service_name, HUB_KEY_PATH)
-    )
+    environment[HUB_KEY_ENV] = key_url or (service_url + _join(service_path, HUB_KEY_PATH))
     if declared:
         # The public part only: a server and its kernels never see a secret.
         public = {
@@ -239,8 +282,5 @@ def configure_hub(
             for alias, cfg in declared.items()
         }
         environment[HUB_PROVIDERS_ENV] = json.dumps(public)
-        environment[HUB_BROKER_ENV] = str(service["url"]).rstrip("/") + _join(
-            _hub_base_url(c), "services", service_name, HUB_BROKER_PATH
-        )
+        environment[HUB_BROKER_ENV] = service_url + _join(service_path, HUB_BROKER_PATH)
     spawner.environment = environment
-    return callback

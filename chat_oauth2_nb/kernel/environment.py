@@ -117,7 +117,22 @@ def browser_location(
     """Decide from the environment whether the person's browser is on the kernel's machine."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     probe = Probes.detect() if probes is None else probes
+    # VS Code's remote extension host sets VSCODE_IPC_HOOK_CLI only when the window is
+    # remote (extHostExtensionService: `if (initData.remote.isRemote) process.env[...]`),
+    # and kernels it starts inherit it; its server start scripts export
+    # VSCODE_AGENT_FOLDER (~/.vscode-server). A local VS Code sets neither.
+    vscode = _nonempty(env, "VSCODE_IPC_HOOK_CLI", "VSCODE_AGENT_FOLDER")
+    # From the most specific place to the least (see the module's docstring).
+    return (
+        _hosted_notebook(env, probe)
+        or _remote_session(env, probe, vscode)
+        or _server_or_container(env, probe)
+        or _desktop_or_headless(env, probe)
+    )
 
+
+def _hosted_notebook(env: Mapping[str, str], probe: Probes) -> Where | None:
+    """Kaggle, Colab, Binder, Codespaces: the browser is always elsewhere."""
     # Kaggle: its kernels carry KAGGLE_KERNEL_RUN_TYPE / KAGGLE_URL_BASE (what public
     # detection code reads; no Kaggle page documents them). Both Kaggle and Colab are
     # hosted, so their order only decides which name is shown.
@@ -143,38 +158,21 @@ def browser_location(
         return Where(False, "GitHub Codespaces", "CODESPACES is true")
     if name := _has(env, "CODESPACE_NAME"):
         return Where(False, "GitHub Codespaces", _is_set(name))
+    return None
 
-    # VS Code's remote extension host sets VSCODE_IPC_HOOK_CLI only when the window is
-    # remote (extHostExtensionService: `if (initData.remote.isRemote) process.env[...]`),
-    # and kernels it starts inherit it; its server start scripts export
-    # VSCODE_AGENT_FOLDER (~/.vscode-server). A local VS Code sets neither.
-    vscode = _nonempty(env, "VSCODE_IPC_HOOK_CLI", "VSCODE_AGENT_FOLDER")
 
+def _remote_session(env: Mapping[str, str], probe: Probes, vscode: str | None) -> Where | None:
+    """A dev container, an SSH session, WSL, or a remote VS Code window."""
     # Dev Containers sets REMOTE_CONTAINERS=true (microsoft/vscode-remote-release#3517,
     # #3734); older versions only REMOTE_CONTAINERS_IPC / VSCODE_REMOTE_CONTAINERS_SESSION.
     if name := _has(
         env, "REMOTE_CONTAINERS", "REMOTE_CONTAINERS_IPC", "VSCODE_REMOTE_CONTAINERS_SESSION"
     ):
         return Where(False, "VS Code Dev Container", _is_set(name))
-
     # sshd sets SSH_CONNECTION and SSH_CLIENT for every session, SSH_TTY with a pty
     # (ssh(1), ENVIRONMENT). Before WSL: someone may ssh into a WSL distro from elsewhere.
     if ssh := _nonempty(env, "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"):
-        if vscode:
-            return Where(False, "VS Code remote (SSH)", f"{ssh} and {vscode} are set")
-        display = env.get("DISPLAY", "")
-        # X11 forwarding sets DISPLAY to a host-qualified display (localhost:10.0 with
-        # sshd_config's defaults X11DisplayOffset 10, X11UseLocalhost yes): a browser
-        # Python opens then runs here and shows on the person's screen. ":0" is the
-        # remote machine's own screen, which the person at the SSH client can't see.
-        if display and not display.startswith(":"):
-            return Where(
-                True,
-                "SSH session with X forwarding",
-                f"{ssh} is set and DISPLAY={display} forwards a browser opened here to your screen",
-            )
-        return Where(False, "SSH session", _is_set(ssh))
-
+        return _ssh_session(env, ssh, vscode)
     # WSL: Windows' browser reaches servers in the distro at localhost ("Accessing Linux
     # networking apps from Windows (localhost)", learn.microsoft.com/windows/wsl/networking;
     # .wslconfig localhostForwarding defaults to true, and mirrored mode shares 127.0.0.1).
@@ -190,14 +188,35 @@ def browser_location(
             "WSL",
             "the Linux kernel is Microsoft's WSL kernel; Windows forwards localhost into WSL",
         )
-
     if vscode:
         if probe.container:
             return Where(
                 False, "VS Code remote (container)", f"{vscode} is set and {probe.container}"
             )
         return Where(False, "VS Code remote", _is_set(vscode))
+    return None
 
+
+def _ssh_session(env: Mapping[str, str], ssh: str, vscode: str | None) -> Where:
+    """An SSH session: remote, unless X forwarding shows a browser opened here on your screen."""
+    if vscode:
+        return Where(False, "VS Code remote (SSH)", f"{ssh} and {vscode} are set")
+    display = env.get("DISPLAY", "")
+    # X11 forwarding sets DISPLAY to a host-qualified display (localhost:10.0 with
+    # sshd_config's defaults X11DisplayOffset 10, X11UseLocalhost yes): a browser
+    # Python opens then runs here and shows on the person's screen. ":0" is the
+    # remote machine's own screen, which the person at the SSH client can't see.
+    if display and not display.startswith(":"):
+        return Where(
+            True,
+            "SSH session with X forwarding",
+            f"{ssh} is set and DISPLAY={display} forwards a browser opened here to your screen",
+        )
+    return Where(False, "SSH session", _is_set(ssh))
+
+
+def _server_or_container(env: Mapping[str, str], probe: Probes) -> Where | None:
+    """A JupyterHub server, a Kubernetes pod or another container: people browse from elsewhere."""
     # JupyterHub's Spawner.get_env gives every single-user server JUPYTERHUB_API_URL and
     # JUPYTERHUB_SERVICE_PREFIX (jupyterhub/spawner.py); the hub serves people elsewhere.
     if name := _has(env, "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_PREFIX"):
@@ -212,8 +231,11 @@ def browser_location(
     # container=podman, systemd-nspawn its own name): systemd.io/CONTAINER_INTERFACE.
     if container := env.get("container"):
         return Where(False, "a container", f"container={container} is set")
+    return None
 
-    # Nothing says remote: a Mac or Windows kernel is a desktop session.
+
+def _desktop_or_headless(env: Mapping[str, str], probe: Probes) -> Where:
+    """Nothing says remote: a desktop session, or a headless machine (can't tell)."""
     if probe.platform == "darwin" or probe.platform.startswith("win"):
         return Where(
             True, "this machine", f"a {probe.platform} desktop with no SSH or container marks"

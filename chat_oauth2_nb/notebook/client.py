@@ -123,16 +123,9 @@ class OAuth2Client:
                 raise ConfigurationError(name, f"is {value!r}", "Give a number of seconds > 0.")
         if not isinstance(leeway, (int, float)) or not leeway >= 0:
             raise ConfigurationError("leeway", f"is {leeway!r}", "Give a number of seconds >= 0.")
-        # A ProviderConfig built by hand skipped the factory's checks (http endpoints, a
-        # client secret for confidential clients…): every client checks its own config.
-        checked = ProviderConfig.from_mapping(
-            config.to_mapping(include_secret=True),
-            allow_insecure_http=allow_insecure_http,
-            environ={},
-        )
-        self.config = dataclasses.replace(
-            checked, authorization_callback=config.authorization_callback
-        )
+        # A ProviderConfig checked its fields when it was built; this client's http rule and
+        # the secret its client authentication sends are checked here.
+        self.config = config.checked(allow_insecure_http=allow_insecure_http)
         self.mode = mode
         self.timeout = timeout
         self.leeway = leeway

@@ -23,7 +23,7 @@ from joserfc.jwk import KeySet
 
 from ..config import ProviderConfig
 from ..errors import IdTokenError
-from . import HttpRequest, ProviderAnswer
+from .models import HttpRequest, ProviderAnswer
 from .transport import send
 
 __all__ = ["ALGORITHMS", "JwksCache", "verify_for_config", "verify_id_token"]

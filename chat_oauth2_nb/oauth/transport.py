@@ -14,7 +14,7 @@ import time
 
 import httpx
 
-from . import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
+from .models import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
 
 __all__ = ["asend", "send"]
 

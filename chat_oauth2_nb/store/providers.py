@@ -23,7 +23,9 @@ __all__ = ["ProviderTable", "stored_provider"]
 def stored_provider(values: dict[str, Any]) -> ProviderConfig:
     """A provider from its stored JSON form, built as it was stored (not validated again)."""
     values["default_scopes"] = tuple(values["default_scopes"])
-    return ProviderConfig(**values)
+    # The row was checked when it was written, under the writer's http rule (a kernel's
+    # allow_insecure_http), which the row does not record: the reader applies none of its own.
+    return ProviderConfig(**values, allow_insecure_http=True)
 
 
 class ProviderTable(Connections):
