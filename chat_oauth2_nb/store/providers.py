@@ -21,7 +21,7 @@ __all__ = ["ProviderTable", "stored_provider"]
 
 
 def stored_provider(values: dict[str, Any]) -> ProviderConfig:
-    """A provider from its stored JSON form, built as it was stored (not validated again)."""
+    """A provider from its stored JSON form; the writer already applied its http rule."""
     values["default_scopes"] = tuple(values["default_scopes"])
     # The row was checked when it was written, under the writer's http rule (a kernel's
     # allow_insecure_http), which the row does not record: the reader applies none of its own.
