@@ -31,12 +31,13 @@ from support.scan import assert_no_secret
 # The one polling helper of the suite; here under the name these tests read best with.
 from support.wait import poll as wait_for
 
+from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import ConfigurationError, TokenRefreshError, hint_for
 from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
-from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard, dashboard
+from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard
 from chat_oauth2_nb.widgets.state import (
     STATUS_WORDS,
     ErrorInfo,
@@ -924,8 +925,8 @@ _KERNEL_CELLS = [
 import json, sqlite3, time
 from chat_oauth2_nb import create_oauth2_client, Store
 from chat_oauth2_nb.demo import start_demo_provider
+from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.oauth import utcnow
-from chat_oauth2_nb.widgets import dashboard
 
 def wait_for(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
