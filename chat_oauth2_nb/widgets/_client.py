@@ -15,15 +15,7 @@ from ..kernel.users import UserLike
 from ..oauth import AuthData, DeviceAuthorization, HttpExchange
 from ..store import FlowOrigin, PendingFlow, Store, TokenRecord
 
-__all__ = ["ClientFactory", "PanelClient", "Report", "StartLink", "TokenClient"]
-
-
-class StartLink(Protocol):
-    """A link to open (its ``str``) that names its flow's opaque start id."""
-
-    @property
-    def start_id(self) -> str:
-        """The flow's start id (not its state)."""
+__all__ = ["ClientFactory", "PanelClient", "Report", "TokenClient"]
 
 
 class Report(Protocol):
@@ -88,15 +80,15 @@ class PanelClient(TokenClient, Protocol):
 
     def start_flow(
         self, user: UserLike = None, scopes: str | None = None, *, origin: FlowOrigin = "code"
-    ) -> tuple[PendingFlow, StartLink]:
-        """Record a new flow the client's way; return it with its link."""
+    ) -> tuple[PendingFlow, str]:
+        """Record a new flow the client's way; return it with its link (opaque id only)."""
 
     def start_paste_flow(
         self, user: UserLike = None, scopes: str | None = None, *, origin: FlowOrigin = "panel"
-    ) -> tuple[PendingFlow, StartLink]:
+    ) -> tuple[PendingFlow, str]:
         """Record a new paste-back flow whatever the client's way; return it with its link."""
 
-    def start_link(self, flow: PendingFlow) -> StartLink:
+    def start_link(self, flow: PendingFlow) -> str:
         """The start link of a pending flow this client can serve."""
 
     def note_flow_exchange(self, flow: PendingFlow) -> None:

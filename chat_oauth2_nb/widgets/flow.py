@@ -148,7 +148,7 @@ def flow_link(flow: PendingFlow, start_url: str, now: float) -> LinkView:
     return LinkView(
         kind="paste" if flow.endpoint == "paste" else "redirect",
         opened_at=now if flow.binding is not None else None,
-        url=start_url,
+        url=str(start_url),
         start_id=flow.start_id or "",
         scopes=flow.scopes,
         created_at=flow.created_at,

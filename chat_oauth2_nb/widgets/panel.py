@@ -33,7 +33,7 @@ from ._client import PanelClient
 from ._parts import PanelParts
 from ._threads import ActionRunner, Subscription, start_worker, watch_store
 from ._view import close_tree
-from .state import ErrorInfo, LinkView, PanelState, Status, expiry_text
+from .state import ErrorInfo, PanelState, Status, expiry_text
 
 __all__ = ["OAuth2Panel"]
 
@@ -188,7 +188,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 self._client.poll_device_authorization(effect.flow)
                 continue
             if isinstance(effect, flow.Adopt):
-                url = str(self._client.start_link(effect.flow))
+                url = self._client.start_link(effect.flow)
                 return flow.offered(state, flow.flow_link(effect.flow, url, time.time()))
             if isinstance(effect, flow.NewLink):
                 return self._with_standby_link(state, effect.paste)
@@ -218,15 +218,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         client = self._client
         start = client.start_paste_flow if paste else client.start_flow
         started, url = start(self._key, None, origin="panel")
-        link = LinkView(
-            kind="paste" if started.endpoint == "paste" else "redirect",
-            url=str(url),
-            start_id=url.start_id,
-            scopes=started.scopes,
-            created_at=started.created_at,
-            expires_at=started.expires_at,
-            started_by_panel=True,
-        )
+        link = flow.flow_link(started, url, time.time())
         # Starting a flow may have set the client up (its redirect URI) just now.
         return dataclasses.replace(flow.offered(state, link), redirect_uri=client.redirect_uri)
 
