@@ -24,7 +24,7 @@ _EXPORTS = {
     "discover_config": "config",
     "Store": "store",
     "open_store": "store",
-    "dashboard": "widgets",
+    "dashboard": "notebook.board",
     "OAuth2Panel": "widgets",
     "OAuth2Error": "errors",
     "ConfigurationError": "errors",
@@ -109,10 +109,11 @@ if TYPE_CHECKING:
     )
     from .kernel.auth import OAuth2Auth
     from .kernel.declared import providers
+    from .notebook.board import dashboard
     from .notebook.client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .oauth import AuthData, DeviceAuthorization
     from .store import Store, open_store
-    from .widgets import OAuth2Panel, dashboard
+    from .widgets import OAuth2Panel
 
 
 def __getattr__(name: str) -> Any:

@@ -32,6 +32,9 @@ from chat_oauth2_nb.widgets import OAuth2Panel
 from chat_oauth2_nb.widgets.state import LinkView, PanelState, fallback_offers
 
 Make = Callable[..., OAuth2Client]
+# How long a test waits for another thread or process: a bound for a loaded machine (five
+# helpers on two cores), not a speed check.
+PATIENCE = 60.0
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -129,7 +132,7 @@ def fast_device(provider: DemoProvider) -> DemoProvider:
 
 def device_panel(make_client: Make, make_panel: Callable[..., OAuth2Panel]) -> OAuth2Panel:
     panel = make_panel(make_client(mode="device"))
-    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "the user code", 10)
+    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "the user code", PATIENCE)
     return panel
 
 
@@ -152,7 +155,7 @@ def test_device_panel_shows_the_code_and_turns_authorized_by_itself(
     wait_until(
         lambda: status(panel).startswith("Authorized"),
         "Authorized",
-        15,
+        PATIENCE,
         detail=lambda: status(panel),
     )
     assert not shown(one(panel, "chat-oauth2-user-code"))
@@ -166,19 +169,21 @@ def test_device_denied_shows_a_typed_error_and_a_new_code_button(
 ) -> None:
     panel = device_panel(make_client, make_panel)
     fast_device.approve_device(user_code(panel), deny=True)
-    wait_until(lambda: status(panel).startswith("Error"), "Error", 15, detail=lambda: status(panel))
+    wait_until(
+        lambda: status(panel).startswith("Error"), "Error", PATIENCE, detail=lambda: status(panel)
+    )
     error = words(one(panel, "chat-oauth2-error"))
     assert "access_denied" in error and "What to change" in error, error
     new_code = one(panel, "chat-oauth2-new-code")
     assert shown(new_code) and not new_code.disabled
     new_code.click()
-    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a new code", 10)
+    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a new code", PATIENCE)
     assert status(panel).startswith("Not authorized") and "enter the code" in status(panel)
     fast_device.approve_device(user_code(panel))
     wait_until(
         lambda: status(panel).startswith("Authorized"),
         "Authorized",
-        15,
+        PATIENCE,
         detail=lambda: status(panel),
     )
 
@@ -186,20 +191,21 @@ def test_device_denied_shows_a_typed_error_and_a_new_code_button(
 def test_device_code_expiry_says_to_get_a_new_one(
     make_client: Make, make_panel: Callable[..., OAuth2Panel], fast_device: DemoProvider
 ) -> None:
-    fast_device.device_code_lifetime = 3
+    # Long enough to be read before it expires, however slowly the panel shows it.
+    fast_device.device_code_lifetime = 5
     panel = device_panel(make_client, make_panel)
     old = user_code(panel)
     wait_until(
         lambda: status(panel).startswith("Error"),
         "the code to expire",
-        15,
+        PATIENCE,
         detail=lambda: status(panel),
     )
     assert "start" in words(one(panel, "chat-oauth2-error")).lower()
     assert not shown(one(panel, "chat-oauth2-user-code"))
     fast_device.device_code_lifetime = 600
     one(panel, "chat-oauth2-new-code").click()
-    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a new code", 10)
+    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a new code", PATIENCE)
     assert user_code(panel) != old and status(panel).startswith("Not authorized")
 
 
@@ -211,8 +217,8 @@ def test_device_panel_follows_a_code_started_in_a_cell(
     panel = make_panel(client)
     assert user_code(panel) == device.user_code  # shown at once, no second code asked for
     fast_device.approve_device(device.user_code)
-    assert client.wait_for_authorization("ada", timeout=15).token
-    wait_until(lambda: status(panel).startswith("Authorized"), "Authorized", 10)
+    assert client.wait_for_authorization("ada", timeout=PATIENCE).token
+    wait_until(lambda: status(panel).startswith("Authorized"), "Authorized", PATIENCE)
 
 
 # -- paste-back ------------------------------------------------------------------------------
@@ -235,7 +241,10 @@ def test_paste_success_wrong_address_and_replay(
     finish.click()
     note = one(panel, "chat-oauth2-paste-note")
     wait_until(
-        lambda: "What failed" in words(note), "the error in place", 10, detail=lambda: words(note)
+        lambda: "What failed" in words(note),
+        "the error in place",
+        PATIENCE,
+        detail=lambda: words(note),
     )
     assert "What to change" in words(note) and status(panel).startswith("Not authorized")
     assert store.get_token("demo", "ada") is None
@@ -247,7 +256,7 @@ def test_paste_success_wrong_address_and_replay(
     wait_until(
         lambda: status(panel).startswith("Authorized"),
         "Authorized",
-        10,
+        PATIENCE,
         detail=lambda: status(panel),
     )
     assert not shown(note)
@@ -256,7 +265,10 @@ def test_paste_success_wrong_address_and_replay(
     field.value = address
     finish.click()
     wait_until(
-        lambda: "already used" in words(note), "the replay refused", 10, detail=lambda: words(note)
+        lambda: "already used" in words(note),
+        "the replay refused",
+        PATIENCE,
+        detail=lambda: words(note),
     )
     assert status(panel).startswith("Authorized")
 
@@ -276,9 +288,44 @@ def test_pasted_denial_is_the_cards_error_and_a_new_link(
     first = authorize_href(panel)
     one(panel, "chat-oauth2-paste").value = landing_address(provider, first, deny=True)
     one(panel, "chat-oauth2-paste-finish").click()
-    wait_until(lambda: status(panel).startswith("Error"), "Error", 10, detail=lambda: status(panel))
+    wait_until(
+        lambda: status(panel).startswith("Error"), "Error", PATIENCE, detail=lambda: status(panel)
+    )
     assert "access_denied" in words(one(panel, "chat-oauth2-error"))
     assert authorize_href(panel) != first  # the used-up link was replaced
+
+
+def test_pasted_denial_is_the_cards_error_when_the_watcher_sees_it_first(
+    make_client: Make,
+    make_panel: Callable[..., OAuth2Panel],
+    provider: DemoProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race a loaded machine ran into: the store watcher ends the flow before Finish does."""
+    client = make_client(mode="paste")
+    panel = make_panel(client)
+    first = authorize_href(panel)
+    complete = client.complete_authorization
+
+    def watcher_first(url_or_query: str, user: Any = None) -> Any:
+        try:
+            return complete(url_or_query, user)
+        finally:
+            panel._on_tick()  # the watcher's turn, between the store write and the finish
+
+    monkeypatch.setattr(client, "complete_authorization", watcher_first)
+    one(panel, "chat-oauth2-paste").value = landing_address(provider, first, deny=True)
+    one(panel, "chat-oauth2-paste-finish").click()
+    note = one(panel, "chat-oauth2-paste-note")
+    wait_until(
+        lambda: panel.state.busy is None and status(panel).startswith("Error"),
+        "Error",
+        PATIENCE,
+        detail=lambda: f"{status(panel)} / next to the field: {words(note)}",
+    )
+    assert "access_denied" in words(one(panel, "chat-oauth2-error"))
+    assert not shown(note)
+    assert authorize_href(panel) != first
 
 
 # -- the fallback ----------------------------------------------------------------------------
@@ -326,18 +373,18 @@ def test_fallback_offers_a_code_after_an_opened_link_went_quiet(
     box = one(panel, "chat-oauth2-fallback")
     assert not shown(box)
     open_start_link(panel)
-    wait_until(lambda: shown(box), "the fallback offer", 10)
+    wait_until(lambda: shown(box), "the fallback offer", PATIENCE)
     text = words(one(panel, "chat-oauth2-fallback-text"))
     assert "Browser didn't come back?" in text and client.redirect_uri in text, text
     assert shown(one(panel, "chat-oauth2-fallback-paste"))
     one(panel, "chat-oauth2-fallback-device").click()
-    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a code", 10)
+    wait_until(lambda: shown(one(panel, "chat-oauth2-user-code")), "a code", PATIENCE)
     assert not shown(box) and words(one(panel, "chat-oauth2-link")) == ""
     fast_device.approve_device(user_code(panel))
     wait_until(
         lambda: status(panel).startswith("Authorized"),
         "Authorized",
-        15,
+        PATIENCE,
         detail=lambda: status(panel),
     )
 
@@ -348,7 +395,7 @@ def test_fallback_to_paste_back(
     client = make_client()  # loopback
     panel = make_panel(client, fallback_after=0.5)
     open_start_link(panel)
-    wait_until(lambda: shown(one(panel, "chat-oauth2-fallback-paste")), "the paste offer", 10)
+    wait_until(lambda: shown(one(panel, "chat-oauth2-fallback-paste")), "the paste offer", PATIENCE)
     one(panel, "chat-oauth2-fallback-paste").click()
     assert shown(one(panel, "chat-oauth2-paste-box"))
     link = authorize_href(panel)
@@ -360,7 +407,7 @@ def test_fallback_to_paste_back(
     wait_until(
         lambda: status(panel).startswith("Authorized"),
         "Authorized",
-        10,
+        PATIENCE,
         detail=lambda: status(panel),
     )
 
@@ -386,7 +433,7 @@ def test_device_code_and_pasted_code_never_reach_widget_state(
     assert secrets
     assert_no_secret(widget_state(), secrets, "the widgets' state (device code pending)")
     fast_device.approve_device(user_code(device))
-    wait_until(lambda: status(device).startswith("Authorized"), "Authorized", 15)
+    wait_until(lambda: status(device).startswith("Authorized"), "Authorized", PATIENCE)
 
     paste = make_panel(make_client("pasted", mode="paste"))
     address = landing_address(fast_device, authorize_href(paste))
@@ -396,7 +443,7 @@ def test_device_code_and_pasted_code_never_reach_widget_state(
     assert one(paste, "chat-oauth2-paste").value == ""
     assert_no_secret(widget_state(), [code, *secrets], "the widgets' state (address pasted)")
     one(paste, "chat-oauth2-paste-finish").click()
-    wait_until(lambda: status(paste).startswith("Authorized"), "Authorized", 10)
+    wait_until(lambda: status(paste).startswith("Authorized"), "Authorized", PATIENCE)
     tokens = [
         record.data.token
         for record in (store.get_token("demo", "ada"), store.get_token("pasted", "ada"))

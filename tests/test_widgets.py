@@ -27,16 +27,15 @@ import traitlets
 from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
+from support.wait import poll, wait_until
 
-# The one polling helper of the suite; here under the name these tests read best with.
-from support.wait import poll as wait_for
-
+from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import ConfigurationError, TokenRefreshError, hint_for
 from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
-from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard, dashboard
+from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard
 from chat_oauth2_nb.widgets.state import (
     STATUS_WORDS,
     ErrorInfo,
@@ -54,6 +53,15 @@ from chat_oauth2_nb.widgets.state import (
 
 Make = Callable[..., OAuth2Client]
 OPENID = ("openid", "profile")
+# How long a test waits for another thread or process: a bound for a loaded machine (five
+# helpers on two cores), not a speed check. Countdowns are checked to the minute for the same
+# reason: "9:" says a ten-minute lifetime after at most a minute of waiting.
+PATIENCE = 30.0
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool:
+    """Whether ``predicate`` became true within ``timeout`` s (the suite's one poll helper)."""
+    return poll(predicate, timeout)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -357,7 +365,7 @@ def test_not_authorized_shows_provider_and_authorize_link(
     panel = make_panel(client)
     assert "chat-oauth2-panel" in panel._dom_classes
     assert status(panel).startswith("Not authorized")
-    assert "valid for 9:5" in status(panel)
+    assert "valid for 9:" in status(panel)
     provider_text = one(panel, "chat-oauth2-provider").value
     assert client.config.auth_uri in provider_text
     assert client.config.access_token_uri in provider_text
@@ -395,7 +403,7 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert shown(one(panel, "chat-oauth2-token-box"))
     token_text = one(panel, "chat-oauth2-token").value
     assert mask(stored.token) in token_text and "Bearer" in token_text
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:5")
+    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
     assert "Refresh token: stored" in one(panel, "chat-oauth2-extras").value
     assert "id_token: stored" in one(panel, "chat-oauth2-extras").value
     scopes = one(panel, "chat-oauth2-scopes").value
@@ -417,7 +425,7 @@ def test_countdown_ticks_without_help(
     panel = make_panel(make_client())
     authorize_via_panel(panel, provider)
     first = one(panel, "chat-oauth2-expiry").value
-    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != first, timeout=5)
+    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != first)
 
 
 def test_authorize_link_is_replaced_after_use(
@@ -451,12 +459,12 @@ def test_waiting_for_a_flow_started_from_code(
     assert status(panel).startswith("Not authorized")
     url = client.get_user_authorization_url("ada")
     assert wait_for(lambda: status(panel).startswith("Waiting for the browser")), status(panel)
-    assert "expires in 9:5" in status(panel)
+    assert "expires in 9:" in status(panel)
     assert "chat-oauth2-status--waiting" in one(panel, "chat-oauth2-status")._dom_classes
     # The panel offers the same flow, so its link and wait_for_authorization() agree.
     assert state_of(href(panel)) == state_of(url)
     provider.approve(href(panel))
-    assert client.wait_for_authorization("ada", timeout=5).token
+    assert client.wait_for_authorization("ada", timeout=PATIENCE).token
     assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
 
 
@@ -488,7 +496,7 @@ def test_expired_token(
     provider.set_token_lifetime(1)
     panel = make_panel(make_client())
     authorize_via_panel(panel, provider)
-    assert wait_for(lambda: status(panel).startswith("Expired"), timeout=6), status(panel)
+    assert wait_for(lambda: status(panel).startswith("Expired")), status(panel)
     assert "Refresh it" in status(panel)
     assert re.match(r"expired 0:0\d ago", one(panel, "chat-oauth2-expiry").value)
     assert "chat-oauth2-status--expired" in one(panel, "chat-oauth2-status")._dom_classes
@@ -533,7 +541,7 @@ def test_refresh_changes_token_and_expiry(
     assert one(panel, "chat-oauth2-token").value != before
     stored = client.get_access_token_for_user("ada")
     assert stored is not None and mask(stored.token) in one(panel, "chat-oauth2-token").value
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 9:5")
+    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 9:")
     assert status(panel).startswith("Authorized")
 
 
@@ -544,13 +552,14 @@ def test_buttons_are_disabled_while_a_request_runs(
     authorize_via_panel(panel, provider)
     refresh, revoke = one(panel, "chat-oauth2-refresh"), one(panel, "chat-oauth2-revoke")
     before = provider.token_requests["refresh_token"]
-    provider.token_delay = 0.5
+    # Slow enough that the clicks below land while it runs, even on a loaded machine.
+    provider.token_delay = 3.0
     refresh.click()
     assert refresh.disabled and revoke.disabled
     assert one(panel, "chat-oauth2-outcome").value == "Refreshing…"
     refresh.click()  # ignored: one request at a time
     revoke.click()
-    assert wait_for(lambda: idle(panel), timeout=5)
+    assert wait_for(lambda: idle(panel))
     assert not refresh.disabled and not revoke.disabled
     assert provider.token_requests["refresh_token"] - before == 1
     assert status(panel).startswith("Authorized")
@@ -581,8 +590,9 @@ def test_failing_refresh_shows_error_and_hint_and_keeps_token(
     assert client.store.get_token(client.alias, "ada") == before
     assert shown(one(panel, "chat-oauth2-token-box"))
     assert one(panel, "chat-oauth2-token").value == token_text
-    # Staying in the error state across ticks, until something succeeds.
-    time.sleep(0.3)
+    # Staying in the error state across ticks (the countdown moved), until something succeeds.
+    expiry = one(panel, "chat-oauth2-expiry").value
+    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != expiry)
     assert status(panel).startswith("Error")
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
@@ -693,7 +703,9 @@ def test_status_trait_can_be_observed(
     seen: list[str] = []
     panel.observe(lambda change: seen.append(change["new"]), names="status")
     authorize_via_panel(panel, provider)
-    assert wait_for(lambda: seen == ["authorized"]), seen
+    assert wait_for(lambda: seen[-1:] == ["authorized"]), seen
+    # A loaded machine may show the callback's exchange in progress first; nothing else.
+    assert seen in (["authorized"], ["waiting", "authorized"]), seen
     assert panel.status == Status.AUTHORIZED.value
     with pytest.raises(traitlets.TraitError):
         panel.status = "authorized"
@@ -741,7 +753,15 @@ def test_panels_share_one_watcher_that_reads_the_store_only_on_change(
         return real_get_token(alias, user)
 
     client.store.get_token = counting_get_token  # type: ignore[method-assign]
-    time.sleep(0.5)  # the watcher's first look at a new store counts as a change
+
+    def quiet() -> bool:
+        before = len(reads)
+        time.sleep(1.2)  # more than one countdown tick
+        return len(reads) == before
+
+    # The watcher's first look at a new store counts as a change, and so do the panels'
+    # own flows: wait (however long a loaded machine takes) until those were read.
+    wait_until(quiet, "the panels to stop reading the store", PATIENCE)
     settled = len(reads)
     time.sleep(1.6)  # more than one countdown tick, no store change: no store read
     assert len(reads) == settled, reads[settled:]
@@ -802,7 +822,7 @@ def test_no_secret_ever_reaches_a_widget_trait(
     panels["expired"] = make_panel(client, "cy")
     authorize_via_panel(panels["expired"], provider)
     secrets += _token_secrets(client.store.get_token(client.alias, "cy").data)  # type: ignore[union-attr]
-    assert wait_for(lambda: status(panels["expired"]).startswith("Expired"), timeout=6)
+    assert wait_for(lambda: status(panels["expired"]).startswith("Expired"))
     provider.set_token_lifetime(3600)
 
     panels["error"] = make_panel(client, "dee")
@@ -855,7 +875,7 @@ def test_dashboard_lists_every_stored_token(
     for alias, user in board.rows:
         row = _row(board, alias, user)
         assert status(row).startswith("Authorized")
-        assert one(row, "chat-oauth2-expiry").value.startswith("expires in 59:5")
+        assert one(row, "chat-oauth2-expiry").value.startswith("expires in 59:")
 
     before_ada = one_ada.get_access_token_for_user("ada")
     before_bob = one_ada.get_access_token_for_user("bob")
@@ -884,7 +904,7 @@ def test_dashboard_shows_failures_and_new_rows(
     board = make_dashboard()
     assert board.rows == [] and "none stored" in board.children[0].value
     client = authorized("ada")
-    assert wait_for(lambda: board.rows == [("demo", "ada")], timeout=6)  # picked up by the thread
+    assert wait_for(lambda: board.rows == [("demo", "ada")])  # picked up by the thread
     row = _row(board, "demo", "ada")
     provider.inject_fault(
         "token",
@@ -902,7 +922,7 @@ def test_dashboard_shows_failures_and_new_rows(
 
     # A token whose provider is not registered in this store cannot be refreshed from here.
     store.put_token("ghost", "ada", AuthData(token="ghost-token-0123456789abcdef"))
-    assert wait_for(lambda: ("ghost", "ada") in board.rows, timeout=6)
+    assert wait_for(lambda: ("ghost", "ada") in board.rows)
     ghost = _row(board, "ghost", "ada")
     # The row exists before its first render: wait for the status, don't race it.
     assert wait_for(lambda: status(_row(board, "ghost", "ada")).startswith("Not configured"))
@@ -924,10 +944,10 @@ _KERNEL_CELLS = [
 import json, sqlite3, time
 from chat_oauth2_nb import create_oauth2_client, Store
 from chat_oauth2_nb.demo import start_demo_provider
+from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.oauth import utcnow
-from chat_oauth2_nb.widgets import dashboard
 
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -962,7 +982,7 @@ second = client.store.get_token("demo", "ada").data
 provider.inject_fault("token", status=400, content_type="application/json",
                       body='{"error": "invalid_grant", "error_description": "revoked"}')
 refresh.click()
-wait_for(lambda: status() == "error")
+wait_for(lambda: panel.status == "error")  # the trait is set once the card shows it
 waiting = create_oauth2_client(
     provider.config(alias="other"), client_id=provider.client_id,
     client_secret=provider.client_secret, mode="loopback", store=store,
@@ -987,6 +1007,7 @@ client.close(); waiting.close(); provider.stop()
 ]
 
 
+@pytest.mark.timeout(300)  # a kernel and three cells, on a loaded machine
 def test_widget_state_saved_in_a_notebook_holds_no_secret(tmp_path: Any) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -996,7 +1017,7 @@ def test_widget_state_saved_in_a_notebook_holds_no_secret(tmp_path: Any) -> None
     cells += [nbformat.v4.new_code_cell(source) for source in _KERNEL_CELLS[1:]]
     notebook = nbformat.v4.new_notebook(cells=cells)
     runner = nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", store_widget_state=True
+        notebook, timeout=120, kernel_name="python3", store_widget_state=True
     )
     runner.execute(cwd=str(tmp_path))
     saved = json.dumps(notebook.metadata["widgets"])
@@ -1024,7 +1045,7 @@ def test_a_panel_shows_a_flow_another_clients_listener_serves(
         assert panel.state.link is not None
         assert panel.state.link.url == str(link)
         assert provider.approve(panel.state.link.url).status_code == 200
-        assert first.wait_for_authorization("ada", timeout=10).token
+        assert first.wait_for_authorization("ada", timeout=PATIENCE).token
     finally:
         panel.close()
 
@@ -1039,7 +1060,7 @@ def test_check_configuration_shows_the_doctors_report(
         report = one(panel, "chat-oauth2-report")
         assert report.value == ""
         button.click()
-        assert wait_for(lambda: "<table" in report.value, 30), report.value
+        assert wait_for(lambda: "<table" in report.value), report.value
         assert "credentials" in report.value.lower() and "invalid_client" not in report.value
         assert wait_for(
             lambda: "Checked the configuration" in one(panel, "chat-oauth2-outcome").value
@@ -1059,6 +1080,6 @@ def test_check_configuration_names_a_wrong_secret(
     try:
         one(panel, "chat-oauth2-check").click()
         report = one(panel, "chat-oauth2-report")
-        assert wait_for(lambda: "invalid_client" in report.value, 30), report.value
+        assert wait_for(lambda: "invalid_client" in report.value), report.value
     finally:
         panel.close()

@@ -72,7 +72,7 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
     if name == "status":
         if options or params:
             raise _usage_error(f"%oauth2 status takes no options.\n{USAGE}")
-        from ..widgets import dashboard
+        from .board import dashboard
 
         return dashboard()
     if name not in PRESETS:

@@ -1,15 +1,14 @@
-"""Small helpers shared by the panel and the dashboard views."""
+"""Small widget helpers shared by the panel and the dashboard views."""
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as widgets
 
-from .state import ErrorInfo, Status
+from .state import Status
 
-__all__ = ["assign", "close_tree", "error_html", "set_status_class", "text"]
+__all__ = ["assign", "close_tree", "set_status_class"]
 
 
 def assign(widget: Any, name: str, value: Any) -> None:
@@ -18,30 +17,12 @@ def assign(widget: Any, name: str, value: Any) -> None:
         setattr(widget, name, value)
 
 
-def text(value: str) -> str:
-    """Escape plain text for an HTML widget (providers' words end up here)."""
-    return html.escape(value, quote=True)
-
-
 def set_status_class(widget: widgets.DOMWidget, base: str, status: Status) -> None:
     """Give ``widget`` the class ``{base}--{status}`` and drop the other status classes."""
     wanted = f"{base}--{status.value.replace('_', '-')}"
     prefix = f"{base}--"
     classes = (*(c for c in widget._dom_classes if not c.startswith(prefix)), wanted)
     assign(widget, "_dom_classes", classes)
-
-
-def error_html(error: ErrorInfo | None) -> str:
-    """What failed, what the provider said, and what to change; empty without an error."""
-    if error is None:
-        return ""
-    lines = [f"<b>What failed:</b> {text(error.message)}"]
-    said = error.provider_text()
-    if said:
-        lines.append(f"<b>The provider said:</b> {text(said)}")
-    if error.hint:
-        lines.append(f"<b>What to change:</b> {text(error.hint)}")
-    return "<br>".join(lines)
 
 
 def close_tree(widget: widgets.Widget) -> None:

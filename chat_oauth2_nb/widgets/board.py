@@ -1,7 +1,8 @@
 """The dashboard: one row per stored (alias, user), with status, expiry, Refresh and Revoke.
 
 Each alias gets a client rebuilt from the provider the store registered for it, so tokens
-authorized in other notebooks (or by the server) can be refreshed and revoked from here.
+authorized in other notebooks (or by the server) can be refreshed and revoked from here; the
+caller (the notebook façade, above this layer) says how to build one.
 The process's shared store watcher (``_threads``) re-reads the store when it changed (rows
 that come or go, new tokens) and re-renders the countdowns once a second.
 """
@@ -17,11 +18,12 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import OAuth2Error
-from ..notebook.client import OAuth2Client
 from ..oauth import utcnow
 from ..store import Store, TokenRecord, open_store
+from ._client import ClientFactory, TokenClient
 from ._threads import ActionRunner, Subscription, watch_store
-from ._view import assign, close_tree, error_html, set_status_class, text
+from ._view import assign, close_tree, set_status_class
+from .render import error_html, text
 from .state import ErrorInfo, PanelState, TokenView, expiry_text, status_line
 
 __all__ = ["TokenDashboard", "dashboard"]
@@ -49,15 +51,20 @@ class _Row:
 
 
 class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
-    """Every token in one store: status and expiry per (alias, user), with Refresh and Revoke."""
+    """Every token in one store: status and expiry per (alias, user), with Refresh and Revoke.
 
-    def __init__(self, store: Store, **kwargs: Any) -> None:
+    ``client_factory(config, store)`` builds the client that refreshes and revokes the rows
+    of the provider ``config`` (the store registered it).
+    """
+
+    def __init__(self, store: Store, *, client_factory: ClientFactory, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("chat-oauth2-dashboard")
         self._store = store
+        self._client_factory = client_factory
         self._lock = threading.RLock()
         self._closed = False
-        self._clients: dict[str, OAuth2Client | None] = {}
+        self._clients: dict[str, TokenClient | None] = {}
         self._rows: dict[Key, _Row] = {}
         self._header = widgets.HTML()
         self._header.add_class("chat-oauth2-dashboard-header")
@@ -90,13 +97,11 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
     def _timer_alive(self) -> bool:
         return self._watch.alive
 
-    def _client(self, alias: str) -> OAuth2Client | None:
+    def _client(self, alias: str) -> TokenClient | None:
         # A missing provider is looked up again: setup() in some notebook may register it.
         if self._clients.get(alias) is None:
             config = self._store.get_provider(alias)
-            # No setup(): refresh and revoke need no redirect URI, and setup() would register
-            # the provider again or start a loopback listener nobody uses.
-            self._clients[alias] = OAuth2Client(config, store=self._store) if config else None
+            self._clients[alias] = self._client_factory(config, self._store) if config else None
         return self._clients[alias]
 
     # rows --------------------------------------------------------------------------------
@@ -175,7 +180,7 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             self._render()
 
     def _on_refresh(self, key: Key) -> None:
-        def action(client: OAuth2Client, user: str) -> str:
+        def action(client: TokenClient, user: str) -> str:
             data = client.refresh_user_access_token(user)
             stamp = dt.datetime.now().strftime("%H:%M:%S")
             return f"Refreshed at {stamp}: {expiry_text(data.expires_at, utcnow())}."
@@ -183,15 +188,13 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._start_action(key, "refresh", action)
 
     def _on_revoke(self, key: Key) -> None:
-        def action(client: OAuth2Client, user: str) -> str:
+        def action(client: TokenClient, user: str) -> str:
             client.revoke_user_access_token(user)
             return f"Revoked {user!r} at {client.alias!r}."
 
         self._start_action(key, "revoke", action)
 
-    def _start_action(
-        self, key: Key, name: str, action: Callable[[OAuth2Client, str], str]
-    ) -> None:
+    def _start_action(self, key: Key, name: str, action: Callable[[TokenClient, str], str]) -> None:
         with self._lock:
             client = self._client(key[0])
         if client is None:
@@ -286,6 +289,11 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         assign(row.outcome, "value", outcome)
 
 
-def dashboard(store: Store | None = None) -> TokenDashboard:
-    """Return a widget listing every stored token (default store if none given)."""
-    return TokenDashboard(store if store is not None else open_store())
+def dashboard(store: Store | None = None, *, client_factory: ClientFactory) -> TokenDashboard:
+    """Return a widget listing every stored token (default store if none given).
+
+    ``client_factory(config, store)`` builds the client for a row's provider (the notebook
+    façade passes its own; ``chat_oauth2_nb.dashboard()`` is the call for notebooks).
+    """
+    store = store if store is not None else open_store()
+    return TokenDashboard(store, client_factory=client_factory)

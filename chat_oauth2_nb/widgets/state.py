@@ -234,6 +234,8 @@ class LinkView:
     verification_uri_complete: str | None = None
     #: When this panel first saw the start link opened (its flow got a browser binding).
     opened_at: float | None = None
+    #: Device flows: when the token endpoint may be polled next (epoch seconds, from the store).
+    next_poll_at: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +266,11 @@ class PanelState:
     declared: bool = False
     #: Until when (epoch seconds) a second click on Revoke confirms it (declared providers).
     confirm_revoke_until: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether buttons that act may be pressed: configured, and no action running."""
+        return self.config_problem is None and self.busy is None
 
     @property
     def refreshable(self) -> bool:
