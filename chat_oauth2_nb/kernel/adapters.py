@@ -119,7 +119,12 @@ def _requests_auth_class() -> type[Any]:
 
 
 def requests_auth(client: TokenSource, user: str) -> requests.auth.AuthBase:
-    """A ``requests.auth.AuthBase`` that sends ``user``'s bearer token and refreshes it."""
+    """A ``requests.auth.AuthBase`` that sends ``user``'s bearer token and refreshes it.
+
+    It refuses, as :class:`~chat_oauth2_nb.kernel.auth.OAuth2Auth` does, a token that is not
+    Bearer and a plain-http URL to another machine, and retries after a 401 only at the
+    origin it signed (never at a redirect target, which requests sends no token).
+    """
     auth: requests.auth.AuthBase = _requests_auth_class()(client, user)
     return auth
 
@@ -239,6 +244,8 @@ class AzureCredential(TokenKeeper):
     ``get_token`` returns the user's access token (refreshed when expired, single-flight);
     the scopes azure-core asks for are ignored: the token carries what the user granted
     (ask for more with ``client.get_user_authorization_url(user, scopes=[...])``).
+    A token that is not Bearer is refused. azure-core asks without saying for which URL, so
+    the https rule is azure-core's own (``BearerTokenCredentialPolicy``'s ``enforce_https``).
     """
 
     def __init__(self, client: TokenSource, user: str) -> None:

@@ -186,7 +186,9 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
     """Sends ``Authorization: Bearer …`` for one user; refreshes when expired or rejected.
 
     The token is kept in memory between requests, so an API call costs no store read
-    until the token nears expiry or the API answers 401.
+    until the token nears expiry or the API answers 401. A token whose type is not Bearer
+    raises :class:`~chat_oauth2_nb.errors.NotAuthorizedError`, a plain-http URL to another
+    machine :class:`~chat_oauth2_nb.errors.ConfigurationError`; neither is sent.
     """
 
     @staticmethod
