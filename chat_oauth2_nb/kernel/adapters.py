@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
 from ..oauth import AuthData
-from .auth import TokenKeeper, TokenSource
+from .auth import TokenKeeper, TokenSource, bearer_header, require_tls, same_origin
 
 if TYPE_CHECKING:
     import requests
@@ -66,12 +66,14 @@ def _requests_auth_class() -> type[Any]:
 
         def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
             data = self.current()
-            request.headers["Authorization"] = f"Bearer {data.token}"
+            signed = request.url or ""
+            request.headers["Authorization"] = bearer_header(data, signed)
             # A body that is a stream must be rewound before the request is sent again.
             tell = getattr(request.body, "tell", None)
             position = tell() if callable(tell) else None
             request.register_hook(
-                "response", functools.partial(self._retry_once, used=data, position=position)
+                "response",
+                functools.partial(self._retry_once, used=data, signed=signed, position=position),
             )
             return request
 
@@ -80,10 +82,19 @@ def _requests_auth_class() -> type[Any]:
             response: requests.Response,
             *,
             used: AuthData,
+            signed: str,
             position: int | None,
             **kwargs: Any,
         ) -> requests.Response:
-            if response.status_code != 401:
+            # requests copies this hook onto every redirected request, after stripping the
+            # Authorization header from those that leave the origin: a 401 from there is
+            # not this token's refusal, and a retry must not put a token back on it.
+            refused = response.request
+            if (
+                response.status_code != 401
+                or not same_origin(refused.url or "", signed)
+                or refused.headers.get("Authorization") != f"Bearer {used.token}"
+            ):
                 return response
             fresh = self.after_rejection(used)
             if fresh is None or response.connection is None:
@@ -98,7 +109,7 @@ def _requests_auth_class() -> type[Any]:
             # The retry is sent by the adapter directly, so this hook does not run again.
             cookies.extract_cookies_to_jar(retry._cookies, response.request, response.raw)
             retry.prepare_cookies(retry._cookies)
-            retry.headers["Authorization"] = f"Bearer {fresh.token}"
+            retry.headers["Authorization"] = bearer_header(fresh, retry.url or "")
             again: requests.Response = response.connection.send(retry, **kwargs)
             again.history.append(response)
             again.request = retry
@@ -108,7 +119,12 @@ def _requests_auth_class() -> type[Any]:
 
 
 def requests_auth(client: TokenSource, user: str) -> requests.auth.AuthBase:
-    """A ``requests.auth.AuthBase`` that sends ``user``'s bearer token and refreshes it."""
+    """A ``requests.auth.AuthBase`` that sends ``user``'s bearer token and refreshes it.
+
+    It refuses, as :class:`~chat_oauth2_nb.kernel.auth.OAuth2Auth` does, a token that is not
+    Bearer and a plain-http URL to another machine, and retries after a 401 only at the
+    origin it signed (never at a redirect target, which requests sends no token).
+    """
     auth: requests.auth.AuthBase = _requests_auth_class()(client, user)
     return auth
 
@@ -170,18 +186,47 @@ def _naive_utc_expiry(data: AuthData) -> dt.datetime:
     return data.expires_at.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
+@functools.cache
+def _google_credentials_class() -> type[Any]:
+    # Defined on first use: subclassing google-auth's Credentials needs google-auth imported.
+    base = _require("google.oauth2.credentials").Credentials
+
+    class TlsOnlyCredentials(base):  # type: ignore[misc,valid-type]
+        """google-auth ``Credentials`` that put the token on https (or loopback http) URLs only."""
+
+        def before_request(self, request: Any, method: str, url: str, headers: Any) -> None:
+            require_tls(url)
+            super().before_request(request, method, url, headers)
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            # This class is made at run time, so pickle could not find it by name: pickled
+            # credentials come back as google-auth's own (the refresh handler is dropped
+            # by google-auth anyway).
+            return _unpickle_google_credentials, (self.__getstate__(),)
+
+    return TlsOnlyCredentials
+
+
+def _unpickle_google_credentials(state: dict[str, Any]) -> Credentials:
+    """Rebuild pickled credentials as google-auth's own ``Credentials``."""
+    cls = _require("google.oauth2.credentials").Credentials
+    credentials: Credentials = cls.__new__(cls)
+    credentials.__setstate__(state)  # type: ignore[no-untyped-call]
+    return credentials
+
+
 def google_credentials(client: TokenSource, user: str) -> Credentials:
     """``google.oauth2.credentials.Credentials`` for ``user`` that refresh through the store.
 
     They hold the access token and its expiry only; when google-auth refreshes them (on
     expiry, or after a 401 in ``AuthorizedSession``) its ``refresh_handler`` asks the client,
     which refreshes single-flight. No refresh token, client secret or token URI is handed over.
+    They refuse to sign a plain-http URL to another machine (RFC 6750 §5.3).
     """
-    module = _require("google.oauth2.credentials")
     helpers = importlib.import_module("google.auth._helpers")
     handler = _GoogleRefresh(client, user, helpers.REFRESH_THRESHOLD)
     data = handler.first()
-    credentials: Credentials = module.Credentials(
+    credentials: Credentials = _google_credentials_class()(
         token=data.token,
         expiry=None if data.expires_at is None else _naive_utc_expiry(data),
         refresh_handler=handler,
@@ -199,6 +244,8 @@ class AzureCredential(TokenKeeper):
     ``get_token`` returns the user's access token (refreshed when expired, single-flight);
     the scopes azure-core asks for are ignored: the token carries what the user granted
     (ask for more with ``client.get_user_authorization_url(user, scopes=[...])``).
+    A token that is not Bearer is refused. azure-core asks without saying for which URL, so
+    the https rule is azure-core's own (``BearerTokenCredentialPolicy``'s ``enforce_https``).
     """
 
     def __init__(self, client: TokenSource, user: str) -> None:

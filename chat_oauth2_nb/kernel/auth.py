@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import threading
 from collections.abc import AsyncGenerator, Generator
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import NotAuthorizedError
+from ..errors import ConfigurationError, NotAuthorizedError
 from ..oauth import AuthData
 
-__all__ = ["OAuth2Auth", "TokenKeeper", "TokenSource"]
+__all__ = [
+    "OAuth2Auth",
+    "TokenKeeper",
+    "TokenSource",
+    "bearer_header",
+    "require_tls",
+    "same_origin",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TokenSource(Protocol):
@@ -32,6 +43,64 @@ class TokenSource(Protocol):
 
     def refresh_after_rejection(self, user: str, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: a newer or refreshed token, or None."""
+
+
+def _is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (also written as an IPv4-mapped address)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").rstrip("."), port or _DEFAULT_PORTS.get(scheme)
+
+
+def same_origin(first: str, second: str) -> bool:
+    """True when both URLs have the same scheme, host and port (default ports filled in)."""
+    return _origin(first) == _origin(second)
+
+
+def require_tls(url: str) -> None:
+    """Refuse to put a bearer token on ``url`` when it is plain http to another machine.
+
+    RFC 6750 §5.3: a bearer token is sent only over TLS. Plain http stays allowed to this
+    machine's loopback addresses (the demo provider, a local API under development), where
+    no network sees the token.
+
+    Raises:
+        ConfigurationError: ``url`` is plain http to a host that is not loopback.
+    """
+    scheme, host, port = _origin(url)
+    if scheme == "http" and not _is_loopback(host):
+        # Only the origin is shown: a query string may carry an API key.
+        where = f"http://{host}" + (f":{port}" if port not in (None, 80) else "")
+        raise ConfigurationError(
+            "url",
+            f"is plain http to {where}, which is not this machine: a bearer token is sent "
+            "only over TLS (RFC 6750 §5.3), so it was not sent",
+            "Use the API's https:// address; plain http is allowed only to 127.0.0.1, ::1 "
+            "and localhost.",
+        )
+
+
+def bearer_header(data: AuthData, url: str) -> str:
+    """The ``Authorization`` value that sends ``data`` to ``url`` (see :func:`require_tls`)."""
+    require_tls(url)
+    return f"Bearer {data.token}"
 
 
 def _bearer_only(data: AuthData) -> AuthData:
@@ -83,14 +152,33 @@ class TokenKeeper:
                     f"{self._user!r} has not authorized {self._client.alias!r}",
                     hint="Authorize first: open client.get_user_authorization_url(), or show client.panel().",
                 )
-            self._cached = data = _bearer_only(data)
+            self._cached = data = self._usable(data)
             return data
+
+    def _usable(self, data: AuthData) -> AuthData:
+        """``data`` trimmed to what an API call needs, once it is known to be a bearer token."""
+        # RFC 6749 §7.1: a client must not use a token whose type it does not understand;
+        # a MAC or DPoP token sent as a bearer token is a proof-of-possession token without
+        # its proof. A missing type is taken as Bearer: many providers omit it.
+        kind = data.token_type or "Bearer"
+        if kind.lower() != "bearer":
+            raise NotAuthorizedError(
+                f"{self._user!r} holds a token of type {kind[:40]!r} for "
+                f"{self._client.alias!r}, not a Bearer token, so it is not sent "
+                "(RFC 6749 §7.1: a token is used only as its type says)",
+                hint="Configure the provider (or the client's registration there) to issue "
+                "Bearer tokens, or sign requests yourself as that token type requires, with "
+                "client.get_access_token_for_user(user).token.",
+            )
+        return _bearer_only(data)
 
     def after_rejection(self, used: AuthData) -> AuthData | None:
         """After ``used`` was refused (or will not do): a newer or refreshed token, or None."""
         with self._lock:
             data = self._client.refresh_after_rejection(self._user, used)
-            self._cached = data = None if data is None else _bearer_only(data)
+            # Forget the refused token even when the new one turns out unusable.
+            self._cached = None
+            self._cached = data = None if data is None else self._usable(data)
             return data
 
 
@@ -98,21 +186,35 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
     """Sends ``Authorization: Bearer …`` for one user; refreshes when expired or rejected.
 
     The token is kept in memory between requests, so an API call costs no store read
-    until the token nears expiry or the API answers 401.
+    until the token nears expiry or the API answers 401. A token whose type is not Bearer
+    raises :class:`~chat_oauth2_nb.errors.NotAuthorizedError`, a plain-http URL to another
+    machine :class:`~chat_oauth2_nb.errors.ConfigurationError`; neither is sent.
     """
 
     @staticmethod
     def _sign(request: httpx.Request, data: AuthData) -> None:
-        request.headers["Authorization"] = f"Bearer {data.token}"
+        request.headers["Authorization"] = bearer_header(data, str(request.url))
+
+    @staticmethod
+    def _rejected(request: httpx.Request, data: AuthData, response: httpx.Response) -> bool:
+        """True when the API that refused is the one this request signed, with ``data``."""
+        # After redirects the response is the last hop's: a 401 from another origin (which
+        # httpx sent no token) must not cost a refresh, and a retry would go to it again.
+        refused = response.request
+        return (
+            response.status_code == 401
+            and same_origin(str(refused.url), str(request.url))
+            and refused.headers.get("Authorization") == f"Bearer {data.token}"
+        )
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Sign the request; on a 401, refresh once and retry."""
+        """Sign the request; on a 401 from the origin it was signed for, refresh once and retry."""
         data = self.current()
         self._sign(request, data)
         response = yield request
-        if response.status_code == 401:
+        if self._rejected(request, data, response):
             fresh = self.after_rejection(data)
             if fresh is not None:
                 self._sign(request, fresh)
@@ -126,7 +228,7 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         data = cached if cached is not None else await asyncio.to_thread(self.current)
         self._sign(request, data)
         response = yield request
-        if response.status_code == 401:
+        if self._rejected(request, data, response):
             fresh = await asyncio.to_thread(self.after_rejection, data)
             if fresh is not None:
                 self._sign(request, fresh)
