@@ -366,7 +366,7 @@ def test_listener_stops_without_pending_flows_and_comes_back_on_the_same_port(
 def test_idle_connections_do_not_exhaust_threads(
     make_client: Make, provider: DemoProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat_oauth2_nb.server import loopback
+    from chat_oauth2_nb.kernel import loopback
 
     monkeypatch.setattr(loopback, "IDLE_TIMEOUT", 1.0)
     client = make_client()

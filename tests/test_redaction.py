@@ -342,12 +342,12 @@ def test_unexpected_failure_after_consume_finishes_the_flow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A bug no provider can trigger on purpose any more: make the parser itself blow up.
-    from chat_oauth2_nb.server import callback
+    from chat_oauth2_nb.lifecycle import local
 
     def broken(*args: Any, **kwargs: Any) -> AuthData:
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr(callback, "token_from_answer", broken)
+    monkeypatch.setattr(local, "token_from_answer", broken)
     client = make_client()
     url = client.get_user_authorization_url("ada")
     page = provider.approve(url)
