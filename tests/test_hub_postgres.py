@@ -28,6 +28,7 @@ from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, StoreError
 from chat_oauth2_nb.lifecycle.declared import DeclaredProviders
+from chat_oauth2_nb.lifecycle.grants import AuthorizationCode
 from chat_oauth2_nb.oauth import authorization_url, new_code_verifier, new_state
 from chat_oauth2_nb.store import new_store_key
 
@@ -100,14 +101,8 @@ def _authorize(provider: DemoProvider, broker: DeclaredProviders, store: Any, us
     )
     answer = provider.approve(url, follow_redirect=False)
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    record = broker.grants("demo", store).exchange(
-        user,
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=verifier,
-        scopes=config.default_scopes,
-        nonce=None,
-    )
+    code_grant = AuthorizationCode(code, REDIRECT, verifier, config.default_scopes)
+    record = broker.grants("demo", store).exchange(user, code_grant)
     return record
 
 

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..oauth import redact
 from ..store import FlowError, FlowErrorKind, PendingFlow, Store
-from .grants import Grants, patiently
+from .grants import AuthorizationCode, Grants, patiently
 
 __all__ = [
     "ROUTE_VALUE",
@@ -355,15 +355,7 @@ def _exchange(store: Store, flow: PendingFlow, code: str, grants: Grants) -> Cal
     where = {"alias": flow.alias, "user": flow.user}
     noted: list[dict[str, Any]] = []
     try:
-        grants.exchange(
-            flow.user,
-            code=code,
-            redirect_uri=flow.redirect_uri,
-            code_verifier=flow.code_verifier,
-            scopes=flow.scopes,
-            nonce=flow.nonce,
-            note=noted.append,
-        )
+        grants.exchange(flow.user, AuthorizationCode.of(flow, code), note=noted.append)
         # The kernel shows the exchange in its HTTP log, read from the finished flow.
         patiently(store, lambda: store.finish_flow(flow.state, exchange=_first(noted)))
     except StoreError as exc:

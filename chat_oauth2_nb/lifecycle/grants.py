@@ -15,6 +15,7 @@ passes what it has (a digest of its access token) so the holder can tell it a ne
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -27,22 +28,24 @@ from ..config import ProviderConfig, provider_identity
 from ..errors import NotAuthorizedError, ProviderError, ProviderMismatchError
 from ..oauth import AuthData, HttpExchange, HttpRequest, ProviderAnswer, transport_error
 from ..oauth.transport import send
-from ..store import HeldTokenStore, TokenRecord
+from ..store import HeldTokenStore, PendingFlow, TokenRecord
 
 __all__ = [
+    "AuthorizationCode",
     "Connections",
     "Grants",
-    "deleted_while_refreshing",
+    "TokenShelf",
     "digest",
     "nothing_stored",
     "patiently",
     "revocations",
     "revoke_advice",
-    "stored_for",
 ]
 
 log = logging.getLogger("chat_oauth2_nb")
 T = TypeVar("T")
+#: Gets the redacted record of a code exchange (for the kernel's HTTP log).
+Noter = Callable[[dict[str, Any]], None]
 
 # How long a token the provider already issued waits for a store another process holds
 # locked: the provider may have rotated the refresh token, so dropping its answer would
@@ -71,6 +74,22 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class AuthorizationCode:
+    """An authorization code to exchange, with what its flow kept for it (PKCE verifier, nonce)."""
+
+    code: str = dataclasses.field(repr=False)
+    redirect_uri: str
+    code_verifier: str = dataclasses.field(repr=False)
+    scopes: tuple[str, ...] = ()
+    nonce: str | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, flow: PendingFlow, code: str) -> AuthorizationCode:
+        """The code a redirect brought back for ``flow``."""
+        return cls(code, flow.redirect_uri, flow.code_verifier, flow.scopes, flow.nonce)
+
+
 class Grants(Protocol):
     """Exchange, refresh, revoke and introspect one provider's tokens in one store."""
 
@@ -81,34 +100,26 @@ class Grants(Protocol):
     def stored(self, user: str) -> TokenRecord | None:
         """The user's stored token; ProviderMismatchError when another provider issued it."""
 
-    def token(
-        self,
-        user: str,
-        *,
-        have: str | None = None,
-        force: bool = False,
-        optional: bool = False,
-        leeway: float | None = None,
-    ) -> TokenRecord | None:
-        """The user's token, refreshed once (single flight) when it is stale or ``force``.
+    def token(self, user: str, *, leeway: float | None = None) -> TokenRecord | None:
+        """The user's token, refreshed first (single flight) when the holder finds it stale.
 
-        ``have`` is the :func:`digest` of the caller's token: when the stored one differs,
-        it is newer and comes back as it is. None when nothing is stored, or (``optional``)
-        when a refresh is due but no refresh token is there to do it.
+        As it is when it cannot be refreshed; None when nothing is stored.
+        """
+
+    def refresh(
+        self, user: str, *, have: str | None = None, optional: bool = False
+    ) -> TokenRecord | None:
+        """Refresh the user's token now, joining a refresh in flight; None when nothing is stored.
+
+        ``have`` is the :func:`digest` of the caller's token: when the stored one differs it
+        is newer, and comes back without a request. Without a refresh token: None with
+        ``optional``, else TokenRefreshError.
         """
 
     def exchange(
-        self,
-        user: str,
-        *,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str,
-        scopes: tuple[str, ...],
-        nonce: str | None,
-        note: Callable[[dict[str, Any]], None] | None = None,
+        self, user: str, code: AuthorizationCode, note: Noter | None = None
     ) -> TokenRecord:
-        """Exchange an authorization code and store the token; ``note`` gets the redacted exchange."""
+        """Exchange ``code`` and store the token; ``note`` gets the redacted HTTP exchange."""
 
     def keep(self, user: str, data: AuthData) -> TokenRecord:
         """Store a token the provider just issued (patiently: it cannot be fetched again)."""
@@ -121,6 +132,85 @@ class Grants(Protocol):
 
     def needs_secret(self, what: str) -> None:
         """Raise ConfigurationError when ``what`` needs the client secret and it is held elsewhere."""
+
+
+class TokenShelf:
+    """One provider's tokens in one store: the provider-checked read and the patient write.
+
+    What both grants share; neither overrides any of it.
+    """
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        store: Callable[[], HeldTokenStore],
+        *,
+        leeway: float,
+        hold_refresh_tokens: bool,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self.leeway = leeway
+        #: Whether refresh tokens are kept apart from the token row kernels read.
+        self.hold_refresh_tokens = hold_refresh_tokens
+        self._identity = provider_identity(config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+    @property
+    def config(self) -> ProviderConfig:
+        """The provider's config (with its secret only where the secret is held)."""
+        return self._config
+
+    @property
+    def alias(self) -> str:
+        """The provider's alias."""
+        return self._config.alias
+
+    def stored(self, user: str) -> TokenRecord | None:
+        """The token stored for ``user``, only if this provider issued it.
+
+        Every token read goes through here: a token issued by another provider configured
+        under the same alias is never used, refreshed or revoked with this configuration.
+        """
+        record = self._store().get_token(self.alias, user)
+        if record is None or record.provider is None or record.provider == self._identity:
+            return record
+        raise ProviderMismatchError(
+            f"The token stored for {user!r} under the alias {self.alias!r} belongs to another "
+            f"provider ({record.provider}); this client is configured for {self._identity}, so "
+            "it is not used here",
+            hint="Authorize again with this configuration to replace it "
+            "(client.get_user_authorization_url()), or give this provider another alias.",
+        )
+
+    def _current(self, user: str) -> TokenRecord:
+        current = self.stored(user)
+        if current is None:
+            raise NotAuthorizedError(
+                f"The token for {user!r} was deleted while refreshing",
+                hint="Authorize again: client.get_user_authorization_url().",
+            )
+        return current
+
+    def _write(self, user: str, data: AuthData, version: int | None) -> TokenRecord:
+        """Store ``data`` patiently; with ``version``, only over that version.
+
+        When someone wrote meanwhile (another refresh, a new authorization, the holder on a
+        store it shares with this side), what is stored now wins.
+        """
+        store = self._store()
+        put = store.put_held_token if self.hold_refresh_tokens else store.put_token
+        written = patiently(
+            store,
+            lambda: put(self.alias, user, data, provider=self._identity, expect_version=version),
+        )
+        return written or self._current(user)
+
+    def keep(self, user: str, data: AuthData) -> TokenRecord:
+        """Store a token just issued (patiently: the provider will not issue it again)."""
+        return self._write(user, data, None)
 
 
 class Connections:
@@ -190,38 +280,11 @@ class Connections:
                 self._client = None
 
 
-def stored_for(store: HeldTokenStore, config: ProviderConfig, user: str) -> TokenRecord | None:
-    """The token stored for ``user`` under ``config``'s alias, only if ``config``'s provider issued it.
-
-    Every token read goes through here: a token issued by another provider configured under
-    the same alias is never used, refreshed or revoked with this configuration.
-    """
-    record = store.get_token(config.alias, user)
-    identity = provider_identity(config)
-    if record is None or record.provider is None or record.provider == identity:
-        return record
-    raise ProviderMismatchError(
-        f"The token stored for {user!r} under the alias {config.alias!r} belongs to another "
-        f"provider ({record.provider}); this client is configured for {identity}, so "
-        "it is not used here",
-        hint="Authorize again with this configuration to replace it "
-        "(client.get_user_authorization_url()), or give this provider another alias.",
-    )
-
-
 def nothing_stored(user: str, alias: str) -> NotAuthorizedError:
     """The error for a token that was never stored: authorize first."""
     return NotAuthorizedError(
         f"Nothing is stored for {user!r} at {alias!r}",
         hint="Authorize first: client.get_user_authorization_url().",
-    )
-
-
-def deleted_while_refreshing(user: str) -> NotAuthorizedError:
-    """The error for a token revoked or deleted while a refresh waited for it."""
-    return NotAuthorizedError(
-        f"The token for {user!r} was deleted while refreshing",
-        hint="Authorize again: client.get_user_authorization_url().",
     )
 
 

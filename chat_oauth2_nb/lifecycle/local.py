@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ProviderConfig, provider_identity
+from ..config import ProviderConfig
 from ..errors import (
     ConfigurationError,
     ProviderError,
@@ -30,7 +30,6 @@ from ..errors import (
     TokenRevokeError,
 )
 from ..oauth import (
-    AuthData,
     HttpExchange,
     code_exchange_request,
     introspection_request,
@@ -44,14 +43,14 @@ from ..oauth.oidc import verify_for_config
 from ..store import HeldTokenStore, TokenRecord
 from .grants import (
     POLL,
+    AuthorizationCode,
     Connections,
-    deleted_while_refreshing,
+    Noter,
+    TokenShelf,
     digest,
     lease_ttl,
     nothing_stored,
-    patiently,
     revocations,
-    stored_for,
     warn_if_local_only,
 )
 
@@ -71,7 +70,7 @@ _ASK_THE_ADMINISTRATOR = (
 )
 
 
-class LocalGrants:
+class LocalGrants(TokenShelf):
     """Grants with the client secret at hand: exchange, refresh, revoke, introspect."""
 
     def __init__(
@@ -83,35 +82,14 @@ class LocalGrants:
         leeway: float = 30.0,
         hold_refresh_tokens: bool = False,
     ) -> None:
-        self._config = config
-        self._store = store
+        """``hold_refresh_tokens``: keep them apart from the token row (declared providers)."""
+        super().__init__(config, store, leeway=leeway, hold_refresh_tokens=hold_refresh_tokens)
         self._connections = connections
-        self.leeway = leeway
-        #: Whether refresh tokens are kept apart from the token row kernels read.
-        self.hold_refresh_tokens = hold_refresh_tokens
-        self._identity = provider_identity(config)
-
-    def __repr__(self) -> str:
-        return f"<LocalGrants alias={self.alias!r} held={self.hold_refresh_tokens!r}>"
-
-    @property
-    def config(self) -> ProviderConfig:
-        """The provider's config, secret included."""
-        return self._config
-
-    @property
-    def alias(self) -> str:
-        """The provider's alias."""
-        return self._config.alias
 
     @property
     def timeout(self) -> float:
         """Seconds for each request to the provider."""
         return self._connections.timeout
-
-    def stored(self, user: str) -> TokenRecord | None:
-        """The user's stored token; ProviderMismatchError when another provider issued it."""
-        return stored_for(self._store(), self._config, user)
 
     def _refresh_token(self, user: str, record: TokenRecord) -> str | None:
         if self.hold_refresh_tokens:
@@ -120,42 +98,45 @@ class LocalGrants:
 
     # refresh ------------------------------------------------------------------------------
 
-    def token(
-        self,
-        user: str,
-        *,
-        have: str | None = None,
-        force: bool = False,
-        optional: bool = False,
-        leeway: float | None = None,
+    def token(self, user: str, *, leeway: float | None = None) -> TokenRecord | None:
+        """The user's token, refreshed first (single flight) when it is stale.
+
+        Stale is :meth:`AuthData.is_expired` with ``leeway`` (this grants' own by default):
+        decided here, by whoever holds the refresh token. A stale token that cannot be
+        refreshed comes back as it is; None when nothing is stored.
+        """
+        record = self.stored(user)
+        if record is None or not record.data.is_expired(self.leeway if leeway is None else leeway):
+            return record
+        if self._refresh_token(user, record) is None:
+            return record
+        return self._refresh(user, record)
+
+    def refresh(
+        self, user: str, *, have: str | None = None, optional: bool = False
     ) -> TokenRecord | None:
-        """The user's token, refreshed once (single flight) when it is stale or ``force``.
+        """Refresh the user's token now, joining a refresh in flight; None when nothing is stored.
 
         ``have`` is the digest of the caller's token: when the stored one differs, it is
-        newer and comes back as it is. A stale token without a refresh token comes back as
-        it is (None with ``optional``); ``force`` without one raises TokenRefreshError.
+        newer and comes back without a request. Without a refresh token: None with
+        ``optional``, else TokenRefreshError.
         """
         record = self.stored(user)
         if record is None:
             return None
         if have is not None and not hmac.compare_digest(digest(record.data.token), have):
             return record  # refreshed (or re-authorized) since the caller read its copy
-        if not force and not record.data.is_expired(self.leeway if leeway is None else leeway):
-            return record
         if self._refresh_token(user, record) is None:
-            if optional or not force:
-                return None if optional else record
-            raise TokenRefreshError(
-                "No refresh token is stored, so the token cannot be refreshed",
-                hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
-            )
+            if optional:
+                return None
+            raise self._no_refresh_token()
         return self._refresh(user, record)
 
-    def _current(self, user: str) -> TokenRecord:
-        current = self.stored(user)
-        if current is None:
-            raise deleted_while_refreshing(user)
-        return current
+    def _no_refresh_token(self) -> TokenRefreshError:
+        return TokenRefreshError(
+            "No refresh token is stored, so the token cannot be refreshed",
+            hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
+        )
 
     def _refresh(self, user: str, seen: TokenRecord) -> TokenRecord:
         """Refresh ``user``'s token unless someone else already did: single flight.
@@ -186,8 +167,8 @@ class LocalGrants:
 
     def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
         refresh_token = self._refresh_token(user, record)
-        if refresh_token is None:  # deleted from the held table since the caller looked
-            raise deleted_while_refreshing(user)
+        if refresh_token is None:  # gone from the held table since refresh() looked
+            raise self._no_refresh_token()
         request = refresh_request(self._config, refresh_token=refresh_token)
         what = "Refreshing the token"
         answer = self._connections.send(request)
@@ -200,7 +181,9 @@ class LocalGrants:
             previous=dataclasses.replace(record.data, refresh_token=refresh_token),
         )
         try:
-            stored = patiently(self._store(), lambda: self._put(user, data, record.version))
+            # The provider already rotated the refresh token: dropping its answer because
+            # the store is briefly locked would lose the grant, so keep trying a while.
+            stored = self._write(user, data, record.version)
         except StoreLockedError:
             raise StoreLockedError(
                 f"The provider issued a new token for {user!r}, but the token store "
@@ -208,44 +191,25 @@ class LocalGrants:
                 hint="End the process holding the store, then authorize again: "
                 "client.get_user_authorization_url().",
             ) from None
-        if stored is None:
-            # Re-authorized while we refreshed: the newer authorization wins.
-            return self._current(user)
         log.info("refreshed the token for %r at %r", user, self.alias)
         return stored
-
-    def _put(self, user: str, data: AuthData, version: int | None = None) -> TokenRecord | None:
-        store = self._store()
-        put = store.put_held_token if self.hold_refresh_tokens else store.put_token
-        return put(self.alias, user, data, provider=self._identity, expect_version=version)
-
-    def keep(self, user: str, data: AuthData) -> TokenRecord:
-        """Store a token the provider just issued (patiently: it cannot be fetched again)."""
-        record = patiently(self._store(), lambda: self._put(user, data))
-        assert record is not None  # no expected version: always written
-        return record
 
     # exchange, revoke, introspect ---------------------------------------------------------
 
     def exchange(
-        self,
-        user: str,
-        *,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str,
-        scopes: tuple[str, ...],
-        nonce: str | None,
-        note: Callable[[dict[str, Any]], None] | None = None,
+        self, user: str, code: AuthorizationCode, note: Noter | None = None
     ) -> TokenRecord:
-        """Exchange an authorization code with the PKCE verifier, verify any id_token, store.
+        """Exchange ``code`` with its PKCE verifier, verify any id_token, store the token.
 
-        ``note`` gets the redacted exchange (for the kernel's HTTP log: the exchange is the
-        request that most often fails while a provider is being set up), failed or not.
+        ``note`` gets the redacted exchange, failed or not (the kernel's HTTP log shows it:
+        the exchange is the request that most often fails while a provider is being set up).
         Raises TokenExchangeError (or IdTokenError) with the provider's words.
         """
         request = code_exchange_request(
-            self._config, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+            self._config,
+            code=code.code,
+            redirect_uri=code.redirect_uri,
+            code_verifier=code.code_verifier,
         )
         answer = self._connections.send(request)
         if note is not None:
@@ -256,10 +220,12 @@ class LocalGrants:
             request,
             answer,
             timeout=self.timeout,
-            requested_scopes=scopes,
+            requested_scopes=code.scopes,
         )
         if data.id_token is not None:
-            claims = verify_for_config(self._config, data.id_token, nonce, timeout=self.timeout)
+            claims = verify_for_config(
+                self._config, data.id_token, code.nonce, timeout=self.timeout
+            )
             data = dataclasses.replace(data, claims=claims)
         # The code is used up at the provider: this token cannot be fetched again.
         return self.keep(user, data)

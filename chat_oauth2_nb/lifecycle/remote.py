@@ -15,17 +15,16 @@ from typing import Any, NoReturn
 
 import httpx
 
-from ..config import ProviderConfig, provider_identity
+from ..config import ProviderConfig
 from ..declarations import error_from_payload
 from ..errors import ConfigurationError, OAuth2Error
-from ..oauth import AuthData
 from ..store import HeldTokenStore, TokenRecord
 from .grants import (
-    deleted_while_refreshing,
+    AuthorizationCode,
+    Noter,
+    TokenShelf,
     digest,
     nothing_stored,
-    patiently,
-    stored_for,
     warn_if_local_only,
 )
 from .wire import data_from_payload
@@ -79,7 +78,7 @@ def ask(
     return result
 
 
-class RemoteGrants:
+class RemoteGrants(TokenShelf):
     """Grants whose secret another process holds: it exchanges, refreshes and revokes."""
 
     def __init__(
@@ -91,107 +90,58 @@ class RemoteGrants:
         timeout: float = 10.0,
         leeway: float = 30.0,
     ) -> None:
-        self._config = config
-        self._store = store
+        """``timeout``: the holder's own deadline with the provider (this side waits longer)."""
+        super().__init__(config, store, leeway=leeway, hold_refresh_tokens=False)
         self.holder = holder
         self.timeout = timeout
-        self.leeway = leeway
-        self._identity = provider_identity(config)
-
-    def __repr__(self) -> str:
-        return f"<RemoteGrants alias={self.alias!r} holder={self.holder.url!r}>"
-
-    @property
-    def config(self) -> ProviderConfig:
-        """The provider's public config (no secret)."""
-        return self._config
-
-    @property
-    def alias(self) -> str:
-        """The provider's alias."""
-        return self._config.alias
 
     def _ask(self, action: str, body: dict[str, Any], slack: float) -> dict[str, Any]:
         # The holder may itself ask the provider (one deadline) and another holder: slack.
         timeout = 3 * self.timeout + slack
         return ask(self.holder, "POST", f"{action}/{self.alias}", body, timeout)
 
-    def stored(self, user: str) -> TokenRecord | None:
-        """The user's stored access token; ProviderMismatchError when another provider issued it."""
-        return stored_for(self._store(), self._config, user)
+    def token(self, user: str, *, leeway: float | None = None) -> TokenRecord | None:
+        """The stored access token while fresh (no request); else whatever the holder decides.
 
-    def token(
-        self,
-        user: str,
-        *,
-        have: str | None = None,
-        force: bool = False,
-        optional: bool = False,
-        leeway: float | None = None,
-    ) -> TokenRecord | None:
-        """The stored access token while fresh; else what the holder decides (and refreshes).
-
-        The holder refreshes only if the token this side has is still its latest: one
-        refresh for all the kernels and servers that ask at once.
+        The holder refreshes when it finds its own copy stale: one refresh for all the
+        kernels and servers that ask at once.
         """
         leeway = self.leeway if leeway is None else leeway
+        record = self.stored(user)
+        if record is None or not record.data.is_expired(leeway):
+            return record
+        return self._from_holder(user, record, {"leeway": leeway}, optional=False)
+
+    def refresh(
+        self, user: str, *, have: str | None = None, optional: bool = False
+    ) -> TokenRecord | None:
+        """Have the holder refresh now, unless a newer token than the caller's is here or there."""
         record = self.stored(user)
         if record is None:
             return None
         mine = digest(record.data.token)
         if have is not None and have != mine:
             return record  # this side got a newer one meanwhile
-        if not force and not record.data.is_expired(leeway):
-            return record  # fresh: no need to ask
-        body = {"user": user, "have": mine, "leeway": leeway, "force": force, "optional": optional}
-        data = data_from_payload(self._ask("token", body, 40.0))
+        body = {"force": True, "have": mine, "optional": optional}
+        return self._from_holder(user, record, body, optional=optional)
+
+    def _from_holder(
+        self, user: str, record: TokenRecord, body: dict[str, Any], *, optional: bool
+    ) -> TokenRecord | None:
+        data = data_from_payload(self._ask("token", {"user": user, **body}, 40.0))
         if data is None:
             if optional:
                 return None
             raise nothing_stored(user, self.alias)
         if data.token == record.data.token:
             return record
-        return self._keep(user, data, record.version)
-
-    def _keep(self, user: str, data: AuthData, version: int | None) -> TokenRecord:
-        store = self._store()
-        stored = patiently(
-            store,
-            lambda: store.put_token(
-                self.alias, user, data, provider=self._identity, expect_version=version
-            ),
-        )
-        # None: written meanwhile (on a shared store, by the holder itself): read what is there.
-        found = stored or self.stored(user)
-        if found is None:
-            raise deleted_while_refreshing(user)
-        return found
-
-    def keep(self, user: str, data: AuthData) -> TokenRecord:
-        """Store an access token the holder just handed over."""
-        return self._keep(user, data, None)
+        return self._write(user, data, record.version)
 
     def exchange(
-        self,
-        user: str,
-        *,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str,
-        scopes: tuple[str, ...],
-        nonce: str | None,
-        note: Callable[[dict[str, Any]], None] | None = None,
+        self, user: str, code: AuthorizationCode, note: Noter | None = None
     ) -> TokenRecord:
         """Have the holder exchange the code; store the access token it hands back."""
-        body = {
-            "user": user,
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-            "scopes": list(scopes),
-            "nonce": nonce,
-        }
-        answer = self._ask("exchange", body, 10.0)
+        answer = self._ask("exchange", {"user": user, **dataclasses.asdict(code)}, 10.0)
         if note is not None and answer.get("exchange"):
             note(dict(answer["exchange"]))
         data = data_from_payload(answer)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..oauth import AuthData
 from ..store import TokenRecord
-from .grants import Grants, nothing_stored
+from .grants import AuthorizationCode, Grants, nothing_stored
 
 __all__ = ["data_from_payload", "serve", "token_payload"]
 
@@ -36,43 +36,47 @@ def data_from_payload(answer: Mapping[str, Any]) -> AuthData | None:
     return None if data is None else AuthData.from_json(json.dumps(data))
 
 
-def _flag(body: Mapping[str, Any], name: str) -> bool:
-    return body.get(name) is True
-
-
 def serve(grants: Grants, action: str, user: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """Answer a caller's ``action`` for ``user`` with ``grants`` (the holder's side).
 
-    Raises ValueError for a malformed body (answer 400) and OAuth2Error with the provider's
-    words (or the store's) otherwise.
+    ``token``: the holder's token, refreshed if the holder finds it stale (body ``leeway``),
+    or at once with ``force`` (then ``have``, the digest of the caller's token, and
+    ``optional``). ``revoke``; ``exchange`` (an :class:`AuthorizationCode`). Raises
+    ValueError for a malformed body (answer 400), OAuth2Error otherwise.
     """
     if action == "token":
-        have, leeway = body.get("have"), body.get("leeway", 30.0)
-        if (have is not None and not isinstance(have, str)) or not isinstance(leeway, (int, float)):
-            raise ValueError("have must be a string, leeway a number")
-        optional = _flag(body, "optional")
-        record = grants.token(
-            user, have=have, force=_flag(body, "force"), optional=optional, leeway=float(leeway)
-        )
-        if record is None and not optional:
-            raise nothing_stored(user, grants.config.alias)
-        return token_payload(record)
+        return token_payload(_token(grants, user, body))
     if action == "revoke":
         return {"revoked": grants.revoke(user)}
     if action == "exchange":
-        fields = ("code", "redirect_uri", "code_verifier")
-        if not all(isinstance(body.get(name), str) for name in fields):
-            raise ValueError("code, redirect_uri and code_verifier must be strings")
         noted: list[dict[str, Any]] = []
-        nonce = body.get("nonce")
-        record = grants.exchange(
-            user,
-            code=body["code"],
-            redirect_uri=body["redirect_uri"],
-            code_verifier=body["code_verifier"],
-            scopes=tuple(str(s) for s in body.get("scopes") or ()),
-            nonce=nonce if isinstance(nonce, str) else None,
-            note=noted.append,
-        )
+        record = grants.exchange(user, _code(body), note=noted.append)
         return {**token_payload(record), "exchange": noted[0] if noted else None}
     raise ValueError(f"no such call: {action!r}")
+
+
+def _token(grants: Grants, user: str, body: Mapping[str, Any]) -> TokenRecord | None:
+    have, leeway, optional = body.get("have"), body.get("leeway", 30.0), body.get("optional")
+    if (have is not None and not isinstance(have, str)) or not isinstance(leeway, (int, float)):
+        raise ValueError("have must be a string, leeway a number")
+    if body.get("force") is True:
+        record = grants.refresh(user, have=have, optional=optional is True)
+    else:
+        record = grants.token(user, leeway=float(leeway))
+    if record is None and optional is not True:
+        raise nothing_stored(user, grants.config.alias)
+    return record
+
+
+def _code(body: Mapping[str, Any]) -> AuthorizationCode:
+    fields = ("code", "redirect_uri", "code_verifier")
+    if not all(isinstance(body.get(name), str) for name in fields):
+        raise ValueError("code, redirect_uri and code_verifier must be strings")
+    nonce = body.get("nonce")
+    return AuthorizationCode(
+        body["code"],
+        body["redirect_uri"],
+        body["code_verifier"],
+        tuple(str(s) for s in body.get("scopes") or ()),
+        nonce if isinstance(nonce, str) else None,
+    )

@@ -175,8 +175,6 @@ class OAuth2Client:
         store_key: str | None = None,
         holder: Holder | None = None,
     ) -> None:
-        """``holder``: who holds this provider's secret when it is not this client (a
-        provider declared on the Jupyter server); its grants then ask there."""
         if mode is None:
             # An administrator (or a test) may pick the way for every notebook of a machine.
             mode = os.environ.get(MODE_ENV) or "auto"  # type: ignore[assignment]
@@ -225,7 +223,8 @@ class OAuth2Client:
         self._noted_exchanges: set[str] = set()
         self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
         self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
-        #: Exchange, refresh, revoke, introspect: with this client's secret, or by the holder.
+        #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
+        #: ``holder`` of it (the Jupyter server, for a provider declared there).
         self.grants: Grants = (
             LocalGrants(
                 self.config, lambda: self.store, connections=self._connections, leeway=leeway
@@ -895,7 +894,7 @@ class OAuth2Client:
         token is (some providers only issue one when asked) or the provider refused.
         """
         key = resolve_user(user)
-        return _data_or_raise(self.grants.token(key, force=True), key, self.alias)
+        return _data_or_raise(self.grants.refresh(key), key, self.alias)
 
     async def arefresh_user_access_token(self, user: UserLike = None) -> AuthData:
         """Async twin of :meth:`refresh_user_access_token`."""
@@ -904,7 +903,7 @@ class OAuth2Client:
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
         have = digest(used.token)
-        return _data(self.grants.token(resolve_user(user), have=have, force=True, optional=True))
+        return _data(self.grants.refresh(resolve_user(user), have=have, optional=True))
 
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
