@@ -334,20 +334,20 @@ def _settle(
     grants = grants_for(config) if config is not None else None
     secret = grants.config.client_secret if grants is not None else None
     refusal = _refusal(flow, params, (flow.code_verifier, secret))
-    if refusal is None and grants is None:
-        missing = TokenExchangeError(
-            f"The provider {flow.alias!r} is not registered in the store",
-            hint="Run client.setup() in the notebook, then authorize again.",
-        )
-        refusal = 500, "Authorization failed", missing, "exchange"
-    if refusal is not None:
-        status, title, exc, kind = refusal
-        store.finish_flow(flow.state, error=FlowError.of(exc, kind))
-        return _failure(status, title, exc, **where)
-    assert grants is not None
     code = _one(params, "code")
-    assert code is not None
-    return _exchange(store, flow, code, grants)
+    if refusal is None and grants is not None and code is not None:
+        return _exchange(store, flow, code, grants)
+    status, title, exc, kind = refusal or _unregistered(flow)
+    store.finish_flow(flow.state, error=FlowError.of(exc, kind))
+    return _failure(status, title, exc, **where)
+
+
+def _unregistered(flow: PendingFlow) -> tuple[int, str, OAuth2Error, FlowErrorKind]:
+    missing = TokenExchangeError(
+        f"The provider {flow.alias!r} is not registered in the store",
+        hint="Run client.setup() in the notebook, then authorize again.",
+    )
+    return 500, "Authorization failed", missing, "exchange"
 
 
 def _exchange(store: Store, flow: PendingFlow, code: str, grants: Grants) -> CallbackOutcome:
