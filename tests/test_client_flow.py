@@ -302,13 +302,13 @@ def test_sixteen_threads_refresh_once_and_grant_survives(
     before = provider.token_requests["refresh_token"]
     start = threading.Barrier(16)
     all_saw_the_old_token = threading.Barrier(16)
-    refresh_once = client._refresh  # after reading the stored record it is about to refresh
+    refresh_once = client.grants._refresh  # after reading the stored record it is about to refresh
 
     def refresh_when_all_arrived(key: str, seen: Any) -> Any:
         all_saw_the_old_token.wait(30)
         return refresh_once(key, seen)
 
-    monkeypatch.setattr(client, "_refresh", refresh_when_all_arrived)
+    monkeypatch.setattr(client.grants, "_refresh", refresh_when_all_arrived)
     results: list[Any] = []
     errors: list[BaseException] = []
 

@@ -22,7 +22,7 @@ from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb import NotAuthorizedError, create_oauth2_client, providers
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.kernel.declared import DeclaredClient
+from chat_oauth2_nb.lifecycle.remote import RemoteGrants
 from chat_oauth2_nb.routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
 from chat_oauth2_nb.store import open_store
 
@@ -68,7 +68,7 @@ async def test_declared_provider_end_to_end_without_the_secret(
     assert listed["demo"]["client_id"] == client_id
 
     client = await asyncio.to_thread(create_oauth2_client, "demo")
-    assert isinstance(client, DeclaredClient)
+    assert isinstance(client.grants, RemoteGrants)
     assert client.config.client_secret is None
     url = await asyncio.to_thread(client.get_user_authorization_url, "ada")
     response = await browser.callback(await browser.params(url))
@@ -290,7 +290,7 @@ def panels() -> Iterator[list[Any]]:
 async def _authorized_panel(browser: Browser, panels: list[Any]) -> Any:
     """A panel of the declared demo provider, for ada, authorized through its own link."""
     client = await asyncio.to_thread(create_oauth2_client, "demo")
-    assert isinstance(client, DeclaredClient)
+    assert isinstance(client.grants, RemoteGrants)
     panels.append(client)
     panel = await asyncio.to_thread(client.panel, "ada")
     panels.append(panel)

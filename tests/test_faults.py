@@ -995,9 +995,9 @@ def test_store_locked_for_good_after_code_exchange_says_what_to_do(
     patient_writes: PatientWrites,
 ) -> None:
     """When the store never frees up, the tab gets a 503 that says so (not a dropped page)."""
-    from chat_oauth2_nb.lifecycle import callback
+    from chat_oauth2_nb.lifecycle import grants
 
-    monkeypatch.setattr(callback, "_STORE_PATIENCE", 0.3)  # instead of 30 s
+    monkeypatch.setattr(grants, "STORE_PATIENCE", 0.3)  # instead of 30 s
     impatient = Store(store.path, busy_timeout=0.1)
     client = make_client(store=impatient)
     location, code = callback_location(provider, client.get_user_authorization_url("ada"))

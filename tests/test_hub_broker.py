@@ -118,7 +118,7 @@ def test_users_authorize_a_declared_provider_and_never_hold_its_secrets(
     tokens: list[str] = []
     refresh_tokens: list[str] = []
     for user, kernel in kernels.items():
-        assert kernel.run("print(type(client).__name__)").strip() == "DeclaredClient"
+        assert kernel.run("print(type(client.grants).__name__)").strip() == "RemoteGrants"
         token = _authorize(hub, broker_provider, kernel, user)
         assert broker_provider.introspect(token)["username"] == user
         # The user's store: the access token only.

@@ -1,6 +1,6 @@
 """The hub service's store in a real PostgreSQL: replicas of the service share one store.
 
-Two replicas (two processes, each its own Broker and connections) refresh the same expired
+Two replicas (two processes, each its own grants and connections) refresh the same expired
 token at once: the provider sees one refresh request, both hand out the same new token, and
 the grant stays active (a rotated refresh token used twice would revoke it). The database
 never holds a token or the client secret in clear. Skipped without PostgreSQL unless
@@ -27,7 +27,8 @@ from support.scan import assert_no_secret, nasty_secret
 from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.errors import ConfigurationError, StoreError
-from chat_oauth2_nb.lifecycle.grants import Broker
+from chat_oauth2_nb.lifecycle.declared import DeclaredProviders
+from chat_oauth2_nb.lifecycle.grants import AuthorizationCode
 from chat_oauth2_nb.oauth import authorization_url, new_code_verifier, new_state
 from chat_oauth2_nb.store import new_store_key
 
@@ -35,21 +36,21 @@ pytestmark = pytest.mark.timeout(120)
 
 REDIRECT = "http://127.0.0.1:9/callback/demo"  # never requested: the code is read off the 302
 
-# One replica of the hub's chat-oauth2 service: its own Broker and PostgreSQL connections.
+# One replica of the hub's chat-oauth2 service: its own grants and PostgreSQL connections.
 # It says "ready" once connected, refreshes when told "go", and prints what it handed out.
 REPLICA = """
 import hashlib, json, sys
 from chat_oauth2_nb.declarations import resolve_declarations
 from chat_oauth2_nb.store.postgres import PostgresStore
-from chat_oauth2_nb.lifecycle.grants import Broker
+from chat_oauth2_nb.lifecycle.declared import DeclaredProviders
 
 job = json.loads(sys.stdin.readline())
-broker = Broker(resolve_declarations(job["declared"], {}))
+broker = DeclaredProviders(resolve_declarations(job["declared"], {}))
 store = PostgresStore(job["url"], key=job["key"])
 store.get_token("demo", job["user"])
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
-record = broker.token(store, "demo", job["user"], seen_version=None, leeway=30.0)
+record = broker.grants("demo", store).token(job["user"], leeway=30.0)
 digest = hashlib.sha256(record.data.token.encode()).hexdigest()
 print(json.dumps({"token": digest, "version": record.version}), flush=True)
 """
@@ -87,7 +88,7 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _authorize(provider: DemoProvider, broker: Broker, store: Any, user: str) -> Any:
+def _authorize(provider: DemoProvider, broker: DeclaredProviders, store: Any, user: str) -> Any:
     """The code flow as the service runs it: the person approves, the broker exchanges."""
     config = broker.config_for("demo")
     verifier = new_code_verifier()
@@ -100,16 +101,8 @@ def _authorize(provider: DemoProvider, broker: Broker, store: Any, user: str) ->
     )
     answer = provider.approve(url, follow_redirect=False)
     code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-    _, record = broker.exchange(
-        store,
-        "demo",
-        user,
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=verifier,
-        scopes=config.default_scopes,
-        nonce=None,
-    )
+    code_grant = AuthorizationCode(code, REDIRECT, verifier, config.default_scopes)
+    record = broker.grants("demo", store).exchange(user, code_grant)
     return record
 
 
@@ -132,7 +125,7 @@ def test_two_replicas_refresh_an_expired_token_with_one_request(
 
     key = new_store_key()
     user = json.dumps(["alice", "alice"])  # how the service keys a hub user's tokens
-    broker = Broker(resolve_declarations(declared, {}))
+    broker = DeclaredProviders(resolve_declarations(declared, {}))
     store = PostgresStore(url, key=key)
     first = _authorize(provider, broker, store, user)
     identity = first.provider

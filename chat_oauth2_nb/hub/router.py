@@ -18,8 +18,6 @@ name from the request, never a browser cookie), so a user only ever gets their o
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -39,7 +37,8 @@ from tornado.ioloop import IOLoop
 from ..declarations import admins_error_payload, resolve_declarations
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
-from ..lifecycle.grants import Broker, token_payload
+from ..lifecycle.declared import DeclaredProviders
+from ..lifecycle.wire import serve
 from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
 from ..store import HeldTokenStore, open_store
 from ..store.keys import derive_store_key
@@ -177,12 +176,12 @@ class BrokerApi(_Headers):
 
     def initialize(
         self,
-        broker: Broker | None,
+        declared: DeclaredProviders | None,
         store: Callable[[], HeldTokenStore] | None,
         hub_auth: HubAuth,
     ) -> None:
-        """``broker``: the declared providers (None: none); ``store``: opens the service's store."""
-        self.broker, self.open_store, self.hub_auth = broker, store, hub_auth
+        """``declared``: the declared providers (None: none); ``store``: opens the service's store."""
+        self.declared, self.open_store, self.hub_auth = declared, store, hub_auth
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)
@@ -192,7 +191,8 @@ class BrokerApi(_Headers):
     async def post(self, action: str, alias: str) -> None:
         """Exchange a code, hand out an access token (refreshing once), or revoke."""
         hub_user = await _token_user(self, self.hub_auth)
-        if self.broker is None or self.open_store is None:
+        declared, open_store = self.declared, self.open_store
+        if declared is None or open_store is None:
             self._json(
                 503,
                 {
@@ -212,56 +212,20 @@ class BrokerApi(_Headers):
             raise web.HTTPError(400)
         # The hub user first: alice's token can never name bob's tokens.
         key = json.dumps([hub_user, body["user"]])
+
+        def act() -> dict[str, Any]:
+            # Opening a PostgreSQL store connects to the database: in the worker thread too.
+            return serve(declared.grants(alias, open_store()), action, key, body)
+
         try:
-            # In a worker thread: opening a PostgreSQL store connects to the database.
-            store = await asyncio.to_thread(self.open_store)
-            answer = await asyncio.to_thread(self._act, action, store, alias, key, body)
+            answer = await asyncio.to_thread(act)
         except OAuth2Error as exc:
             status = 404 if isinstance(exc, NotAuthorizedError) else 502
             self._json(status, _admins_error(exc))
             return
+        except ValueError:
+            raise web.HTTPError(400) from None
         self._json(200, answer)
-
-    def _act(
-        self, action: str, store: HeldTokenStore, alias: str, key: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        broker = self.broker
-        assert broker is not None
-        if action == "exchange":
-            exchange, made = broker.exchange(
-                store,
-                alias,
-                key,
-                code=str(body["code"]),
-                redirect_uri=str(body["redirect_uri"]),
-                code_verifier=str(body["code_verifier"]),
-                scopes=tuple(str(s) for s in body.get("scopes") or ()),
-                nonce=body.get("nonce") if isinstance(body.get("nonce"), str) else None,
-            )
-            return {**token_payload(made), "exchange": exchange}
-        if action == "token":
-            record = store.get_token(alias, key)
-            if record is None:
-                raise NotAuthorizedError(
-                    f"Nothing is stored for {body['user']!r} at {alias!r}",
-                    hint="Authorize first: client.get_user_authorization_url().",
-                )
-            have = hashlib.sha256(record.data.token.encode()).hexdigest()
-            if not hmac.compare_digest(have, str(body.get("have") or "")):
-                return token_payload(record)  # newer than the server's: no request
-            leeway = body.get("leeway")
-            fresh = broker.token(
-                store,
-                alias,
-                key,
-                seen_version=record.version,
-                leeway=float(leeway) if isinstance(leeway, (int, float)) else 30.0,
-                optional=body.get("optional") is True,
-            )
-            return token_payload(fresh)
-        if action == "revoke":
-            return {"revoked": broker.revoke(store, alias, key)}
-        raise web.HTTPError(404)
 
 
 def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
@@ -310,13 +274,13 @@ def _broker_store(hub_secret: bytes | None) -> Callable[[], HeldTokenStore] | No
     return lambda: open_store(path, key=key)
 
 
-def load_declared() -> Broker | None:
+def load_declared() -> DeclaredProviders | None:
     """The declared providers configure_hub() wrote for this service (secrets included)."""
     file = os.environ.get(BROKER_PROVIDERS_FILE_ENV, "")
     if not file:
         return None
     declared = resolve_declarations(json.loads(Path(file).read_text()), os.environ)
-    return Broker(declared) if declared else None
+    return DeclaredProviders(declared) if declared else None
 
 
 def make_app(
@@ -324,13 +288,13 @@ def make_app(
     base_url: str = "/",
     cookie_secret: bytes | None = None,
     hub_secret: bytes | None = None,
-    broker: Broker | None = None,
+    broker: DeclaredProviders | None = None,
 ) -> web.Application:
     """The tornado application serving under the service's ``prefix`` (``/services/chat-oauth2/``)."""
     prefix = "/" + prefix.strip("/")
     hub_auth = HubAuth()
     key_args = {"secret": hub_secret, "hub_auth": hub_auth}
-    broker_args = {"broker": broker, "store": _broker_store(hub_secret), "hub_auth": hub_auth}
+    broker_args = {"declared": broker, "store": _broker_store(hub_secret), "hub_auth": hub_auth}
     return web.Application(
         [
             (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),

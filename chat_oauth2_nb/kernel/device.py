@@ -64,7 +64,7 @@ class DeviceFlows:
         store: Callable[[], Store],
         send: Send,
         authorizations: Authorizations,
-        save_token: Callable[[str, AuthData], None],
+        save_token: Callable[[str, AuthData], object],
         timeout: float,
     ) -> None:
         self.config = config

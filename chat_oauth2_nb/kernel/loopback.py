@@ -11,7 +11,6 @@ and comes back on the same port when a new flow starts. Idle sockets time out an
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
 import logging
@@ -23,8 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
+from ..config import ProviderConfig
 from ..lifecycle.callback import (
     SECURITY_HEADERS,
     Arrival,
@@ -34,6 +32,8 @@ from ..lifecycle.callback import (
     open_start_link,
     scrub_uri,
 )
+from ..lifecycle.grants import Connections, Grants
+from ..lifecycle.local import LocalGrants
 from ..lifecycle.pages import render_outcome
 from ..store import Store
 
@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
             user=None,
             accepts=lambda uri: _same_listener(uri, port, parts.path),
         )
-        outcome = asyncio.run(self._complete(params, arrival))
+        outcome = _complete(self.server.store, params, arrival, self.server.transport_timeout)
         if outcome.ok:
             # Anyone on this machine can load this page: it does not name the local user.
             outcome = dataclasses.replace(
@@ -123,10 +123,6 @@ class _Handler(BaseHTTPRequestHandler):
                 if name:
                     jar.setdefault(name, value)
         return jar
-
-    async def _complete(self, params: dict[str, list[str]], arrival: Arrival) -> Any:
-        async with httpx.AsyncClient(timeout=self.server.transport_timeout) as http:
-            return await complete_authorization(self.server.store, params, http, arrival)
 
     def _common_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
@@ -373,8 +369,8 @@ def complete_pasted(
     """Finish a paste-back flow from the address the person copied, as a callback would.
 
     ``pasted_at`` is the pasted address without its query (None when only the query was
-    pasted): it must be the flow's redirect URI. Runs the callback on its own event loop in
-    a worker thread, so it works from a kernel whose loop is already running.
+    pasted): it must be the flow's redirect URI. Blocking, like every sync method of the
+    client: it never touches the kernel's running event loop.
     """
     arrival = Arrival(
         kind="paste",
@@ -383,16 +379,22 @@ def complete_pasted(
         user=None,
         accepts=lambda uri: pasted_at is None or _same_address(uri, pasted_at),
     )
-    result: list[CallbackOutcome] = []
+    return _complete(store, params, arrival, transport_timeout)
 
-    async def complete() -> None:
-        async with httpx.AsyncClient(timeout=transport_timeout) as http:
-            result.append(await complete_authorization(store, params, http, arrival))
 
-    worker = threading.Thread(target=asyncio.run, args=(complete(),), name="chat-oauth2-paste")
-    worker.start()
-    worker.join()
-    return result[0]
+def _complete(
+    store: Store, params: Mapping[str, Sequence[str]], arrival: Arrival, timeout: float
+) -> CallbackOutcome:
+    """The one completion, the code exchanged with the secret the kernel registered."""
+    connections = Connections(timeout)
+
+    def grants_for(config: ProviderConfig) -> Grants:
+        return LocalGrants(config, lambda: store, connections=connections)
+
+    try:
+        return complete_authorization(store, params, arrival, grants_for)
+    finally:
+        connections.close()
 
 
 def _same_address(a: str, b: str) -> bool:

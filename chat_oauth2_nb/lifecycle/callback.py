@@ -1,12 +1,13 @@
-"""The callback logic shared by the Jupyter handler and the loopback server.
+"""The one completion of a redirect: the Jupyter handler, the loopback listener and paste-back.
 
-One state, used once: look up the pending flow, exchange the code with its PKCE verifier,
-store the token, and report an outcome that a page can show and the kernel can read.
+One state, used once: look up the pending flow, check where and from whom it arrived, exchange
+the code with its PKCE verifier through the grants, store the token, and report an outcome
+that a page can show and the kernel can read. Synchronous: callers on an event loop run it
+once in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -18,9 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-import httpx
-
-from ..config import ProviderConfig, provider_identity
+from ..config import ProviderConfig
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -31,19 +30,9 @@ from ..errors import (
     StoreError,
     TokenExchangeError,
 )
-from ..oauth import (
-    AuthData,
-    HttpExchange,
-    HttpRequest,
-    ProviderAnswer,
-    code_exchange_request,
-    redact,
-    token_from_answer,
-)
-from ..oauth.oidc import verify_for_config
-from ..oauth.transport import asend
-from ..store import FlowError, PendingFlow, Store
-from .grants import Broker
+from ..oauth import redact
+from ..store import FlowError, FlowErrorKind, PendingFlow, Store
+from .grants import AuthorizationCode, Grants, patiently
 
 __all__ = [
     "ROUTE_VALUE",
@@ -62,10 +51,6 @@ log = logging.getLogger("chat_oauth2_nb.server")
 
 # Longer values are not from any real provider; refusing them keeps pages and logs small.
 _MAX_PARAM = 4096
-# The token endpoint's total deadline when the HTTP client sets no read timeout.
-_DEFAULT_DEADLINE = 10.0
-# How long a token already obtained waits for a store another process holds locked.
-_STORE_PATIENCE = 30.0
 
 
 #: Headers on every answer of the start and callback endpoints.
@@ -257,23 +242,22 @@ def _issuer_problem(
     return None
 
 
-async def complete_authorization(
+def complete_authorization(
     store: Store,
     params: Mapping[str, Sequence[str]],
-    http: httpx.AsyncClient,
     arrival: Arrival,
-    *,
-    broker: Broker | None = None,
+    grants_for: Callable[[ProviderConfig], Grants],
 ) -> CallbackOutcome:
     """Finish the flow named by ``params['state']``; never raises for bad input.
 
+    Every way a redirect arrives (the Jupyter server's callback, the loopback listener, an
+    address pasted back) comes here, once, in a worker thread: store and provider I/O block.
     Before the state is used up, the flow must have been issued for this endpoint and alias
     and started by this browser (and Jupyter user); otherwise it stays pending. A redirect
     whose ``iss`` is not the flow's provider (RFC 9207) ends the flow with an error and sends
-    no code anywhere. A flow of a provider the ``broker`` declares (same alias, issuer or
-    token endpoint and client id) is exchanged with the declared config, whose secret only
-    this process (or, in broker mode, the hub's service) has, and its refresh token is kept
-    apart from what kernels read.
+    no code anywhere. The code is exchanged by ``grants_for(the flow's provider)``: the
+    Jupyter server gives the grants of a provider declared on it (whose secret only it, or
+    the hub's service, holds) when the flow's provider is one.
     """
     state = _one(params, "state")
     if state is None:
@@ -287,9 +271,7 @@ async def complete_authorization(
             ),
         )
     try:
-        # Store calls run in a worker thread: a store locked by another process must not
-        # stall the Jupyter server's event loop for the busy timeout.
-        flow = await asyncio.to_thread(store.consume_flow, state, arrival.check)
+        flow = store.consume_flow(state, arrival.check)
     except BrowserBindingError as exc:
         return _failure(exc.status_code or 400, "Authorization failed", exc)
     except StateError as exc:
@@ -297,9 +279,8 @@ async def complete_authorization(
     except StoreError as exc:
         # Nothing was consumed: reloading this page once the store is free finishes the flow.
         return _failure(503, "Authorization is waiting for the token store", exc)
-    where = {"alias": flow.alias, "user": flow.user}
     try:
-        return await _settle(store, flow, params, http, broker)
+        return _settle(store, flow, params, grants_for)
     except Exception as exc:
         # The state is used up: whatever broke, the flow must end with an error the kernel
         # can read, or its wait hangs to the timeout. Only the type is logged: a foreign
@@ -311,128 +292,72 @@ async def complete_authorization(
             "client does not expect: check its token endpoint's answer in the HTTP log.",
         )
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                store.finish_flow, flow.state, error=FlowError.of(failed, "exchange")
-            )
-        return _failure(502, "Authorization failed", failed, **where)
+            store.finish_flow(flow.state, error=FlowError.of(failed, "exchange"))
+        return _failure(502, "Authorization failed", failed, alias=flow.alias, user=flow.user)
 
 
-def _declared_config(
-    config: ProviderConfig | None, declared: Mapping[str, ProviderConfig]
-) -> ProviderConfig | None:
-    """The declared config the flow's provider is, if any (the kernel's copy has no secret)."""
-    if config is None:
-        return None
-    held = declared.get(config.alias)
-    if held is None or held.client_id != config.client_id:
-        return None
-    return held if provider_identity(held) == provider_identity(config) else None
-
-
-async def _settle(
-    store: Store,
-    flow: PendingFlow,
-    params: Mapping[str, Sequence[str]],
-    http: httpx.AsyncClient,
-    broker: Broker | None,
-) -> CallbackOutcome:
-    """Finish a consumed flow: the provider's error, or the code exchanged and stored."""
-    where = {"alias": flow.alias, "user": flow.user}
-    config = flow.provider or await asyncio.to_thread(store.get_provider, flow.alias)
-    held = _declared_config(config, broker.declared if broker else {})
-    config = held or config
-    known = (flow.code_verifier, config.client_secret if config else None)
-
+def _refusal(
+    flow: PendingFlow, params: Mapping[str, Sequence[str]], known: Sequence[str | None]
+) -> tuple[int, str, OAuth2Error, FlowErrorKind] | None:
+    """Why a consumed flow cannot go on to the token endpoint, if it cannot."""
     mixup = _issuer_problem(flow, params)
     if mixup is not None:
-        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(mixup, "mixup"))
         log.warning("refused a redirect for %r: %s", flow.alias, mixup.message)
-        return _failure(400, "Authorization refused", mixup, **where)
-
+        return 400, "Authorization refused", mixup, "mixup"
     error = _one(params, "error")
     if error is not None or "error" in params:
         description = _one(params, "error_description")
-        exc_denied = AuthorizationDeniedError(
+        denied = AuthorizationDeniedError(
             f"The provider did not authorize {flow.alias!r}",
             error=redact(error, known) if error else "invalid_request",
             error_description=redact(description, known) if description else None,
         )
-        await asyncio.to_thread(
-            store.finish_flow, flow.state, error=FlowError.of(exc_denied, "denied")
-        )
-        return _failure(400, "Authorization was not granted", exc_denied, **where)
-
-    code = _one(params, "code")
-    if code is None:
-        exc_code = TokenExchangeError(
+        return 400, "Authorization was not granted", denied, "denied"
+    if _one(params, "code") is None:
+        no_code = TokenExchangeError(
             "The callback has no single authorization code",
             hint="Check authUri points at the provider's authorization endpoint.",
         )
-        await asyncio.to_thread(
-            store.finish_flow, flow.state, error=FlowError.of(exc_code, "exchange")
-        )
-        return _failure(400, "Authorization failed", exc_code, **where)
+        return 400, "Authorization failed", no_code, "exchange"
+    return None
 
-    if config is None:
-        exc_cfg = TokenExchangeError(
-            f"The provider {flow.alias!r} is not registered in the store",
-            hint="Run client.setup() in the notebook, then authorize again.",
-        )
-        await asyncio.to_thread(
-            store.finish_flow, flow.state, error=FlowError.of(exc_cfg, "exchange")
-        )
-        return _failure(500, "Authorization failed", exc_cfg, **where)
 
-    if held is not None and broker is not None and broker.remote:
-        return await _settle_remotely(store, flow, code, broker)
+def _settle(
+    store: Store,
+    flow: PendingFlow,
+    params: Mapping[str, Sequence[str]],
+    grants_for: Callable[[ProviderConfig], Grants],
+) -> CallbackOutcome:
+    """Finish a consumed flow: the provider's error, or the code exchanged and stored."""
+    where = {"alias": flow.alias, "user": flow.user}
+    config = flow.provider or store.get_provider(flow.alias)
+    grants = grants_for(config) if config is not None else None
+    secret = grants.config.client_secret if grants is not None else None
+    refusal = _refusal(flow, params, (flow.code_verifier, secret))
+    code = _one(params, "code")
+    if refusal is None and grants is not None and code is not None:
+        return _exchange(store, flow, code, grants)
+    status, title, exc, kind = refusal or _unregistered(flow)
+    store.finish_flow(flow.state, error=FlowError.of(exc, kind))
+    return _failure(status, title, exc, **where)
 
-    request = code_exchange_request(
-        config, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
+
+def _unregistered(flow: PendingFlow) -> tuple[int, str, OAuth2Error, FlowErrorKind]:
+    missing = TokenExchangeError(
+        f"The provider {flow.alias!r} is not registered in the store",
+        hint="Run client.setup() in the notebook, then authorize again.",
     )
-    deadline = http.timeout.read or _DEFAULT_DEADLINE
-    answer = await asend(http, request, deadline=deadline)
-    # Parsing and masking a 64 KiB answer is CPU work: keep it off the server's event loop.
-    exchange, outcome = await asyncio.to_thread(_read_answer, request, answer, flow, deadline)
-    if isinstance(outcome, TokenExchangeError):
-        await asyncio.to_thread(
-            store.finish_flow,
-            flow.state,
-            error=FlowError.of(outcome, "exchange"),
-            exchange=exchange,
-        )
-        log.warning("code exchange for %r failed: %s", flow.alias, outcome)
-        return _failure(502, "Authorization failed", outcome, **where)
-    data = outcome
-    if data.id_token is not None:
-        try:
-            claims = await asyncio.to_thread(
-                verify_for_config, config, data.id_token, flow.nonce, timeout=deadline
-            )
-        except IdTokenError as exc:
-            await asyncio.to_thread(
-                store.finish_flow,
-                flow.state,
-                error=FlowError.of(exc, "id_token"),
-                exchange=exchange,
-            )
-            log.warning("the id_token for %r was refused: %s", flow.alias, exc.message)
-            return _failure(502, "Authorization refused", exc, **where)
-        data = dataclasses.replace(data, claims=claims)
+    return 500, "Authorization failed", missing, "exchange"
+
+
+def _exchange(store: Store, flow: PendingFlow, code: str, grants: Grants) -> CallbackOutcome:
+    """Exchange the code through ``grants`` (which store the token), then finish the flow."""
+    where = {"alias": flow.alias, "user": flow.user}
+    noted: list[dict[str, Any]] = []
     try:
-        # The code is used up at the provider: this token cannot be fetched again.
-        # Off the event loop, and patient: a locked store must not lose this token.
-        await asyncio.to_thread(
-            store.patiently,
-            lambda: (store.put_held_token if held else store.put_token)(
-                flow.alias, flow.user, data, provider=provider_identity(config)
-            ),
-            _STORE_PATIENCE,
-        )
-        await asyncio.to_thread(
-            store.patiently,
-            lambda: store.finish_flow(flow.state, exchange=exchange),
-            _STORE_PATIENCE,
-        )
+        grants.exchange(flow.user, AuthorizationCode.of(flow, code), note=noted.append)
+        # The kernel shows the exchange in its HTTP log, read from the finished flow.
+        patiently(store, lambda: store.finish_flow(flow.state, exchange=_first(noted)))
     except StoreError as exc:
         log.warning(
             "the new token for %r at %r could not be stored: %s", flow.user, flow.alias, exc
@@ -442,10 +367,19 @@ async def _settle(
             hint="End the process holding the token store, then authorize again.",
         )
         with contextlib.suppress(StoreError):
-            await asyncio.to_thread(
-                store.finish_flow, flow.state, error=FlowError.of(lost, "store"), exchange=exchange
-            )
+            store.finish_flow(flow.state, error=FlowError.of(lost, "store"), exchange=_first(noted))
         return _failure(503, "Authorization failed", lost, **where)
+    except OAuth2Error as exc:
+        refused = isinstance(exc, IdTokenError)
+        store.finish_flow(
+            flow.state,
+            error=FlowError.of(exc, "id_token" if refused else "exchange"),
+            exchange=_first(noted),
+        )
+        log.warning("code exchange for %r failed: %s", flow.alias, exc.message)
+        return _failure(
+            502, "Authorization refused" if refused else "Authorization failed", exc, **where
+        )
     log.info("stored a new token for %r at %r", flow.user, flow.alias)
     return CallbackOutcome(
         status=200,
@@ -457,60 +391,5 @@ async def _settle(
     )
 
 
-async def _settle_remotely(
-    store: Store, flow: PendingFlow, code: str, broker: Broker
-) -> CallbackOutcome:
-    """Broker mode: the hub's service exchanges the code; the access token is stored here."""
-    where = {"alias": flow.alias, "user": flow.user}
-    try:
-        exchange, _ = await asyncio.to_thread(
-            broker.exchange,
-            store,
-            flow.alias,
-            flow.user,
-            code=code,
-            redirect_uri=flow.redirect_uri,
-            code_verifier=flow.code_verifier,
-            scopes=flow.scopes,
-            nonce=flow.nonce,
-        )
-    except OAuth2Error as exc:
-        await asyncio.to_thread(store.finish_flow, flow.state, error=FlowError.of(exc, "exchange"))
-        log.warning("code exchange for %r failed at the hub's service: %s", flow.alias, exc)
-        return _failure(502, "Authorization failed", exc, **where)
-    await asyncio.to_thread(
-        store.patiently,
-        lambda: store.finish_flow(flow.state, exchange=exchange or None),
-        _STORE_PATIENCE,
-    )
-    log.info("stored a new token for %r at %r (hub broker)", flow.user, flow.alias)
-    return CallbackOutcome(
-        status=200,
-        title="Authorized",
-        message=f"{flow.alias} is authorized for {flow.user}. You can close this tab and "
-        "go back to your notebook.",
-        alias=flow.alias,
-        user=flow.user,
-    )
-
-
-def _read_answer(
-    request: HttpRequest, answer: ProviderAnswer, flow: PendingFlow, deadline: float
-) -> tuple[dict[str, Any], AuthData | TokenExchangeError]:
-    """The redacted record of the exchange (for the kernel's HTTP log) and its result."""
-    # The kernel shows this in its HTTP log: the exchange is the request that most often
-    # fails while a provider is being set up.
-    exchange = dataclasses.asdict(HttpExchange.of(request, answer))
-    what = "Exchanging the authorization code"
-    try:
-        data = token_from_answer(
-            TokenExchangeError,
-            what,
-            request,
-            answer,
-            timeout=deadline,
-            requested_scopes=flow.scopes,
-        )
-    except TokenExchangeError as exc:
-        return exchange, exc
-    return exchange, data
+def _first(noted: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return noted[0] if noted else None

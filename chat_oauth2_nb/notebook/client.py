@@ -2,9 +2,10 @@
 
 Sync methods do plain blocking I/O (httpx.Client) so they work inside a running kernel,
 whose asyncio loop we never touch; each ``a``-prefixed twin runs its sync sibling in a
-worker thread. Refreshes are single-flight: a lock per (alias, user) inside the process and
-a lease row in the shared store across processes, because providers that rotate refresh
-tokens revoke the whole grant when a used one comes back.
+worker thread. Tokens are the client's grants' (:mod:`chat_oauth2_nb.lifecycle.grants`):
+its own, with the client secret, or the Jupyter server's for a provider declared there.
+The other work is done by named parts (docs/ARCHITECTURE.md): ``ways``, ``authorizations``
+and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
-import os
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,33 +26,24 @@ from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
     ProviderError,
-    ProviderMismatchError,
     StateError,
-    StoreLockedError,
-    TokenRefreshError,
-    TokenRevokeError,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
-from ..kernel.flows import POLL_INTERVAL, Waiter
+from ..kernel.flows import Waiter
 from ..kernel.paste import read_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
+from ..lifecycle.grants import Connections, Grants, digest, nothing_stored, revoke_advice
+from ..lifecycle.local import LocalGrants
+from ..lifecycle.remote import Holder, RemoteGrants
 from ..oauth import (
     AuthData,
     DeviceAuthorization,
     HttpExchange,
     HttpRequest,
     ProviderAnswer,
-    introspection_request,
-    parse_error_response,
-    parse_introspection,
-    refresh_request,
-    revoke_request,
-    token_from_answer,
-    transport_error,
 )
-from ..oauth.transport import send
 from ..routes import (
     CALLBACK_PATH,
     START_PATH,
@@ -88,9 +78,6 @@ __all__ = [
 
 log = logging.getLogger("chat_oauth2_nb")
 
-# How long a token the provider already issued waits for a store another process holds.
-_STORE_PATIENCE = 30.0
-
 
 class OAuth2Client:
     """An OAuth2 authorization-code client for one provider, storing tokens per user."""
@@ -110,6 +97,7 @@ class OAuth2Client:
         http_log_size: int = 200,
         allow_insecure_http: bool = False,
         store_key: str | None = None,
+        holder: Holder | None = None,
     ) -> None:
         mode = check_mode(mode)
         if store is not None and store_key is not None:
@@ -133,13 +121,27 @@ class OAuth2Client:
         self._store = store
         self._store_key = store_key
         self._transport = transport
-        self._http_client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._key_locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
         self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
+        #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
+        #: ``holder`` of it (the Jupyter server, for a provider declared there).
+        self.grants: Grants = (
+            LocalGrants(
+                self.config, lambda: self.store, connections=self._connections, leeway=leeway
+            )
+            if holder is None
+            else RemoteGrants(
+                self.config,
+                lambda: self.store,
+                holder=holder,
+                timeout=timeout,
+                leeway=leeway,
+            )
+        )
         # The named parts this façade is composed of (docs/ARCHITECTURE.md).
         self.ways = Ways(
             self.config,
@@ -164,7 +166,7 @@ class OAuth2Client:
             store=lambda: self.store,
             send=self._send,
             authorizations=self.authorizations,
-            save_token=self._save_new_token,
+            save_token=lambda key, data: self.grants.keep(key, data),
             timeout=timeout,
         )
 
@@ -201,31 +203,8 @@ class OAuth2Client:
         return provider_identity(self.config)
 
     def _stored(self, key: str) -> TokenRecord | None:
-        """The token stored for ``key`` under this alias, only if it belongs to this provider.
-
-        Every token read goes through here: a token issued by another provider configured
-        under the same alias is never used, refreshed or revoked with this configuration.
-        """
-        record = self.store.get_token(self.alias, key)
-        if record is None or record.provider is None or record.provider == self.provider:
-            return record
-        raise ProviderMismatchError(
-            f"The token stored for {key!r} under the alias {self.alias!r} belongs to another "
-            f"provider ({record.provider}); this client is configured for {self.provider}, so "
-            "it is not used here",
-            hint="Authorize again with this configuration to replace it "
-            "(client.get_user_authorization_url()), or give this provider another alias.",
-        )
-
-    def _stored_or_raise(self, key: str) -> TokenRecord:
-        """The stored token for ``key``, or NotAuthorizedError saying to authorize first."""
-        record = self._stored(key)
-        if record is None:
-            raise NotAuthorizedError(
-                f"Nothing is stored for {key!r} at {self.alias!r}",
-                hint="Authorize first: client.get_user_authorization_url().",
-            )
-        return record
+        """The token stored for ``key``, only if this provider issued it (ProviderMismatchError)."""
+        return self.grants.stored(key)
 
     def stored_token(self, user: UserLike = None) -> TokenRecord | None:
         """The record stored for ``user`` (version and time included), None when nothing is.
@@ -238,7 +217,7 @@ class OAuth2Client:
     @property
     def held_elsewhere(self) -> bool:
         """Whether another process (the Jupyter server or the hub) holds this provider's secret."""
-        return False
+        return isinstance(self.grants, RemoteGrants)
 
     @property
     def transport(self) -> httpx.BaseTransport | None:
@@ -267,7 +246,8 @@ class OAuth2Client:
         """
         with self._lock:
             self._closed.clear()
-            self.store.put_provider(self.config)
+            if not self.held_elsewhere:  # the server registered a declared provider itself
+                self.store.put_provider(self.config)
             return self.ways.choose()
 
     async def asetup(self) -> str:
@@ -288,37 +268,18 @@ class OAuth2Client:
         """Stop the loopback server (if any), flow watchers and HTTP connections."""
         self._closed.set()
         self.ways.release()
-        if self._http_client is not None:
-            self._http_client.close()
-            self._http_client = None
+        self._connections.close()
 
     # HTTP --------------------------------------------------------------------------------
 
     def _http(self) -> httpx.Client:
-        if self._http_client is None:
-            with self._lock:
-                if self._http_client is None:
-                    self._http_client = httpx.Client(
-                        timeout=self.timeout, transport=self._transport
-                    )
-        return self._http_client
+        return self._connections.http()
 
     def _send(
         self, request: HttpRequest, what: str, error_class: type[ProviderError]
     ) -> ProviderAnswer:
-        answer = send(self._http(), request, deadline=self.timeout)
-        exchange = HttpExchange.of(request, answer)
-        self.http_log.append(exchange)
-        log.debug(
-            "%s %s -> %s in %.1f ms",
-            request.method,
-            request.url,
-            answer.status or answer.failure,
-            answer.elapsed_ms,
-        )
-        if answer.failure is not None:
-            raise transport_error(error_class, what, request.url, answer.failure, self.timeout)
-        return answer
+        """Send ``request`` (into :attr:`http_log`); ``error_class`` when no answer came."""
+        return self._connections.call(request, what, error_class)
 
     # authorization -----------------------------------------------------------------------
 
@@ -430,6 +391,7 @@ class OAuth2Client:
             ConfigurationError: the provider has no ``deviceAuthorizationUri``.
             DeviceAuthorizationError: the provider refused; the message says why.
         """
+        self.grants.needs_secret("The device authorization grant")
         return self.device.start(resolve_user(user), scopes)
 
     async def astart_device_authorization(
@@ -446,13 +408,6 @@ class OAuth2Client:
         (``interval``, ``slow_down``) holds whoever polls next.
         """
         self.device.poll(flow)
-
-    def _save_new_token(self, key: str, data: AuthData) -> None:
-        # The provider already issued it: a briefly locked store must not lose it.
-        self.store.patiently(
-            lambda: self.store.put_token(self.alias, key, data, provider=self.provider),
-            _STORE_PATIENCE,
-        )
 
     # paste-back -------------------------------------------------------------------------------
 
@@ -526,127 +481,29 @@ class OAuth2Client:
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """The user's token, refreshed first if it expired and can be; None if never authorized."""
-        key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            return None
-        if record.data.is_expired(self.leeway) and record.data.refresh_token:
-            return self._refresh(key, record)
-        return record.data
+        return _data(self.grants.token(resolve_user(user)))
 
     async def aget_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """Async twin of :meth:`get_access_token_for_user`."""
         return await asyncio.to_thread(self.get_access_token_for_user, user)
 
     def refresh_user_access_token(self, user: UserLike = None) -> AuthData:
-        """Refresh the user's token now (joining a refresh already in flight); return it."""
+        """Refresh the user's token now (joining a refresh already in flight); return it.
+
+        Raises NotAuthorizedError when nothing is stored, TokenRefreshError when no refresh
+        token is (some providers only issue one when asked) or the provider refused.
+        """
         key = resolve_user(user)
-        record = self._stored_or_raise(key)
-        if not record.data.refresh_token:
-            raise TokenRefreshError(
-                "No refresh token is stored, so the token cannot be refreshed",
-                hint="Authorize again; some providers only issue refresh tokens when asked "
-                "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}; "
-                "Microsoft: the offline_access scope; GitHub: only GitHub Apps with expiring "
-                "user tokens, whose tokens then need no refresh while they do not expire).",
-            )
-        return self._refresh(key, record)
+        return _data_or_raise(self.grants.refresh(key), key, self.alias)
 
     async def arefresh_user_access_token(self, user: UserLike = None) -> AuthData:
         """Async twin of :meth:`refresh_user_access_token`."""
         return await asyncio.to_thread(self.refresh_user_access_token, user)
 
-    @property
-    def _lease_ttl(self) -> float:
-        # The whole time one refresh may hold the grant: the request (its total deadline,
-        # plus at most one read timeout past it) and the patient write of its answer, with
-        # a margin. Deriving it from timeout= keeps a slow provider from outliving the lease.
-        return 2 * self.timeout + _STORE_PATIENCE + 10.0
-
-    def _refresh(self, key: str, seen: TokenRecord) -> AuthData:
-        """Refresh ``key``'s token unless someone else already did: single flight.
-
-        The invariant: a refresh token is sent to the provider at most once. Within this
-        process a lock per user serialises callers; across processes (kernels, the server)
-        a lease row in the store does, held for :attr:`_lease_ttl`, longer than one refresh
-        can take. Whoever gets the lease re-reads the token first: if its version moved, the
-        refresh already happened and the newer token is returned without a request. A failed
-        refresh releases the lease and leaves the stored token as it was.
-        """
-        owner = f"{os.getpid()}:{uuid.uuid4().hex}"
-        with self._key_locks[key]:
-            while True:
-                current = self._stored(key)
-                if current is None:
-                    raise NotAuthorizedError(
-                        f"The token for {key!r} was deleted while refreshing",
-                        hint="Authorize again: client.get_user_authorization_url().",
-                    )
-                if current.version != seen.version:
-                    return current.data  # someone refreshed (or re-authorized) meanwhile
-                if self.store.acquire_lease(self.alias, key, owner, self._lease_ttl):
-                    break
-                time.sleep(POLL_INTERVAL)
-            try:
-                # Re-read under the lease: another process may have refreshed just before.
-                current = self._stored(key)
-                if current is None:
-                    raise NotAuthorizedError(
-                        f"The token for {key!r} was deleted while refreshing",
-                        hint="Authorize again: client.get_user_authorization_url().",
-                    )
-                if current.version != seen.version:
-                    return current.data
-                return self._do_refresh(key, current)
-            finally:
-                self.store.release_lease(self.alias, key, owner)
-
-    def _do_refresh(self, key: str, record: TokenRecord) -> AuthData:
-        refresh_token = record.data.refresh_token
-        assert refresh_token is not None
-        request = refresh_request(self.config, refresh_token=refresh_token)
-        what = "Refreshing the token"
-        answer = self._send(request, what, TokenRefreshError)
-        data = token_from_answer(
-            TokenRefreshError, what, request, answer, timeout=self.timeout, previous=record.data
-        )
-        stored = self._store_refreshed(key, data, record.version)
-        if stored is None:
-            # Re-authorized while we refreshed: the newer authorization wins.
-            newer = self._stored(key)
-            return newer.data if newer else data
-        log.info("refreshed the token for %r at %r", key, self.alias)
-        return data
-
-    def _store_refreshed(self, key: str, data: AuthData, version: int) -> TokenRecord | None:
-        # The provider already rotated the refresh token: dropping its answer because the
-        # store is briefly locked would lose the grant, so keep trying while the lease holds.
-        try:
-            return self.store.patiently(
-                lambda: self.store.put_token(
-                    self.alias, key, data, provider=self.provider, expect_version=version
-                ),
-                _STORE_PATIENCE,
-            )
-        except StoreLockedError:
-            raise StoreLockedError(
-                f"The provider issued a new token for {key!r}, but the token store "
-                f"{self.store.path} stayed locked by another process, so it was lost",
-                hint="End the process holding the store, then authorize again: "
-                "client.get_user_authorization_url().",
-            ) from None
-
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
-        key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            return None
-        if record.data.token != used.token:
-            return record.data
-        if not record.data.refresh_token:
-            return None
-        return self._refresh(key, record)
+        have = digest(used.token)
+        return _data(self.grants.refresh(resolve_user(user), have=have, optional=True))
 
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
@@ -658,60 +515,11 @@ class OAuth2Client:
         ``DELETE /applications/{client_id}/token``. A provider or network failure raises
         TokenRevokeError and keeps the token.
         """
-        key = resolve_user(user)
-        record = self._stored(key)
-        if record is None:
-            return False
-        if self.config.revoke_token_uri is None:
-            log.warning(
-                "%r has no revokeTokenUri: deleting the token here only; it stays valid at "
-                "the provider until it expires. %s",
-                self.alias,
-                self.revoke_advice() or "",
-            )
-        else:
-            for token, hint in self._revocations(record.data):
-                request = revoke_request(self.config, token=token, token_type_hint=hint)
-                answer = self._send(request, "Revoking the token", TokenRevokeError)
-                status = answer.status or 0
-                if not 200 <= status < 300:
-                    raise parse_error_response(
-                        TokenRevokeError,
-                        "Revoking the token",
-                        status,
-                        answer.headers,
-                        answer.content,
-                        request.secrets,
-                        request.client_id,
-                    )
-        self.store.delete_token(self.alias, key)
-        log.info("revoked the token for %r at %r", key, self.alias)
-        return True
-
-    def _revocations(self, data: AuthData) -> list[tuple[str, str | None]]:
-        """The (token, hint) requests that revoke a grant, in this provider's style."""
-        style = self.config.revoke_style
-        if style == "google":
-            # Google revokes the whole grant for either token, and answers 400 for a token
-            # already revoked: a second request would fail after the first succeeded.
-            return [(data.refresh_token or data.token, None)]
-        if style == "github":
-            # GitHub's endpoint takes the access token only; it ends that authorization.
-            return [(data.token, None)]
-        pairs: list[tuple[str | None, str | None]] = [
-            (data.refresh_token, "refresh_token"),
-            (data.token, "access_token"),
-        ]
-        return [(token, hint) for token, hint in pairs if token]
+        return self.grants.revoke(resolve_user(user))
 
     def revoke_advice(self) -> str | None:
         """Where a person revokes this app's access themselves, when the kit cannot (or None)."""
-        if self.config.revoke_token_uri is not None:
-            return None
-        where = self.config.revoke_url_for_people
-        if where is None:
-            return None
-        return f"To end the app's access at the provider too, remove it at {where}"
+        return revoke_advice(self.config)
 
     async def arevoke_user_access_token(self, user: UserLike = None) -> bool:
         """Async twin of :meth:`revoke_user_access_token`."""
@@ -724,25 +532,7 @@ class OAuth2Client:
         no token in it; ``{"active": False}`` means revoked or expired there, whatever the
         store says. Needs ``introspectionUri`` in the config.
         """
-        if self.config.introspection_uri is None:
-            raise ConfigurationError(
-                "introspectionUri",
-                "is missing, so the provider cannot be asked about a token",
-                "Put the provider's RFC 7662 introspection endpoint there "
-                "(discover_config() fills it when the provider advertises one).",
-            )
-        key = resolve_user(user)
-        record = self._stored_or_raise(key)
-        request = introspection_request(self.config, token=record.data.token)
-        answer = self._send(request, "Introspecting the token", ProviderError)
-        return parse_introspection(
-            ProviderError,
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            request.secrets,
-            request.client_id,
-        )
+        return self.grants.introspect(resolve_user(user))
 
     async def aintrospect_user_token(self, user: UserLike = None) -> dict[str, Any]:
         """Async twin of :meth:`introspect_user_token`."""
@@ -803,6 +593,37 @@ class OAuth2Client:
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""
         return await asyncio.to_thread(self.diagnose, user)
+
+
+def _data(record: TokenRecord | None) -> AuthData | None:
+    return record.data if record is not None else None
+
+
+def _data_or_raise(record: TokenRecord | None, key: str, alias: str) -> AuthData:
+    if record is None:
+        raise nothing_stored(key, alias)
+    return record.data
+
+
+def _declared_client(
+    name: str, preset_params: dict[str, Any], *, mode: Mode | None, **kwargs: Any
+) -> OAuth2Client | None:
+    """A client of the provider declared as ``name`` on this kernel's Jupyter server, if any."""
+    from ..kernel.declared import find_declared
+
+    found = find_declared(name, preset_params, timeout=float(kwargs.get("timeout", 10.0)))
+    if found is None:
+        return None
+    config, holder = found
+    if mode not in (None, "auto", "jupyter"):
+        raise ConfigurationError(
+            "mode",
+            f"is {mode!r}, but {config.alias!r} is declared on the Jupyter server",
+            "Leave mode out: a declared provider authorizes through the server's callback, "
+            "where its client secret is.",
+        )
+    # The server's callback exchanges the code; refreshes and revocations are asked of it.
+    return OAuth2Client(config, mode="jupyter", holder=holder, **kwargs)
 
 
 def create_oauth2_client(
@@ -866,9 +687,7 @@ def create_oauth2_client(
     """
     if isinstance(config, str) and client_id is None and client_secret is None:
         # A provider the administrator declared on this Jupyter server (issue 13).
-        from ..kernel.declared import declared_client
-
-        declared = declared_client(
+        declared = _declared_client(
             config,
             preset_params,
             redirect_uri=redirect_uri,

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Dict, Float, Int, Unicode, default
 
 from ..declarations import resolve_declarations, secret_variables
 from ..errors import ConfigurationError
-from ..lifecycle.grants import Broker, RemoteBroker
+from ..lifecycle.declared import DeclaredProviders
+from ..lifecycle.remote import Holder
 from ..routes import (
     CALLBACK_PATH,
     HUB_BROKER_ENV,
@@ -29,13 +30,7 @@ from ..routes import (
     START_PATH,
 )
 from ..store import Store, open_store
-from .handlers import (
-    CallbackHandler,
-    ProvidersHandler,
-    RevokeHandler,
-    StartHandler,
-    TokenHandler,
-)
+from .handlers import CallbackHandler, GrantsHandler, ProvidersHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
 
@@ -116,14 +111,30 @@ class ChatOAuth2App(ExtensionApp):
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
 
-    def initialize_settings(self) -> None:
-        """Give handlers the store and an HTTP client; export the callback URL to kernels."""
-        http: dict[str, httpx.AsyncClient] = {}
+    workers = Int(
+        8,
+        help=(
+            "Threads that talk to the store and the providers for this extension's handlers "
+            "(callbacks, and kernels asking for tokens); more requests wait their turn."
+        ),
+    ).tag(config=True)
 
-        def get_http() -> httpx.AsyncClient:
-            if "client" not in http:
-                http["client"] = httpx.AsyncClient(timeout=self.token_timeout)
-            return http["client"]
+    def _hub_holder(self) -> Holder | None:
+        """Broker mode: the hub's service holds the declared providers' secrets."""
+        if not self.broker_url:
+            return None
+        api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        return Holder(
+            self.broker_url,
+            headers={"Authorization": f"token {api_token}"},
+            name="The hub's chat-oauth2 service",
+            place="the hub",
+            hint="Ask the hub administrator to check the chat-oauth2 service "
+            "(python -m chat_oauth2_nb.hub check).",
+        )
+
+    def initialize_settings(self) -> None:
+        """Give handlers the store, the declared providers and a worker pool; export the URLs."""
 
         def get_store() -> Store:
             # Opened per request, so a JUPYTER_DATA_DIR set after start-up is honoured.
@@ -133,22 +144,21 @@ class ChatOAuth2App(ExtensionApp):
         declared = resolve_declarations(self.providers, os.environ)
         for name in secret_variables(self.providers):
             os.environ.pop(name, None)
-        if self.broker_url:
-            api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-            self._broker: Broker = RemoteBroker(
-                declared, url=self.broker_url, api_token=api_token, timeout=self.token_timeout
-            )
-        else:
-            self._broker = Broker(declared, timeout=self.token_timeout)
+        self._declared = DeclaredProviders(
+            declared, timeout=self.token_timeout, holder=self._hub_holder()
+        )
         self._api_token = secrets.token_urlsafe(32)
         if declared:
             self.log.info("chat_oauth2_nb: declared providers: %s", ", ".join(sorted(declared)))
-
-        self._http = http
+        # Provider and store I/O blocks: a pool of its own, so slow providers never take
+        # the default executor's threads from the rest of the server, nor grow unbounded.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(1, self.workers), thread_name_prefix="chat-oauth2"
+        )
         self.settings.update(
-            chat_oauth2_nb_broker=self._broker,
+            chat_oauth2_nb_declared=self._declared,
+            chat_oauth2_nb_executor=self._executor,
             chat_oauth2_nb_api_token=self._api_token,
-            chat_oauth2_nb_http=get_http,
             chat_oauth2_nb_store=get_store,
             chat_oauth2_nb_public_url=self._public_base(),
             chat_oauth2_nb_hub_callback_url=self.hub_callback_url.rstrip("/"),
@@ -214,16 +224,16 @@ class ChatOAuth2App(ExtensionApp):
                 (rf"/{CALLBACK_PATH}/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", CallbackHandler),
                 (rf"/{CALLBACK_PATH}", CallbackHandler),
                 (rf"/{SERVER_API_PATH}/providers", ProvidersHandler),
-                (rf"/{SERVER_API_PATH}/token/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", TokenHandler),
-                (rf"/{SERVER_API_PATH}/revoke/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})", RevokeHandler),
+                (
+                    rf"/{SERVER_API_PATH}/(token|revoke)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
+                    GrantsHandler,
+                ),
             ]
         )
 
     async def stop_extension(self) -> None:
-        """Close the HTTP client and stop advertising the callback URL."""
-        client: Any = self._http.pop("client", None)
-        if client is not None:
-            await client.aclose()
-        self._broker.close()
+        """Stop the worker pool, close the HTTP client and stop advertising the callback URL."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._declared.close()
         for name in (SERVER_CALLBACK_ENV, SERVER_START_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV):
             os.environ.pop(name, None)

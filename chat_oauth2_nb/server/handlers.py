@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
@@ -32,20 +33,27 @@ from ..lifecycle.callback import (
     open_start_link,
     scrub_uri,
 )
-from ..lifecycle.grants import Broker, token_payload
+from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.pages import render_outcome
-from ..store import PendingFlow
+from ..lifecycle.wire import serve
+from ..store import PendingFlow, Store
 
 __all__ = [
     "AUTH_RESOURCE",
     "CallbackHandler",
+    "GrantsHandler",
     "ProvidersHandler",
-    "RevokeHandler",
     "StartHandler",
-    "TokenHandler",
 ]
 
 AUTH_RESOURCE = "chat_oauth2_nb"
+T = TypeVar("T")
+
+
+async def in_worker(handler: web.RequestHandler, work: Callable[[], T]) -> T:
+    """Run ``work`` (store and provider I/O) in the extension's bounded pool, off the event loop."""
+    pool = handler.settings["chat_oauth2_nb_executor"]
+    return await asyncio.get_running_loop().run_in_executor(pool, work)
 
 
 class _Base(ExtensionHandlerMixin, JupyterHandler):
@@ -144,9 +152,10 @@ class StartHandler(_Base):
         def accepts(flow: PendingFlow) -> bool:
             return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
-        store = self.settings["chat_oauth2_nb_store"]()
-        result = await asyncio.to_thread(
-            open_start_link, store, start_id, owner=self._user_name(), accepts=accepts
+        open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        owner = self._user_name()
+        result = await in_worker(
+            self, lambda: open_start_link(open_store(), start_id, owner=owner, accepts=accepts)
         )
         if isinstance(result, str):
             self._page(CallbackOutcome(status=400, title="Authorization failed", message=result))
@@ -185,14 +194,16 @@ class CallbackHandler(_Base):
             user=self._user_name(),
             accepts=lambda uri: urlsplit(uri).path in own or self._hub_uri(uri),
         )
-        outcome = await complete_authorization(
-            self.settings["chat_oauth2_nb_store"](),
-            decoded,
-            self.settings["chat_oauth2_nb_http"](),
-            arrival,
-            broker=self.settings["chat_oauth2_nb_broker"],
-        )
-        self._page(outcome)
+        open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        declared: DeclaredProviders = self.settings["chat_oauth2_nb_declared"]
+
+        def complete() -> CallbackOutcome:
+            store = open_store()
+            return complete_authorization(
+                store, decoded, arrival, lambda config: declared.for_flow(config, store)
+            )
+
+        self._page(await in_worker(self, complete))
 
 
 class _KernelApi(web.RequestHandler):
@@ -224,10 +235,10 @@ class _KernelApi(web.RequestHandler):
             )
 
     @property
-    def broker(self) -> Broker:
+    def declared(self) -> DeclaredProviders:
         """The declared providers of this server."""
-        broker: Broker = self.settings["chat_oauth2_nb_broker"]
-        return broker
+        declared: DeclaredProviders = self.settings["chat_oauth2_nb_declared"]
+        return declared
 
     def _answer(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)
@@ -256,46 +267,31 @@ class ProvidersHandler(_KernelApi):
 
     def get(self) -> None:
         """alias -> endpoints, scopes, client id."""
-        self._answer(200, {"providers": self.broker.public()})
+        self._answer(200, {"providers": self.declared.public()})
 
 
-class TokenHandler(_KernelApi):
-    """``POST …/chat-oauth2/token/<alias>``: an access token, refreshed here when needed."""
+class GrantsHandler(_KernelApi):
+    """``POST …/chat-oauth2/{token,revoke}/<alias>``: this server's grants, for its kernels.
 
-    async def post(self, alias: str) -> None:
-        """Body ``{"user", "seen_version"?, "leeway"?}``; answers ``{"data", "version"}``."""
+    ``token``: body ``{"user", "have"?, "leeway"?, "force"?, "optional"?}``, answers
+    ``{"data", "version"}`` (an access token, refreshed here when this server finds it
+    stale); ``revoke``: body ``{"user"}``, answers ``{"revoked": bool}``.
+    """
+
+    async def post(self, action: str, alias: str) -> None:
+        """Answer the kernel's call with the declared provider's grants."""
         body = self._body()
-        seen = body.get("seen_version")
-        leeway = body.get("leeway", 30.0)
-        if (seen is not None and not isinstance(seen, int)) or not isinstance(leeway, (int, float)):
-            raise web.HTTPError(400, "seen_version must be an integer, leeway a number")
-        store = self.settings["chat_oauth2_nb_store"]()
+        open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        declared = self.declared
+
+        def act() -> dict[str, Any]:
+            return serve(declared.grants(alias, open_store()), action, body["user"], body)
+
         try:
-            record = await asyncio.to_thread(
-                self.broker.token,
-                store,
-                alias,
-                body["user"],
-                seen_version=seen,
-                leeway=leeway,
-                optional=body.get("optional") is True,
-            )
+            answer = await in_worker(self, act)
         except OAuth2Error as exc:
             self._failed(exc)
             return
-        self._answer(200, token_payload(record))
-
-
-class RevokeHandler(_KernelApi):
-    """``POST …/chat-oauth2/revoke/<alias>``: revoke at the provider with the held secret."""
-
-    async def post(self, alias: str) -> None:
-        """Body ``{"user"}``; answers ``{"revoked": bool}``."""
-        body = self._body()
-        store = self.settings["chat_oauth2_nb_store"]()
-        try:
-            revoked = await asyncio.to_thread(self.broker.revoke, store, alias, body["user"])
-        except OAuth2Error as exc:
-            self._failed(exc)
-            return
-        self._answer(200, {"revoked": revoked})
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        self._answer(200, answer)

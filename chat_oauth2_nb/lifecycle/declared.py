@@ -1,0 +1,88 @@
+"""The providers an administrator declared, and the grants of each.
+
+The Jupyter server holds its declared providers' full configs (client secrets in its memory)
+and refreshes and revokes for its kernels, the refresh tokens kept apart in the store; in
+broker mode (JupyterHub) the hub's service holds them instead and this server asks it. The hub's
+service holds them itself. Each is a :class:`DeclaredProviders` with or without a
+:class:`~chat_oauth2_nb.lifecycle.remote.Holder` to ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import ProviderConfig, provider_identity
+from ..declarations import public_part
+from ..errors import NotAuthorizedError
+from ..store import HeldTokenStore
+from .grants import Connections, Grants
+from .local import LocalGrants
+from .remote import Holder, RemoteGrants
+
+__all__ = ["DeclaredProviders"]
+
+
+class DeclaredProviders:
+    """alias -> declared config; the grants that refresh and revoke each one's tokens."""
+
+    def __init__(
+        self,
+        declared: Mapping[str, ProviderConfig],
+        *,
+        timeout: float = 10.0,
+        holder: Holder | None = None,
+    ) -> None:
+        """``holder``: who holds the secrets (the hub's service); None: this process does."""
+        self.declared = dict(declared)
+        self.holder = holder
+        self.connections = Connections(timeout)
+
+    def __repr__(self) -> str:
+        return f"<DeclaredProviders providers={sorted(self.declared)!r} holder={self.holder!r}>"
+
+    def public(self) -> dict[str, dict[str, Any]]:
+        """alias -> the public part of each declared provider (no secret)."""
+        return {alias: public_part(config) for alias, config in self.declared.items()}
+
+    def config_for(self, alias: str) -> ProviderConfig:
+        """The declared config of ``alias``, secret included; NotAuthorizedError when undeclared."""
+        config = self.declared.get(alias)
+        if config is None:
+            raise NotAuthorizedError(
+                f"No provider is declared as {alias!r} on this server",
+                hint="Ask the administrator to declare it (c.ChatOAuth2App.providers), or "
+                "pass a config and credentials to create_oauth2_client().",
+            )
+        return config
+
+    def grants(self, alias: str, store: HeldTokenStore) -> Grants:
+        """The grants of the declared provider ``alias`` over ``store``."""
+        config = self.config_for(alias)
+        if self.holder is not None:
+            return RemoteGrants(
+                config, lambda: store, holder=self.holder, timeout=self.connections.timeout
+            )
+        return LocalGrants(
+            config, lambda: store, connections=self.connections, hold_refresh_tokens=True
+        )
+
+    def for_flow(self, config: ProviderConfig, store: HeldTokenStore) -> Grants:
+        """The grants a flow's code is exchanged with.
+
+        The declared provider's when the flow's provider is it (same alias, client id and
+        issuer or token endpoint: the kernel's copy has no secret); else the flow's own
+        provider, registered by a kernel with its secret, its refresh token in the token row.
+        """
+        held = self.declared.get(config.alias)
+        if (
+            held is not None
+            and held.client_id == config.client_id
+            and provider_identity(held) == provider_identity(config)
+        ):
+            return self.grants(config.alias, store)
+        return LocalGrants(config, lambda: store, connections=self.connections)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.connections.close()

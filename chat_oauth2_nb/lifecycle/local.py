@@ -1,0 +1,289 @@
+"""The grants of whoever holds the client secret: requests to the provider, tokens in the store.
+
+One class for every holder: a kernel with its own credentials keeps the refresh token in the
+token row, which it alone reads; the Jupyter server (declared providers) and the hub's service
+keep it apart (``hold_refresh_tokens=True``), where the kernels' clients never read.
+
+Refreshes are single flight: a lock per (alias, user) inside the process and a lease row in
+the shared store across processes, because providers that rotate refresh tokens revoke the
+whole grant when a used one comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..config import ProviderConfig
+from ..errors import (
+    ConfigurationError,
+    ProviderError,
+    StoreLockedError,
+    TokenExchangeError,
+    TokenRefreshError,
+    TokenRevokeError,
+)
+from ..oauth import (
+    HttpExchange,
+    code_exchange_request,
+    introspection_request,
+    parse_error_response,
+    parse_introspection,
+    refresh_request,
+    revoke_request,
+    token_from_answer,
+)
+from ..oauth.oidc import verify_for_config
+from ..store import HeldTokenStore, TokenRecord
+from .grants import (
+    POLL,
+    AuthorizationCode,
+    Connections,
+    Noter,
+    TokenShelf,
+    digest,
+    lease_ttl,
+    nothing_stored,
+    revocations,
+    warn_if_local_only,
+)
+
+__all__ = ["LocalGrants"]
+
+log = logging.getLogger("chat_oauth2_nb")
+
+_ASK_FOR_REFRESH = (
+    "Authorize again; some providers only issue refresh tokens when asked "
+    "(Google: authUriParams={'access_type': 'offline', 'prompt': 'consent'}; "
+    "Microsoft: the offline_access scope; GitHub: only GitHub Apps with expiring "
+    "user tokens, whose tokens then need no refresh while they do not expire)."
+)
+_ASK_THE_ADMINISTRATOR = (
+    "Authorize again; the administrator may need to ask the provider for refresh tokens in "
+    "the declaration (Google: authUriParams {'access_type': 'offline', 'prompt': 'consent'})."
+)
+
+
+class LocalGrants(TokenShelf):
+    """Grants with the client secret at hand: exchange, refresh, revoke, introspect."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        store: Callable[[], HeldTokenStore],
+        *,
+        connections: Connections,
+        leeway: float = 30.0,
+        hold_refresh_tokens: bool = False,
+    ) -> None:
+        """``hold_refresh_tokens``: keep them apart from the token row (declared providers)."""
+        super().__init__(config, store, leeway=leeway, hold_refresh_tokens=hold_refresh_tokens)
+        self._connections = connections
+
+    @property
+    def timeout(self) -> float:
+        """Seconds for each request to the provider."""
+        return self._connections.timeout
+
+    def _refresh_token(self, user: str, record: TokenRecord) -> str | None:
+        if self.hold_refresh_tokens:
+            return self._store().get_held_refresh_token(self.alias, user, self._identity)
+        return record.data.refresh_token
+
+    # refresh ------------------------------------------------------------------------------
+
+    def token(self, user: str, *, leeway: float | None = None) -> TokenRecord | None:
+        """The user's token, refreshed first (single flight) when it is stale.
+
+        Stale is :meth:`AuthData.is_expired` with ``leeway`` (this grants' own by default):
+        decided here, by whoever holds the refresh token. A stale token that cannot be
+        refreshed comes back as it is; None when nothing is stored.
+        """
+        record = self.stored(user)
+        if record is None or not record.data.is_expired(self.leeway if leeway is None else leeway):
+            return record
+        if self._refresh_token(user, record) is None:
+            return record
+        return self._refresh(user, record)
+
+    def refresh(
+        self, user: str, *, have: str | None = None, optional: bool = False
+    ) -> TokenRecord | None:
+        """Refresh the user's token now, joining a refresh in flight; None when nothing is stored.
+
+        ``have`` is the digest of the caller's token: when the stored one differs, it is
+        newer and comes back without a request. Without a refresh token: None with
+        ``optional``, else TokenRefreshError.
+        """
+        record = self.stored(user)
+        if record is None:
+            return None
+        if have is not None and not hmac.compare_digest(digest(record.data.token), have):
+            return record  # refreshed (or re-authorized) since the caller read its copy
+        if self._refresh_token(user, record) is None:
+            if optional:
+                return None
+            raise self._no_refresh_token()
+        return self._refresh(user, record)
+
+    def _no_refresh_token(self) -> TokenRefreshError:
+        return TokenRefreshError(
+            "No refresh token is stored, so the token cannot be refreshed",
+            hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
+        )
+
+    def _refresh(self, user: str, seen: TokenRecord) -> TokenRecord:
+        """Refresh ``user``'s token unless someone else already did: single flight.
+
+        The invariant: a refresh token is sent to the provider at most once. Whoever gets the
+        lease re-reads the token first: if its version moved, the refresh already happened and
+        the newer token is returned without a request. A failed refresh releases the lease
+        and leaves the stored token as it was.
+        """
+        store = self._store()
+        owner = f"{os.getpid()}:{uuid.uuid4().hex}"
+        with self._connections.lock(self.alias, user):
+            while True:
+                current = self._current(user)
+                if current.version != seen.version:
+                    return current  # someone refreshed (or re-authorized) meanwhile
+                if store.acquire_lease(self.alias, user, owner, lease_ttl(self.timeout)):
+                    break
+                time.sleep(POLL)
+            try:
+                # Re-read under the lease: another process may have refreshed just before.
+                current = self._current(user)
+                if current.version != seen.version:
+                    return current
+                return self._do_refresh(user, current)
+            finally:
+                store.release_lease(self.alias, user, owner)
+
+    def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
+        refresh_token = self._refresh_token(user, record)
+        if refresh_token is None:  # gone from the held table since refresh() looked
+            raise self._no_refresh_token()
+        request = refresh_request(self._config, refresh_token=refresh_token)
+        what = "Refreshing the token"
+        answer = self._connections.send(request)
+        data = token_from_answer(
+            TokenRefreshError,
+            what,
+            request,
+            answer,
+            timeout=self.timeout,
+            previous=dataclasses.replace(record.data, refresh_token=refresh_token),
+        )
+        try:
+            # The provider already rotated the refresh token: dropping its answer because
+            # the store is briefly locked would lose the grant, so keep trying a while.
+            stored = self._write(user, data, record.version)
+        except StoreLockedError:
+            raise StoreLockedError(
+                f"The provider issued a new token for {user!r}, but the token store "
+                f"({self._store()!r}) stayed locked by another process, so it was lost",
+                hint="End the process holding the store, then authorize again: "
+                "client.get_user_authorization_url().",
+            ) from None
+        log.info("refreshed the token for %r at %r", user, self.alias)
+        return stored
+
+    # exchange, revoke, introspect ---------------------------------------------------------
+
+    def exchange(
+        self, user: str, code: AuthorizationCode, note: Noter | None = None
+    ) -> TokenRecord:
+        """Exchange ``code`` with its PKCE verifier, verify any id_token, store the token.
+
+        ``note`` gets the redacted exchange, failed or not (the kernel's HTTP log shows it:
+        the exchange is the request that most often fails while a provider is being set up).
+        Raises TokenExchangeError (or IdTokenError) with the provider's words.
+        """
+        request = code_exchange_request(
+            self._config,
+            code=code.code,
+            redirect_uri=code.redirect_uri,
+            code_verifier=code.code_verifier,
+        )
+        answer = self._connections.send(request)
+        if note is not None:
+            note(dataclasses.asdict(HttpExchange.of(request, answer)))
+        data = token_from_answer(
+            TokenExchangeError,
+            "Exchanging the authorization code",
+            request,
+            answer,
+            timeout=self.timeout,
+            requested_scopes=code.scopes,
+        )
+        if data.id_token is not None:
+            claims = verify_for_config(
+                self._config, data.id_token, code.nonce, timeout=self.timeout
+            )
+            data = dataclasses.replace(data, claims=claims)
+        # The code is used up at the provider: this token cannot be fetched again.
+        return self.keep(user, data)
+
+    def revoke(self, user: str) -> bool:
+        """Revoke the user's tokens at the provider, then delete them; False when none is stored.
+
+        Without a ``revokeTokenUri`` the token is only deleted here (and the log says where
+        the person can end the app's access). A provider or network failure raises
+        TokenRevokeError and keeps the token.
+        """
+        record = self.stored(user)
+        if record is None:
+            return False
+        warn_if_local_only(self._config)
+        if self._config.revoke_token_uri is not None:
+            held = dataclasses.replace(record.data, refresh_token=self._refresh_token(user, record))
+            for token, hint in revocations(self._config, held):
+                request = revoke_request(self._config, token=token, token_type_hint=hint)
+                what = "Revoking the token"
+                answer = self._connections.call(request, what, TokenRevokeError)
+                status = answer.status or 0
+                if not 200 <= status < 300:
+                    raise parse_error_response(
+                        TokenRevokeError,
+                        what,
+                        status,
+                        answer.headers,
+                        answer.content,
+                        request.secrets,
+                        request.client_id,
+                    )
+        self._store().delete_token(self.alias, user)
+        log.info("revoked the token for %r at %r", user, self.alias)
+        return True
+
+    def introspect(self, user: str) -> dict[str, Any]:
+        """What the provider says of the user's access token (RFC 7662), no token in it."""
+        if self._config.introspection_uri is None:
+            raise ConfigurationError(
+                "introspectionUri",
+                "is missing, so the provider cannot be asked about a token",
+                "Put the provider's RFC 7662 introspection endpoint there "
+                "(discover_config() fills it when the provider advertises one).",
+            )
+        record = self.stored(user)
+        if record is None:
+            raise nothing_stored(user, self.alias)
+        request = introspection_request(self._config, token=record.data.token)
+        answer = self._connections.call(request, "Introspecting the token", ProviderError)
+        return parse_introspection(
+            ProviderError,
+            answer.status or 0,
+            answer.headers,
+            answer.content,
+            request.secrets,
+            request.client_id,
+        )
+
+    def needs_secret(self, what: str) -> None:
+        """Nothing to refuse: the secret is here."""
