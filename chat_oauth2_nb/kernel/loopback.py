@@ -17,27 +17,23 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..config import ProviderConfig
 from ..lifecycle.callback import (
     SECURITY_HEADERS,
     Arrival,
     CallbackOutcome,
     binding_cookie,
-    complete_authorization,
+    complete_with_registered,
     open_start_link,
     scrub_uri,
 )
-from ..lifecycle.grants import Connections, Grants
-from ..lifecycle.local import LocalGrants
 from ..lifecycle.pages import render_outcome
 from ..store import Store
 
-__all__ = ["LoopbackServer", "complete_pasted"]
+__all__ = ["LoopbackServer", "listening_sockets"]
 
 log = logging.getLogger("chat_oauth2_nb.server")
 PREFIX = "/chat-oauth2/"
@@ -85,7 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
             user=None,
             accepts=lambda uri: _same_listener(uri, port, parts.path),
         )
-        outcome = _complete(self.server.store, params, arrival, self.server.transport_timeout)
+        outcome = complete_with_registered(
+            self.server.store, params, arrival, self.server.transport_timeout
+        )
         if outcome.ok:
             # Anyone on this machine can load this page: it does not name the local user.
             outcome = dataclasses.replace(
@@ -147,7 +145,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _page(title: str, message: str) -> str:
-    from ..lifecycle.callback import CallbackOutcome
 
     return render_outcome(CallbackOutcome(status=400, title=title, message=message))
 
@@ -356,55 +353,6 @@ class LoopbackServer:
             if self._server is not None:
                 self._server.server_close()
                 self._server = None
-
-
-def complete_pasted(
-    store: Store,
-    params: Mapping[str, Sequence[str]],
-    *,
-    pasted_at: str | None,
-    path_alias: str | None,
-    transport_timeout: float,
-) -> CallbackOutcome:
-    """Finish a paste-back flow from the address the person copied, as a callback would.
-
-    ``pasted_at`` is the pasted address without its query (None when only the query was
-    pasted): it must be the flow's redirect URI. Blocking, like every sync method of the
-    client: it never touches the kernel's running event loop.
-    """
-    arrival = Arrival(
-        kind="paste",
-        path_alias=path_alias,
-        cookies={},
-        user=None,
-        accepts=lambda uri: pasted_at is None or _same_address(uri, pasted_at),
-    )
-    return _complete(store, params, arrival, transport_timeout)
-
-
-def _complete(
-    store: Store, params: Mapping[str, Sequence[str]], arrival: Arrival, timeout: float
-) -> CallbackOutcome:
-    """The one completion, the code exchanged with the secret the kernel registered."""
-    connections = Connections(timeout)
-
-    def grants_for(config: ProviderConfig) -> Grants:
-        return LocalGrants(config, lambda: store, connections=connections)
-
-    try:
-        return complete_authorization(store, params, arrival, grants_for)
-    finally:
-        connections.close()
-
-
-def _same_address(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port, pa.path.rstrip("/")) == (
-        pb.scheme,
-        pb.hostname,
-        pb.port,
-        pb.path.rstrip("/"),
-    )
 
 
 def listening_sockets(port: int) -> bool:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateError
+from ..lifecycle.callback import Arrival, complete_with_registered
 from ..routes import CALLBACK_TAIL
+from ..store import PendingFlow, Store
 
-__all__ = ["Pasted", "read_pasted"]
+__all__ = ["Pasted", "finish_pasted", "read_pasted"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,3 +50,52 @@ def read_pasted(url_or_query: str) -> Pasted:
     else:
         query = text.lstrip("?")
     return Pasted(parse_qs(query, keep_blank_values=True), at, path_alias)
+
+
+def _same_address(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.hostname, pa.port, pa.path.rstrip("/")) == (
+        pb.scheme,
+        pb.hostname,
+        pb.port,
+        pb.path.rstrip("/"),
+    )
+
+
+def finish_pasted(
+    store: Store,
+    url_or_query: str,
+    *,
+    alias: str,
+    user: str,
+    timeout: float,
+    seen: Callable[[PendingFlow], None],
+) -> None:
+    """Finish ``user``'s paste-back flow at ``alias`` from the pasted address, as a callback would.
+
+    The state is checked exactly as the callback checks it (single use, this alias and user,
+    not expired, ``error=`` becomes a typed error); the pasted address must be the flow's
+    redirect URI. ``seen`` gets the finished flow (its code exchange, for the HTTP log).
+    Blocking, like every sync method of the client: it never touches the kernel's event loop.
+    """
+    pasted = read_pasted(url_or_query)
+    flow = store.get_flow(pasted.state) if pasted.state else None
+    if flow is not None and (flow.alias != alias or flow.user != user):
+        raise StateError(
+            "This address belongs to another authorization (another provider or user)",
+            hint="Paste it into the notebook that started it, or start again here.",
+        )
+    at = pasted.at
+    arrival = Arrival(
+        kind="paste",
+        path_alias=pasted.path_alias,
+        cookies={},
+        user=None,
+        accepts=lambda uri: at is None or _same_address(uri, at),
+    )
+    outcome = complete_with_registered(store, pasted.params, arrival, timeout)
+    done = store.get_flow(flow.state) if flow is not None else None
+    if done is not None:
+        seen(done)
+    if outcome.exception is not None:
+        raise outcome.exception

@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..oauth import redact
 from ..store import FlowError, FlowErrorKind, PendingFlow, Store
-from .grants import AuthorizationCode, Grants, patiently
+from .grants import AuthorizationCode, Connections, Grants, patiently
 
 __all__ = [
     "ROUTE_VALUE",
@@ -42,6 +42,7 @@ __all__ = [
     "binding_cookie",
     "binding_cookie_name",
     "complete_authorization",
+    "complete_with_registered",
     "open_start_link",
     "route_cookie_name",
     "scrub_uri",
@@ -393,3 +394,24 @@ def _exchange(store: Store, flow: PendingFlow, code: str, grants: Grants) -> Cal
 
 def _first(noted: list[dict[str, Any]]) -> dict[str, Any] | None:
     return noted[0] if noted else None
+
+
+def complete_with_registered(
+    store: Store, params: Mapping[str, Sequence[str]], arrival: Arrival, timeout: float
+) -> CallbackOutcome:
+    """The one completion, the code exchanged with the config (and secret) a kernel registered.
+
+    For redirects that reach a kernel (its loopback listener, a pasted address): the flow's
+    provider is the one its client wrote into the store, so the exchange needs no server.
+    """
+    from .local import LocalGrants
+
+    connections = Connections(timeout)
+
+    def grants_for(config: ProviderConfig) -> Grants:
+        return LocalGrants(config, lambda: store, connections=connections)
+
+    try:
+        return complete_authorization(store, params, arrival, grants_for)
+    finally:
+        connections.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import threading
 import uuid
@@ -25,13 +24,11 @@ from ..config import ProviderConfig, provider_identity
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
-    ProviderError,
-    StateError,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
 from ..kernel.flows import Waiter
-from ..kernel.paste import read_pasted
+from ..kernel.paste import finish_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
 from ..lifecycle.grants import Connections, Grants, digest, nothing_stored, revoke_advice
@@ -41,8 +38,6 @@ from ..oauth import (
     AuthData,
     DeviceAuthorization,
     HttpExchange,
-    HttpRequest,
-    ProviderAnswer,
 )
 from ..routes import (
     CALLBACK_PATH,
@@ -61,7 +56,7 @@ if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
-    from ..doctor import Report
+    from ..doctor import Report, Subject
     from ..kernel.adapters import AzureCredential
     from ..kernel.auth import OAuth2Auth
 
@@ -100,17 +95,7 @@ class OAuth2Client:
         holder: Holder | None = None,
     ) -> None:
         mode = check_mode(mode)
-        if store is not None and store_key is not None:
-            raise ConfigurationError(
-                "store_key",
-                "is given together with store=",
-                "Pass the key to the store itself: Store(path, key=...).",
-            )
-        for name, value in (("timeout", timeout), ("flow_ttl", flow_ttl)):
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(name, f"is {value!r}", "Give a number of seconds > 0.")
-        if not isinstance(leeway, (int, float)) or not leeway >= 0:
-            raise ConfigurationError("leeway", f"is {leeway!r}", "Give a number of seconds >= 0.")
+        _check_options(store, store_key, timeout=timeout, flow_ttl=flow_ttl, leeway=leeway)
         # A ProviderConfig checked its fields when it was built; this client's http rule and
         # the secret its client authentication sends are checked here.
         self.config = config.checked(allow_insecure_http=allow_insecure_http)
@@ -130,16 +115,10 @@ class OAuth2Client:
         #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
         #: ``holder`` of it (the Jupyter server, for a provider declared there).
         self.grants: Grants = (
-            LocalGrants(
-                self.config, lambda: self.store, connections=self._connections, leeway=leeway
-            )
+            LocalGrants(self.config, self._store_now, connections=self._connections, leeway=leeway)
             if holder is None
             else RemoteGrants(
-                self.config,
-                lambda: self.store,
-                holder=holder,
-                timeout=timeout,
-                leeway=leeway,
+                self.config, self._store_now, holder=holder, timeout=timeout, leeway=leeway
             )
         )
         # The named parts this façade is composed of (docs/ARCHITECTURE.md).
@@ -149,11 +128,11 @@ class OAuth2Client:
             redirect_uri=redirect_uri,
             loopback_port=loopback_port,
             timeout=timeout,
-            store=lambda: self.store,
+            store=self._store_now,
         )
         self.authorizations = Authorizations(
             self.config,
-            store=lambda: self.store,
+            store=self._store_now,
             ways=self.ways,
             stored=self._stored,
             client_ref=self._ref,
@@ -163,8 +142,8 @@ class OAuth2Client:
         )
         self.device = DeviceFlows(
             self.config,
-            store=lambda: self.store,
-            send=self._send,
+            store=self._store_now,
+            send=self._connections.call,
             authorizations=self.authorizations,
             save_token=lambda key, data: self.grants.keep(key, data),
             timeout=timeout,
@@ -189,6 +168,9 @@ class OAuth2Client:
     def alias(self) -> str:
         """The provider's alias."""
         return self.config.alias
+
+    def _store_now(self) -> Store:
+        return self.store
 
     @property
     def store(self) -> Store:
@@ -270,17 +252,6 @@ class OAuth2Client:
         self.ways.release()
         self._connections.close()
 
-    # HTTP --------------------------------------------------------------------------------
-
-    def _http(self) -> httpx.Client:
-        return self._connections.http()
-
-    def _send(
-        self, request: HttpRequest, what: str, error_class: type[ProviderError]
-    ) -> ProviderAnswer:
-        """Send ``request`` (into :attr:`http_log`); ``error_class`` when no answer came."""
-        return self._connections.call(request, what, error_class)
-
     # authorization -----------------------------------------------------------------------
 
     def get_user_authorization_url(
@@ -345,9 +316,6 @@ class OAuth2Client:
     def note_flow_exchange(self, flow: PendingFlow) -> None:
         """Add the code exchange the callback made for ``flow`` to :attr:`http_log`, once."""
         self.authorizations.note_exchange(flow)
-
-    def _token_of(self, key: str) -> AuthData | None:
-        return self.authorizations.token_of(key)
 
     def _waiter(self, user: UserLike, timeout: float) -> Waiter:
         return self.authorizations.waiter(
@@ -425,30 +393,16 @@ class OAuth2Client:
             AuthorizationDeniedError: the provider sent ``error=`` instead of a code.
             TokenExchangeError: the provider refused the code.
         """
-        from ..kernel.loopback import complete_pasted
-
         key = resolve_user(user)
-        pasted = read_pasted(url_or_query)
-        flow = self.store.get_flow(pasted.state) if pasted.state else None
-        if flow is not None and (flow.alias != self.alias or flow.user != key):
-            raise StateError(
-                "This address belongs to another authorization (another provider or user)",
-                hint="Paste it into the notebook that started it, or start again here.",
-            )
-        outcome = complete_pasted(
+        finish_pasted(
             self.store,
-            pasted.params,
-            pasted_at=pasted.at,
-            path_alias=pasted.path_alias,
-            transport_timeout=self.timeout,
+            url_or_query,
+            alias=self.alias,
+            user=key,
+            timeout=self.timeout,
+            seen=self.note_flow_exchange,
         )
-        if flow is not None:
-            done = self.store.get_flow(flow.state)
-            if done is not None:
-                self.note_flow_exchange(done)
-        if outcome.exception is not None:
-            raise outcome.exception
-        data = self._token_of(key)
+        data = self.authorizations.token_of(key)
         if data is None:
             raise NotAuthorizedError("The token was removed right after authorization")
         return data
@@ -577,22 +531,45 @@ class OAuth2Client:
         made-up code), the redirect URI (heuristic), the provider's clock and, when a token is
         stored for ``user``, its scopes and refresh token. Records nothing in the store.
         """
-        from ..doctor import Subject, diagnose
+        from ..doctor import diagnose
 
-        redirect_uri = self.redirect_uri if self.way is not None else self.setup()
-        subject = Subject(
-            self.config,
-            redirect_uri,
-            timeout=self.timeout,
-            transport=self.transport,
-            stored_token=self.stored_token,
-            log=self.http_log.append,
-        )
-        return diagnose(subject, user)
+        return diagnose(_subject_of(self), user)
 
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""
         return await asyncio.to_thread(self.diagnose, user)
+
+
+def _subject_of(client: OAuth2Client) -> Subject:
+    """What the doctor examines of ``client``: its config, redirect URI, transport and tokens."""
+    from ..doctor import Subject
+
+    redirect_uri = client.redirect_uri if client.way is not None else client.setup()
+    return Subject(
+        client.config,
+        redirect_uri,
+        timeout=client.timeout,
+        transport=client.transport,
+        stored_token=client.stored_token,
+        log=client.http_log.append,
+    )
+
+
+def _check_options(
+    store: Store | None, store_key: str | None, *, timeout: float, flow_ttl: float, leeway: float
+) -> None:
+    """Refuse option values no client can work with, saying what to give instead."""
+    if store is not None and store_key is not None:
+        raise ConfigurationError(
+            "store_key",
+            "is given together with store=",
+            "Pass the key to the store itself: Store(path, key=...).",
+        )
+    for name, value in (("timeout", timeout), ("flow_ttl", flow_ttl)):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(name, f"is {value!r}", "Give a number of seconds > 0.")
+    if not isinstance(leeway, (int, float)) or not leeway >= 0:
+        raise ConfigurationError("leeway", f"is {leeway!r}", "Give a number of seconds >= 0.")
 
 
 def _data(record: TokenRecord | None) -> AuthData | None:
@@ -624,6 +601,27 @@ def _declared_client(
         )
     # The server's callback exchanges the code; refreshes and revocations are asked of it.
     return OAuth2Client(config, mode="jupyter", holder=holder, **kwargs)
+
+
+def _config_of(
+    config: Mapping[str, Any] | ProviderConfig | str,
+    preset_params: dict[str, Any],
+    **credentials: Any,
+) -> ProviderConfig:
+    """The provider config a preset name, a mapping or a ProviderConfig stands for."""
+    if isinstance(config, str):
+        from ..presets import config as preset_config
+
+        config = preset_config(config, **preset_params)
+    elif preset_params:
+        name = sorted(preset_params)[0]
+        raise ConfigurationError(
+            name,
+            "is a preset parameter, but config is not a preset name",
+            "Put the value into the config dict itself, or pass a preset name such as "
+            "'microsoft' as config.",
+        )
+    return ProviderConfig.from_mapping(config, **credentials)
 
 
 def create_oauth2_client(
@@ -685,52 +683,21 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    # What a declared provider's client takes too; the rest is for the person's own client.
+    common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
+    common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)
     if isinstance(config, str) and client_id is None and client_secret is None:
-        # A provider the administrator declared on this Jupyter server (issue 13).
-        declared = _declared_client(
-            config,
-            preset_params,
-            redirect_uri=redirect_uri,
-            mode=mode,
-            store=store,
-            timeout=timeout,
-            leeway=leeway,
-            flow_ttl=flow_ttl,
-            store_key=store_key,
-        )
+        # A provider the administrator declared on this Jupyter server.
+        declared = _declared_client(config, preset_params, **common)
         if declared is not None:
             return declared
-    if isinstance(config, str):
-        from ..presets import config as preset_config
-
-        config = preset_config(config, **preset_params)
-    elif preset_params:
-        name = sorted(preset_params)[0]
-        raise ConfigurationError(
-            name,
-            "is a preset parameter, but config is not a preset name",
-            "Put the value into the config dict itself, or pass a preset name such as "
-            "'microsoft' as config.",
-        )
-    cfg = ProviderConfig.from_mapping(
+    cfg = _config_of(
         config,
+        preset_params,
         client_id=client_id,
         client_secret=client_secret,
         client_auth_method=client_auth_method,
         allow_insecure_http=allow_insecure_http,
     )
-    if isinstance(config, ProviderConfig) and config.authorization_callback is not None:
-        cfg = dataclasses.replace(cfg, authorization_callback=config.authorization_callback)
-    return OAuth2Client(
-        cfg,
-        redirect_uri=redirect_uri,
-        mode=mode,
-        store=store,
-        timeout=timeout,
-        leeway=leeway,
-        flow_ttl=flow_ttl,
-        loopback_port=loopback_port,
-        transport=transport,
-        allow_insecure_http=allow_insecure_http,
-        store_key=store_key,
-    )
+    own: dict[str, Any] = dict(loopback_port=loopback_port, transport=transport)
+    return OAuth2Client(cfg, allow_insecure_http=allow_insecure_http, **own, **common)
