@@ -26,7 +26,7 @@ from support.browser import Browser
 from support.server import JupyterServer
 
 from chat_oauth2_nb.demo import DemoProvider
-from chat_oauth2_nb.notebook.client import SERVER_CALLBACK_ENV
+from chat_oauth2_nb.routes import SERVER_CALLBACK_ENV
 
 # Two kernels and a Jupyter server on a loaded 2-core machine: bounds, not speed checks.
 pytestmark = pytest.mark.timeout(300)
