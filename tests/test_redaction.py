@@ -387,14 +387,21 @@ def test_exchange_record_masks_the_code_and_verifier() -> None:
 
 
 def test_a_hand_built_config_is_checked_by_the_client() -> None:
-    config = ProviderConfig(
-        alias="x",
-        auth_uri="http://auth.example.org/authorize",
-        access_token_uri="https://auth.example.org/token",
-        refresh_token_uri="https://auth.example.org/token",
-        client_id="cid",
-    )
+    fields: dict[str, Any] = {
+        "alias": "x",
+        "auth_uri": "http://auth.example.org/authorize",
+        "access_token_uri": "https://auth.example.org/token",
+        "refresh_token_uri": "https://auth.example.org/token",
+        "client_id": "cid",
+    }
+    # A ProviderConfig is checked when it is built, so a bad one never reaches a client.
     with pytest.raises(ConfigurationError, match="plain http"):
-        OAuth2Client(config)
+        OAuth2Client(ProviderConfig(**fields))
+    config = ProviderConfig(**fields, allow_insecure_http=True)
+    with pytest.raises(ConfigurationError, match="plain http"):
+        OAuth2Client(config)  # the client's own rule counts
     with pytest.raises(ConfigurationError, match="timeout"):
         OAuth2Client(dataclasses.replace(config, auth_uri="https://a.example/x"), timeout=0)
+    # A config may travel without its secret; a client that must send one asks for it.
+    with pytest.raises(ConfigurationError, match="client_secret"):
+        OAuth2Client(dataclasses.replace(config, auth_uri="https://a.example/x"))
