@@ -21,8 +21,10 @@ log go to test-artifacts/.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -505,6 +507,10 @@ def test_paste_back_panel_in_jupyterlab(
         expect(status).to_have_text(re.compile(r"^Not authorized"))
         expect(panel(page, "chat-oauth2-paste-help")).to_contain_text("127.0.0.1:53682")
 
+        # A paste-back link is the provider's URL (state, PKCE challenge): it reaches the page
+        # only when asked for (test_paste_state_hygiene.py).
+        expect(page.locator(".chat-oauth2-panel a.chat-oauth2-authorize")).to_have_count(0)
+        panel(page, "chat-oauth2-show-link").click()
         link = page.locator(".chat-oauth2-panel a.chat-oauth2-authorize")
         with context.expect_page() as opened:
             link.click()
@@ -540,3 +546,18 @@ def test_paste_back_panel_in_jupyterlab(
         save_and_check(page, jupyter, provider, "test-paste.ipynb", record)
         saved = (jupyter.root_dir / "test-paste.ipynb").read_text(encoding="utf-8")
         assert code.group(1) not in saved
+        # Neither the used flow nor the standby one now offered: no state, no challenge.
+        with sqlite3.connect(jupyter.store_path) as db:
+            states = [
+                r[0] for r in db.execute("SELECT state FROM flows WHERE user = ?", (PASTE_USER,))
+            ]
+        db.close()
+        assert len(states) >= 2, states
+        store = jupyter.store()
+        try:
+            verifiers = [store.get_flow(state).code_verifier for state in states]  # type: ignore[union-attr]
+        finally:
+            store.close()
+        digests = [hashlib.sha256(verifier.encode()).digest() for verifier in verifiers]
+        challenges = [base64.urlsafe_b64encode(d).decode().rstrip("=") for d in digests]
+        scan(saved, [*states, *challenges], "the saved paste notebook")

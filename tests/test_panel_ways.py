@@ -100,6 +100,10 @@ def landing_address(provider: DemoProvider, link: str, **kw: Any) -> str:
 
 
 def authorize_href(panel: OAuth2Panel) -> str:
+    show = one(panel, "chat-oauth2-show-link")
+    if shown(show):
+        # A paste-back link reaches the widget only when asked for (test_paste_state_hygiene).
+        show.click()
     return anchor(one(panel, "chat-oauth2-link"), "chat-oauth2-authorize")
 
 

@@ -1,7 +1,12 @@
 """File-system safety: the store lives only where no other local user can redirect it.
 
-Refused: a symlinked folder or file, one owned by another uid, a folder whose parent anyone
-may write without the sticky bit. The file is created 0600 inside a 0700 folder before
+Refused: a symlinked folder or file, one owned by another uid, and any folder on the way to
+the store (links followed and checked too) that another user could rename things in: one
+owned by another user (root excepted; the sticky bit does not stop a folder's owner), one
+writable by every user without the sticky bit, or one writable by a group that holds another
+user. SQLite opens files by path (and its -wal and -shm files later still), so only a path
+nobody else can change is safe: after these checks, nobody but the owner and root can swap
+a folder between a check and an open. The file is created 0600 inside a 0700 folder before
 SQLite opens it, and every new connection checks the path still names the file checked at
 open.
 """
@@ -23,6 +28,10 @@ MOVE_HINT = (
     "Someone may be trying to redirect your tokens. Point JUPYTER_DATA_DIR (or store=) at a "
     "folder only you own, e.g. the default under your home's jupyter_data_dir()."
 )
+_OR_MOVE = (
+    "or point JUPYTER_DATA_DIR (or store=) at a folder only you own, e.g. the default "
+    "under your home's jupyter_data_dir()."
+)
 
 
 def default_store_path() -> Path:
@@ -40,17 +49,132 @@ def _unsafe(path: Path, problem: str, hint: str) -> StoreError:
     return StoreError(f"Refusing the token store at {path}: {problem}", hint=hint)
 
 
-def _check_parent(folder: Path) -> None:
-    """Refuse a folder whose parent any user may write without the sticky bit (/tmp has it)."""
-    parent = folder.parent
-    mode = os.stat(parent).st_mode
-    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+def _name_of_user(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _group_others(gid: int, uid: int) -> tuple[str, list[str] | None]:
+    """The group's name and its members other than ``uid`` and root (None: cannot tell)."""
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(gid)
+    except KeyError:
+        # A gid no group file names may still be a process's supplementary group.
+        return f"gid {gid}", None
+    names = set(group.gr_mem) | {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
+    others = []
+    for name in sorted(names):
+        try:
+            member: int | None = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            member = None
+        if member not in (uid, 0):
+            others.append(name)
+    return group.gr_name, others
+
+
+def _has_acl(folder: Path) -> bool:
+    # With a POSIX ACL the group bits are the ACL's mask: named users may write too.
+    try:
+        return "system.posix_acl_access" in os.listxattr(folder, follow_symlinks=False)
+    except (AttributeError, OSError):
+        return False
+
+
+def _check_ancestor(folder: Path, st: os.stat_result, store_folder: Path, uid: int) -> None:
+    """Refuse a folder on the way to the store in which another user could rename entries."""
+    mode = st.st_mode
+    if not stat.S_ISDIR(mode):
+        raise _unsafe(store_folder, f"{folder} is not a folder", MOVE_HINT)
+    if st.st_uid not in (uid, 0):
+        sticky = " (the sticky bit does not stop the owner)" if mode & stat.S_ISVTX else ""
         raise _unsafe(
-            folder,
-            f"its parent {parent} is writable by every user without the sticky bit, so "
-            "another user could replace the store folder",
-            MOVE_HINT,
+            store_folder,
+            f"the folder {folder} on its way belongs to {_name_of_user(st.st_uid)}, who could "
+            f"rename the store folder away and put another in its place{sticky}",
+            f"Keep the store under folders only you (or root) own: {_OR_MOVE[3:]}",
         )
+    if mode & stat.S_ISVTX:
+        return  # like /tmp: only an entry's owner may rename it (see _check_in_sticky)
+    if mode & stat.S_IWOTH:
+        raise _unsafe(
+            store_folder,
+            f"the folder {folder} on its way is writable by every user without the sticky "
+            "bit, so another user could replace the store folder",
+            f"Run `chmod o-w {folder}` (or `chmod +t {folder}`), {_OR_MOVE}",
+        )
+    if mode & stat.S_IWGRP:
+        group, others = _group_others(st.st_gid, uid)
+        if others is None or others or _has_acl(folder):
+            who = f"its members {', '.join(others)}" if others else "users it cannot list"
+            raise _unsafe(
+                store_folder,
+                f"the folder {folder} on its way is writable by the group {group}, so "
+                f"{who} could rename the store folder away and put another in its place",
+                f"Run `chmod g-w {folder}` if the group need not write there, {_OR_MOVE}",
+            )
+
+
+def _check_in_sticky(
+    folder: Path, st: os.stat_result, entry: Path, entry_st: os.stat_result, store_folder: Path
+) -> None:
+    """In a sticky folder others may write, the entry on our way must be ours (or root's)."""
+    uid = _euid()
+    if not st.st_mode & stat.S_ISVTX or uid is None or entry_st.st_uid in (uid, 0):
+        return
+    if not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return
+    raise _unsafe(
+        store_folder,
+        f"{entry} on its way belongs to {_name_of_user(entry_st.st_uid)}, who may replace it "
+        f"even though {folder} has the sticky bit",
+        MOVE_HINT,
+    )
+
+
+def _walk(path: Path, store_folder: Path, uid: int, depth: int = 0) -> Path:
+    """Check every folder from the root down to ``path``, following links; the real path."""
+    if depth > 32:
+        raise _unsafe(store_folder, "too many symbolic links on its way", MOVE_HINT)
+    current = Path(path.anchor or os.sep)
+    current_st = os.stat(current)
+    _check_ancestor(current, current_st, store_folder, uid)
+    for name in path.parts[1:]:
+        if name in ("", "."):
+            continue
+        if name == "..":
+            # ``current`` holds no link, so its parent is where the system goes too.
+            current = current.parent
+            current_st = os.stat(current)
+            continue
+        entry = current / name
+        entry_st = os.lstat(entry)
+        _check_in_sticky(current, current_st, entry, entry_st, store_folder)
+        if stat.S_ISLNK(entry_st.st_mode):
+            # The link itself can only be replaced by who may write ``current`` (checked);
+            # where it points is checked from the root down like any other path.
+            current = _walk(Path(os.path.realpath(entry)), store_folder, uid, depth + 1)
+            current_st = os.stat(current)
+        else:
+            _check_ancestor(entry, entry_st, store_folder, uid)
+            current, current_st = entry, entry_st
+    return current
+
+
+def _check_ancestors(folder: Path) -> None:
+    """Refuse a store folder that another local user could swap between a check and an open."""
+    uid = _euid()
+    if uid is None:
+        return  # no POSIX owners (Windows): nothing to compare
+    # Not abspath(): it drops '..' before the system would follow a link it comes after.
+    _walk(Path.cwd() / folder.parent, folder, uid)
 
 
 def _check_entry(path: Path, st: os.stat_result, kind: str) -> None:
@@ -104,7 +228,7 @@ def prepare_store_file(path: Path) -> tuple[int, int]:
     folder = path.parent
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _check_parent(folder)
+        _check_ancestors(folder)
         _secure_folder(folder)
         # Create the file 0600 before SQLite does, so it is never readable by others;
         # SQLite gives its -wal and -shm files the database file's mode. Never open and

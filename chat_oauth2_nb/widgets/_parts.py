@@ -19,7 +19,7 @@ from ..oauth import HttpExchange
 from . import render
 from ._view import assign, set_status_class
 from .render import shown, text
-from .state import PanelState, Status, expiry_text, fallback_offers
+from .state import PanelState, Status, expiry_text, fallback_offers, link_on_show
 
 __all__ = ["Card", "Details", "PanelParts", "Ways"]
 
@@ -47,6 +47,10 @@ class Card:
 
     status: widgets.HTML
     link: widgets.HTML
+    # A paste-back link is the provider's URL (state, PKCE challenge): it reaches the link
+    # widget only when asked for, briefly (state.link_on_show).
+    show_link: widgets.Button
+    link_row: widgets.HBox
     expiry: widgets.HTML
     bar: widgets.FloatProgress
     token: widgets.HTML
@@ -69,9 +73,19 @@ class Card:
         expiry_row.layout.align_items = "center"
         refresh = _button("Refresh", "refresh", "chat-oauth2-refresh")
         revoke = _button("Revoke", "trash", "chat-oauth2-revoke", button_style="warning")
+        link = _html("chat-oauth2-link")
+        show_link = _button(
+            "Show the Authorize link",
+            "external-link",
+            "chat-oauth2-show-link",
+            tooltip="Shown for a minute: it holds this sign-in's state, which a saved notebook must not",
+        )
+        show_link.layout.width = "auto"
         return cls(
             status=_html("chat-oauth2-status"),
-            link=_html("chat-oauth2-link"),
+            link=link,
+            show_link=show_link,
+            link_row=widgets.HBox((link, show_link)),
             expiry=expiry,
             bar=bar,
             token=token,
@@ -87,7 +101,13 @@ class Card:
         """Put ``state`` (whose status at ``now`` is ``status``) into the card."""
         assign(self.status, "value", render.status_html(state, status, now))
         set_status_class(self.status, "chat-oauth2-status", status)
-        assign(self.link, "value", render.link_html(state, status))
+        on_show = link_on_show(state, now.timestamp())
+        assign(self.link, "value", render.link_html(state, status) if on_show else "")
+        link = state.link
+        asks = link is not None and link.kind == "paste" and not on_show
+        assign(
+            self.show_link.layout, "display", shown(asks and status is not Status.NOT_CONFIGURED)
+        )
         self._show_token(state, now)
         assign(self.refresh, "disabled", not (state.ready and state.refreshable))
         assign(self.refresh, "tooltip", render.refresh_tip(state))
@@ -325,7 +345,7 @@ class PanelParts:
         card, ways = self.card, self.ways
         return (
             card.status,
-            card.link,
+            card.link_row,
             ways.device_box,
             ways.paste_box,
             ways.fallback_box,

@@ -28,6 +28,7 @@ from ..store import PendingFlow, TokenRecord
 from .state import ErrorInfo, LinkView, PanelState, TokenView
 
 __all__ = [
+    "LINK_SHOWN_FOR",
     "STUCK_EXCHANGE",
     "Adopt",
     "Effect",
@@ -48,6 +49,7 @@ __all__ = [
     "pasted",
     "poll_due",
     "serves",
+    "show_link",
     "switch_way",
     "tick_needs_store",
     "wants_first_code",
@@ -55,6 +57,9 @@ __all__ = [
 
 # A callback that died mid-exchange would leave its flow "exchanging" for ever.
 STUCK_EXCHANGE = 60.0
+# How long a paste-back link stays on show once asked for (state.link_on_show says why):
+# time to click it, short enough that an autosave rarely finds it.
+LINK_SHOWN_FOR = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,9 +292,21 @@ def paste_received(state: PanelState, value: str) -> PanelState:
         where = f"{parts.scheme}://{parts.netloc}{parts.path}"
     else:
         where = "an address's query"
+    # The person came back from the provider: the link has done its work, off it goes.
     return dataclasses.replace(
-        state, paste_error=None, paste_note=f"Received {where} (code hidden): press Finish."
+        state,
+        paste_error=None,
+        paste_note=f"Received {where} (code hidden): press Finish.",
+        link_shown=None,
     )
+
+
+def show_link(state: PanelState, now: float) -> PanelState:
+    """``state`` showing its paste-back link for ``LINK_SHOWN_FOR`` seconds from ``now``."""
+    link = state.link
+    if link is None or link.kind != "paste":
+        return state
+    return dataclasses.replace(state, link_shown=(link.start_id, now + LINK_SHOWN_FOR))
 
 
 def nothing_pasted(state: PanelState) -> PanelState:

@@ -116,6 +116,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         card, ways, details = self._parts.card, self._parts.ways, self._parts.details
         card.refresh.on_click(self._on_refresh)
         card.revoke.on_click(self._on_revoke)
+        card.show_link.on_click(self._on_show_link)
         details.claims_toggle.observe(self._on_claims_toggle, names="value")
         details.check.on_click(self._on_check)
         ways.new_code.on_click(self._on_new_code)
@@ -308,6 +309,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
                 return
             self._state = switched
             self._tick_once()  # a new paste-back link: a store write, no request
+
+    def _on_show_link(self, _button: widgets.Button) -> None:
+        with self._lock:
+            self._state = flow.show_link(self._state, time.time())
+            self._render()
 
     def _on_paste_value(self, change: dict[str, Any]) -> None:
         value = str(change["new"] or "").strip()

@@ -34,6 +34,7 @@ __all__ = [
     "expiry_text",
     "fallback_offers",
     "format_countdown",
+    "link_on_show",
     "scope_report",
     "status_line",
 ]
@@ -213,10 +214,14 @@ class TokenView:
 
 @dataclasses.dataclass(frozen=True)
 class LinkView:
-    """The authorization link on offer: the start URL, whose only parameter is an opaque id."""
+    """The authorization link on offer: the start URL, whose only parameter is an opaque id.
+
+    A paste-back flow has no start page, so its ``url`` is the provider's URL itself; it
+    reaches a widget only while :func:`link_on_show` says so.
+    """
 
     url: str
-    #: The flow's start id (not its state: the state never reaches a widget).
+    #: The flow's start id (not its state: a start link never carries the state).
     start_id: str
     scopes: tuple[str, ...]
     created_at: float
@@ -266,6 +271,8 @@ class PanelState:
     declared: bool = False
     #: Until when (epoch seconds) a second click on Revoke confirms it (declared providers).
     confirm_revoke_until: float | None = None
+    #: The paste-back link the person asked to see: its start id, and until when (epoch s).
+    link_shown: tuple[str, float] | None = None
 
     @property
     def ready(self) -> bool:
@@ -327,6 +334,22 @@ def derive_status(
     return Status.NOT_AUTHORIZED
 
 
+def link_on_show(state: PanelState, now: float) -> bool:
+    """Whether the offered link's address may sit in a widget at ``now``.
+
+    A paste-back link is the provider's URL itself (``state``, PKCE challenge, nonce: no start
+    page can stand in for it, as nothing serves its redirect) and it has no browser binding,
+    so whoever reads a notebook saved with it could finish the flow with their own account.
+    It is shown only when the person asks, for a short while, and never once an address was
+    pasted; the others are start links holding an opaque id only.
+    """
+    link = state.link
+    if link is None or link.kind != "paste":
+        return link is not None
+    shown = state.link_shown
+    return shown is not None and shown[0] == link.start_id and now < shown[1]
+
+
 def fallback_offers(state: PanelState, now: dt.datetime, after: float) -> tuple[str, ...] | None:
     """The other ways to offer once a redirect link was opened ``after`` s ago without a callback.
 
@@ -384,8 +407,8 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
             return f"{word}: enter the code below at the provider (it expires in {left})."
         if state.link.kind == "paste":
             return (
-                f"{word}: open the Authorize link, approve, then paste the address the browser "
-                f"ends on below (the link stays valid for {left})."
+                f"{word}: show the Authorize link, open it, approve, then paste the address the "
+                f"browser ends on below (the link stays valid for {left})."
             )
         return f"{word}: open the Authorize link and approve (the link stays valid for {left})."
     if state.way == "device":
