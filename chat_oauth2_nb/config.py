@@ -19,6 +19,7 @@ __all__ = [
     "REVOKE_STYLES",
     "ClientAuthMethod",
     "ProviderConfig",
+    "check_redirect_uri",
     "discover_config",
     "env_var_name",
     "provider_identity",
@@ -128,6 +129,40 @@ def same_issuer(a: str | None, b: str | None) -> bool:
     strips or case-folds lets a provider answer for an issuer it is not.
     """
     return isinstance(a, str) and isinstance(b, str) and bool(a) and a == b
+
+
+def check_redirect_uri(uri: object, allow_insecure_http: bool = False) -> str:
+    """``uri`` if it is a redirect URI this client may register, else a ConfigurationError.
+
+    An absolute http(s) URI without a fragment (RFC 6749 §3.1.2); plain http only to this
+    machine's loopback (RFC 8252 §7.3, §8.3; RFC 9700 §2.1), since the code would otherwise
+    cross the network in clear, unless ``allow_insecure_http`` says this is a test setup.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigurationError(
+            "redirect_uri",
+            "is missing or empty",
+            "Leave redirect_uri out (the client picks one), or pass the URI you registered.",
+        )
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ConfigurationError(
+            "redirect_uri",
+            f"is not an absolute http(s) URI without a fragment (got {uri!r})",
+            "Pass the full URI registered at the provider, e.g. "
+            "'https://jupyter.example.org/chat-oauth2/callback/<alias>'.",
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        secure = parts._replace(scheme="https").geturl()
+        raise ConfigurationError(
+            "redirect_uri",
+            f"uses plain http to {parts.hostname}, which is not this machine: the "
+            "authorization code would cross the network unencrypted",
+            f"Register and pass {secure} (serve Jupyter over TLS), or a loopback URI such as "
+            "'http://127.0.0.1/chat-oauth2/callback' (mode='loopback'); pass "
+            "allow_insecure_http=True only for a test provider.",
+        )
+    return uri.strip()
 
 
 def _check_accepted_issuers(value: object) -> tuple[str, ...]:
