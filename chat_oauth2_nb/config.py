@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -17,9 +19,11 @@ __all__ = [
     "REVOKE_STYLES",
     "ClientAuthMethod",
     "ProviderConfig",
+    "check_redirect_uri",
     "discover_config",
     "env_var_name",
     "provider_identity",
+    "same_issuer",
     "scopes_argument",
 ]
 
@@ -50,6 +54,8 @@ _SEED_KEYS = {
     "clientAuthMethod": "client_auth_method",
     # RFC 9207: who issues this provider's codes, and whether it says so in the redirect.
     "issuer": "issuer",
+    # Other exact values an id_token's iss may take (Google's legacy "accounts.google.com").
+    "acceptedIssuers": "accepted_issuers",
     "authorizationResponseIssParameterSupported": "authorization_response_iss_parameter_supported",
     # OpenID Connect: where the provider publishes the keys that sign its id_tokens.
     "jwksUri": "jwks_uri",
@@ -113,6 +119,65 @@ def _check_uri(field: str, value: object, *, allow_http: bool) -> str:
             "Use https://, or pass allow_insecure_http=True if this really is a test provider.",
         )
     return value.strip()
+
+
+def same_issuer(a: str | None, b: str | None) -> bool:
+    """Whether two issuer identifiers are the same: exact string equality, nothing stripped.
+
+    RFC 9207 §2.4, RFC 8414 §3.3 and OpenID Connect Discovery §4.3 compare issuers as simple
+    strings: ``https://a.example`` and ``https://a.example/`` are two issuers, and a check that
+    strips or case-folds lets a provider answer for an issuer it is not.
+    """
+    return isinstance(a, str) and isinstance(b, str) and bool(a) and a == b
+
+
+def check_redirect_uri(uri: object, allow_insecure_http: bool = False) -> str:
+    """``uri`` if it is a redirect URI this client may register, else a ConfigurationError.
+
+    An absolute http(s) URI without a fragment (RFC 6749 §3.1.2); plain http only to this
+    machine's loopback (RFC 8252 §7.3, §8.3; RFC 9700 §2.1), since the code would otherwise
+    cross the network in clear, unless ``allow_insecure_http`` says this is a test setup.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigurationError(
+            "redirect_uri",
+            "is missing or empty",
+            "Leave redirect_uri out (the client picks one), or pass the URI you registered.",
+        )
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ConfigurationError(
+            "redirect_uri",
+            f"is not an absolute http(s) URI without a fragment (got {uri!r})",
+            "Pass the full URI registered at the provider, e.g. "
+            "'https://jupyter.example.org/chat-oauth2/callback/<alias>'.",
+        )
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        secure = parts._replace(scheme="https").geturl()
+        raise ConfigurationError(
+            "redirect_uri",
+            f"uses plain http to {parts.hostname}, which is not this machine: the "
+            "authorization code would cross the network unencrypted",
+            f"Register and pass {secure} (serve Jupyter over TLS), or a loopback URI such as "
+            "'http://127.0.0.1/chat-oauth2/callback' (mode='loopback'); pass "
+            "allow_insecure_http=True only for a test provider.",
+        )
+    return uri.strip()
+
+
+def _check_accepted_issuers(value: object) -> tuple[str, ...]:
+    if value is None or value == ():
+        return ()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        value = [value]
+    issuers = tuple(value)
+    if not all(isinstance(i, str) and i and i == i.strip() for i in issuers):
+        raise ConfigurationError(
+            "acceptedIssuers",
+            f"must be a list of issuer strings (got {value!r})",
+            "Leave it out; presets set it where a provider documents a second issuer.",
+        )
+    return issuers
 
 
 def _check_alias(value: object) -> str:
@@ -230,8 +295,9 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     )
     for name in ("revoke_token_uri", "introspection_uri", "device_authorization_uri"):
         fields[name] = _optional_uri(_SEED_NAMES[name], getattr(config, name), allow_http=http)
-    issuer = _optional_uri("issuer", config.issuer, allow_http=http)
-    fields["issuer"] = issuer = issuer.rstrip("/") if issuer else None
+    # Kept exactly as given (a trailing '/' included): issuers are compared as strings.
+    fields["issuer"] = issuer = _optional_uri("issuer", config.issuer, allow_http=http)
+    fields["accepted_issuers"] = _check_accepted_issuers(config.accepted_issuers)
     fields["authorization_response_iss_parameter_supported"] = _check_iss_supported(
         config.authorization_response_iss_parameter_supported, issuer
     )
@@ -313,6 +379,10 @@ class ProviderConfig:
         default=None, repr=False, compare=False
     )
     issuer: str | None = None
+    #: Other exact values an id_token's ``iss`` may take besides ``issuer`` (Google documents
+    #: ``accounts.google.com`` next to ``https://accounts.google.com``); never used for RFC
+    #: 9207's ``iss`` in the redirect, which is the metadata's issuer only.
+    accepted_issuers: tuple[str, ...] = ()
     authorization_response_iss_parameter_supported: bool = False
     jwks_uri: str | None = None
     revoke_style: RevokeStyle = "rfc7009"
@@ -397,6 +467,7 @@ class ProviderConfig:
             "client_id": self.client_id,
             "client_auth_method": self.client_auth_method,
             "issuer": self.issuer,
+            "accepted_issuers": list(self.accepted_issuers),
             "authorization_response_iss_parameter_supported": (
                 self.authorization_response_iss_parameter_supported
             ),
@@ -437,6 +508,62 @@ def scopes_argument(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return () if value is None else _scopes("scopes", value)
 
 
+# Why a metadata fetch got no usable answer, in words (transport.send's failure names).
+_FETCH_FAILURES = {
+    "too_large": "answered more than {cap} bytes",
+    "deadline": "did not finish answering within the {timeout:g} s allowed",
+    "timeout": "did not answer within the {timeout:g} s allowed",
+}
+
+
+def _fetch_metadata(http: Any, url: str, deadline: float, timeout: float) -> tuple[Any, str | None]:
+    """The metadata document at ``url`` (a dict), or why there is none, through the bounded send."""
+    from .oauth.models import MAX_ANSWER_BYTES, HttpRequest
+    from .oauth.transport import send
+
+    request = HttpRequest("GET", url, {"Accept": "application/json"}, "")
+    # Capped and under a total deadline: a provider serving 5 MB, or one byte a second,
+    # must not hold the notebook or fill its memory (the same bound as every token answer).
+    answer = send(http, request, deadline=deadline)
+    if answer.failure is not None:
+        why = _FETCH_FAILURES.get(answer.failure, "could not be reached ({failure})")
+        return None, why.format(cap=MAX_ANSWER_BYTES, timeout=timeout, failure=answer.failure)
+    if answer.status != 200:
+        return None, f"HTTP {answer.status}"
+    try:
+        return json.loads(answer.content.decode("utf-8")), None
+    except (ValueError, UnicodeDecodeError):
+        return None, "not JSON"
+
+
+def _metadata_config(
+    metadata: Mapping[str, Any], issuer: str, alias: str, scopes: Iterable[str]
+) -> dict[str, Any]:
+    """The seed-style config that ``metadata`` (already validated for ``issuer``) describes."""
+    config: dict[str, Any] = {
+        "alias": alias,
+        "issuer": issuer,
+        "authUri": metadata["authorization_endpoint"],
+        "accessTokenUri": metadata["token_endpoint"],
+        "refreshTokenUri": metadata["token_endpoint"],
+        "defaultScopes": list(scopes),
+    }
+    optional = {
+        "revokeTokenUri": "revocation_endpoint",
+        "introspectionUri": "introspection_endpoint",
+        # RFC 8628 §4; Authlib's RFC 8414 model does not check this field's form,
+        # ProviderConfig does when the config is built.
+        "deviceAuthorizationUri": "device_authorization_endpoint",
+        "jwksUri": "jwks_uri",
+    }
+    for key, field in optional.items():
+        if metadata.get(field):
+            config[key] = metadata[field]
+    if metadata.get("authorization_response_iss_parameter_supported") is True:
+        config["authorizationResponseIssParameterSupported"] = True
+    return config
+
+
 def discover_config(
     issuer: str,
     *,
@@ -448,64 +575,50 @@ def discover_config(
     """Read the provider's metadata (RFC 8414, else OpenID discovery); return a seed-style config.
 
     The metadata is validated with Authlib's RFC 8414 model and its ``issuer`` must equal
-    ``issuer`` (RFC 8414 §3.3), so a mistyped or impersonated issuer is caught here.
+    ``issuer`` exactly (RFC 8414 §3.3, Discovery §4.3: a trailing '/' counts), so a mistyped
+    or impersonated issuer is caught here. Each answer is read up to 64 KiB, all of it within
+    ``timeout`` seconds.
     """
     import httpx
     from authlib.oauth2.rfc8414 import AuthorizationServerMetadata, get_well_known_url
 
-    issuer = issuer.rstrip("/")
+    issuer = issuer.strip()
+    # RFC 8414 §3.1 and Discovery §4.1: a terminating '/' is dropped to build the address
+    # (only there: the issuer itself stays as given).
+    base = issuer.rstrip("/")
     candidates = [
-        get_well_known_url(issuer, external=True, suffix="oauth-authorization-server"),
-        f"{issuer}/.well-known/openid-configuration",
+        get_well_known_url(base, external=True, suffix="oauth-authorization-server"),
+        f"{base}/.well-known/openid-configuration",
     ]
     tried: list[str] = []
+    end = time.monotonic() + timeout
     with httpx.Client(timeout=timeout, transport=transport) as http:
         for url in candidates:
-            try:
-                response = http.get(url, headers={"Accept": "application/json"})
-            except httpx.HTTPError as exc:
-                tried.append(f"{url}: {type(exc).__name__}")
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                tried.append(f"{url}: not tried, the {timeout:g} s allowed were spent")
                 continue
-            if response.status_code != 200:
-                tried.append(f"{url}: HTTP {response.status_code}")
+            document, why = _fetch_metadata(http, url, remaining, timeout)
+            if why is not None:
+                tried.append(f"{url}: {why}")
                 continue
             try:
-                metadata = AuthorizationServerMetadata(response.json())
+                metadata = AuthorizationServerMetadata(document)
                 metadata.validate()
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 raise ConfigurationError(
                     "issuer",
-                    f"serves invalid metadata at {url} ({exc})",
+                    f"serves invalid metadata at {url} ({str(exc)[:200]})",
                     "Ask the provider for its endpoints and pass them in the config dict instead.",
                 ) from None
-            if str(metadata["issuer"]).rstrip("/") != issuer:
+            if not same_issuer(metadata.get("issuer"), issuer):
                 raise ConfigurationError(
                     "issuer",
-                    f"does not match the metadata's issuer {metadata['issuer']!r}",
-                    "Use exactly the issuer URL the provider documents.",
+                    f"is {issuer!r}, which is not the metadata's issuer "
+                    f"{str(metadata.get('issuer'))[:200]!r}",
+                    "Use exactly the issuer URL the provider documents (a trailing '/' counts).",
                 )
-            config: dict[str, Any] = {
-                "alias": alias,
-                "issuer": str(metadata["issuer"]).rstrip("/"),
-                "authUri": metadata["authorization_endpoint"],
-                "accessTokenUri": metadata["token_endpoint"],
-                "refreshTokenUri": metadata["token_endpoint"],
-                "defaultScopes": list(default_scopes),
-            }
-            if metadata.get("revocation_endpoint"):
-                config["revokeTokenUri"] = metadata["revocation_endpoint"]
-            if metadata.get("introspection_endpoint"):
-                config["introspectionUri"] = metadata["introspection_endpoint"]
-            device_endpoint = metadata.get("device_authorization_endpoint")
-            if device_endpoint:
-                # RFC 8628 §4; Authlib's RFC 8414 model does not check this field's form,
-                # ProviderConfig does when the config is built.
-                config["deviceAuthorizationUri"] = device_endpoint
-            if metadata.get("jwks_uri"):
-                config["jwksUri"] = metadata["jwks_uri"]
-            if metadata.get("authorization_response_iss_parameter_supported") is True:
-                config["authorizationResponseIssParameterSupported"] = True
-            return config
+            return _metadata_config(metadata, issuer, alias, default_scopes)
     raise ConfigurationError(
         "issuer",
         f"has no metadata ({'; '.join(tried)})",

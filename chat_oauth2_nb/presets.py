@@ -63,6 +63,10 @@ def _google(alias: str) -> dict[str, Any]:
         "deviceAuthorizationUri": "https://oauth2.googleapis.com/device/code",
         # https://accounts.google.com/.well-known/openid-configuration ("issuer", "jwks_uri")
         "issuer": "https://accounts.google.com",
+        # https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken
+        # ("The value of iss in the ID token is equal to https://accounts.google.com or
+        # accounts.google.com"): the second one is accepted for id_tokens only.
+        "acceptedIssuers": ["accounts.google.com"],
         "jwksUri": "https://www.googleapis.com/oauth2/v3/certs",
         "defaultScopes": ["openid", "email"],
         # https://developers.google.com/identity/protocols/oauth2/web-server#offline : a
@@ -211,8 +215,11 @@ def _oidc(
 ) -> dict[str, Any]:
     from .config import discover_config
 
-    # OpenID Connect Discovery 1.0 §4 / RFC 8414: the provider describes itself.
-    return discover_config(_base("issuer", issuer), alias=alias, default_scopes=scopes, **discover)
+    # OpenID Connect Discovery 1.0 §4 / RFC 8414: the provider describes itself. The issuer
+    # is checked like a base URL but passed on exactly (a trailing '/' included, as Auth0's
+    # issuers have): discovery compares it with the metadata's issuer as a string.
+    _base("issuer", issuer)  # raises for anything but an http(s) URL string
+    return discover_config(str(issuer).strip(), alias=alias, default_scopes=scopes, **discover)
 
 
 #: Preset name -> builder; the builder's keyword parameters are the preset's parameters.

@@ -25,9 +25,17 @@ from chat_oauth2_nb import (
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.errors import DeviceCodeExpiredError
 from chat_oauth2_nb.notebook.client import OAuth2Client
+from chat_oauth2_nb.oauth import device as device_module
 from chat_oauth2_nb.store import Store
 
 Make = Callable[..., OAuth2Client]
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll at the 1 s these tests ask the demo for, below the 5 s floor kept against any
+    provider (tests/test_device_hardening.py proves the floor): they test the poller."""
+    monkeypatch.setattr(device_module, "MIN_POLL_INTERVAL", 1.0)
 
 
 def approve_later(provider: DemoProvider, user_code: str, delay: float, **kw: object) -> None:

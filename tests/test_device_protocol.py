@@ -50,13 +50,17 @@ from chat_oauth2_nb.oauth import (
     refresh_request,
     utcnow,
 )
+from chat_oauth2_nb.oauth import device as device_module
 
 INTERVAL = 0.2
 JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
-def demo() -> Iterator[DemoProvider]:
+def demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DemoProvider]:
+    # These tests are about the polling mechanics, at a fast pace: the 5 s floor a client
+    # keeps against any provider (tests/test_device_hardening.py) is lowered for them only.
+    monkeypatch.setattr(device_module, "MIN_POLL_INTERVAL", INTERVAL)
     provider = DemoProvider(device_interval=INTERVAL).start()
     yield provider
     provider.stop()

@@ -24,6 +24,7 @@ PINNED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "revokeStyle": "google",
             "deviceAuthorizationUri": "https://oauth2.googleapis.com/device/code",
             "issuer": "https://accounts.google.com",
+            "acceptedIssuers": ["accounts.google.com"],
             "jwksUri": "https://www.googleapis.com/oauth2/v3/certs",
             "defaultScopes": ["openid", "email"],
             "authUriParams": {"access_type": "offline", "prompt": "consent"},

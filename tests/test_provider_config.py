@@ -27,7 +27,8 @@ def test_building_one_checks_and_normalises_the_fields() -> None:
     )
     assert config.auth_uri == "https://a.example/auth"
     assert config.refresh_token_uri == config.access_token_uri
-    assert config.issuer == "https://a.example"
+    # Issuers are compared as strings (RFC 8414 §3.3, RFC 9207 §2.4): kept exactly as given.
+    assert config.issuer == "https://a.example/"
     assert config.default_scopes == ("openid", "email")
     public = ProviderConfig(**{**FIELDS, "client_auth_method": "none"})
     assert public.client_secret is None  # a public client keeps no secret

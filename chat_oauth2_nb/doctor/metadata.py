@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, same_issuer
 from ..oauth import HttpRequest
+from ..oauth.oidc import unverifiable_reason
 from .endpoints import ENDPOINT_FIELDS
 from .report import Finding
 from .session import Session
@@ -36,7 +37,7 @@ Judge = Callable[[ProviderConfig, Mapping[str, Any]], Finding]
 
 
 def check_metadata(session: Session) -> None:
-    """The ``metadata`` check, then one ``metadata:<what>`` check per comparison."""
+    """The ``metadata`` check, one ``metadata:<what>`` check per comparison, then ``id_token``."""
     _find_metadata(session)
     meta = session.metadata
     for check_id, title, judge in _COMPARISONS:
@@ -44,6 +45,7 @@ def check_metadata(session: Session) -> None:
             session.add(check_id, title, "skipped", "The provider publishes no metadata.", "")
         else:
             session.add(check_id, title, *judge(session.config, meta))
+    session.add("id_token", "id_tokens are verified", *_id_tokens(session.config, meta))
 
 
 def _find_metadata(session: Session) -> None:
@@ -52,13 +54,15 @@ def _find_metadata(session: Session) -> None:
 
     configured = session.config.issuer
     if configured:
-        issuer, source = configured.rstrip("/"), "the configured issuer"
+        issuer, source = configured, "the configured issuer"
     else:
         parts = urlsplit(session.config.auth_uri)
         issuer, source = f"{parts.scheme}://{parts.netloc}", "authUri's origin"
+    # RFC 8414 §3.1: a terminating '/' is dropped to build the address, and only there.
+    base = issuer.rstrip("/")
     candidates = [
-        get_well_known_url(issuer, external=True, suffix="oauth-authorization-server"),
-        f"{issuer}/.well-known/openid-configuration",
+        get_well_known_url(base, external=True, suffix="oauth-authorization-server"),
+        f"{base}/.well-known/openid-configuration",
     ]
     tried: list[str] = []
     for url in candidates:
@@ -81,8 +85,9 @@ def _find_metadata(session: Session) -> None:
                 "Compare the config with the provider's documentation by hand.",
             )
             return
-        advertised = str(metadata.get("issuer", "")).rstrip("/")
-        if advertised != issuer:
+        advertised = str(metadata.get("issuer", ""))
+        # RFC 8414 §3.3: the issuer is compared as a string, a trailing '/' included.
+        if not same_issuer(advertised, issuer):
             session.add("metadata", _TITLE, *_other_issuer(url, advertised, issuer, configured))
             return
         session.metadata = dict(metadata)
@@ -110,7 +115,8 @@ def _other_issuer(url: str, advertised: str, issuer: str, configured: str | None
         return (
             "fail",
             f"The metadata at {url} names the issuer {advertised}, not the configured {issuer}.",
-            "Set issuer to exactly the issuer the provider documents.",
+            f"Set issuer={advertised!r}, exactly as the metadata writes it (a trailing '/' "
+            "counts), if that is this provider.",
         )
     return (
         "skipped",
@@ -223,6 +229,44 @@ def _iss(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
         "The config expects iss in the redirect but the provider does not advertise "
         "sending it, so its redirects would be refused.",
         "Remove authorizationResponseIssParameterSupported from the config.",
+    )
+
+
+def _id_tokens(config: ProviderConfig, meta: Mapping[str, Any] | None) -> Finding:
+    """Can an id_token from this provider be verified, or would it be kept unverified?"""
+    advertised = (meta or {}).get("jwks_uri")
+    reason = unverifiable_reason(config)
+    if reason is None:
+        if advertised and advertised != config.jwks_uri:
+            return (
+                "warn",
+                f"jwksUri is {config.jwks_uri} but the provider advertises {advertised}: "
+                "id_tokens signed with its keys would be refused.",
+                f"Set jwksUri={advertised}.",
+            )
+        return ("ok", f"id_tokens are verified with the keys at {config.jwks_uri}.", "")
+    if not advertised and "openid" not in config.default_scopes:
+        return (
+            "skipped",
+            "The config asks for no openid scope and the provider advertises no jwks_uri: "
+            "no id_token is expected.",
+            "",
+        )
+    fixes = []
+    if advertised and config.jwks_uri is None:
+        fixes.append(f"jwksUri={advertised}")
+    if meta and meta.get("issuer") and config.issuer is None:
+        fixes.append(f"issuer={meta['issuer']}")
+    action = (
+        "Set " + " and ".join(fixes) + " (discover_config() fills them)"
+        if fixes
+        else "Set jwksUri and issuer from the provider's documentation"
+    )
+    return (
+        "warn",
+        f"An id_token from this provider is stored unverified: {reason}. Its claims (who "
+        "logged in) could be forged; AuthData.id_token_verified is False for it.",
+        action + "; until then, do not rely on the id_token's claims.",
     )
 
 

@@ -17,6 +17,7 @@ id_token checks (:mod:`.oidc`) are the only rooms here that do I/O.
 
 from __future__ import annotations
 
+from ..config import same_issuer
 from .answers import (
     MAX_EXPIRES_IN,
     MAX_FIELD_CHARS,
@@ -96,6 +97,7 @@ __all__ = [
     "redact_response_body",
     "refresh_request",
     "revoke_request",
+    "same_issuer",
     "secret_forms",
     "token_from_answer",
     "transport_error",

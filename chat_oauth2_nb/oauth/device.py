@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "DEVICE_CODE_GRANT_TYPE",
     "MAX_POLL_WAIT",
+    "MIN_POLL_INTERVAL",
     "SLOW_DOWN_STEP",
     "DeviceAuthorization",
     "DevicePending",
@@ -49,6 +51,8 @@ __all__ = [
     "parse_device_authorization",
 ]
 
+log = logging.getLogger("chat_oauth2_nb.device")
+
 
 DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -57,6 +61,12 @@ SLOW_DOWN_STEP = 5.0
 
 # RFC 8628 §3.2: without an interval the client waits 5 seconds between polls.
 DEFAULT_POLL_INTERVAL = 5.0
+
+# The shortest wait between two polls, whatever the provider says: an answer with
+# ``interval: 0`` would otherwise make the kernel hammer the token endpoint. RFC 8628's
+# default (§3.2) is the floor. Read when an answer is parsed, so a test of the polling
+# mechanics against a fast local provider may lower it (monkeypatch), and nothing else does.
+MIN_POLL_INTERVAL = 5.0
 
 # The longest a poller waits between two polls, however the provider answers; a longer wait
 # would let the code expire before the next poll sees the approval.
@@ -80,6 +90,21 @@ class DeviceAuthorization:
     verification_uri_complete: str | None
     expires_at: dt.datetime
     interval: float = DEFAULT_POLL_INTERVAL
+
+    @property
+    def link(self) -> str:
+        """The page to link: the complete URI (code filled in) when given, else the plain one."""
+        return self.verification_uri_complete or self.verification_uri
+
+    @property
+    def verification_host(self) -> str:
+        """The host the link opens (``host`` or ``host:port``), to show next to the link.
+
+        Both URIs share one origin (the complete one is dropped otherwise), so this names
+        where either goes. Internationalised names are shown in their ASCII (punycode) form,
+        so a look-alike host cannot pass for a familiar one.
+        """
+        return _shown_host(self.verification_uri)
 
     def __repr__(self) -> str:
         # The device_code is a bearer credential until it expires: never shown, not even masked.
@@ -187,17 +212,54 @@ def _device_field_error(
     )
 
 
+def _shown_host(uri: str) -> str:
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        # Not a valid IDN: escaped, so no non-ASCII look-alike is shown either.
+        host = host.encode("ascii", "backslashreplace").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port is not None else host
+
+
+def _split(uri: str) -> SplitResult | None:
+    """``uri`` split, or None when its host or port cannot be read (``[::x``, ``:99999``)."""
+    try:
+        parts = urlsplit(uri)
+        _ = parts.port  # raises for a port out of range or not a number
+    except ValueError:
+        return None
+    return parts
+
+
+def _origin(uri: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in (RFC 6454 §4)."""
+    parts = urlsplit(uri)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
 def _device_uri(
     name: str, value: object, status: int, secrets: tuple[str, ...], client_id: str | None
 ) -> str:
-    # Shown to the person as a link: only http(s), never javascript: or data:.
+    # Shown to the person as a link: only http(s), never javascript: or data:; no user info,
+    # since "https://accounts.example@evil.example/" reads as the first host and opens the
+    # second (RFC 3986 §7.6).
     if isinstance(value, str) and 0 < len(value) <= MAX_URI_CHARS and not _CONTROL.search(value):
-        parts = urlsplit(value)
-        if parts.scheme in ("https", "http") and parts.hostname:
+        parts = _split(value)
+        if (
+            parts
+            and parts.scheme in ("https", "http")
+            and parts.hostname
+            and "@" not in parts.netloc
+        ):
             return value
     raise _device_field_error(
         name,
-        f"is not an absolute http(s) URL of at most {MAX_URI_CHARS} characters",
+        f"is not an absolute http(s) URL without user info, of at most {MAX_URI_CHARS} characters",
         status,
         value,
         secrets,
@@ -279,9 +341,20 @@ def _verification_uris(
     complete = data.get("verification_uri_complete")
     if complete in (None, ""):
         return verification_uri, None
-    return verification_uri, _device_uri(
-        "verification_uri_complete", complete, status, secrets, client_id
-    )
+    complete = _device_uri("verification_uri_complete", complete, status, secrets, client_id)
+    if _origin(complete) != _origin(verification_uri):
+        # The panel links the complete URI under the text of the plain one: on another origin
+        # it would send the person somewhere the text does not say. Dropped, not refused: the
+        # person can still open verification_uri and type the user code (RFC 8628 §3.3.1 makes
+        # the complete URI an optional convenience).
+        log.warning(
+            "device authorization: verification_uri_complete is on another origin (%s) than "
+            "verification_uri (%s); only verification_uri is shown",
+            _shown_host(complete),
+            _shown_host(verification_uri),
+        )
+        return verification_uri, None
+    return verification_uri, complete
 
 
 def _device_timing(
@@ -305,7 +378,8 @@ def _device_timing(
         raise _device_field_error(
             "interval", "is not a number of seconds >= 0", status, raw_interval, secrets, client_id
         )
-    # Never wait longer than the codes live (or than MAX_POLL_WAIT) between two polls.
+    # Never faster than the floor; never longer than the codes live (or than MAX_POLL_WAIT).
+    interval = max(interval, MIN_POLL_INTERVAL)
     return expires_in, min(interval, expires_in, MAX_POLL_WAIT)
 
 

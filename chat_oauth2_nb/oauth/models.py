@@ -53,10 +53,21 @@ class AuthData:
             f"expires_at={expires!r}, scope={self.scope!r}, "
             f"refresh_token={'<set>' if self.refresh_token else None}, "
             f"id_token={'<set>' if self.id_token else None}, "
-            f"claims={'<verified>' if self.claims is not None else None})"
+            f"claims={_claims_word(self)})"
         )
 
     __str__ = __repr__
+
+    @property
+    def id_token_verified(self) -> bool | None:
+        """None without an id_token; else whether its claims were verified.
+
+        False means an id_token came but could not be checked (the config has no jwksUri or
+        no issuer): its contents must not be trusted, and the panel and doctor say so.
+        """
+        if self.id_token is None:
+            return None
+        return self.claims is not None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -108,6 +119,11 @@ class AuthData:
             obtained_at=dt.datetime.fromisoformat(raw["obtained_at"]),
             claims=raw.get("claims"),
         )
+
+
+def _claims_word(data: AuthData) -> str | None:
+    verified = data.id_token_verified
+    return None if verified is None else "<verified>" if verified else "<unverified>"
 
 
 # The most a token endpoint answers, with room to spare: Entra's largest tokens are a few KiB.

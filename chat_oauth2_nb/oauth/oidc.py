@@ -2,15 +2,19 @@
 
 The signature is checked against the provider's JWKS (fetched through the bounded transport,
 cached, fetched again when a token names a key id the cache does not know: providers rotate
-keys), then ``iss``, ``aud``/``azp``, ``exp`` and ``nonce``. Every failure is an
-:class:`~chat_oauth2_nb.errors.IdTokenError` that says which check failed, never the token.
-No server or widget imports: the Jupyter server's callback calls it after the code exchange.
+keys), then ``iss`` (exactly, as a string), ``aud``/``azp``, ``exp`` and ``nonce``. Every
+failure is an :class:`~chat_oauth2_nb.errors.IdTokenError` that says which check failed, never
+the token. An id_token from a refresh or a device code is checked the same way, and one from
+a refresh must also name the same ``iss``, ``sub`` and ``aud`` as the first (Core §12.2).
+No server or widget imports: the lifecycle calls these after each token answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,12 +25,24 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, same_issuer
 from ..errors import IdTokenError
-from .models import HttpRequest, ProviderAnswer
+from .models import AuthData, HttpRequest, ProviderAnswer
 from .transport import send
 
-__all__ = ["ALGORITHMS", "JwksCache", "verify_for_config", "verify_id_token"]
+__all__ = [
+    "ALGORITHMS",
+    "JwksCache",
+    "check_refreshed_id_token",
+    "same_issuer",
+    "unverifiable_reason",
+    "verify_for_config",
+    "verify_id_token",
+    "verify_refreshed_id_token",
+    "with_verified_claims",
+]
+
+log = logging.getLogger("chat_oauth2_nb.oidc")
 
 #: Signature algorithms accepted for id_tokens (never "none", never HMAC with a public key).
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
@@ -100,8 +116,13 @@ def verify_id_token(
     nonce: str | None,
     keys: JwksCache,
     now: float | None = None,
+    accepted_issuers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Verify ``id_token`` and return its claims; raise IdTokenError naming the failed check."""
+    """Verify ``id_token`` and return its claims; raise IdTokenError naming the failed check.
+
+    ``iss`` must equal ``issuer`` (or one of ``accepted_issuers``) exactly (Core §3.1.3.7
+    step 2); ``azp``, when present, must be ``client_id`` whatever the audience (step 5).
+    """
     header = _header(id_token)
     kid = header.get("kid")
     key_set = keys.keys(jwks_uri, kid if isinstance(kid, str) else None)
@@ -115,7 +136,8 @@ def verify_id_token(
         ) from None
     claims = dict(token.claims)
     when = time.time() if now is None else now
-    if str(claims.get("iss", "")).rstrip("/") != issuer.rstrip("/"):
+    iss = claims.get("iss")
+    if not any(same_issuer(iss, accepted) for accepted in (issuer, *accepted_issuers)):
         raise IdTokenError(
             f"The id_token was issued by {str(claims.get('iss'))[:200]!r}, not {issuer}",
             hint="Another provider issued it (mix-up) or the config's issuer is wrong.",
@@ -127,8 +149,13 @@ def verify_id_token(
             f"The id_token is meant for another client, not {client_id!r}",
             hint="A token issued to another app was replayed here; authorize again.",
         )
-    if len(audiences) > 1 and claims.get("azp") not in (None, client_id):
-        raise IdTokenError("The id_token's azp names another client", hint="Authorize again.")
+    # Core §3.1.3.7 step 5: "If an azp Claim is present, the Client SHOULD verify that its
+    # client_id is the Claim Value", with one audience as with several.
+    if "azp" in claims and claims["azp"] != client_id:
+        raise IdTokenError(
+            f"The id_token's azp names another client, not {client_id!r}",
+            hint="A token issued to another app was replayed here; authorize again.",
+        )
     exp = claims.get("exp")
     if not isinstance(exp, (int, float)) or exp + _LEEWAY < when:
         raise IdTokenError(
@@ -158,6 +185,28 @@ _KEYS: dict[float, JwksCache] = {}
 _KEYS_LOCK = threading.Lock()
 
 
+def unverifiable_reason(config: ProviderConfig) -> str | None:
+    """Why ``config``'s id_tokens cannot be verified (what to set), or None when they can."""
+    if config.jwks_uri is None and config.issuer is None:
+        return "the config has neither jwksUri nor issuer: set both (discover_config() fills them)"
+    if config.jwks_uri is None:
+        return (
+            "the config has no jwksUri, so the id_token's signature cannot be checked: set "
+            "jwksUri to the provider's jwks_uri (discover_config() fills it)"
+        )
+    if config.issuer is None:
+        return (
+            "the config has no issuer (a multi-tenant endpoint such as Microsoft's 'common' has "
+            "none), so the id_token's iss cannot be compared: set issuer, e.g. pick one tenant"
+        )
+    return None
+
+
+def _keys(timeout: float) -> JwksCache:
+    with _KEYS_LOCK:
+        return _KEYS.setdefault(timeout, JwksCache(_fetch_bounded(timeout)))
+
+
 def verify_for_config(
     config: ProviderConfig, id_token: str, nonce: str | None, *, timeout: float = 10.0
 ) -> dict[str, Any] | None:
@@ -165,17 +214,108 @@ def verify_for_config(
 
     It can be checked when the config names the issuer and its ``jwksUri`` (presets and
     discovery fill both). A multi-tenant issuer (Microsoft's ``common``) has no single
-    ``iss`` to compare, so its claims stay unverified rather than the flow failing.
+    ``iss`` to compare, so its claims stay unverified rather than the flow failing; the token
+    then says so (:attr:`AuthData.id_token_verified` is False) and a warning is logged.
     """
-    if config.jwks_uri is None or config.issuer is None:
+    issuer, jwks_uri = config.issuer, config.jwks_uri
+    if issuer is None or jwks_uri is None:
+        why = unverifiable_reason(config)
+        log.warning("the id_token for %r is kept unverified: %s", config.alias, why)
         return None
-    with _KEYS_LOCK:
-        keys = _KEYS.setdefault(timeout, JwksCache(_fetch_bounded(timeout)))
     return verify_id_token(
         id_token,
-        issuer=config.issuer,
+        issuer=issuer,
         client_id=config.client_id,
-        jwks_uri=config.jwks_uri,
+        jwks_uri=jwks_uri,
         nonce=nonce,
-        keys=keys,
+        keys=_keys(timeout),
+        accepted_issuers=config.accepted_issuers,
     )
+
+
+def _audiences(claims: Mapping[str, Any]) -> frozenset[str]:
+    aud = claims.get("aud")
+    return frozenset(str(a) for a in (aud if isinstance(aud, list) else [aud]))
+
+
+def check_refreshed_id_token(first: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Refuse a refreshed id_token's claims ``new`` that do not continue ``first`` (Core §12.2).
+
+    ``iss`` (exactly), ``sub`` and ``aud`` must be the first id_token's; ``azp``, when the
+    first one had it, too; a ``nonce``, when present, must be the first one's. Both are
+    verified claims: this only compares them. ``auth_time`` is not compared: §12.2 wants the
+    original time, but providers (the demo's Authlib among them) write the refresh's, and
+    this kit sends no ``max_age`` that would make it matter.
+    """
+    for name, what in (("iss", "issuer"), ("sub", "subject (another person)")):
+        if not (isinstance(new.get(name), str) and new.get(name) == first.get(name)):
+            raise IdTokenError(
+                f"The refreshed id_token names another {what} than the first one "
+                f"({str(new.get(name))[:200]!r})",
+                hint="The provider answered the refresh for someone else, or another provider "
+                "did; the token was not stored. Authorize again.",
+            )
+    if _audiences(new) != _audiences(first):
+        raise IdTokenError(
+            "The refreshed id_token is meant for other clients than the first one",
+            hint="The token was not stored; authorize again.",
+        )
+    for name in ("azp", "nonce"):
+        compared = name in first or name == "nonce"
+        if compared and name in new and new[name] != first.get(name):
+            raise IdTokenError(
+                f"The refreshed id_token's {name} is not the first one's",
+                hint="The token was not stored; authorize again.",
+            )
+
+
+def verify_refreshed_id_token(
+    config: ProviderConfig,
+    id_token: str,
+    first_claims: Mapping[str, Any] | None,
+    *,
+    timeout: float = 10.0,
+) -> dict[str, Any] | None:
+    """Verify an id_token a refresh returned; its claims, or None when it cannot be checked.
+
+    Verified as the first one was (signature, ``iss``, ``aud``/``azp``, ``exp``; no nonce is
+    sent on a refresh), then compared with ``first_claims``, the verified claims of the
+    id_token first issued for this grant (Core §12.2). Without first claims (the first one
+    was never verified) it is verified alone.
+
+    Raises:
+        IdTokenError: a check failed; the refreshed token must not be stored.
+    """
+    claims = verify_for_config(config, id_token, None, timeout=timeout)
+    if claims is not None and first_claims is not None:
+        check_refreshed_id_token(first_claims, claims)
+    return claims
+
+
+def with_verified_claims(
+    config: ProviderConfig,
+    data: AuthData,
+    *,
+    nonce: str | None = None,
+    previous: AuthData | None = None,
+    timeout: float = 10.0,
+) -> AuthData:
+    """``data`` with its id_token's verified claims: the one call after any token answer.
+
+    After a code exchange pass the flow's ``nonce``; after a device code poll nothing (RFC
+    8628 sends no nonce); after a refresh the token it replaces as ``previous``, whose claims
+    the new id_token must continue. An id_token the answer repeated keeps its claims.
+
+    Raises:
+        IdTokenError: the id_token failed a check; ``data`` must not be stored.
+    """
+    if data.id_token is None:
+        return data
+    if previous is not None and previous.id_token == data.id_token:
+        return dataclasses.replace(data, claims=previous.claims)
+    if previous is not None:
+        first = previous.claims
+        claims = verify_refreshed_id_token(config, data.id_token, first, timeout=timeout)
+    else:
+        claims = verify_for_config(config, data.id_token, nonce, timeout=timeout)
+    return dataclasses.replace(data, claims=claims)
