@@ -244,3 +244,15 @@ def test_loopback_and_https_redirect_uris_are_accepted(uri: str) -> None:
 def test_malformed_redirect_uris_are_refused(uri: object) -> None:
     with pytest.raises(ConfigurationError):
         config_module.check_redirect_uri(uri)
+
+
+def test_the_client_refuses_a_plain_http_redirect_uri_to_another_machine(
+    make_client: Callable[..., OAuth2Client],
+) -> None:
+    """create_oauth2_client(redirect_uri=...) goes through the same check, before any flow."""
+    remote = "http://jupyter.example.org/chat-oauth2/callback/demo"
+    with pytest.raises(ConfigurationError, match="unencrypted"):
+        make_client(mode="jupyter", redirect_uri=remote)
+    loopback = "http://127.0.0.1:8765/chat-oauth2/callback/demo"
+    assert make_client(mode="jupyter", redirect_uri=loopback).setup() == loopback
+    assert make_client(mode="jupyter", redirect_uri=remote, allow_insecure_http=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..config import ProviderConfig, provider_identity
+from ..config import ProviderConfig, check_redirect_uri, provider_identity
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
@@ -99,6 +99,9 @@ class OAuth2Client:
         # A ProviderConfig checked its fields when it was built; this client's http rule and
         # the secret its client authentication sends are checked here.
         self.config = config.checked(allow_insecure_http=allow_insecure_http)
+        if redirect_uri is not None:
+            # An explicit redirect URI is honoured exactly, so it is checked here, once.
+            redirect_uri = check_redirect_uri(redirect_uri, allow_insecure_http)
         self.mode = mode
         self.timeout = timeout
         self.leeway = leeway
