@@ -487,7 +487,9 @@ def provider_identity(config: ProviderConfig) -> str:
     use the same alias. Only URLs and the client id: it may be shown in messages.
     """
     if config.issuer:
-        return config.issuer
+        # A label, not an issuer check (those are exact: same_issuer): tokens stored before
+        # issuers were kept verbatim carry the form without a trailing slash.
+        return config.issuer.rstrip("/")
     return f"{config.access_token_uri} (client_id {config.client_id})"
 
 
