@@ -118,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             start_id,
             owner=None,
             accepts=lambda flow: _same_listener(flow.redirect_uri, port, None),
+            cookies=self._cookies(),
         )
         if isinstance(result, str):
             self._answer(400, _page("Authorization failed", result))

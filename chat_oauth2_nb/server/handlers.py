@@ -154,8 +154,12 @@ class StartHandler(_Base):
 
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
         owner = self._user_name()
+        cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
-            self, lambda: open_start_link(open_store(), start_id, owner=owner, accepts=accepts)
+            self,
+            lambda: open_start_link(
+                open_store(), start_id, owner=owner, accepts=accepts, cookies=cookies
+            ),
         )
         if isinstance(result, str):
             self._page(CallbackOutcome(status=400, title="Authorization failed", message=result))
