@@ -18,6 +18,7 @@ _EXPORTS = {
     "resolve_user": "notebook.client",
     "HttpExchange": "notebook.client",
     "OAuth2Auth": "kernel.auth",
+    "open_in_browser": "kernel.opener",
     "AuthData": "oauth",
     "DeviceAuthorization": "oauth",
     "ProviderConfig": "config",
@@ -79,6 +80,7 @@ __all__ = [
     "create_oauth2_client",
     "dashboard",
     "discover_config",
+    "open_in_browser",
     "open_store",
     "providers",
     "resolve_user",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:
     )
     from .kernel.auth import OAuth2Auth
     from .kernel.declared import providers
+    from .kernel.opener import open_in_browser
     from .notebook.board import dashboard
     from .notebook.client import HttpExchange, OAuth2Client, create_oauth2_client, resolve_user
     from .oauth import AuthData, DeviceAuthorization

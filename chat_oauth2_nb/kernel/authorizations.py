@@ -51,6 +51,16 @@ class AuthorizationURL(str):
         self.user_code = user_code
         return self
 
+    def open(self) -> bool:
+        """Open this link in the browser without putting it on a command line (see opener.py).
+
+        ``webbrowser.open(link)`` would show it to every local user (``ps``), and whoever
+        opens a start link first holds its authorization. True when a browser was started.
+        """
+        from .opener import open_in_browser
+
+        return open_in_browser(str(self))
+
 
 class Authorizations:
     """Start, link, follow and wait for one client's flows."""

@@ -4,23 +4,31 @@ It runs the same callback logic as the Jupyter extension, in a daemon thread of 
 process that started it (plain python, VS Code, a kernel whose server lacks the extension).
 
 One listener per (store, requested port) per process: re-running a set-up cell reuses it,
-so the redirect URI stays the same. It listens only while a pending flow of it exists,
-and comes back on the same port when a new flow starts. Idle sockets time out and at most
-``MAX_HANDLERS`` requests are served at once; the rest get 503.
+so the redirect URI stays the same. It holds its port from the first ``setup()`` until the
+last client using it is closed, answering every request (an error page while no flow is
+pending): a port it let go between two flows could be taken by another local user, whose
+listener would then receive the next start link and code. A request's line and headers
+must arrive within ``HEAD_DEADLINE`` seconds in total and are read without a thread; only
+complete requests take one of ``MAX_HANDLERS`` handler threads (the rest get 503).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import io
 import logging
+import selectors
 import socket
+import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from ..errors import ConfigurationError, StateError
 from ..lifecycle.callback import (
     SECURITY_HEADERS,
     Arrival,
@@ -39,12 +47,18 @@ log = logging.getLogger("chat_oauth2_nb.server")
 PREFIX = "/chat-oauth2/"
 PATH = "/chat-oauth2/callback"
 START = "/chat-oauth2/start/"
-#: Concurrent requests served; more wait for nobody and get 503 at once.
+#: Complete requests served at once; more get 503 at once.
 MAX_HANDLERS = 16
-#: Seconds an idle connection may keep a handler thread.
+#: Seconds a handler may wait for the client to take its answer.
 IDLE_TIMEOUT = 10.0
-# How often the listener asks the store whether any of its flows is still pending.
-_IDLE_CHECK = 1.0
+#: Seconds for a request's whole head (request line and headers), however it trickles in.
+HEAD_DEADLINE = 5.0
+#: Connections still sending their head; past this the oldest one is dropped.
+MAX_HEADS = 128
+#: Bytes of a request head (tornado's limit too); a longer one is refused.
+MAX_HEAD = 65536
+# How often the serving loop drops heads past their deadline.
+_TICK = 0.25
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _CSP = "default-src 'none'; frame-ancestors 'none'"
 
@@ -55,6 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.idle_timeout  # type: ignore[misc]  # read by setup() below
         super().setup()
+        # The serving loop read the whole head already (within its deadline): parse that.
+        self.rfile.close()
+        self.rfile = io.BytesIO(self.server.take_head(self.request))
 
     def do_GET(self) -> None:
         # The request line holds the code: whatever logs self.path from here on sees it scrubbed.
@@ -101,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             start_id,
             owner=None,
             accepts=lambda flow: _same_listener(flow.redirect_uri, port, None),
+            cookies=self._cookies(),
         )
         if isinstance(result, str):
             self._answer(400, _page("Authorization failed", result))
@@ -158,16 +176,34 @@ def _same_listener(uri: str, port: int, path: str | None) -> bool:
     return path is None or parts.path == path
 
 
-_BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n"
-    b"Cache-Control: no-store\r\nConnection: close\r\n\r\nBusy: reload in a moment"
-)
+def _canned(status: str, text: str) -> bytes:
+    body = text.encode()
+    return (
+        f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Accept a burst at once (the excess gets 503) instead of leaving it in SYN retries that
-    # trickle in for seconds and keep the handler slots busy.
+_BUSY = _canned("503 Service Unavailable", "Busy: reload in a moment")
+_SLOW = _canned("408 Request Timeout", "The request took too long to arrive")
+_LARGE = _canned("431 Request Header Fields Too Large", "The request is too large")
+
+
+@dataclasses.dataclass
+class _Head:
+    """A connection still sending its request head."""
+
+    address: Any
+    deadline: float
+    data: bytearray = dataclasses.field(default_factory=bytearray)
+
+
+def _complete(head: bytearray) -> bool:
+    return b"\r\n\r\n" in head or b"\n\n" in head
+
+
+class _Server(HTTPServer):
+    # Accept a burst at once instead of leaving it in SYN retries that trickle in for seconds.
     request_queue_size = 256
 
     def __init__(
@@ -177,38 +213,137 @@ class _Server(ThreadingHTTPServer):
         self.transport_timeout = transport_timeout
         self.idle_timeout = idle_timeout
         self.slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        # Insertion order is deadline order: the first entry is the oldest head.
+        self._heads: dict[socket.socket, _Head] = {}
+        self._ready: dict[socket.socket, bytes] = {}
+        self._selector = selectors.DefaultSelector()
         super().__init__(("127.0.0.1", port), _Handler)
+        self.socket.setblocking(False)
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # A thread per connection, but never more than MAX_HANDLERS: idle or slow clients
-        # must not exhaust the kernel's threads.
-        if not self.slots.acquire(blocking=False):
-            try:
-                request.settimeout(1.0)
-                request.sendall(_BUSY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
+    def run(self, stopping: threading.Event) -> None:
+        """Accept connections and read their heads until ``stopping`` is set."""
+        self._selector.register(self.socket, selectors.EVENT_READ)
         try:
-            super().process_request(request, client_address)
+            while not stopping.is_set():
+                for key, _ in self._selector.select(_TICK):
+                    if key.fileobj is self.socket:
+                        self._accept()
+                    else:
+                        self._read_head(key.fileobj)  # type: ignore[arg-type]
+                self._drop_late()
+        finally:
+            for sock in list(self._heads):
+                self._drop(sock)
+            self._selector.close()
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at once, without starving the heads already open
+            try:
+                sock, address = self.socket.accept()
+            except OSError:  # nothing more to accept (or it went away already)
+                return
+            sock.setblocking(False)
+            if len(self._heads) >= MAX_HEADS:
+                self._drop(next(iter(self._heads)))
+            self._heads[sock] = _Head(address, time.monotonic() + HEAD_DEADLINE)
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    def _read_head(self, sock: socket.socket) -> None:
+        head = self._heads[sock]
+        try:
+            chunk = sock.recv(MAX_HEAD)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop(sock)
+            return
+        head.data += chunk
+        if len(head.data) > MAX_HEAD:
+            self._drop(sock, _LARGE)
+        elif _complete(head.data):
+            self._selector.unregister(sock)
+            del self._heads[sock]
+            self._dispatch(sock, head)
+
+    def _drop_late(self) -> None:
+        # One deadline for the whole head, not per read: a client trickling a byte at a
+        # time holds nothing longer than HEAD_DEADLINE, and never a thread.
+        now = time.monotonic()
+        for sock, head in list(self._heads.items()):
+            if head.deadline > now:
+                break
+            self._drop(sock, _SLOW)
+
+    def _drop(self, sock: socket.socket, answer: bytes = b"") -> None:
+        self._heads.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+        with contextlib.suppress(OSError):
+            if answer:
+                sock.send(answer)  # small, into an empty buffer; what does not fit is dropped
+        sock.close()
+
+    def _dispatch(self, sock: socket.socket, head: _Head) -> None:
+        # A thread per complete request, never more than MAX_HANDLERS at once.
+        if not self.slots.acquire(blocking=False):
+            self._drop(sock, _BUSY)
+            return
+        sock.setblocking(True)
+        self._ready[sock] = bytes(head.data)
+        worker = threading.Thread(
+            target=self._handle, args=(sock, head.address), name="chat-oauth2-request", daemon=True
+        )
+        try:
+            worker.start()
         except BaseException:
+            self._ready.pop(sock, None)
             self.slots.release()
+            sock.close()
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def take_head(self, sock: socket.socket) -> bytes:
+        """The head read for ``sock`` (for its handler, once)."""
+        return self._ready.pop(sock, b"")
+
+    def _handle(self, sock: socket.socket, address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(sock, address)
+        except Exception:
+            self.handle_error(sock, address)
         finally:
+            self._ready.pop(sock, None)
+            self.shutdown_request(sock)
             self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log one line: the default prints a traceback into the notebook's stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            # The browser went away before its answer (a closed tab, a reload): nothing to do.
+            log.debug("a loopback client went away: %s", type(exc).__name__)
+        else:
+            # Only the type: a message may quote the request, whose query holds the code.
+            log.warning("a loopback request failed with %s", type(exc).__name__)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every connection still sending its head."""
+        super().server_close()
+        for sock in list(self._heads):
+            self._drop(sock)
 
 
 class LoopbackServer:
-    """Serves ``http://127.0.0.1:PORT/chat-oauth2/callback/<alias>`` while flows of it are pending."""
+    """Serves ``http://127.0.0.1:PORT/chat-oauth2/callback/<alias>`` while clients use it.
+
+    It holds its port from creation to :meth:`stop`: a link or redirect URI is only ever
+    issued on a port this process holds at that moment.
+    """
 
     _shared: ClassVar[dict[tuple[str, int], LoopbackServer]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -224,12 +359,17 @@ class LoopbackServer:
         self._store = store
         self.transport_timeout = transport_timeout
         self.idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        self._server: _Server | None = _Server(port, store, transport_timeout, self.idle_timeout)
+        self._server: _Server | None = _bind(port, store, transport_timeout, self.idle_timeout)
         self._port = self._server.port
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._users = 0
+        # Serving from the start: a request that arrives before any flow is answered at
+        # once (an error page), not left in the kernel's backlog.
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._serve, args=(self._server,), name="chat-oauth2-loopback", daemon=True
+        )
+        self._thread.start()
 
     @classmethod
     def shared(
@@ -259,7 +399,7 @@ class LoopbackServer:
 
     @property
     def port(self) -> int:
-        """The port it listens on (kept across restarts)."""
+        """The port it holds."""
         return self._port
 
     @property
@@ -276,66 +416,34 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self._port}{START}{start_id}"
 
     def serves(self, uri: str) -> bool:
-        """True when a redirect to ``uri`` arrives at this listener."""
+        """True when a redirect to ``uri`` arrives at this listener (while it holds its port)."""
         return _same_listener(uri, self._port, None)
+
+    def holds(self, uri: str) -> bool:
+        """True when ``uri`` is this listener's and it holds the port now."""
+        return self.running and self.serves(uri)
 
     @property
     def running(self) -> bool:
-        """True while it listens."""
+        """True while it holds its port and serves."""
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Listen (again) in a daemon thread, on the same port when it is free."""
-        with self._lock:
-            if self.running:
-                return
-            if self._server is None:
-                try:
-                    self._server = _Server(
-                        self._port, self._store, self.transport_timeout, self.idle_timeout
-                    )
-                except OSError as exc:
-                    if exc.errno != errno.EADDRINUSE:
-                        raise
-                    self._server = _Server(
-                        0, self._store, self.transport_timeout, self.idle_timeout
-                    )
-                    log.warning(
-                        "loopback port %s is taken now: the redirect URI changes to port %s",
-                        self._port,
-                        self._server.port,
-                    )
-                    self._port = self._server.port
-            self._stopping.clear()
-            self._thread = threading.Thread(
-                target=self._serve, args=(self._server,), name="chat-oauth2-loopback", daemon=True
+        """Check it still serves (it serves from creation to :meth:`stop`); StateError if not."""
+        if not self.running:
+            raise StateError(
+                f"The loopback listener on port {self._port} was closed",
+                hint="Run client.setup() again and get a new link: the redirect URI is on the "
+                "port the new listener holds.",
             )
-            self._thread.start()
 
     def _serve(self, server: _Server) -> None:
-        server.timeout = 0.05
-        prefix = f"http://127.0.0.1:{self._port}/"
-        next_check = time.monotonic() + _IDLE_CHECK
         try:
-            while not self._stopping.is_set():
-                server.handle_request()
-                if time.monotonic() < next_check:
-                    continue
-                next_check = time.monotonic() + _IDLE_CHECK
-                with self._lock:
-                    try:
-                        idle = not self._store.has_pending_flow(prefix)
-                    except Exception:  # a locked store: keep listening, ask again later
-                        idle = False
-                    if idle:
-                        # Nothing left to receive: free the port until a new flow starts.
-                        self._close(server)
-                        self._thread = None
-                        return
+            server.run(self._stopping)
         finally:
             self._store.close()
-        with self._lock:
-            self._close(server)
+            with self._lock:
+                self._close(server)
 
     def _close(self, server: _Server) -> None:
         if self._server is server:
@@ -353,6 +461,23 @@ class LoopbackServer:
             if self._server is not None:
                 self._server.server_close()
                 self._server = None
+
+
+def _bind(port: int, store: Store, transport_timeout: float, idle_timeout: float) -> _Server:
+    """A server bound and listening on 127.0.0.1:``port``; a taken fixed port is a typed error."""
+    try:
+        return _Server(port, store, transport_timeout, idle_timeout)
+    except OSError as exc:
+        if not port or exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            raise
+        raise ConfigurationError(
+            "loopback_port",
+            f"is {port}, which this process cannot listen on: "
+            + ("another program holds it" if exc.errno == errno.EADDRINUSE else "not allowed"),
+            "Find what holds it (`ss -ltnp`) and stop it, or pick another free port and "
+            "register its redirect URI at the provider; loopback_port=0 takes any free port, "
+            "for providers that accept any port on 127.0.0.1 (RFC 8252 §7.3).",
+        ) from None
 
 
 def listening_sockets(port: int) -> bool:

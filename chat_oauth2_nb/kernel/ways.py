@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from ..config import ProviderConfig
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateError
 from ..oauth import device_authorization_request
 from ..routes import CALLBACK_PATH, CALLBACK_TAIL, SERVER_CALLBACK_ENV, SERVER_START_ENV, START_PATH
 from ..store import FlowEndpoint, PendingFlow, Store
@@ -127,7 +127,7 @@ class Ways:
             return self._explicit or self.paste_uri(), "paste", why
         if self._explicit:
             if self.mode == "loopback":
-                self._start_loopback()
+                self._explicit_loopback(self._explicit)
                 return self._explicit, "loopback", "redirect_uri= was given"
             return self._explicit, "jupyter", "redirect_uri= was given"
         server_url = os.environ.get(SERVER_CALLBACK_ENV)
@@ -180,16 +180,34 @@ class Ways:
             return self.paste_uri(), "paste", why
         return self._start_loopback(), "loopback", why
 
-    def _start_loopback(self) -> str:
+    def _start_loopback(self, port: int | None = None) -> str:
         from .loopback import LoopbackServer
 
         if self._loopback is None:
             # One listener per store and port in this process: re-running a set-up cell
-            # reuses it (same redirect URI). It listens while flows of it are pending.
+            # reuses it (same redirect URI). It holds its port until the client closes, so
+            # every link and redirect URI it gives stays on a port this process holds.
             self._loopback = LoopbackServer.shared(
-                self._store(), port=self.loopback_port, transport_timeout=self._timeout
+                self._store(),
+                port=self.loopback_port if port is None else port,
+                transport_timeout=self._timeout,
             )
         return str(self._loopback.redirect_uri_for(self.config.alias))
+
+    def _explicit_loopback(self, uri: str) -> None:
+        """Listen where an explicit loopback ``redirect_uri=`` points; refuse a port not held."""
+        port = httpx.URL(uri).port
+        self._start_loopback(self.loopback_port or port or 0)
+        if not self._loopback.serves(uri):
+            where = self._loopback.redirect_uri
+            self._loopback.release()  # under self._lock already (choose)
+            self._loopback = None
+            raise ConfigurationError(
+                "redirect_uri",
+                f"is {uri!r}, but this process's loopback listener is {where}",
+                "Give an http://127.0.0.1:PORT/chat-oauth2/callback address whose port is "
+                "loopback_port (or leave loopback_port=0 to listen on the URI's port).",
+            )
 
     def endpoint_for(self, redirect_uri: str) -> FlowEndpoint:
         """Which endpoint serves a flow sent to ``redirect_uri`` the chosen way."""
@@ -200,10 +218,17 @@ class Ways:
 
     def start_url(self, flow: PendingFlow) -> str:
         """The start link of ``flow``: on the callback's origin, so its cookie reaches the callback."""
-        if flow.endpoint == "loopback" and self._loopback is not None:
-            # (Again) now that a flow waits for it. A flow another process's listener
-            # serves (a panel showing it) has its start link at the same place.
-            self._loopback.start()
+        if flow.endpoint == "loopback" and (
+            self._loopback is None or not self._loopback.holds(flow.redirect_uri)
+        ):
+            # Never a link to a port this process does not hold now: whoever holds it would
+            # receive the browser, and the code after it. A redirect URI is never moved.
+            raise StateError(
+                f"This authorization's loopback address {flow.redirect_uri} is no longer "
+                "held by this notebook",
+                hint="Its listener was closed: get a new link with "
+                "client.get_user_authorization_url() (it uses the port the listener holds now).",
+            )
         advertised = os.environ.get(SERVER_CALLBACK_ENV, "").rstrip("/")
         start_base = os.environ.get(SERVER_START_ENV, "").rstrip("/")
         if (

@@ -15,6 +15,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
@@ -94,12 +95,20 @@ def binding_cookie(name: str, value: str, path: str, *, secure: bool) -> str:
 
 
 def open_start_link(
-    store: Store, start_id: str, *, owner: str | None, accepts: Callable[[PendingFlow], bool]
+    store: Store,
+    start_id: str,
+    *,
+    owner: str | None,
+    accepts: Callable[[PendingFlow], bool],
+    cookies: Mapping[str, str] | None = None,
 ) -> tuple[str, str, str] | str:
     """Bind the flow of ``start_id`` to this browser: (provider URL, cookie name, cookie value).
 
-    Returns the reason (words for a page) when the link is unknown, used, expired, another
-    Jupyter user's, or was issued for another endpoint.
+    A start link binds the first browser that opens it, once: a later open from another
+    browser is refused (the link may have leaked, e.g. through a command line any local user
+    can read) and rebinds nothing; the browser that holds the binding (``cookies``) may open
+    it again. Returns the reason (words for a page) when the link is unknown, used, expired,
+    opened already, another Jupyter user's, or was issued for another endpoint.
     """
 
     if not 0 < len(start_id) <= 128:
@@ -111,11 +120,27 @@ def open_start_link(
                 "This authorization link is unknown here. Start again from the link your "
                 "notebook shows."
             )
+        again = _same_browser(flow, owner, cookies or {})
+        if again is not None:
+            return again
         value = secrets.token_urlsafe(32)
         flow = store.bind_flow(start_id, _digest(value), owner)
     except OAuth2Error as exc:
         return f"{exc.message}. {exc.hint or ''}".strip()
     return flow.authorization_url(), binding_cookie_name(flow.state), value
+
+
+def _same_browser(
+    flow: PendingFlow, owner: str | None, cookies: Mapping[str, str]
+) -> tuple[str, str, str] | None:
+    """The provider URL again, for the browser (and Jupyter user) the flow is bound to already."""
+    name = binding_cookie_name(flow.state)
+    cookie = cookies.get(name)
+    if flow.binding is None or cookie is None or flow.owner != owner or flow.status != "pending":
+        return None
+    if not hmac.compare_digest(_digest(cookie), flow.binding) or flow.expires_at <= time.time():
+        return None
+    return flow.authorization_url(), name, cookie
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
@@ -37,6 +39,7 @@ from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.pages import render_outcome
 from ..lifecycle.wire import serve
 from ..store import PendingFlow, Store
+from ..store.sealing import Cipher
 
 __all__ = [
     "AUTH_RESOURCE",
@@ -48,6 +51,33 @@ __all__ = [
 
 AUTH_RESOURCE = "chat_oauth2_nb"
 T = TypeVar("T")
+#: The one query parameter of a callback address that comes back from the login page.
+RESUME_PARAM = "chat_oauth2_resume"
+# How long a browser may take to log in and come back with a sealed callback query.
+_RESUME_TTL = 900.0
+_resume_cipher: list[Cipher] = []
+
+
+def _cipher() -> Cipher:
+    """This server process's key for callback queries that pass through the login page."""
+    if not _resume_cipher:
+        _resume_cipher.append(Cipher(secrets.token_bytes(32)))
+    return _resume_cipher[0]
+
+
+def seal_query(path: str, query: str) -> str:
+    """``query`` sealed for a return to ``path`` (AES-GCM, a key that never leaves this process)."""
+    # Without the "aesgcm1:" tag: the login page reads a ':' in its next= as a scheme.
+    return _cipher().seal(json.dumps([time.time(), query]), path.encode()).partition(":")[2]
+
+
+def open_query(path: str, sealed: str) -> str | None:
+    """The query :func:`seal_query` sealed for ``path``, unless altered, foreign or too old."""
+    plain = _cipher().open(f"aesgcm1:{sealed}", path.encode()) if len(sealed) <= 16384 else None
+    if plain is None:
+        return None
+    sealed_at, query = json.loads(plain)
+    return str(query) if time.time() - float(sealed_at) <= _RESUME_TTL else None
 
 
 async def in_worker(handler: web.RequestHandler, work: Callable[[], T]) -> T:
@@ -67,18 +97,37 @@ class _Base(ExtensionHandlerMixin, JupyterHandler):
         return super().prepare(_redirect_to_login=_redirect_to_login)
 
     def get_login_url(self) -> str:
-        """The login URL; the page to come back to is the real one, code and state included.
+        """The login URL; the page to come back to is this one, its query sealed.
 
         A browser not yet logged in to this server (a guest on a shared server, an expired
-        session) logs in through JupyterHub and must come back with the redirect intact.
+        session) logs in through JupyterHub and must come back with the redirect intact. The
+        login page's address (``next=``) is logged by Jupyter and the hub, at debug level
+        and on errors: it carries the code and state only sealed with this process's key.
         """
-        self.request.uri = self._raw_uri
+        path = self.request.path
+        query = urlsplit(self._raw_uri).query
+        self.request.uri = f"{path}?{RESUME_PARAM}={seal_query(path, query)}" if query else path
+        # Left in place: tornado's @authenticated reads it next (redirect() scrubs it again).
         try:
             return str(super().get_login_url())
         except BaseException:
             # No login page (an API-only setup answers 403): the log line must stay clean.
             self.request.uri = scrub_uri(self._raw_uri)
             raise
+
+    def _query(self) -> dict[str, list[str]]:
+        """This request's query (decoded), the sealed one opened when it came back from login."""
+        args: Mapping[str, Sequence[bytes]] = self.request.query_arguments
+        decoded = {
+            key: [value.decode("utf-8", "replace") for value in values]
+            for key, values in args.items()
+        }
+        sealed = decoded.get(RESUME_PARAM)
+        if sealed is None:
+            return decoded
+        query = open_query(self.request.path, sealed[0]) if len(decoded) == 1 else None
+        # Altered, from before a restart, or too old: no state, so the page says start again.
+        return parse_qs(query, keep_blank_values=True) if query else {}
 
     def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
         """Redirect, with the code scrubbed again from what the access log will print."""
@@ -154,8 +203,12 @@ class StartHandler(_Base):
 
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
         owner = self._user_name()
+        cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
-            self, lambda: open_start_link(open_store(), start_id, owner=owner, accepts=accepts)
+            self,
+            lambda: open_start_link(
+                open_store(), start_id, owner=owner, accepts=accepts, cookies=cookies
+            ),
         )
         if isinstance(result, str):
             self._page(CallbackOutcome(status=400, title="Authorization failed", message=result))
@@ -181,11 +234,7 @@ class CallbackHandler(_Base):
     @authorized("write")  # type: ignore[untyped-decorator]
     async def get(self, alias: str | None = None) -> None:
         """Exchange the code for the flow named by ``state`` and say what happened."""
-        params: Any = self.request.query_arguments
-        decoded = {
-            key: [value.decode("utf-8", "replace") for value in values]
-            for key, values in params.items()
-        }
+        decoded = self._query()
         own = self._own_paths(self.request.path)
         arrival = Arrival(
             kind="server",

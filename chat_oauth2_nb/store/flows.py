@@ -110,8 +110,8 @@ class FlowTable(ProviderTable):
     def bind_flow(self, start_id: str, binding: str, owner: str | None) -> PendingFlow:
         """Bind a pending flow to the browser that opened its start link (and its Jupyter user).
 
-        Raises StateError when the flow is unknown, used or expired, and BrowserBindingError
-        when another Jupyter user already opened it.
+        Only once: raises StateError when the flow is unknown, used, expired or opened
+        already, and BrowserBindingError when another Jupyter user opened it.
         """
         now = time.time()
         with self._transaction() as db:
@@ -127,9 +127,17 @@ class FlowTable(ProviderTable):
                     "This authorization link was opened by another Jupyter user",
                     hint="Each person authorizes from a link their own notebook shows.",
                 )
-            # The latest browser to open the link wins: a second tab of the same person works.
+            if row["binding"] is not None:
+                # The first browser to open the link holds it: a later one may have read the
+                # link off a command line (webbrowser.open) and must not take the flow over.
+                raise StateError(
+                    "This authorization link was already opened",
+                    hint="A start link works once, in the browser that opened it first. Get a "
+                    "new link from your notebook (the panel's Authorize link or "
+                    "client.get_user_authorization_url()).",
+                )
             db.execute(
-                "UPDATE flows SET binding = ?, owner = ? WHERE start_id = ?",
+                "UPDATE flows SET binding = ?, owner = ? WHERE start_id = ? AND binding IS NULL",
                 (binding, owner, start_id),
             )
         return dataclasses.replace(self._flow(row), binding=binding, owner=owner)
