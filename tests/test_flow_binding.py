@@ -203,6 +203,24 @@ def test_foreign_iss_is_refused_before_any_code_is_sent(
     assert provider.approve(client.get_user_authorization_url("ada")).status_code == 200
 
 
+@pytest.mark.parametrize("spelling", ["{}/", "{}//", "{} ", "HTTP{}"])
+def test_an_iss_that_differs_only_in_spelling_is_refused(
+    make_client: Make, provider: DemoProvider, spelling: str
+) -> None:
+    """RFC 9207 §2.4: iss is compared as a simple string, nothing stripped or folded."""
+    config = provider.config(alias="demo")
+    config["issuer"] = provider.issuer
+    client = make_client(config=config)
+    # "HTTP{}" upper-cases the scheme: the same URL to a browser, another issuer to RFC 9207.
+    issuer = provider.issuer
+    provider.wrong_iss = spelling.format(issuer[4:] if spelling.startswith("HTTP") else issuer)
+    page = provider.approve(client.get_user_authorization_url("ada"))
+    assert page.status_code == 400 and "issuer" in page.text
+    with pytest.raises(IssuerMismatchError):
+        client.wait_for_authorization("ada", timeout=30)
+    assert provider.token_requests["authorization_code"] == 0
+
+
 def test_missing_iss_is_refused_when_the_provider_advertises_it(
     make_client: Make, provider: DemoProvider
 ) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, same_issuer
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -259,7 +259,7 @@ def _issuer_problem(
     iss = _one(params, "iss")
     if issuer is None:
         return None  # nothing to compare with: the config has no issuer
-    if iss is None or iss.rstrip("/") != issuer.rstrip("/"):
+    if iss is None or not same_issuer(iss, issuer):  # RFC 9207 §2.4: exact
         return IssuerMismatchError(
             f"The redirect for {flow.alias!r} names another issuer than {issuer}",
             hint="Another provider sent your browser here (a mix-up attack, RFC 9700 §4.4), or "
