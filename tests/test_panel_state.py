@@ -357,6 +357,10 @@ def test_links_are_static_html_without_the_state() -> None:
     assert render.link_html(device, Status.NOT_AUTHORIZED) == ""
     assert device.link is not None and "WDJB-MJHT" in render.user_code_html(device.link)
     assert "(this link fills the code in)" in render.verify_html(device.link)
+    # The host the link opens is named, in ASCII, next to it (issue 17, finding 12).
+    assert "on <b>p</b>" in render.verify_html(device.link)
+    look_alike = dataclasses.replace(device.link, url="https://xn--pypl-53d.com/device")
+    assert "xn--pypl-53d.com" in render.verify_html(look_alike)
 
 
 def test_the_fallback_offer_names_whose_fix_it_is() -> None:

@@ -423,6 +423,13 @@ class LoopbackServer:
         """True when ``uri`` is this listener's and it holds the port now."""
         return self.running and self.serves(uri)
 
+    @classmethod
+    def held_by_this_process(cls, uri: str) -> bool:
+        """True when one of this process's listeners holds ``uri``'s port now (any client's)."""
+        with cls._shared_lock:
+            listeners = list(cls._shared.values())
+        return any(listener.holds(uri) for listener in listeners)
+
     @property
     def running(self) -> bool:
         """True while it holds its port and serves."""

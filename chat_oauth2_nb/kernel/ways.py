@@ -218,11 +218,10 @@ class Ways:
 
     def start_url(self, flow: PendingFlow) -> str:
         """The start link of ``flow``: on the callback's origin, so its cookie reaches the callback."""
-        if flow.endpoint == "loopback" and (
-            self._loopback is None or not self._loopback.holds(flow.redirect_uri)
-        ):
+        if flow.endpoint == "loopback" and not self._held(flow.redirect_uri):
             # Never a link to a port this process does not hold now: whoever holds it would
             # receive the browser, and the code after it. A redirect URI is never moved.
+            # (Another client of this process may hold it: a panel showing that one's flow.)
             raise StateError(
                 f"This authorization's loopback address {flow.redirect_uri} is no longer "
                 "held by this notebook",
@@ -248,6 +247,13 @@ class Ways:
                 "kit's start link and callback live there.",
             )
         return str(parts.copy_with(path=path, query=None, fragment=None))
+
+    def _held(self, uri: str) -> bool:
+        from .loopback import LoopbackServer
+
+        if self._loopback is not None and self._loopback.holds(uri):
+            return True
+        return LoopbackServer.held_by_this_process(uri)
 
     def paste_uri(self) -> str:
         """Where a paste-back flow's browser ends: nothing listens, the person copies the address."""

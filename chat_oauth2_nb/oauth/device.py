@@ -49,6 +49,7 @@ __all__ = [
     "device_poll_backoff",
     "device_token_request",
     "parse_device_authorization",
+    "shown_host",
 ]
 
 log = logging.getLogger("chat_oauth2_nb.device")
@@ -104,7 +105,7 @@ class DeviceAuthorization:
         where either goes. Internationalised names are shown in their ASCII (punycode) form,
         so a look-alike host cannot pass for a familiar one.
         """
-        return _shown_host(self.verification_uri)
+        return shown_host(self.verification_uri)
 
     def __repr__(self) -> str:
         # The device_code is a bearer credential until it expires: never shown, not even masked.
@@ -212,7 +213,8 @@ def _device_field_error(
     )
 
 
-def _shown_host(uri: str) -> str:
+def shown_host(uri: str) -> str:
+    """The host ``uri`` opens, as a person should read it: ASCII (punycode), with its port."""
     parts = urlsplit(uri)
     host = parts.hostname or ""
     try:
@@ -350,8 +352,8 @@ def _verification_uris(
         log.warning(
             "device authorization: verification_uri_complete is on another origin (%s) than "
             "verification_uri (%s); only verification_uri is shown",
-            _shown_host(complete),
-            _shown_host(verification_uri),
+            shown_host(complete),
+            shown_host(verification_uri),
         )
         return verification_uri, None
     return verification_uri, complete

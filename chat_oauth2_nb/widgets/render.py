@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from ..oauth import HttpExchange, redact
+from ..oauth.device import shown_host
 from .state import (
     STATUS_WORDS,
     ErrorInfo,
@@ -157,6 +158,9 @@ def extras_html(token: TokenView) -> str:
     """Whether a refresh token and an id_token are stored (never what they are)."""
     refresh = "stored" if token.has_refresh_token else "none"
     id_token = "stored" if token.has_id_token else "none"
+    if token.has_id_token and not token.claims_verified:
+        # No jwksUri (or no issuer) to check it against: its claims are only what it says.
+        id_token += " (not verified: set jwksUri/issuer; don't rely on its claims)"
     return f"Refresh token: {refresh} · id_token: {id_token}"
 
 
@@ -225,7 +229,7 @@ def user_code_html(link: LinkView) -> str:
 
 
 def verify_html(link: LinkView) -> str:
-    """Where to enter the device code (the link fills it in when the provider offers that)."""
+    """Where to enter the device code, naming the host the link opens (issue 17, finding 12)."""
     # Static between codes, like the Authorize link: a click must not lose its anchor.
     page = link.verification_uri or link.url
     filled = " (this link fills the code in)" if link.verification_uri_complete else ""
@@ -234,7 +238,8 @@ def verify_html(link: LinkView) -> str:
         f'<a class="chat-oauth2-verify-link" data-chat-oauth2="verify" '
         f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener" '
         f"{_LINK_STYLE}>"
-        f"{text(page)}</a>{filled}, sign in, and approve."
+        f"{text(page)}</a> on <b>{text(shown_host(link.url))}</b>{filled}, sign in, "
+        "and approve."
     )
 
 
