@@ -31,10 +31,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pytest
 from support.hub import Kernel, RealHub, require_hub
-from support.scan import assert_no_secret, nasty_secret
+from support.scan import assert_no_secret, find_secrets, nasty_secret
+from support.server import JupyterServer
 from support.squatter import ZERO_KEY, Squatter, require_root
 from test_hub_broker import _authorize, _service_store, declare_demo
 from traitlets.config import Config
@@ -45,7 +49,7 @@ from chat_oauth2_nb.errors import OAuth2Error, StoreError
 from chat_oauth2_nb.hub import configure_hub
 from chat_oauth2_nb.lifecycle.remote import ask
 from chat_oauth2_nb.server.app import ChatOAuth2App
-from chat_oauth2_nb.store import Store
+from chat_oauth2_nb.store import Store, new_store_key
 from chat_oauth2_nb.store import keys as hubkey
 from chat_oauth2_nb.store.hubpeer import UntrustedPeer, hub_client, is_this_machine
 
@@ -272,7 +276,7 @@ def _wait_for_service(hub: RealHub, timeout: float = 120) -> None:
 
 _READ = r"""
 import json, os, pathlib
-from chat_oauth2_nb.store import Store
+from chat_oauth2_nb.store import Store, new_store_key
 server = os.getppid()
 seen = {
     "server_environ": pathlib.Path(f"/proc/{server}/environ").read_bytes().decode("latin-1"),
@@ -348,3 +352,63 @@ def test_a_squatter_while_the_service_restarts_collects_no_token(
     assert kept is not None and kept.data.token == before.data.token
     with pytest.raises(StoreError, match="wrong key"):
         Store(hub.store_path("alice"), key=ZERO_KEY)
+
+
+# --- finding 5 on a single-user server: what the same OS user CAN read ----------------------
+
+_SINGLE_READ = r"""
+import json, os, pathlib
+from chat_oauth2_nb.store import Store, new_store_key
+store = Store()  # the key the server uses is in the environment the kernel inherited
+(record,) = store.list_tokens()
+print(json.dumps({
+    "server_environ": pathlib.Path(f"/proc/{os.getppid()}/environ").read_bytes().decode("latin-1"),
+    "kernel_environ": json.dumps(dict(os.environ)),
+    "held": store.get_held_refresh_token("demo", record.user, record.provider or ""),
+    "kernel_refresh_token": record.data.refresh_token,
+}))
+"""
+
+
+def _finish_in_a_browser(server: JupyterServer, provider: DemoProvider, link: str) -> None:
+    """A person's browser, logged in to the server: the start link, consent, the callback."""
+    with httpx.Client(headers=server.headers, trust_env=False, timeout=30) as browser:
+        start = browser.get(link)
+        assert start.is_redirect, start.text[:300]
+        approved = provider.approve(start.headers["location"], follow_redirect=False)
+        assert approved.status_code in (302, 303), approved.text[:300]
+        page = browser.get(approved.headers["location"])
+        assert page.status_code == 200, page.text[:300]
+
+
+def test_on_a_single_user_server_the_same_os_user_reads_the_declared_secret_and_refresh_token(
+    tmp_path: Path, provider: DemoProvider
+) -> None:
+    """What README and SECURITY.md say: only the hub's broker mode keeps these from a user."""
+    client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
+    assert secret is not None
+    declared = {"demo": {**provider.config(alias="demo"), "clientId": client_id}}
+    env = {"CHAT_OAUTH2_DEMO_CLIENT_SECRET": secret, "CHAT_OAUTH2_NB_STORE_KEY": new_store_key()}
+    server = JupyterServer(tmp_path, env=env)
+    (server.config_dir / "jupyter_server_config.json").write_text(
+        json.dumps({"ChatOAuth2App": {"providers": declared}})
+    )
+    with server:
+        # Kernel drives a kernel over the Jupyter API; the server stands where a hub would.
+        where: Any = SimpleNamespace(url=server.base_url, base_url="/", admin_token=server.token)
+        kernel = Kernel(where, "/")
+        link = kernel.run(
+            "from chat_oauth2_nb import create_oauth2_client\n"
+            "client = create_oauth2_client('demo')\n"
+            "print(client.get_user_authorization_url())\n"
+        ).strip()
+        _finish_in_a_browser(server, provider, link)
+        kernel.run("client.wait_for_authorization(timeout=60)")
+        seen = json.loads(kernel.run(_SINGLE_READ))
+    # The server removed the secret from os.environ (kernels do not inherit it) ...
+    assert_no_secret(seen["kernel_environ"], [secret], "the kernel's environment", [client_id])
+    assert seen["kernel_refresh_token"] is None  # ... and hands kernels access tokens only,
+    # ... but the same OS user reads the secret from the server's process and the refresh
+    # token from the store, which the kernel opens with the same key.
+    assert find_secrets(seen["server_environ"], [secret]), "the secret left /proc/<pid>/environ"
+    assert seen["held"], "the kernel could not read the held refresh token"

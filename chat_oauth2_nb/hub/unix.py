@@ -8,6 +8,7 @@ run as their users, and each authenticates with its own token.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 from ..errors import ConfigurationError
 
 __all__ = ["DEFAULT_SOCKET", "MAX_SOCKET_PATH", "ensure_socket_folder", "listen_unix"]
+
+log = logging.getLogger("chat_oauth2_nb.hub")
 
 #: Where configure_hub() puts the managed service's socket, in the hub's directory.
 DEFAULT_SOCKET = Path("chat_oauth2_nb_service") / "router.sock"
@@ -52,6 +55,8 @@ def ensure_socket_folder(path: Path, *, create: bool) -> int:
             f"(mode {stat.S_IMODE(info.st_mode):o})",
             f"Run `chmod 755 {folder}`, or choose a folder of the hub's user.",
         )
+    if create:
+        _warn_if_closed(folder)
     if create and info.st_uid != os.geteuid():
         raise ConfigurationError(
             "socket_path",
@@ -59,6 +64,20 @@ def ensure_socket_folder(path: Path, *, create: bool) -> int:
             f"Remove {folder} (someone else made it), or choose another socket_path.",
         )
     return info.st_uid
+
+
+def _warn_if_closed(folder: Path) -> None:
+    """Say so when other users could not reach the socket (servers that run as other users)."""
+    for place in (folder, *folder.parents):
+        if not place.stat().st_mode & stat.S_IXOTH:
+            log.warning(
+                "chat-oauth2: users' servers that run as other OS users cannot reach the "
+                "service's socket in %s: %s is closed to them. Give it o+x, or pass "
+                "configure_hub(c, socket_path=...) in a folder they can reach.",
+                folder,
+                place,
+            )
+            return
 
 
 def listen_unix(server: Any, path: Path) -> None:

@@ -50,15 +50,23 @@ def hub_client(url: str, timeout: float) -> httpx.Client:
         "follow_redirects": False,
     }
     path = os.environ.get(HUB_SOCKET_ENV, "").strip()
-    if path and os.path.exists(path):
-        # The URL still names the path and Host; the bytes go through the socket only.
-        return httpx.Client(transport=_PeerCheckedTransport(path, _listener_uid(path)), **common)
+    missing = ""
+    if path:
+        try:
+            os.stat(path)
+        except PermissionError:
+            missing = f"; its socket {path} is in a folder this user may not enter"
+        except OSError:
+            missing = f"; its socket {path} does not exist (is the service running?)"
+        else:
+            # The URL still names the path and Host; the bytes go through the socket only.
+            transport = _PeerCheckedTransport(path, _listener_uid(path))
+            return httpx.Client(transport=transport, **common)
     parts = urlsplit(url)
     if parts.scheme == "https":
         return httpx.Client(**common)
     if parts.scheme == "http" and parts.hostname and not is_this_machine(parts.hostname):
         return httpx.Client(**common)
-    missing = f"; its socket {path} does not exist (is the service running?)" if path else ""
     raise UntrustedPeer(
         f"{url} is plain http to this machine, where any local user may be listening on that "
         f"port{missing}"
