@@ -76,7 +76,7 @@ def server_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str
         "CHAT_OAUTH2_NB_HUB_KEY_URL": f"http://127.0.0.1:{port}{SERVICE}store-key",
         "CHAT_OAUTH2_NB_HUB_BROKER_URL": f"http://127.0.0.1:{port}{SERVICE}broker",
         # The hub's folder for the socket: the service (down) has not made its socket yet.
-        "CHAT_OAUTH2_NB_HUB_SOCKET": str(tmp_path / "chat_oauth2_nb_service" / "router.sock"),
+        "CHAT_OAUTH2_NB_HUB_SOCKET": str(tmp_path / "chat_oauth2_nb_run" / "router.sock"),
         "CHAT_OAUTH2_NB_HUB_UID": str(os.geteuid()),
     }
     monkeypatch.delenv("CHAT_OAUTH2_NB_STORE_KEY", raising=False)
@@ -151,7 +151,7 @@ def test_configure_hub_gives_servers_the_socket_and_the_uid_that_must_listen(
     c = Config()
     c.JupyterHub.public_url = "https://hub.example.org/"
     configure_hub(c)
-    socket_path = tmp_path / "chat_oauth2_nb_service" / "router.sock"
+    socket_path = tmp_path / "chat_oauth2_nb_run" / "router.sock"
     environment = c.Spawner.environment
     assert environment["CHAT_OAUTH2_NB_HUB_SOCKET"] == str(socket_path)
     assert environment["CHAT_OAUTH2_NB_HUB_UID"] == str(os.geteuid())
@@ -260,7 +260,7 @@ def test_a_squatter_before_the_service_starts_collects_no_token(
 
 def _wait_for_service(hub: RealHub, timeout: float = 120) -> None:
     """The hub restarts its managed service (it polls every 30 s): wait until it serves."""
-    socket_path = hub.root / "chat_oauth2_nb_service" / "router.sock"
+    socket_path = hub.root / "chat_oauth2_nb_run" / "router.sock"
     deadline = time.monotonic() + timeout
     request = f"GET {hub.base_url}services/chat-oauth2/store-key HTTP/1.0\r\n\r\n".encode()
     while time.monotonic() < deadline:

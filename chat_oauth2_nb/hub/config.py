@@ -166,7 +166,7 @@ def configure_hub(
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
 
     Servers send their API token only to an authenticated service: the managed service also
-    listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_service/router.sock``
+    listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_run/router.sock``
     in the hub's directory, in a folder only the hub's user may write), and servers check
     that the hub's uid listens there before they send it. Without a socket here (servers on
     other machines, or ``managed=False`` without ``socket_path``) they use ``key_url`` and the

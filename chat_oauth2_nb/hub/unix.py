@@ -21,9 +21,9 @@ __all__ = ["DEFAULT_SOCKET", "MAX_SOCKET_PATH", "ensure_socket_folder", "listen_
 log = logging.getLogger("chat_oauth2_nb.hub")
 
 #: Where configure_hub() puts the managed service's socket, in the hub's directory.
-DEFAULT_SOCKET = Path("chat_oauth2_nb_service") / "router.sock"
-#: sun_path holds 108 bytes on Linux, 104 on macOS: leave room.
-MAX_SOCKET_PATH = 100
+DEFAULT_SOCKET = Path("chat_oauth2_nb_run") / "router.sock"
+#: sun_path holds 108 bytes on Linux, 104 on macOS, the final NUL included.
+MAX_SOCKET_PATH = 103
 
 
 def ensure_socket_folder(path: Path, *, create: bool) -> int:
