@@ -17,6 +17,8 @@ __all__ = [
     "HUB_KEY_ENV",
     "HUB_KEY_PATH",
     "HUB_PROVIDERS_ENV",
+    "HUB_SOCKET_ENV",
+    "HUB_SOCKET_UID_ENV",
     "SERVER_API_ENV",
     "SERVER_API_PATH",
     "SERVER_API_TOKEN_ENV",
@@ -43,6 +45,12 @@ HUB_CALLBACK_ENV = "CHAT_OAUTH2_NB_HUB_CALLBACK_URL"
 HUB_KEY_ENV = "CHAT_OAUTH2_NB_HUB_KEY_URL"
 #: The router's store-key endpoint, under the service's prefix.
 HUB_KEY_PATH = "store-key"
+#: Set by ``configure_hub()`` on the managed service and every spawned server: the service's
+#: Unix socket in a folder only the hub may write. A server sends its ``JUPYTERHUB_API_TOKEN``
+#: there (never to a 127.0.0.1 port, which any local user could be holding), and only after
+#: the kernel says the listening process runs as ``CHAT_OAUTH2_NB_HUB_UID``.
+HUB_SOCKET_ENV = "CHAT_OAUTH2_NB_HUB_SOCKET"
+HUB_SOCKET_UID_ENV = "CHAT_OAUTH2_NB_HUB_UID"
 
 #: Declared providers (``c.ChatOAuth2App.providers``): the server's API for its own kernels,
 #: under base_url: ``…/providers`` (GET), ``…/token/<alias>`` and ``…/revoke/<alias>`` (POST).

@@ -22,9 +22,12 @@ from ..routes import (
     HUB_KEY_ENV,
     HUB_KEY_PATH,
     HUB_PROVIDERS_ENV,
+    HUB_SOCKET_ENV,
+    HUB_SOCKET_UID_ENV,
 )
 from ..store.postgres import is_postgres_url, redact_url, require_driver
 from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
+from .unix import DEFAULT_SOCKET, ensure_socket_folder
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
 
@@ -130,6 +133,7 @@ def configure_hub(
     providers: dict[str, Any] | None = None,
     providers_file: str | os.PathLike[str] | None = None,
     store_url: str | None = None,
+    socket_path: str | os.PathLike[str] | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -160,6 +164,13 @@ def configure_hub(
     several replicas, ``store_url="postgresql://user@host:port/db"`` (the hub's own database
     server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
+
+    Servers send their API token only to an authenticated service: the managed service also
+    listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_run/router.sock``
+    in the hub's directory, in a folder only the hub's user may write), and servers check
+    that the hub's uid listens there before they send it. Without a socket here (servers on
+    other machines, or ``managed=False`` without ``socket_path``) they use ``key_url`` and the
+    broker URL only over https or plain http to another machine, never to this one.
     """
     _check_arguments(service_name, managed, service_url, api_token, store_url)
     callback = _callback_base(c, public_url, service_name)
@@ -172,10 +183,13 @@ def configure_hub(
     }
     declared = resolve_declarations(providers or {}, os.environ)
     _set_runner(service, managed, secret_file, api_token)
+    socket = _set_socket(service, managed, socket_path)
     if declared:
         _write_providers(service, declared, providers_file, managed, store_url)
     _register(c, service, service_name)
     _give_servers(c, service, callback, key_url, declared)
+    if socket is not None:
+        c.Spawner.environment = {**c.Spawner.environment, **socket}
     return callback
 
 
@@ -217,6 +231,19 @@ def _set_runner(
         if secret_file is not None:
             ensure_secret_file(Path(secret_file))
         service["api_token"] = api_token
+
+
+def _set_socket(
+    service: dict[str, Any], managed: bool, socket_path: str | os.PathLike[str] | None
+) -> dict[str, str] | None:
+    """The service's Unix socket: the managed one listens there; servers' variables, or None."""
+    if socket_path is None and not managed:
+        return None  # the admin's replicas listen where service_url says
+    path = Path(socket_path or DEFAULT_SOCKET).absolute()
+    uid = ensure_socket_folder(path, create=managed)
+    if managed:
+        service["environment"][HUB_SOCKET_ENV] = str(path)
+    return {HUB_SOCKET_ENV: str(path), HUB_SOCKET_UID_ENV: str(uid)}
 
 
 def _write_providers(

@@ -39,11 +39,12 @@ from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
 from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.wire import serve
-from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH
+from ..routes import HUB_BROKER_PATH, HUB_KEY_PATH, HUB_SOCKET_ENV
 from ..store import HeldTokenStore, open_store
 from ..store.keys import derive_store_key
 from ..store.postgres import PostgresStore, is_postgres_url
 from .keys import load_hub_secret
+from .unix import listen_unix
 
 __all__ = [
     "BROKER_PROVIDERS_FILE_ENV",
@@ -327,6 +328,12 @@ def main() -> None:
         load_declared(),
     )
     server = HTTPServer(app, xheaders=True)
+    # The port first: a port someone else holds stops the service before it opens its socket.
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("chat-oauth2 router listening on %s", url.geturl())
+    socket_path = os.environ.get(HUB_SOCKET_ENV, "")
+    if socket_path:
+        # Users' servers send their API tokens here only (store.hubpeer checks our uid).
+        listen_unix(server, Path(socket_path))
+        log.info("chat-oauth2 router listening on %s for users' servers", socket_path)
     IOLoop.current().start()

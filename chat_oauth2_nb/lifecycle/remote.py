@@ -19,6 +19,7 @@ from ..config import ProviderConfig
 from ..declarations import error_from_payload
 from ..errors import ConfigurationError, OAuth2Error
 from ..store import HeldTokenStore, TokenRecord
+from ..store.hubpeer import UntrustedPeer
 from .grants import (
     AuthorizationCode,
     Noter,
@@ -47,6 +48,11 @@ class Holder:
     place: str
     #: What to do when it does not answer.
     hint: str
+    #: Makes the HTTP client for one call (url, timeout); it may refuse (``UntrustedPeer``)
+    #: before the header is sent. The hub's service: ``store.hubpeer.hub_client``.
+    connect: Callable[[str, float], httpx.Client] = dataclasses.field(
+        default=lambda url, timeout: httpx.Client(timeout=timeout), repr=False
+    )
 
 
 def ask(
@@ -59,10 +65,12 @@ def ask(
     """
     url = holder.url.rstrip("/")
     try:
-        with httpx.Client() as http:
+        with holder.connect(url, timeout) as http:
             answer = http.request(
                 method, f"{url}/{path}", json=body, headers=dict(holder.headers), timeout=timeout
             )
+    except UntrustedPeer as exc:
+        raise OAuth2Error(f"{holder.name} was not asked: {exc}", hint=holder.hint) from None
     except httpx.HTTPError as exc:
         raise OAuth2Error(
             f"{holder.name} at {url} did not answer ({type(exc).__name__})", hint=holder.hint

@@ -30,6 +30,7 @@ from ..routes import (
     START_PATH,
 )
 from ..store import Store, open_store
+from ..store.hubpeer import hub_client
 from .handlers import CallbackHandler, GrantsHandler, ProvidersHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
@@ -131,6 +132,8 @@ class ChatOAuth2App(ExtensionApp):
             place="the hub",
             hint="Ask the hub administrator to check the chat-oauth2 service "
             "(python -m chat_oauth2_nb.hub check).",
+            # The API token goes to the authenticated service only (its socket and uid, TLS).
+            connect=hub_client,
         )
 
     def initialize_settings(self) -> None:

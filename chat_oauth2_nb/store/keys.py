@@ -3,8 +3,9 @@
 On a hub set up with ``configure_hub(c)``, every user's server (and its kernels) fetches
 its per-user store key from the router with its own ``JUPYTERHUB_API_TOKEN``; the router
 derives it (:func:`derive_store_key`) from a hub-held secret and the token's user, so a user
-only ever gets their own. The key is fetched once per process and kept in memory only:
-never written to disk.
+only ever gets their own. The token goes only to an authenticated service (``hubpeer``), and
+only a well-formed key for this user is taken. The key is fetched once per process and kept
+in memory only: never written to disk.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import threading
 from typing import Literal
@@ -21,6 +23,7 @@ from ..routes import HUB_CALLBACK_ENV, HUB_KEY_ENV, HUB_KEY_PATH
 
 __all__ = [
     "HUB_TOKEN_ENV",
+    "HUB_USER_ENV",
     "STORE_KEY_ENV",
     "KeySource",
     "derive_store_key",
@@ -33,6 +36,8 @@ __all__ = [
 STORE_KEY_ENV = "CHAT_OAUTH2_NB_STORE_KEY"
 #: JupyterHub gives every server (and so its kernels) its own API token here.
 HUB_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"  # noqa: S105 (a variable name)
+#: And the name of the hub user the server belongs to: the key the service gives is theirs.
+HUB_USER_ENV = "JUPYTERHUB_USER"
 
 #: Where a store's key came from (``Store.key_source``).
 KeySource = Literal["argument", "environment", "hub", "keyring"]
@@ -132,16 +137,15 @@ def _fetch(url: str, token: str) -> str:
     # Imported here: only a hub-spawned server pays for the HTTP client.
     import httpx
 
+    from .hubpeer import UntrustedPeer, hub_client
+
     try:
-        # The service is the hub's own: the token goes to it directly, never through an
-        # HTTP proxy from the environment or on to wherever a redirect points.
-        answer = httpx.get(
-            url,
-            headers={"Authorization": f"token {token}"},
-            timeout=_TIMEOUT,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        # Only to an authenticated service (its Unix socket and uid, or TLS), never through
+        # an HTTP proxy from the environment or on to wherever a redirect points.
+        with hub_client(url, _TIMEOUT) as http:
+            answer = http.get(url, headers={"Authorization": f"token {token}"})
+    except UntrustedPeer as exc:
+        raise _refused(url, f"not asked, {exc}") from None
     except httpx.HTTPError as exc:
         raise _refused(url, f"no answer ({type(exc).__name__})") from None
     if answer.status_code == 503:
@@ -149,11 +153,31 @@ def _fetch(url: str, token: str) -> str:
         raise _refused(url, "HTTP 503, the hub administrator has not given it its secret")
     if answer.status_code != 200:
         raise _refused(url, f"HTTP {answer.status_code}")
-    try:
-        key = str(answer.json()["key"])
-        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raw = b""
-    if len(answer.content) > _MAX_ANSWER or len(raw) != 32:
-        raise _refused(url, "the answer holds no store key")
+    key = _key_from(answer.content) if len(answer.content) <= _MAX_ANSWER else None
+    if key is None:
+        raise _refused(url, "the answer holds no well-formed store key for this user")
     return key
+
+
+def _key_from(body: bytes) -> str | None:
+    """The key in the service's answer, or None unless it is exactly what the service sends.
+
+    ``{"user": <this server's hub user>, "key": <32 bytes, urlsafe base64>}``; a key of one
+    repeated byte (all zeros) is no HKDF output, so it is refused too.
+    """
+    try:
+        answer = json.loads(body)
+        key = answer["key"]
+        raw = base64.urlsafe_b64decode(key) if isinstance(key, str) else b""
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    user = os.environ.get(HUB_USER_ENV, "")
+    if (
+        set(answer) != {"user", "key"}
+        or (user and answer["user"] != user)
+        or len(raw) != 32
+        or base64.urlsafe_b64encode(raw).decode() != key
+        or len(set(raw)) == 1
+    ):
+        return None
+    return str(key)

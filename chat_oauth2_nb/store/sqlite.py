@@ -126,7 +126,16 @@ def _ensure_columns(db: sqlite3.Connection, table: str, columns: dict[str, str])
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
-def _wrong_key_error(path: Path) -> StoreError:
+def _wrong_key_error(path: Path, source: KeySource | None) -> StoreError:
+    if source == "hub":
+        # Never a fresh store in its place: the tokens stay, sealed with the key they had.
+        return StoreError(
+            f"The hub's chat-oauth2 service gave a store key that does not open the token "
+            f"store {path}; the store is left as it is",
+            hint="Ask the hub administrator whether the hub secret (chat_oauth2_nb_hub_secret) "
+            "was replaced: with the old one back, the store opens again. To start afresh "
+            f"instead, move {path.parent} aside and authorize again.",
+        )
     return StoreError(
         f"The token store {path} cannot be decrypted with the store key given (a wrong key)",
         hint=f"Set {STORE_KEY_ENV} to the key the store was written with, in both the Jupyter "
@@ -229,7 +238,7 @@ class Store(FlowTable, TokenTable):
         if self._cipher is None:
             raise no_key_error(self.path)
         if self._cipher.open(row["value"], aad("meta", "key_check")) is None:
-            raise _wrong_key_error(self.path)
+            raise _wrong_key_error(self.path, self.key_source)
 
     def _seal_plain_rows(self, db: sqlite3.Connection) -> None:
         """Seal what an unencrypted store already holds (the first open with a key)."""
