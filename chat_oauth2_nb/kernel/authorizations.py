@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..config import ProviderConfig, scopes_argument
-from ..errors import NotAuthorizedError, OAuth2Error, ProviderMismatchError, StateError
+from ..errors import NotAuthorizedError, OAuth2Error, StateError
 from ..oauth import AuthData, HttpExchange
 from ..store import FlowEndpoint, FlowOrigin, PendingFlow, Store, TokenRecord
 from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
@@ -129,8 +129,9 @@ class Authorizations:
             return ()
         try:
             record = self._stored(key)
-        except ProviderMismatchError:
-            return ()  # another provider's token: the new grant replaces it, scopes and all
+        except NotAuthorizedError:
+            # Another provider's token, or a dead grant: the new grant replaces it.
+            return ()
         return record.data.scopes if record is not None else ()
 
     def link(self, flow: PendingFlow) -> AuthorizationURL:
