@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.scan import assert_no_secret
 from support.wait import wait_until
 
 from chat_oauth2_nb import GrantRevokedError, TokenRefreshError, TokenRevokeError
@@ -65,6 +67,21 @@ def test_a_grant_removed_at_the_provider_stops_being_used_and_says_authorize_aga
     record = store.get_token("demo", "ada")
     assert record is not None and dead.token not in record.data.to_json()
     assert dead.refresh_token and dead.refresh_token not in record.data.to_json()
+
+
+def test_an_invalid_grant_that_echoes_the_refresh_token_masks_it_everywhere(
+    authorized: Callable[..., OAuth2Client], provider: DemoProvider, secret_log: Any
+) -> None:
+    client = authorized()
+    data = client.get_access_token_for_user("ada")
+    assert data is not None and data.refresh_token
+    echo = f"refresh token {data.refresh_token} is revoked"
+    body = json.dumps({"error": "invalid_grant", "error_description": echo})
+    provider.inject_fault("token", status=400, body=body, content_type="application/json")
+    with pytest.raises(GrantRevokedError) as caught:
+        client.refresh_user_access_token("ada")
+    texts = f"{caught.value!s} {caught.value!r} {caught.value.error_description} {secret_log.text}"
+    assert_no_secret(texts, [data.token, data.refresh_token], "the dead grant's error and log")
 
 
 def test_a_stale_token_of_a_dead_grant_is_not_returned_by_a_plain_read(

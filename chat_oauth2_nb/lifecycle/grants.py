@@ -371,16 +371,22 @@ def grant_ended(
     user: str, alias: str, cause: OAuth2Error | None = None, *, why: str | None = None
 ) -> GrantRevokedError:
     """The error for a grant the provider ended (``cause``: its answer): authorize again."""
-    because = why or (
-        "the provider refused its refresh token" if cause is not None else "the provider ended it"
+    ended = (
+        f"the grant of {user!r} at {alias!r} is dead ({why or 'the provider ended it'}: revoked "
+        "there, or expired); its token is no longer used, so authorize again"
     )
+    if cause is None:
+        return GrantRevokedError(
+            ended[0].upper() + ended[1:],
+            hint="Authorize again: client.get_user_authorization_url(), or the panel's "
+            "Authorize link.",
+        )
+    # The provider's words come first, as for any refused refresh; its hint says the rest.
     return GrantRevokedError(
-        f"The grant of {user!r} at {alias!r} is dead: {because} (it was revoked there, or it "
-        "expired); its token is no longer used, so authorize again",
-        error=cause.error if cause is not None else None,
-        error_description=cause.error_description if cause is not None else None,
-        status_code=cause.status_code if cause is not None else None,
-        hint="Authorize again: client.get_user_authorization_url(), or the panel's Authorize link.",
+        f"{cause.message}: {ended}",
+        error=cause.error,
+        error_description=cause.error_description,
+        status_code=cause.status_code,
     )
 
 

@@ -191,8 +191,8 @@ class LocalGrants(TokenShelf):
                 previous=dataclasses.replace(record.data, refresh_token=refresh_token),
             )
         except TokenRefreshError as exc:
-            if exc.error != "invalid_grant":
-                raise  # a provider that failed (5xx, network) may answer the next time
+            if answer.status != 400 or exc.error != "invalid_grant":
+                raise  # a provider that failed (5xx, network, garbage) may answer next time
             # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
             # over (the person removed the app, the provider revoked it). Its token must
             # stop being used, here and in every process that shares the store.
