@@ -397,7 +397,7 @@ class OAuth2Client:
         finish_pasted(
             self.store,
             url_or_query,
-            alias=self.alias,
+            config=self.config,
             user=key,
             timeout=self.timeout,
             seen=self.note_flow_exchange,

@@ -26,6 +26,7 @@ import ipywidgets as widgets
 import traitlets
 
 from ..errors import NotAuthorizedError, OAuth2Error
+from ..kernel.flows import belongs_to
 from ..kernel.users import UserLike, resolve_user
 from ..oauth import utcnow
 from . import flow, render
@@ -204,6 +205,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         except NotAuthorizedError as exc:  # another provider's token, or a dead grant
             record, mismatch = None, ErrorInfo.from_exception(exc)
         latest = store.latest_flow(client.alias, self._key)
+        if latest is not None and not belongs_to(latest, client.config):
+            latest = None  # another provider's flow under this alias: never adopted here
         current = None
         if state.link is not None:
             start_id = state.link.start_id
