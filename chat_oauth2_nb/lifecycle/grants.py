@@ -241,7 +241,9 @@ class TokenShelf:
         """Replace ``record`` by its tombstone: the provider ended its grant.
 
         Only over that very version (a new authorization written meanwhile stays); a store
-        that stays locked loses only the mark, never a token.
+        that stays locked loses only the mark, never a token. A refresh token held apart
+        (declared providers) stays in its table, dead at the provider and never read again:
+        every read stops at the tombstone, and the next grant's write replaces it.
         """
         store = self._store()
         try:
@@ -367,13 +369,11 @@ def is_dead(data: AuthData) -> bool:
     return data.token_type == DEAD
 
 
-def grant_ended(
-    user: str, alias: str, cause: OAuth2Error | None = None, *, why: str | None = None
-) -> GrantRevokedError:
+def grant_ended(user: str, alias: str, cause: OAuth2Error | None = None) -> GrantRevokedError:
     """The error for a grant the provider ended (``cause``: its answer): authorize again."""
     ended = (
-        f"the grant of {user!r} at {alias!r} is dead ({why or 'the provider ended it'}: revoked "
-        "there, or expired); its token is no longer used, so authorize again"
+        f"the grant of {user!r} at {alias!r} is dead (the provider ended it: revoked there, or "
+        "expired); its token is no longer used, so authorize again"
     )
     if cause is None:
         return GrantRevokedError(
