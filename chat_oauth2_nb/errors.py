@@ -7,7 +7,9 @@ what to do next. No error message ever contains a token, code, verifier or secre
     OAuth2Error
     ├── ConfigurationError          a config field is missing or malformed
     ├── NotAuthorizedError          nothing is stored for this (alias, user)
-    │   └── ProviderMismatchError   the stored token belongs to another provider
+    │   ├── ProviderMismatchError   the stored token belongs to another provider
+    │   └── GrantRevokedError       the provider ended the grant: authorize again (also a
+    │                               TokenRefreshError when a refresh found it so)
     ├── AuthorizationDeniedError    the provider redirected back with error=...
     ├── StateError                  unknown, used, expired or missing state
     │   └── BrowserBindingError     the redirect came from another browser or Jupyter user
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "DeviceAuthorizationError",
     "DeviceCodeExpiredError",
+    "GrantRevokedError",
     "IdTokenError",
     "NotAuthorizedError",
     "OAuth2Error",
@@ -206,6 +209,13 @@ class IdTokenError(TokenExchangeError):
 
 class TokenRefreshError(ProviderError):
     """The refresh token grant failed; the stored token is unchanged."""
+
+
+class GrantRevokedError(NotAuthorizedError, TokenRefreshError):
+    """The provider ended the stored grant (revoked or expired there): authorize again.
+
+    A TokenRefreshError too: code that caught a refused refresh still catches it.
+    """
 
 
 class TokenRevokeError(ProviderError):

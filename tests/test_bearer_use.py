@@ -268,6 +268,9 @@ class FixedSource:
     def refresh_after_rejection(self, user: str, used: AuthData) -> AuthData | None:
         return None
 
+    def refused_after_refresh(self, user: str, used: AuthData) -> None:
+        pass
+
 
 def test_a_token_without_a_type_is_sent_as_bearer(apis: Callable[..., Api]) -> None:
     # Many providers omit token_type; a token stored without one keeps working as Bearer.

@@ -19,6 +19,7 @@ from chat_oauth2_nb import (
     AuthorizationDeniedError,
     AuthorizationTimeoutError,
     ConfigurationError,
+    GrantRevokedError,
     NotAuthorizedError,
     OAuth2Error,
     TokenRefreshError,
@@ -377,7 +378,11 @@ def test_failed_refresh_keeps_stored_token(
         client.refresh_user_access_token("ada")
     assert info.value.error == "invalid_grant" and info.value.status_code == 400
     assert "authorize again" in str(info.value)
-    assert client.get_access_token_for_user("ada") == before
+    # invalid_grant ends the grant (issue 17, finding 15): its token is no longer handed out;
+    # a provider that fails otherwise keeps it (tests/test_dead_grants.py).
+    assert before is not None
+    with pytest.raises(GrantRevokedError):
+        client.get_access_token_for_user("ada")
 
 
 def test_refresh_keeps_refresh_token_when_response_omits_it(store: Store) -> None:

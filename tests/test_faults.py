@@ -184,13 +184,14 @@ BAD_ANSWERS: list[tuple[str, int, str | bytes, str, dict[str, str] | None, str, 
     ),
     ("400-error-not-a-string", 400, '{"error": 42}', JSON, None, "instead of a JSON error", None),
     (
+        # (invalid_grant, which ends the grant, echoes it in test_dead_grants.py)
         "400-echoes-refresh-token",
         400,
-        '{"error": "invalid_grant", "error_description": "refresh token {RT} is revoked"}',
+        '{"error": "invalid_request", "error_description": "refresh token {RT} is malformed"}',
         JSON,
         None,
-        "authorize again",
-        "invalid_grant",
+        "rejected the request's parameters",
+        "invalid_request",
     ),
     (
         "no-access-token",

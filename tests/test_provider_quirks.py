@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chat_oauth2_nb import TokenRefreshError, TokenRevokeError, create_oauth2_client
+from chat_oauth2_nb import TokenRefreshError, create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.demo._quirks import KEYCLOAK_REALM
 from chat_oauth2_nb.errors import TokenExchangeError
@@ -151,13 +151,18 @@ def test_google_revokes_with_one_token_request(run: Run) -> None:
     assert provider.introspect(data.token)["active"] is False  # the whole grant went
 
 
-def test_rfc7009_style_breaks_on_google_which_is_why_the_preset_says_google(run: Run) -> None:
+def test_rfc7009_style_on_google_counts_the_already_revoked_token_as_revoked(run: Run) -> None:
     # RFC 7009 revokes the refresh token, then the access token: Google already revoked the
-    # grant with the first and answers 400 invalid_token to the second.
-    _, client = run("google", change=lambda d: d.update(revokeStyle="rfc7009"))
-    with pytest.raises(TokenRevokeError) as caught:
-        client.revoke_user_access_token("ada")
-    assert caught.value.error == "invalid_token"
+    # grant with the first and answers 400 invalid_token to the second. A token the provider
+    # says is already invalid is revoked (issue 17, finding 15): the revocation succeeds.
+    provider, client = run("google", change=lambda d: d.update(revokeStyle="rfc7009"))
+    data = client.get_access_token_for_user("ada")
+    assert data is not None
+    assert client.revoke_user_access_token("ada") is True
+    sent = [e for e in client.http_log if e.url.endswith("/revoke")]
+    assert [e.status for e in sent] == [200, 400] and "invalid_token" in sent[1].response_body
+    assert provider.introspect(data.token)["active"] is False
+    assert client.get_access_token_for_user("ada") is None
 
 
 def test_github_oauth_app_tokens_do_not_expire_and_have_no_refresh_token(run: Run) -> None:

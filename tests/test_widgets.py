@@ -573,18 +573,19 @@ def test_failing_refresh_shows_error_and_hint_and_keeps_token(
     authorize_via_panel(panel, provider)
     before = client.store.get_token(client.alias, "ada")
     token_text = one(panel, "chat-oauth2-token").value
+    # A provider that fails for now (invalid_grant would end the grant: test_dead_grants.py).
     provider.inject_fault(
         "token",
-        status=400,
+        status=503,
         content_type="application/json",
-        body='{"error": "invalid_grant", "error_description": "refresh token revoked"}',
+        body='{"error": "temporarily_unavailable", "error_description": "refresh failed"}',
     )
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: idle(panel))
     assert status(panel).startswith("Error") and "Refreshing the token failed" in status(panel)
     error = one(panel, "chat-oauth2-error").value.replace("&#x27;", "'")
-    assert "'invalid_grant': refresh token revoked (HTTP 400)" in error
-    assert str(hint_for("invalid_grant")) in error
+    assert "'temporarily_unavailable': refresh failed (HTTP 503)" in error
+    assert str(hint_for("temporarily_unavailable")) in error
     assert "unchanged" in one(panel, "chat-oauth2-outcome").value
     # The token is kept, and still shown.
     assert client.store.get_token(client.alias, "ada") == before
@@ -906,18 +907,19 @@ def test_dashboard_shows_failures_and_new_rows(
     client = authorized("ada")
     assert wait_for(lambda: board.rows == [("demo", "ada")])  # picked up by the thread
     row = _row(board, "demo", "ada")
+    # A provider that fails for now (invalid_grant would end the grant: test_dead_grants.py).
     provider.inject_fault(
         "token",
-        status=400,
+        status=503,
         content_type="application/json",
-        body='{"error": "invalid_grant", "error_description": "refresh token revoked"}',
+        body='{"error": "temporarily_unavailable", "error_description": "refresh failed"}',
     )
     before = client.get_access_token_for_user("ada")
     one(row, "chat-oauth2-refresh").click()
     assert wait_for(lambda: status(row).startswith("Error"))
     outcome = one(row, "chat-oauth2-outcome").value.replace("&#x27;", "'")
-    assert "'invalid_grant': refresh token revoked" in outcome
-    assert str(hint_for("invalid_grant")) in outcome
+    assert "'temporarily_unavailable': refresh failed" in outcome
+    assert str(hint_for("temporarily_unavailable")) in outcome
     assert client.get_access_token_for_user("ada") == before
 
     # A token whose provider is not registered in this store cannot be refreshed from here.
@@ -979,8 +981,8 @@ first = client.store.get_token("demo", "ada").data
 refresh.click()
 wait_for(lambda: panel.state.busy is None and client.store.get_token("demo", "ada").data != first)
 second = client.store.get_token("demo", "ada").data
-provider.inject_fault("token", status=400, content_type="application/json",
-                      body='{"error": "invalid_grant", "error_description": "revoked"}')
+provider.inject_fault("token", status=503, content_type="application/json",
+                      body='{"error": "temporarily_unavailable", "error_description": "later"}')
 refresh.click()
 wait_for(lambda: panel.status == "error")  # the trait is set once the card shows it
 waiting = create_oauth2_client(

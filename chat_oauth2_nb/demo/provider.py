@@ -476,9 +476,32 @@ class DemoProvider:
                 return {"active": False}
             return token_claims(record, self._auth.issuer)
 
-    def grants_active(self) -> int:
-        """Number of grants that are not revoked."""
-        return self._store.active_grants()
+    def grants_active(self, username: str | None = None) -> int:
+        """Number of grants that are not revoked (of ``username`` only, when given)."""
+        if username is None:
+            return self._store.active_grants()
+        with self._store.lock:
+            return sum(
+                not g.revoked and g.user.username == username for g in self._store.grants.values()
+            )
+
+    def remove_app(self, username: str = "demo-user", client_id: str | None = None) -> int:
+        """Do what a person does on the provider's "connected apps" page: end every grant.
+
+        Every grant ``username`` gave ``client_id`` (default: the demo client) is revoked, so
+        its refresh tokens answer ``invalid_grant`` and its access tokens 401. Returns how
+        many grants were active.
+        """
+        wanted = client_id or self.client_id
+        with self._store.lock:
+            grants = [
+                g
+                for g in self._store.grants.values()
+                if not g.revoked and g.client_id == wanted and g.user.username == username
+            ]
+            for grant in grants:
+                self._store.revoke_grant(grant)
+        return len(grants)
 
     # -- the person at the browser -------------------------------------------------------
 

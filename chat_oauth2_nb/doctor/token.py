@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from ..errors import ProviderMismatchError
+from ..errors import GrantRevokedError, ProviderMismatchError
 from ..kernel.users import resolve_user
 from ..oauth import AuthData
 from .report import Finding, Verdict
@@ -31,6 +31,9 @@ def check_token(session: Session) -> None:
             f"The token stored for {key!r} belongs to another provider configuration.",
             "Authorize again with this configuration: client.get_user_authorization_url().",
         )
+        return
+    except GrantRevokedError as exc:
+        session.add("scopes", "Granted scopes", "warn", exc.message, exc.hint or "")
         return
     if record is None:
         for check_id, title in (("scopes", "Granted scopes"), ("refresh", "Refresh token")):

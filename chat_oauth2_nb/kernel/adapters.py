@@ -113,6 +113,8 @@ def _requests_auth_class() -> type[Any]:
             again: requests.Response = response.connection.send(retry, **kwargs)
             again.history.append(response)
             again.request = retry
+            if again.status_code == 401:
+                self.refused_again(fresh)  # sent by the adapter: the signed origin refused
             return again
 
     return RequestsAuth

@@ -44,6 +44,9 @@ class TokenSource(Protocol):
     def refresh_after_rejection(self, user: str, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: a newer or refreshed token, or None."""
 
+    def refused_after_refresh(self, user: str, used: AuthData) -> None:
+        """The API refused ``used`` too, right after a 401 refreshed it: the grant is dead."""
+
 
 def _is_loopback(host: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1 (also written as an IPv4-mapped address)."""
@@ -175,11 +178,21 @@ class TokenKeeper:
     def after_rejection(self, used: AuthData) -> AuthData | None:
         """After ``used`` was refused (or will not do): a newer or refreshed token, or None."""
         with self._lock:
-            data = self._client.refresh_after_rejection(self._user, used)
-            # Forget the refused token even when the new one turns out unusable.
+            # Forget the refused token even when no usable one comes back (or the grant died).
             self._cached = None
+            data = self._client.refresh_after_rejection(self._user, used)
             self._cached = data = None if data is None else self._usable(data)
             return data
+
+    def refused_again(self, fresh: AuthData) -> None:
+        """The API refused ``fresh`` too, the token a refusal just brought: the grant is dead.
+
+        Refreshing again would repeat a refresh and a refusal at every call, for ever; the
+        next call says "authorize again" instead (GrantRevokedError).
+        """
+        with self._lock:
+            self._cached = None
+            self._client.refused_after_refresh(self._user, fresh)
 
 
 class OAuth2Auth(TokenKeeper, httpx.Auth):
@@ -210,7 +223,10 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Sign the request; on a 401 from the origin it was signed for, refresh once and retry."""
+        """Sign the request; on a 401 from the origin it was signed for, refresh once and retry.
+
+        A 401 to the retry too ends the grant (:meth:`refused_again`).
+        """
         data = self.current()
         self._sign(request, data)
         response = yield request
@@ -218,7 +234,9 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
             fresh = self.after_rejection(data)
             if fresh is not None:
                 self._sign(request, fresh)
-                yield request
+                again = yield request
+                if self._rejected(request, fresh, again):
+                    self.refused_again(fresh)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -232,4 +250,6 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
             fresh = await asyncio.to_thread(self.after_rejection, data)
             if fresh is not None:
                 self._sign(request, fresh)
-                yield request
+                again = yield request
+                if self._rejected(request, fresh, again):
+                    await asyncio.to_thread(self.refused_again, fresh)

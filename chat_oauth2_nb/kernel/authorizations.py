@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..config import ProviderConfig, scopes_argument
-from ..errors import NotAuthorizedError, OAuth2Error, ProviderMismatchError, StateError
+from ..errors import NotAuthorizedError, OAuth2Error, StateError
 from ..oauth import AuthData, HttpExchange
 from ..store import FlowEndpoint, FlowOrigin, PendingFlow, Store, TokenRecord
-from .flows import POLL_INTERVAL, Waiter, new_flow, provider_url, read_outcome
+from .flows import POLL_INTERVAL, Waiter, belongs_to, new_flow, provider_url, read_outcome
 
 if TYPE_CHECKING:
     from .ways import Ways
@@ -139,8 +139,9 @@ class Authorizations:
             return ()
         try:
             record = self._stored(key)
-        except ProviderMismatchError:
-            return ()  # another provider's token: the new grant replaces it, scopes and all
+        except NotAuthorizedError:
+            # Another provider's token, or a dead grant: the new grant replaces it.
+            return ()
         return record.data.scopes if record is not None else ()
 
     def link(self, flow: PendingFlow) -> AuthorizationURL:
@@ -148,6 +149,13 @@ class Authorizations:
         if flow.start_id is None:
             raise StateError(
                 "This flow has no start link", hint="Get a fresh one: get_user_authorization_url()."
+            )
+        if not belongs_to(flow, self.config):
+            # Its start link would send the browser to the provider that flow was started
+            # with (and its client id), not to this client's.
+            raise StateError(
+                f"This flow was started for another provider under the alias {self.config.alias!r}",
+                hint="Get a fresh link for this provider: get_user_authorization_url().",
             )
         at_provider = provider_url(self.config, flow)
         if flow.endpoint == "paste":

@@ -41,7 +41,7 @@ from ..oauth import (
     utcnow,
 )
 from ..store import FlowError, FlowErrorKind, PendingFlow, Store
-from .flows import new_flow
+from .flows import belongs_to, new_flow
 
 if TYPE_CHECKING:
     from .authorizations import Authorizations
@@ -118,10 +118,18 @@ class DeviceFlows:
         return device
 
     def poll(self, flow: PendingFlow) -> None:
-        """Poll the token endpoint for ``flow`` once, if it is due; record what happened."""
+        """Poll the token endpoint for ``flow`` once, if it is due; record what happened.
+
+        Only a flow of this client's provider: another provider's is left to its own client.
+        """
         store = self._store()
         current = store.get_flow(flow.state)
         if current is None or current.status != "pending" or current.device is None:
+            return
+        if not belongs_to(current, self.config):
+            # Another provider's device code (one alias, two providers): sent here it would
+            # leak to this provider and end the other notebook's flow with its error.
+            log.debug("not polling a device flow of another provider at %r", self.config.alias)
             return
         now = time.time()
         if now >= current.expires_at:

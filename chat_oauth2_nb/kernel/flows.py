@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, provider_identity
 from ..errors import (
     AuthorizationCancelledError,
     AuthorizationTimeoutError,
@@ -37,6 +37,7 @@ __all__ = [
     "POLL_INTERVAL",
     "Outcome",
     "Waiter",
+    "belongs_to",
     "error_from_flow",
     "new_flow",
     "provider_url",
@@ -95,9 +96,24 @@ def new_flow(
     )
 
 
+def belongs_to(flow: PendingFlow, config: ProviderConfig) -> bool:
+    """Whether ``flow`` was started with ``config``'s provider (issuer, or endpoint + client id).
+
+    Two kernels may use one alias for two providers: a flow's link, device code and code go
+    only to the provider that issued them (mix-up, RFC 9700 §4.4), so a client never polls,
+    links, adopts or finishes another provider's flow.
+    """
+    return flow.provider is not None and provider_identity(flow.provider) == provider_identity(
+        config
+    )
+
+
 def provider_url(config: ProviderConfig, flow: PendingFlow) -> str:
-    """The provider's authorization URL for ``flow`` (state, S256 challenge, nonce)."""
-    return flow.authorization_url(config)
+    """The provider's authorization URL for ``flow`` (state, S256 challenge, nonce).
+
+    Built from the provider recorded with the flow, as the start link's redirect is.
+    """
+    return flow.authorization_url(flow.provider or config)
 
 
 _UNKNOWN = FlowError(kind="exchange", message="The authorization failed")

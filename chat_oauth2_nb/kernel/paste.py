@@ -6,10 +6,12 @@ import dataclasses
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from ..config import ProviderConfig
 from ..errors import ConfigurationError, StateError
 from ..lifecycle.callback import Arrival, complete_with_registered
 from ..routes import CALLBACK_TAIL
 from ..store import PendingFlow, Store
+from .flows import belongs_to
 
 __all__ = ["Pasted", "finish_pasted", "read_pasted"]
 
@@ -66,21 +68,23 @@ def finish_pasted(
     store: Store,
     url_or_query: str,
     *,
-    alias: str,
+    config: ProviderConfig,
     user: str,
     timeout: float,
     seen: Callable[[PendingFlow], None],
 ) -> None:
-    """Finish ``user``'s paste-back flow at ``alias`` from the pasted address, as a callback would.
+    """Finish ``user``'s paste-back flow of ``config``'s provider from the pasted address.
 
-    The state is checked exactly as the callback checks it (single use, this alias and user,
-    not expired, ``error=`` becomes a typed error); the pasted address must be the flow's
-    redirect URI. ``seen`` gets the finished flow (its code exchange, for the HTTP log).
+    As a callback would: the state is checked exactly as the callback checks it (single use,
+    this alias, provider and user, not expired, ``error=`` becomes a typed error); the pasted
+    address must be the flow's redirect URI. ``seen`` gets the finished flow (its code exchange, for the HTTP log).
     Blocking, like every sync method of the client: it never touches the kernel's event loop.
     """
     pasted = read_pasted(url_or_query)
     flow = store.get_flow(pasted.state) if pasted.state else None
-    if flow is not None and (flow.alias != alias or flow.user != user):
+    if flow is not None and (
+        flow.alias != config.alias or flow.user != user or not belongs_to(flow, config)
+    ):
         raise StateError(
             "This address belongs to another authorization (another provider or user)",
             hint="Paste it into the notebook that started it, or start again here.",

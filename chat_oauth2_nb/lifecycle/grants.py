@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -25,21 +26,33 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from ..config import ProviderConfig, provider_identity
-from ..errors import NotAuthorizedError, ProviderError, ProviderMismatchError
-from ..oauth import AuthData, HttpExchange, HttpRequest, ProviderAnswer, transport_error
+from ..errors import (
+    GrantRevokedError,
+    NotAuthorizedError,
+    OAuth2Error,
+    ProviderError,
+    ProviderMismatchError,
+    StoreError,
+)
+from ..oauth import AuthData, HttpExchange, HttpRequest, ProviderAnswer, transport_error, utcnow
 from ..oauth.transport import send
 from ..store import STORE_PATIENCE, HeldTokenStore, PendingFlow, TokenRecord
 
 __all__ = [
+    "DEAD",
     "AuthorizationCode",
     "Connections",
     "Grants",
     "TokenShelf",
+    "cannot_revoke",
     "digest",
+    "grant_ended",
+    "is_dead",
     "nothing_stored",
     "patiently",
     "revocations",
     "revoke_advice",
+    "tombstone",
 ]
 
 log = logging.getLogger("chat_oauth2_nb")
@@ -49,6 +62,11 @@ Noter = Callable[[dict[str, Any]], None]
 
 #: Seconds between two looks at a refresh lease another process holds.
 POLL = 0.05
+
+#: The token type of what stays stored once the provider ended a grant (a tombstone): every
+#: reader then says "authorize again" instead of sending a dead token, in every process that
+#: shares the store, and a new authorization simply writes over it.
+DEAD = "chat-oauth2-dead-grant"
 
 
 def patiently(store: HeldTokenStore, write: Callable[[], T]) -> T:
@@ -112,13 +130,19 @@ class Grants(Protocol):
         ``optional``, else TokenRefreshError.
         """
 
+    def refused(self, user: str, have: str) -> None:
+        """An API refused the token ``have`` (a digest) right after a refresh: the grant is dead."""
+
     def exchange(
         self, user: str, code: AuthorizationCode, note: Noter | None = None
     ) -> TokenRecord:
         """Exchange ``code`` and store the token; ``note`` gets the redacted HTTP exchange."""
 
     def keep(self, user: str, data: AuthData) -> TokenRecord:
-        """Store a token the provider just issued (patiently: it cannot be fetched again)."""
+        """Store a token the provider just issued (patiently: it cannot be fetched again).
+
+        Where the secret is held, the grant it replaces is revoked afterwards (best effort).
+        """
 
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored."""
@@ -165,11 +189,20 @@ class TokenShelf:
         return self._config.alias
 
     def stored(self, user: str) -> TokenRecord | None:
-        """The token stored for ``user``, only if this provider issued it.
+        """The token stored for ``user``, only if this provider issued it and it is alive.
 
         Every token read goes through here: a token issued by another provider configured
-        under the same alias is never used, refreshed or revoked with this configuration.
+        under the same alias is never used, refreshed or revoked with this configuration
+        (ProviderMismatchError), and a grant the provider ended is never sent again
+        (GrantRevokedError: authorize again).
         """
+        record = self._mine(user)
+        if record is not None and is_dead(record.data):
+            raise grant_ended(user, self.alias)
+        return record
+
+    def _mine(self, user: str) -> TokenRecord | None:
+        """The record stored for ``user``, dead or alive, if this provider issued it."""
         record = self._store().get_token(self.alias, user)
         if record is None or record.provider is None or record.provider == self._identity:
             return record
@@ -204,9 +237,47 @@ class TokenShelf:
         )
         return written or self._current(user)
 
-    def keep(self, user: str, data: AuthData) -> TokenRecord:
-        """Store a token just issued (patiently: the provider will not issue it again)."""
-        return self._write(user, data, None)
+    def bury(self, user: str, record: TokenRecord) -> None:
+        """Replace ``record`` by its tombstone: the provider ended its grant.
+
+        Only over that very version (a new authorization written meanwhile stays); a store
+        that stays locked loses only the mark, never a token. A refresh token held apart
+        (declared providers) stays in its table, dead at the provider and never read again:
+        every read stops at the tombstone, and the next grant's write replaces it.
+        """
+        store = self._store()
+        try:
+            patiently(
+                store,
+                lambda: store.put_token(
+                    self.alias,
+                    user,
+                    tombstone(record.data),
+                    provider=self._identity,
+                    expect_version=record.version,
+                ),
+            )
+        except StoreError as exc:
+            log.warning("could not mark the dead grant of %r at %r: %s", user, self.alias, exc)
+            return
+        log.warning(
+            "the grant of %r at %r ended at the provider: its token is no longer used; "
+            "authorize again",
+            user,
+            self.alias,
+        )
+
+    def refused(self, user: str, have: str) -> None:
+        """An API refused the token whose digest is ``have`` right after a refresh brought it.
+
+        Refreshing once more would only repeat the refresh and the refusal at every call, for
+        ever: the grant is treated as dead (a newer token stored meanwhile stays).
+        """
+        record = self._mine(user)
+        if record is None or is_dead(record.data):
+            return
+        if hmac.compare_digest(digest(record.data.token), have):
+            self.bury(user, record)
 
 
 class Connections:
@@ -284,6 +355,41 @@ def nothing_stored(user: str, alias: str) -> NotAuthorizedError:
     )
 
 
+def tombstone(data: AuthData) -> AuthData:
+    """What stays stored of ``data`` once its grant died: its scopes; no token; expired now.
+
+    A reader that does not know the mark sees an expired token it cannot refresh.
+    """
+    now = utcnow()
+    return AuthData(token="", token_type=DEAD, expires_at=now, scope=data.scope, obtained_at=now)
+
+
+def is_dead(data: AuthData) -> bool:
+    """Whether ``data`` is a tombstone: the provider ended the grant."""
+    return data.token_type == DEAD
+
+
+def grant_ended(user: str, alias: str, cause: OAuth2Error | None = None) -> GrantRevokedError:
+    """The error for a grant the provider ended (``cause``: its answer): authorize again."""
+    ended = (
+        f"the grant of {user!r} at {alias!r} is dead (the provider ended it: revoked there, or "
+        "expired); its token is no longer used, so authorize again"
+    )
+    if cause is None:
+        return GrantRevokedError(
+            ended[0].upper() + ended[1:],
+            hint="Authorize again: client.get_user_authorization_url(), or the panel's "
+            "Authorize link.",
+        )
+    # The provider's words come first, as for any refused refresh; its hint says the rest.
+    return GrantRevokedError(
+        f"{cause.message}: {ended}",
+        error=cause.error,
+        error_description=cause.error_description,
+        status_code=cause.status_code,
+    )
+
+
 def revocations(config: ProviderConfig, data: AuthData) -> list[tuple[str, str | None]]:
     """The (token, hint) requests that revoke a grant, in the provider's ``revokeStyle``."""
     if config.revoke_style == "google":
@@ -297,21 +403,53 @@ def revocations(config: ProviderConfig, data: AuthData) -> list[tuple[str, str |
     return [(token, hint) for token, hint in pairs if token]
 
 
-def revoke_advice(config: ProviderConfig) -> str | None:
-    """Where a person revokes the app's access themselves, when the kit cannot (or None)."""
-    if config.revoke_token_uri is not None or config.revoke_url_for_people is None:
-        return None
-    return (
-        f"To end the app's access at the provider too, remove it at {config.revoke_url_for_people}"
-    )
+def cannot_revoke(config: ProviderConfig, *, secret_elsewhere: bool = False) -> str | None:
+    """Why the kit can never revoke this provider's tokens itself (None: it can).
 
-
-def warn_if_local_only(config: ProviderConfig) -> None:
-    """Say that a revocation without ``revokeTokenUri`` deletes the token here only."""
+    ``secret_elsewhere``: the Jupyter server or the hub holds the secret and revokes.
+    """
     if config.revoke_token_uri is None:
-        log.warning(
-            "%r has no revokeTokenUri: deleting the token here only; it stays valid at "
-            "the provider until it expires. %s",
-            config.alias,
-            revoke_advice(config) or "",
+        return f"{config.alias!r} has no revokeTokenUri (the provider has no revocation endpoint)"
+    if config.revoke_style == "github" and not config.client_secret and not secret_elsewhere:
+        # DELETE /applications/{client_id}/token takes Basic auth with the client secret
+        # only: a device-flow client without one would get 404 for every token.
+        return (
+            f"{config.alias!r} revokes GitHub-style (DELETE /applications/{{client_id}}/token), "
+            "which GitHub answers only with the client secret, and this client has none"
         )
+    return None
+
+
+def revoke_advice(config: ProviderConfig, *, secret_elsewhere: bool = False) -> str | None:
+    """Why the kit cannot revoke, and where a person does it themselves (None: the kit can)."""
+    why = cannot_revoke(config, secret_elsewhere=secret_elsewhere)
+    if why is None:
+        return None
+    where = config.revoke_url_for_people
+    place = f"remove it at {where}" if where else "remove it in your account at the provider"
+    return f"{why}. To end the app's access at the provider too, {place}"
+
+
+def replaced_grant_kept(config: ProviderConfig) -> str | None:
+    """Why the grant a new authorization replaces is not revoked (None: it is)."""
+    why = cannot_revoke(config)
+    if why is not None:
+        return why
+    if config.revoke_style == "google":
+        return (
+            "Google ends all of an app's access for a person with any one token, the new "
+            "token's too; the older grant ends when unused for six months"
+        )
+    return None
+
+
+def warn_if_local_only(config: ProviderConfig, *, secret_elsewhere: bool = False) -> bool:
+    """Say that a revocation deletes the token here only, when the kit cannot revoke; whether so."""
+    advice = revoke_advice(config, secret_elsewhere=secret_elsewhere)
+    if advice is None:
+        return False
+    log.warning(
+        "Deleting the token here only; it stays valid at the provider until it expires: %s",
+        advice,
+    )
+    return True

@@ -24,12 +24,14 @@ from ..config import ProviderConfig
 from ..errors import (
     ConfigurationError,
     ProviderError,
+    ProviderMismatchError,
     StoreLockedError,
     TokenExchangeError,
     TokenRefreshError,
     TokenRevokeError,
 )
 from ..oauth import (
+    AuthData,
     HttpExchange,
     code_exchange_request,
     introspection_request,
@@ -38,6 +40,7 @@ from ..oauth import (
     refresh_request,
     revoke_request,
     token_from_answer,
+    transport_error,
 )
 from ..oauth.oidc import verify_for_config
 from ..store import HeldTokenStore, TokenRecord
@@ -48,8 +51,11 @@ from .grants import (
     Noter,
     TokenShelf,
     digest,
+    grant_ended,
+    is_dead,
     lease_ttl,
     nothing_stored,
+    replaced_grant_kept,
     revocations,
     warn_if_local_only,
 )
@@ -64,6 +70,9 @@ _ASK_FOR_REFRESH = (
     "Microsoft: the offline_access scope; GitHub: only GitHub Apps with expiring "
     "user tokens, whose tokens then need no refresh while they do not expire)."
 )
+#: What a provider answers to revoking a token it no longer knows (Google: 400
+#: invalid_token; RFC 7009 §2.2 answers 200): already revoked, so it counts as revoked.
+_GONE = frozenset({"invalid_token", "invalid_grant"})
 _ASK_THE_ADMINISTRATOR = (
     "Authorize again; the administrator may need to ask the provider for refresh tokens in "
     "the declaration (Google: authUriParams {'access_type': 'offline', 'prompt': 'consent'})."
@@ -172,14 +181,23 @@ class LocalGrants(TokenShelf):
         request = refresh_request(self._config, refresh_token=refresh_token)
         what = "Refreshing the token"
         answer = self._connections.send(request)
-        data = token_from_answer(
-            TokenRefreshError,
-            what,
-            request,
-            answer,
-            timeout=self.timeout,
-            previous=dataclasses.replace(record.data, refresh_token=refresh_token),
-        )
+        try:
+            data = token_from_answer(
+                TokenRefreshError,
+                what,
+                request,
+                answer,
+                timeout=self.timeout,
+                previous=dataclasses.replace(record.data, refresh_token=refresh_token),
+            )
+        except TokenRefreshError as exc:
+            if answer.status != 400 or exc.error != "invalid_grant":
+                raise  # a provider that failed (5xx, network, garbage) may answer next time
+            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
+            # over (the person removed the app, the provider revoked it). Its token must
+            # stop being used, here and in every process that shares the store.
+            self.bury(user, record)
+            raise grant_ended(user, self.alias, exc) from None
         try:
             # The provider already rotated the refresh token: dropping its answer because
             # the store is briefly locked would lose the grant, so keep trying a while.
@@ -230,37 +248,126 @@ class LocalGrants(TokenShelf):
         # The code is used up at the provider: this token cannot be fetched again.
         return self.keep(user, data)
 
+    def keep(self, user: str, data: AuthData) -> TokenRecord:
+        """Store a token just issued; then revoke the grant it replaces (best effort).
+
+        Each new authorization is a new grant at most providers: left alone, the older one
+        would stay active there for as long as its refresh token lives. It is revoked only
+        after the new token is safely stored, and a failure is only logged.
+        """
+        try:
+            old = self._mine(user)
+        except ProviderMismatchError:
+            old = None  # another provider's token: this configuration cannot revoke it
+        replaced = (
+            None
+            if old is None or is_dead(old.data)
+            else dataclasses.replace(old.data, refresh_token=self._refresh_token(user, old))
+        )
+        stored = self._write(user, data, None)
+        if replaced is not None and replaced.token != data.token:
+            self._revoke_replaced(user, replaced, data)
+        return stored
+
+    def _revoke_replaced(self, user: str, old: AuthData, new: AuthData) -> None:
+        why = replaced_grant_kept(self._config)
+        if why is not None:
+            log.warning(
+                "the new authorization of %r at %r replaced a grant that stays active at the "
+                "provider: %s",
+                user,
+                self.alias,
+                why,
+            )
+            return
+        fresh = {new.token, new.refresh_token}
+        for token, hint in revocations(self._config, old):
+            if token in fresh:
+                continue  # the provider handed the same token out again
+            failure = self._revoke_one(token, hint)
+            if failure is not None:
+                log.warning(
+                    "the grant the new authorization of %r at %r replaced could not be revoked "
+                    "there: %s",
+                    user,
+                    self.alias,
+                    failure.message,
+                )
+                return
+        log.info("revoked the grant the new authorization of %r at %r replaced", user, self.alias)
+
+    def _revoke_one(self, token: str, hint: str | None) -> ProviderError | None:
+        """Revoke one token; None once revoked (or already invalid there), else the failure."""
+        request = revoke_request(self._config, token=token, token_type_hint=hint)
+        what = "Revoking the token"
+        answer = self._connections.send(request)
+        if answer.failure is not None:
+            return transport_error(
+                TokenRevokeError, what, request.url, answer.failure, self.timeout
+            )
+        status = answer.status or 0
+        if 200 <= status < 300:
+            return None
+        failure = parse_error_response(
+            TokenRevokeError,
+            what,
+            status,
+            answer.headers,
+            answer.content,
+            request.secrets,
+            request.client_id,
+        )
+        return None if status == 400 and failure.error in _GONE else failure
+
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored.
 
-        Without a ``revokeTokenUri`` the token is only deleted here (and the log says where
-        the person can end the app's access). A provider or network failure raises
-        TokenRevokeError and keeps the token.
+        Where the kit cannot revoke (no ``revokeTokenUri``; GitHub without the client secret)
+        the token is only deleted here (and the log says where the person can end the app's
+        access). A token the provider says is already invalid counts as revoked; what is
+        revoked is deleted here even when another token fails, and the TokenRevokeError then
+        says what remains.
         """
-        record = self.stored(user)
+        record = self._mine(user)
         if record is None:
             return False
-        warn_if_local_only(self._config)
-        if self._config.revoke_token_uri is not None:
+        if not is_dead(record.data) and not warn_if_local_only(self._config):
             held = dataclasses.replace(record.data, refresh_token=self._refresh_token(user, record))
-            for token, hint in revocations(self._config, held):
-                request = revoke_request(self._config, token=token, token_type_hint=hint)
-                what = "Revoking the token"
-                answer = self._connections.call(request, what, TokenRevokeError)
-                status = answer.status or 0
-                if not 200 <= status < 300:
-                    raise parse_error_response(
-                        TokenRevokeError,
-                        what,
-                        status,
-                        answer.headers,
-                        answer.content,
-                        request.secrets,
-                        request.client_id,
-                    )
+            failures = [
+                (hint, failure)
+                for token, hint in revocations(self._config, held)
+                if (failure := self._revoke_one(token, hint)) is not None
+            ]
+            if failures:
+                self._keep_what_remains(user, record, held, failures)
         self._store().delete_token(self.alias, user)
         log.info("revoked the token for %r at %r", user, self.alias)
         return True
+
+    def _keep_what_remains(
+        self,
+        user: str,
+        record: TokenRecord,
+        held: AuthData,
+        failures: list[tuple[str | None, ProviderError]],
+    ) -> None:
+        """Raise the first failure; when only the access token remains, keep only that."""
+        hints = {hint for hint, _ in failures}
+        _, first = failures[0]
+        if hints != {"access_token"} or held.refresh_token is None:
+            raise first  # the grant itself (its refresh token) is still alive: keep it all
+        # The refresh token is revoked (so the grant is), but the access token may live on
+        # until it expires: keep it alone, so a second call can end it too.
+        self._write(user, dataclasses.replace(record.data, refresh_token=None), record.version)
+        raise TokenRevokeError(
+            f"The refresh token of {user!r} was revoked at {self.alias!r}, but the access token "
+            f"could not be: {first.message}",
+            error=first.error,
+            error_description=first.error_description,
+            status_code=first.status_code,
+            hint="The access token stays stored (without its refresh token) and valid at the "
+            "provider until it expires; call revoke_user_access_token() again to end it.",
+        )
 
     def introspect(self, user: str) -> dict[str, Any]:
         """What the provider says of the user's access token (RFC 7662), no token in it."""

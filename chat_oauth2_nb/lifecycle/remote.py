@@ -17,7 +17,8 @@ import httpx
 
 from ..config import ProviderConfig
 from ..declarations import error_from_payload
-from ..errors import ConfigurationError, OAuth2Error
+from ..errors import ConfigurationError, GrantRevokedError, OAuth2Error
+from ..oauth import AuthData
 from ..store import HeldTokenStore, TokenRecord
 from ..store.hubpeer import UntrustedPeer
 from .grants import (
@@ -136,7 +137,13 @@ class RemoteGrants(TokenShelf):
     def _from_holder(
         self, user: str, record: TokenRecord, body: dict[str, Any], *, optional: bool
     ) -> TokenRecord | None:
-        data = data_from_payload(self._ask("token", {"user": user, **body}, 40.0))
+        try:
+            answer = self._ask("token", {"user": user, **body}, 40.0)
+        except GrantRevokedError:
+            # The holder found the grant dead: so is this side's copy of its access token.
+            self.bury(user, record)
+            raise
+        data = data_from_payload(answer)
         if data is None:
             if optional:
                 return None
@@ -160,11 +167,15 @@ class RemoteGrants(TokenShelf):
             )
         return self.keep(user, data)
 
+    def keep(self, user: str, data: AuthData) -> TokenRecord:
+        """Store the access token the holder handed back (it revoked any grant it replaced)."""
+        return self._write(user, data, None)
+
     def revoke(self, user: str) -> bool:
         """Have the holder revoke at the provider; then delete the token here too."""
-        if self.stored(user) is None:
+        if self._mine(user) is None:
             return False
-        warn_if_local_only(self._config)
+        warn_if_local_only(self._config, secret_elsewhere=True)
         answer = self._ask("revoke", {"user": user}, 10.0)
         self._store().delete_token(self.alias, user)
         return answer.get("revoked") is True

@@ -400,7 +400,7 @@ class OAuth2Client:
         finish_pasted(
             self.store,
             url_or_query,
-            alias=self.alias,
+            config=self.config,
             user=key,
             timeout=self.timeout,
             seen=self.note_flow_exchange,
@@ -437,7 +437,7 @@ class OAuth2Client:
     # tokens ------------------------------------------------------------------------------
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
-        """The user's token, refreshed first if it expired and can be; None if never authorized."""
+        """The user's token, refreshed if stale; None if never authorized (GrantRevokedError: dead)."""
         return _data(self.grants.token(resolve_user(user)))
 
     async def aget_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
@@ -462,6 +462,10 @@ class OAuth2Client:
         have = digest(used.token)
         return _data(self.grants.refresh(resolve_user(user), have=have, optional=True))
 
+    def refused_after_refresh(self, user: UserLike, used: AuthData) -> None:
+        """The API refused ``used`` too, right after a 401 refreshed it: end the grant here."""
+        self.grants.refused(resolve_user(user), digest(used.token))
+
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
 
@@ -475,8 +479,8 @@ class OAuth2Client:
         return self.grants.revoke(resolve_user(user))
 
     def revoke_advice(self) -> str | None:
-        """Where a person revokes this app's access themselves, when the kit cannot (or None)."""
-        return revoke_advice(self.config)
+        """Why the kit cannot revoke at the provider, and where a person does it (or None)."""
+        return revoke_advice(self.config, secret_elsewhere=self.held_elsewhere)
 
     async def arevoke_user_access_token(self, user: UserLike = None) -> bool:
         """Async twin of :meth:`revoke_user_access_token`."""

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import GrantRevokedError
 from .state import ErrorInfo
 
 __all__ = [
@@ -286,7 +287,11 @@ class ActionRunner:
             outcome = action()
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
-            outcome = f"The {_FAILED_WORDS.get(name, name)} failed; the stored token is unchanged."
+            outcome = f"The {_FAILED_WORDS.get(name, name)} failed; " + (
+                "the provider ended the grant: authorize again."
+                if isinstance(exc, GrantRevokedError)
+                else "the stored token is unchanged."
+            )
         with self._lock:
             if not self._closed():
                 finish(name, outcome, error)

@@ -66,9 +66,10 @@ LINK_SHOWN_FOR = 60.0
 class Seen:
     """What one look at the store found for the panel's (alias, user)."""
 
-    #: The stored token (None: nothing stored, or another provider's token).
+    #: The stored token (None: nothing stored, another provider's token, or a dead grant).
     record: TokenRecord | None
-    #: Set when another provider's token sits under this alias (then ``record`` is None).
+    #: Why the stored token is not used: another provider's under this alias, or a grant the
+    #: provider ended ("authorize again"); then ``record`` is None.
     mismatch: ErrorInfo | None = None
     #: The flow of the link on offer (None without a link, or when it is gone).
     current: PendingFlow | None = None
@@ -177,7 +178,7 @@ def _token(state: PanelState, seen: Seen) -> tuple[TokenView | None, ErrorInfo |
     if record is None:
         if token is not None:
             token, error = None, None
-        # Another provider's token under this alias: say why, and still offer a link.
+        # Another provider's token under this alias, or a dead grant: say why, offer a link.
         return token, seen.mismatch or error
     if is_new_record(token, record):
         view = TokenView.from_auth_data(

@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 import ipywidgets as widgets
 import traitlets
 
-from ..errors import OAuth2Error, ProviderMismatchError
+from ..errors import NotAuthorizedError, OAuth2Error
+from ..kernel.flows import belongs_to
 from ..kernel.users import UserLike, resolve_user
 from ..oauth import utcnow
 from . import flow, render
@@ -202,9 +203,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         mismatch: ErrorInfo | None = None
         try:
             record = client.stored_token(self._key)
-        except ProviderMismatchError as exc:
+        except NotAuthorizedError as exc:  # another provider's token, or a dead grant
             record, mismatch = None, ErrorInfo.from_exception(exc)
         latest = store.latest_flow(client.alias, self._key)
+        if latest is not None and not belongs_to(latest, client.config):
+            latest = None  # another provider's flow under this alias: never adopted here
         current = None
         if state.link is not None:
             start_id = state.link.start_id
@@ -393,11 +396,11 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
     def _do_revoke(self) -> str:
         if not self._client.revoke_user_access_token(self._key):
             return "Nothing was stored, so nothing was revoked."
-        if self._client.config.revoke_token_uri is None:
-            advice = self._client.revoke_advice()
+        advice = self._client.revoke_advice()
+        if advice is not None:  # no revokeTokenUri, or GitHub without the client secret
             return (
-                f"Deleted here only: {self._client.alias!r} has no revokeTokenUri, so the token "
-                "stays valid at the provider until it expires." + (f" {advice}." if advice else "")
+                "Deleted here only: the token stays valid at the provider until it expires. "
+                f"{advice}."
             )
         return "Revoked at the provider and deleted here."
 
