@@ -285,3 +285,62 @@ def test_a_device_code_id_token_is_verified_without_a_nonce(provider: DemoProvid
     kept = AuthData(token="u" * 20, id_token=honest.id_token)
     previous = AuthData(token="t" * 20, id_token=honest.id_token, claims={"sub": "ada"})
     assert oidc.with_verified_claims(config, kept, previous=previous).claims == {"sub": "ada"}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_REFRESHES))
+def test_the_client_refuses_a_hostile_refreshed_id_token_and_keeps_its_token(
+    make_client: Make, provider: DemoProvider, case: str
+) -> None:
+    """The same answers through the client's own refresh (the lifecycle's one refresh)."""
+    client, first = first_login(make_client, provider)
+    assert first.claims is not None
+    change, attacker_key, words = HOSTILE_REFRESHES[case]
+    claims = {**claims_of(provider, sub=first.claims["sub"]), **change}
+    claims = json.loads(
+        json.dumps(claims).replace(json.dumps(CLIENT), json.dumps(provider.client_id))
+    )
+    token = sign(claims, RSAKey.generate_key(2048) if attacker_key else None)
+    answer = {"access_token": "A" * 40, "token_type": "Bearer", "expires_in": 60, "id_token": token}
+    provider.inject_fault(
+        "token", status=200, body=json.dumps(answer), content_type="application/json"
+    )
+    with pytest.raises(IdTokenError, match=words) as caught:
+        client.refresh_user_access_token("ada")
+    assert token not in str(caught.value)
+    stored = client.stored_token("ada")
+    assert stored is not None and stored.data.token == first.token  # nothing hostile stored
+
+
+def test_the_client_verifies_an_honest_refreshed_id_token(
+    make_client: Make, provider: DemoProvider
+) -> None:
+    client, first = first_login(make_client, provider)
+    fresh = client.refresh_user_access_token("ada")
+    assert fresh.id_token != first.id_token and fresh.id_token_verified is True
+
+
+def test_a_device_flow_with_a_forged_id_token_ends_in_an_error_and_stores_nothing(
+    make_client: Make, provider: DemoProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device poll verifies the id_token before storing (Core §3.1.3.7, no nonce)."""
+    import chat_oauth2_nb.oauth.device as device_module
+
+    monkeypatch.setattr(device_module, "MIN_POLL_INTERVAL", 0.2)  # the mechanics, not the floor
+    provider.device_interval = 0
+    config = provider.config(alias="demo", scopes=("openid", "profile"))
+    client = make_client(config=config, mode="device")
+    client.start_device_authorization("ada")
+    forged = sign(claims_of(provider), RSAKey.generate_key(2048))
+    answer = {
+        "access_token": "A" * 40,
+        "token_type": "Bearer",
+        "expires_in": 60,
+        "id_token": forged,
+    }
+    provider.inject_fault(
+        "token", status=200, body=json.dumps(answer), content_type="application/json"
+    )
+    with pytest.raises(IdTokenError, match="signature") as caught:
+        client.wait_for_authorization("ada", timeout=60)
+    assert forged not in str(caught.value)
+    assert client.stored_token("ada") is None

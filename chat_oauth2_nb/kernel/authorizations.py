@@ -73,13 +73,13 @@ class Authorizations:
         ways: Ways,
         stored: Callable[[str], TokenRecord | None],
         client_ref: str,
-        flow_ttl: float,
+        flow_ttl: Callable[[], float],
         http_log: collections.deque[HttpExchange],
         closed: threading.Event,
     ) -> None:
         self.config = config
         self.ref = client_ref
-        self.flow_ttl = flow_ttl
+        self._flow_ttl = flow_ttl  # read at each flow: client.flow_ttl may change
         self._store = store
         self._ways = ways
         self._stored = stored
@@ -110,7 +110,7 @@ class Authorizations:
             origin=origin,
             client_ref=self.ref,
             endpoint=endpoint,
-            ttl=self.flow_ttl,
+            ttl=self._flow_ttl(),
         )
         self._store().add_flow(flow)
         if origin == "code":

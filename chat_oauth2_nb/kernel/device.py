@@ -22,6 +22,7 @@ from ..errors import (
     AuthorizationDeniedError,
     DeviceAuthorizationError,
     DeviceCodeExpiredError,
+    IdTokenError,
     OAuth2Error,
     ProviderError,
     TokenExchangeError,
@@ -157,6 +158,8 @@ class DeviceFlows:
         if time.time() < float(info.get("next_poll_at", 0)):
             return
         outcome = self._ask(current, float(info["interval"]), int(info.get("failures", 0)))
+        if isinstance(outcome, AuthData):
+            outcome = self._verified(outcome)
         if isinstance(outcome, DevicePending):
             store.update_device(
                 state,
@@ -172,13 +175,25 @@ class DeviceFlows:
             )
         else:
             kind: FlowErrorKind = (
-                "denied"
+                "id_token"
+                if isinstance(outcome, IdTokenError)
+                else "denied"
                 if isinstance(outcome, AuthorizationDeniedError)
                 else "device_expired"
                 if isinstance(outcome, DeviceCodeExpiredError)
                 else "exchange"
             )
             store.finish_flow(state, error=FlowError.of(outcome, kind))
+
+    def _verified(self, data: AuthData) -> AuthData | IdTokenError:
+        """``data`` with its id_token verified (Core §3.1.3.7; no nonce in RFC 8628), or why not."""
+        from ..oauth.oidc import with_verified_claims
+
+        try:
+            return with_verified_claims(self.config, data, timeout=self._timeout)
+        except IdTokenError as exc:
+            log.warning("the device flow's id_token for %r was refused", self.config.alias)
+            return exc
 
     def _ask(
         self, flow: PendingFlow, interval: float, failures: int

@@ -23,6 +23,7 @@ from typing import Any
 from ..config import ProviderConfig
 from ..errors import (
     ConfigurationError,
+    IdTokenError,
     ProviderError,
     ProviderMismatchError,
     StoreLockedError,
@@ -42,7 +43,6 @@ from ..oauth import (
     token_from_answer,
     transport_error,
 )
-from ..oauth.oidc import verify_for_config
 from ..store import HeldTokenStore, TokenRecord
 from .grants import (
     POLL,
@@ -198,6 +198,7 @@ class LocalGrants(TokenShelf):
             # stop being used, here and in every process that shares the store.
             self.bury(user, record)
             raise grant_ended(user, self.alias, exc) from None
+        data = self._continued(data, record)
         try:
             # The provider already rotated the refresh token: dropping its answer because
             # the store is briefly locked would lose the grant, so keep trying a while.
@@ -211,6 +212,23 @@ class LocalGrants(TokenShelf):
             ) from None
         log.info("refreshed the token for %r at %r", user, self.alias)
         return stored
+
+    def _continued(self, data: AuthData, record: TokenRecord) -> AuthData:
+        """A refreshed answer whose id_token continues the grant's first one (Core §12.2).
+
+        A new id_token is verified like the first and must name the same ``iss``, ``sub``
+        and ``aud``; an IdTokenError means the answer is not stored (the refresh token it
+        carries is then lost, which is right: the grant can no longer be trusted).
+        """
+        from ..oauth.oidc import with_verified_claims
+
+        try:
+            return with_verified_claims(
+                self._config, data, previous=record.data, timeout=self.timeout
+            )
+        except IdTokenError:
+            log.warning("a refreshed id_token for %r was refused", self.alias)
+            raise
 
     # exchange, revoke, introspect ---------------------------------------------------------
 
@@ -241,6 +259,8 @@ class LocalGrants(TokenShelf):
             requested_scopes=code.scopes,
         )
         if data.id_token is not None:
+            from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
+
             claims = verify_for_config(
                 self._config, data.id_token, code.nonce, timeout=self.timeout
             )

@@ -105,6 +105,8 @@ class OAuth2Client:
         self.mode = mode
         self.timeout = timeout
         self.leeway = leeway
+        #: Seconds a new authorization link stays valid.
+        self.flow_ttl = flow_ttl
         self.loopback_port = loopback_port
         self._store = store
         self._store_key = store_key
@@ -139,7 +141,7 @@ class OAuth2Client:
             ways=self.ways,
             stored=self._stored,
             client_ref=self._ref,
-            flow_ttl=flow_ttl,
+            flow_ttl=lambda: self.flow_ttl,
             http_log=self.http_log,
             closed=self._closed,
         )
@@ -157,15 +159,6 @@ class OAuth2Client:
             f"<OAuth2Client alias={self.config.alias!r} client_id={self.config.client_id!r} "
             f"redirect_uri={self.redirect_uri!r}>"
         )
-
-    @property
-    def flow_ttl(self) -> float:
-        """Seconds a new authorization link stays valid."""
-        return self.authorizations.flow_ttl
-
-    @flow_ttl.setter
-    def flow_ttl(self, seconds: float) -> None:
-        self.authorizations.flow_ttl = seconds
 
     @property
     def alias(self) -> str:
