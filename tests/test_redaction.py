@@ -162,7 +162,7 @@ def test_google_shaped_secrets_reach_no_channel(
 # -- provider answers: large, nested, form-encoded, unparseable --------------------------------
 
 
-def entra_sized_answer(access: str, refresh: str) -> str:
+def entra_sized_answer(access: str, refresh: str, provider: DemoProvider) -> str:
     return json.dumps(
         {
             "token_type": "Bearer",
@@ -171,9 +171,22 @@ def entra_sized_answer(access: str, refresh: str) -> str:
             "ext_expires_in": 3599,
             "access_token": access,
             "refresh_token": refresh,
-            "id_token": "eyJ" + "x" * 3000 + ".eyJ" + "y" * 2000 + ".sig",
+            # Entra's id_tokens run to a few KB; a refreshed one is verified (Core §12.2), so
+            # this one is the provider's, for this client and person, padded to that size.
+            "id_token": sized_id_token(provider, 4000),
         }
     )
+
+
+def sized_id_token(provider: DemoProvider, size: int) -> str:
+    from joserfc import jwt
+
+    from chat_oauth2_nb.demo._authserver import signing_key
+
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": [provider.client_id], "sub": "ada", "iat": now}
+    claims |= {"exp": now + 300, "pad": "y" * size}
+    return jwt.encode({"alg": "RS256", "kid": str(signing_key().kid)}, claims, signing_key())
 
 
 def test_large_token_answer_is_parsed_whole_and_masked(
@@ -183,7 +196,7 @@ def test_large_token_answer_is_parsed_whole_and_masked(
     access = "eyJ0eXAiOiJKV1Qi." + nasty_secret("", 3000) + ".sig"
     refresh = nasty_secret("0.AX", 600)
     provider.inject_fault(
-        "token", status=200, body=entra_sized_answer(access, refresh), content_type=JSON
+        "token", status=200, body=entra_sized_answer(access, refresh, provider), content_type=JSON
     )
     data = client.refresh_user_access_token("ada")
     assert data.token == access and data.refresh_token == refresh

@@ -6,15 +6,20 @@ connection failed; a page it gets back is read as a person reads it, as visible 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
-import time
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..oauth import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
+from ..oauth.transport import send
+
+#: The start of a page the doctor reads (an authorization page may be larger than a token
+#: answer may be): what it needs to recognise a provider's error is in its first bytes.
+MAX_PAGE_BYTES = 4 * MAX_ANSWER_BYTES
 
 __all__ = ["excerpt", "fetch", "is_loopback", "page_text", "where"]
 
@@ -46,33 +51,24 @@ def _describe_failure(exc: Exception) -> str:
 
 
 def fetch(http: httpx.Client, request: HttpRequest, deadline: float) -> tuple[ProviderAnswer, str]:
-    """Send ``request`` without following redirects, bounded like transport.send.
+    """Send ``request`` through the one bounded transport, without following redirects.
 
-    Unlike :func:`~chat_oauth2_nb.oauth.transport.send` it keeps why a connection failed (a bad
-    certificate, an unknown host), which is what a person debugging a config needs.
+    One total deadline and the answer cap hold here as for every provider call (a provider
+    that trickles its headers, or sends a compression bomb, cannot hold the doctor); a page
+    too large or too slow is cut, not failed: its start is enough here. What it adds is why a
+    connection failed (a bad certificate, an unknown host): what a person debugging needs.
     """
-    started, t0 = time.time(), time.perf_counter()
-    end = time.monotonic() + deadline
-    try:
-        with http.stream(
-            request.method, request.url, headers=request.headers, content=request.body or None
-        ) as response:
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                chunks.append(chunk)
-                # A page too large or too slow is cut, not failed: its start is enough here.
-                if size > MAX_ANSWER_BYTES or time.monotonic() > end:
-                    break
-            elapsed = (time.perf_counter() - t0) * 1000
-            answer = ProviderAnswer(
-                response.status_code, response.headers, b"".join(chunks), started, elapsed
-            )
-            return answer, ""
-    except httpx.HTTPError as exc:
-        elapsed = (time.perf_counter() - t0) * 1000
-        failure = _describe_failure(exc)
-        return ProviderAnswer(None, httpx.Headers(), b"", started, elapsed, "unreachable"), failure
+    answer = send(http, request, deadline=deadline, cap=MAX_PAGE_BYTES, keep_partial=True)
+    if answer.failure is None:
+        return answer, ""
+    failed = answer.exception
+    if answer.failure in ("timeout", "deadline"):
+        why = "it did not answer in time"  # the watchdog's cut reads as a disconnect too
+    elif isinstance(failed, httpx.HTTPError):
+        why = _describe_failure(failed)
+    else:
+        why = f"could not connect ({answer.failure})"
+    return dataclasses.replace(answer, failure="unreachable"), why
 
 
 def is_loopback(host: str) -> bool:

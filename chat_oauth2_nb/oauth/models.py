@@ -166,6 +166,9 @@ class ProviderAnswer:
     elapsed_ms: float
     # None, "timeout", "deadline", "too_large", or the transport error's type name.
     failure: str | None = None
+    #: Why no answer came, for a person debugging a config (a TLS or DNS failure's words);
+    #: kept out of repr and comparisons, and never logged as it is.
+    exception: BaseException | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def content_type(self) -> str:

@@ -96,13 +96,21 @@ class _Body:
         self._chunks: list[bytes] = []
 
     def feed(self, data: bytes) -> None:
-        """Take the next bytes off the wire; raise ``_TooLarge`` past the cap at any layer."""
+        """Take the next bytes off the wire; raise ``_TooLarge`` past the cap at any layer.
+
+        What fits under the cap of the decoded body is kept first, so a caller that cuts a
+        page rather than failing it still has the page's start.
+        """
         self._count(0, data)
         for i, layer in enumerate(self._layers, start=1):
             # One byte more than fits tells "too large" apart from "exactly the cap".
             data = layer.inflate(data, self._cap - self._sizes[i] + 1)
-            self._count(i, data)
-        self._chunks.append(data)
+            if i < len(self._layers):
+                self._count(i, data)
+        last = len(self._layers)
+        room = self._cap - self._sizes[last]
+        self._chunks.append(data[:room])
+        self._count(last, data)
 
     def _count(self, layer: int, data: bytes) -> None:
         self._sizes[layer] += len(data)
@@ -209,13 +217,20 @@ class _Watchdog:
 
 
 def send(
-    http: httpx.Client, request: HttpRequest, *, deadline: float, cap: int = MAX_ANSWER_BYTES
+    http: httpx.Client,
+    request: HttpRequest,
+    *,
+    deadline: float,
+    cap: int = MAX_ANSWER_BYTES,
+    keep_partial: bool = False,
 ) -> ProviderAnswer:
     """Send ``request``; read at most ``cap`` bytes, for at most ``deadline`` seconds in all.
 
     The deadline covers connecting, the status line and headers and the body: each phase's
     timeout is capped at the deadline, and a watchdog shuts the connection down the moment
-    it passes. Only a name lookup (``getaddrinfo``) cannot be interrupted.
+    it passes. Only a name lookup (``getaddrinfo``) cannot be interrupted. With
+    ``keep_partial`` a body past the cap or the deadline is cut, not failed, once the status
+    and headers came (the doctor reads a page's start; a token answer is never cut).
     """
     started, t0 = time.time(), time.perf_counter()
     end = time.monotonic() + deadline
@@ -238,14 +253,18 @@ def send(
             ) as response,
         ):
             status, headers = response.status_code, response.headers
-            _check_length(response, cap)
             body = _body_of(response, cap)
-            if not response.is_stream_consumed:
-                for chunk in response.iter_raw():
-                    body.feed(chunk)
-                    # Also here: a transport the watchdog cannot see (a MockTransport) stops.
-                    if time.monotonic() > end:
-                        raise _Deadline
+            try:
+                _check_length(response, cap)
+                if not response.is_stream_consumed:
+                    for chunk in response.iter_raw():
+                        body.feed(chunk)
+                        # Also here: a transport the watchdog cannot see (a MockTransport).
+                        if time.monotonic() > end:
+                            raise _Deadline
+            except (httpx.HTTPError, OSError, _TooLarge, _Deadline):
+                if not keep_partial:
+                    raise
             watchdog.disarm()
             content = body.content
     except (httpx.HTTPError, OSError, _TooLarge, _Deadline) as exc:
@@ -253,7 +272,7 @@ def send(
         failure = "deadline" if watchdog.fired else _failure(exc)
         if failure == "deadline" and status is None:
             failure = "timeout"  # not a slow answer: no answer at all (as asend says)
-        return ProviderAnswer(None, headers, b"", started, elapsed, failure)
+        return ProviderAnswer(None, headers, b"", started, elapsed, failure, exception=exc)
     elapsed = (time.perf_counter() - t0) * 1000
     return ProviderAnswer(status, headers, content, started, elapsed)
 
