@@ -48,6 +48,7 @@ __all__ = [
     "TokenExchangeError",
     "TokenRefreshError",
     "TokenRevokeError",
+    "UntrustedPeer",
     "hint_for",
 ]
 
@@ -220,3 +221,12 @@ class GrantRevokedError(NotAuthorizedError, TokenRefreshError):
 
 class TokenRevokeError(ProviderError):
     """The revocation endpoint failed; the stored token is kept."""
+
+
+class UntrustedPeer(Exception):
+    """The service's address could be anyone's: the token was not sent (the message says why).
+
+    Not an OAuth2Error: the caller that asked (a store key fetch, a broker call) turns it into
+    its own typed error. Here, not in store/hubpeer.py, so that raising and catching it does
+    not load httpcore's network backends (and trio with them) into every kernel.
+    """

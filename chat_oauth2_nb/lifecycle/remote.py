@@ -17,10 +17,9 @@ import httpx
 
 from ..config import ProviderConfig
 from ..declarations import error_from_payload
-from ..errors import ConfigurationError, GrantRevokedError, OAuth2Error
+from ..errors import ConfigurationError, GrantRevokedError, OAuth2Error, UntrustedPeer
 from ..oauth import AuthData
 from ..store import HeldTokenStore, TokenRecord
-from ..store.hubpeer import UntrustedPeer
 from .grants import (
     AuthorizationCode,
     Noter,

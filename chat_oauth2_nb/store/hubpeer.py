@@ -30,13 +30,10 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from ..errors import UntrustedPeer
 from ..routes import HUB_SOCKET_ENV, HUB_SOCKET_UID_ENV
 
 __all__ = ["UntrustedPeer", "hub_client", "is_this_machine"]
-
-
-class UntrustedPeer(Exception):
-    """The service's address could be anyone's: the token was not sent (the message says why)."""
 
 
 def hub_client(url: str, timeout: float) -> httpx.Client:
