@@ -238,11 +238,8 @@ HOSTILE_REFRESHES: dict[str, tuple[dict[str, Any], bool, str]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE_REFRESHES))
-def test_a_hostile_refreshed_id_token_is_refused(
-    make_client: Make, provider: DemoProvider, case: str
-) -> None:
-    client, first = first_login(make_client, provider)
+def answer_next_refresh_with(provider: DemoProvider, first: AuthData, case: str) -> tuple[str, str]:
+    """Make the provider's next token answer carry the ``case`` id_token; (it, the refusal's words)."""
     assert first.claims is not None
     change, attacker_key, words = HOSTILE_REFRESHES[case]
     claims = {**claims_of(provider, sub=first.claims["sub"]), **change}
@@ -254,6 +251,15 @@ def test_a_hostile_refreshed_id_token_is_refused(
     provider.inject_fault(
         "token", status=200, body=json.dumps(answer), content_type="application/json"
     )
+    return token, words
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_REFRESHES))
+def test_a_hostile_refreshed_id_token_is_refused(
+    make_client: Make, provider: DemoProvider, case: str
+) -> None:
+    client, first = first_login(make_client, provider)
+    token, words = answer_next_refresh_with(provider, first, case)
     with pytest.raises(IdTokenError, match=words) as caught:
         refresh_at(client.config, first)
     assert token not in str(caught.value)
@@ -293,17 +299,7 @@ def test_the_client_refuses_a_hostile_refreshed_id_token_and_keeps_its_token(
 ) -> None:
     """The same answers through the client's own refresh (the lifecycle's one refresh)."""
     client, first = first_login(make_client, provider)
-    assert first.claims is not None
-    change, attacker_key, words = HOSTILE_REFRESHES[case]
-    claims = {**claims_of(provider, sub=first.claims["sub"]), **change}
-    claims = json.loads(
-        json.dumps(claims).replace(json.dumps(CLIENT), json.dumps(provider.client_id))
-    )
-    token = sign(claims, RSAKey.generate_key(2048) if attacker_key else None)
-    answer = {"access_token": "A" * 40, "token_type": "Bearer", "expires_in": 60, "id_token": token}
-    provider.inject_fault(
-        "token", status=200, body=json.dumps(answer), content_type="application/json"
-    )
+    token, words = answer_next_refresh_with(provider, first, case)
     with pytest.raises(IdTokenError, match=words) as caught:
         client.refresh_user_access_token("ada")
     assert token not in str(caught.value)
