@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
-import ipywidgets
 import pytest
 from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
 from support.wait import poll as wait_for
 from support.wait import wait_until
+from support.widgets import one
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.notebook.client import OAuth2Client
@@ -38,19 +38,6 @@ PATIENCE = 60.0
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def find(root: ipywidgets.Widget, css_class: str) -> list[Any]:
-    found = [root] if css_class in getattr(root, "_dom_classes", ()) else []
-    for child in getattr(root, "children", ()):
-        found.extend(find(child, css_class))
-    return found
-
-
-def one(root: ipywidgets.Widget, css_class: str) -> Any:
-    matches = find(root, css_class)
-    assert len(matches) == 1, f"{len(matches)} widgets with class {css_class!r}"
-    return matches[0]
 
 
 def words(widget: Any) -> str:

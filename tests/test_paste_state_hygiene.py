@@ -22,9 +22,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import ipywidgets
 import nbformat
 import pytest
 from ipywidgets.embed import embed_data
@@ -32,6 +30,7 @@ from ipywidgets.widgets import widget as widget_module
 from nbclient import NotebookClient
 from support.scan import assert_no_secret, find_secrets
 from support.wait import wait_until
+from support.widgets import one
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.notebook.client import OAuth2Client
@@ -66,19 +65,6 @@ def widget_state() -> str:
     ]
     dumps.append(json.dumps(embed_data(views=None, drop_defaults=False), default=str))
     return "\n".join(dumps)
-
-
-def find(root: ipywidgets.Widget, css_class: str) -> list[Any]:
-    found = [root] if css_class in getattr(root, "_dom_classes", ()) else []
-    for child in getattr(root, "children", ()):
-        found.extend(find(child, css_class))
-    return found
-
-
-def one(root: ipywidgets.Widget, css_class: str) -> Any:
-    matches = find(root, css_class)
-    assert len(matches) == 1, f"{len(matches)} widgets with class {css_class!r}"
-    return matches[0]
 
 
 def href(panel: OAuth2Panel) -> str:

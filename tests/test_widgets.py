@@ -28,6 +28,7 @@ from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
 from support.wait import poll, wait_until
+from support.widgets import find, one
 
 from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.demo import DemoProvider
@@ -65,20 +66,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def find(root: ipywidgets.Widget, css_class: str) -> list[Any]:
-    """Every widget under ``root`` (itself included) carrying ``css_class``."""
-    found = [root] if css_class in getattr(root, "_dom_classes", ()) else []
-    for child in getattr(root, "children", ()):
-        found.extend(find(child, css_class))
-    return found
-
-
-def one(root: ipywidgets.Widget, css_class: str) -> Any:
-    matches = find(root, css_class)
-    assert len(matches) == 1, f"{len(matches)} widgets with class {css_class!r}"
-    return matches[0]
 
 
 def status(root: ipywidgets.Widget) -> str:
