@@ -198,7 +198,7 @@ def authorized_with_token_type(
     }
     provider.inject_fault("token", status=200, body=json.dumps(answer), content_type=JSON)
     assert provider.approve(url).status_code == 200
-    client.wait_for_authorization(user, timeout=10)
+    client.wait_for_authorization(user, timeout=60)
     assert stored(client, user).token_type == token_type
     return client
 

@@ -86,7 +86,7 @@ def test_code_and_state_stay_out_of_the_debug_log_through_the_login_redirect(
             again = _login(browser, server, login_url)
             page = browser.get(urljoin(login_url, again.headers["location"]))
             assert page.status_code == 200 and "Authorized" in page.text, page.text[-700:]
-        assert client.wait_for_authorization("ada", timeout=10).token
+        assert client.wait_for_authorization("ada", timeout=60).token
     finally:
         client.close()
     server.stop()  # every line written

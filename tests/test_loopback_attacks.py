@@ -83,7 +83,7 @@ def test_a_freed_port_taken_between_flows_never_receives_the_next_link(
     first = client.get_user_authorization_url("ada")
     port = _port(first)
     assert provider.approve(first).status_code == 200
-    client.wait_for_authorization("ada", timeout=10)
+    client.wait_for_authorization("ada", timeout=60)
     # No flow is pending now. Another user grabs the port the moment it is free.
     attacker = other_user.start(TAKE_PORT, port, 8)
     assert other_user.wait_for_line(attacker, "trying")[-1] == "trying"
@@ -95,7 +95,7 @@ def test_a_freed_port_taken_between_flows_never_receives_the_next_link(
     assert _port(second) == _port(flow.redirect_uri) == _port(client.redirect_uri) == port
     answer = provider.approve(second)
     assert answer.status_code == 200 and "mallory" not in answer.text
-    assert client.wait_for_authorization("ada", timeout=10).token
+    assert client.wait_for_authorization("ada", timeout=60).token
     lines = other_user.finish(attacker)
     assert "never bound" in lines, lines  # the attacker never held it...
     assert not [line for line in lines if line.startswith("received")], lines  # ...nor heard
@@ -193,7 +193,7 @@ def test_slow_sockets_of_another_user_do_not_get_the_victim_a_503(
     took = time.monotonic() - started
     assert answer.status_code == 200, (answer.status_code, answer.text[:200])
     assert took < 15, took
-    assert client.wait_for_authorization("ada", timeout=10).token
+    assert client.wait_for_authorization("ada", timeout=60).token
     print(f"victim served in {took:.2f} s beside {slow} trickling sockets")
     attacker.kill()
 

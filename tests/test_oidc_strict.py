@@ -170,7 +170,7 @@ def test_an_id_token_without_a_jwks_uri_is_marked_unverified_and_the_doctor_warn
     link = client.get_user_authorization_url("ada")
     with caplog.at_level(logging.WARNING, "chat_oauth2_nb"):
         assert provider.approve(link).status_code == 200
-        data = client.wait_for_authorization("ada", timeout=10)
+        data = client.wait_for_authorization("ada", timeout=60)
     assert data.id_token is not None and data.claims is None
     assert data.id_token_verified is False
     assert "claims=<unverified>" in repr(data)
@@ -198,7 +198,7 @@ def test_a_verified_and_a_missing_id_token_read_as_such(
 def first_login(make_client: Make, provider: DemoProvider) -> tuple[OAuth2Client, AuthData]:
     client = make_client(config=provider.config(alias="demo", scopes=("openid", "profile")))
     assert provider.approve(client.get_user_authorization_url("ada")).status_code == 200
-    data = client.wait_for_authorization("ada", timeout=10)
+    data = client.wait_for_authorization("ada", timeout=60)
     assert data.claims is not None and data.refresh_token
     return client, data
 

@@ -59,7 +59,7 @@ def test_a_loopback_start_link_opened_again_elsewhere_is_refused_and_not_rebound
         redirect = provider.approve(first.headers["location"], follow_redirect=False)
         answer = victim.get(redirect.headers["location"])
     assert answer.status_code == 200
-    data = client.wait_for_authorization("ada", timeout=10)
+    data = client.wait_for_authorization("ada", timeout=60)
     assert provider.introspect(data.token)["active"]
 
 
@@ -92,7 +92,7 @@ async def test_a_jupyter_start_link_opened_again_elsewhere_is_refused_and_not_re
     assert after is not None and after.binding == bound.binding
     redirect = provider.approve(location, follow_redirect=False)
     assert (await victim.callback(_query(redirect.headers["location"]))).code == 200
-    assert (await client.await_for_authorization("ada", timeout=10)).token
+    assert (await client.await_for_authorization("ada", timeout=60)).token
     assert binding_cookie_name(bound.state) in victim.cookies
 
 
