@@ -147,3 +147,24 @@ export function orderRows<T extends { status: string }>(rows: T[]): T[] {
     )
     .map(item => item.row);
 }
+
+/** A sent_at further back than this is taken for saved state, not a clock difference. */
+export const MAX_BELIEVED_SKEW = 60;
+
+/**
+ * The browser-minus-kernel clock difference for a model whose `sent_at` arrived at
+ * `receivedAt` (browser epoch s). `clock_offset` (kernel − browser, when something knew it)
+ * is the fallback without a fresh `sent_at`.
+ */
+export function viewSkew(
+  receivedAt: number,
+  sentAt: number,
+  clockOffset: number,
+  fresh: boolean
+): number {
+  const skew = clockSkew(receivedAt, sentAt);
+  if (sentAt > 0 && (fresh || Math.abs(skew) < MAX_BELIEVED_SKEW)) {
+    return skew;
+  }
+  return -(clockOffset || 0);
+}

@@ -4,7 +4,6 @@
  * `api/state` once, then again whenever the `api/changes` long-poll says the store moved.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 import {
@@ -16,6 +15,7 @@ import {
   IToken
 } from './api';
 import { copyText } from './clipboard';
+import { absoluteLink } from './links';
 import { countdown, scopeDiff, tokenStatus } from './format';
 import { ChangesPoller } from './poll';
 import { h, renderError, renderReport } from './render';
@@ -34,24 +34,6 @@ interface ICardMemory {
   claims?: Record<string, unknown>;
   waiting?: { url: string; until: number };
   busy?: string;
-}
-
-/** Resolve the API's start link (absolute, absolute path, or base-relative). */
-export function absoluteLink(
-  link: string,
-  baseUrl: string,
-  origin: string
-): string {
-  if (/^[a-z][a-z0-9+.-]*:/i.test(link)) {
-    return link;
-  }
-  if (link.startsWith('/')) {
-    return origin + link;
-  }
-  const base = /^[a-z][a-z0-9+.-]*:/i.test(baseUrl)
-    ? baseUrl
-    : origin + baseUrl;
-  return URLExt.join(base, link);
 }
 
 /** The sidebar widget. */

@@ -5,7 +5,7 @@
 import { DOMWidgetModel, DOMWidgetView } from '@jupyter-widgets/base';
 
 import { copyText } from './clipboard';
-import { clockSkew, countdown } from './format';
+import { countdown, viewSkew } from './format';
 import { MODULE_NAME, MODULE_VERSION } from './version';
 
 const common = {
@@ -14,27 +14,6 @@ const common = {
   _view_module: MODULE_NAME,
   _view_module_version: MODULE_VERSION
 };
-
-/** A sent_at further back than this is taken for saved state, not a clock difference. */
-export const MAX_BELIEVED_SKEW = 60;
-
-/**
- * The browser-minus-kernel clock difference for a model whose `sent_at` arrived at
- * `receivedAt` (browser epoch s). `clock_offset` (kernel − browser, when something knew it)
- * is the fallback without a fresh `sent_at`.
- */
-export function viewSkew(
-  receivedAt: number,
-  sentAt: number,
-  clockOffset: number,
-  fresh: boolean
-): number {
-  const skew = clockSkew(receivedAt, sentAt);
-  if (sentAt > 0 && (fresh || Math.abs(skew) < MAX_BELIEVED_SKEW)) {
-    return skew;
-  }
-  return -(clockOffset || 0);
-}
 
 /** The model of a countdown; its traits are set by the kernel. */
 export class CountdownModel extends DOMWidgetModel {
