@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ..config import ProviderConfig
-from ..kernel.users import UserLike
+from ..users import UserLike
 from ..oauth import HttpExchange, HttpRequest, ProviderAnswer, redact
 from .http import fetch
 from .report import Check, Verdict
