@@ -129,6 +129,12 @@ class _Watcher:
         notifier = self._notifier
         return notifier.wakeups if notifier is not None else 0
 
+    @property
+    def notified(self) -> bool:
+        """Whether the current thread is told of the store's changes (False: it polls)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.native
+
     def serves(self, sub: Subscription) -> bool:
         with self._lock:
             thread = self._thread
