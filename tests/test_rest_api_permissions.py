@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
 from chat_oauth2_nb.demo import DemoProvider
-from jupyter_server.auth.authorizer import Authorizer
 
 WRITE = {"allowed": True}
 
