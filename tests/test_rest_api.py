@@ -14,24 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from support.jupyter import Browser
-from support.scan import assert_no_secret, nasty_secret
+from support.jupyter import Browser, jupyter_client
+from support.scan import assert_no_secret
 from tornado.httpclient import HTTPClientError
 
-from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.store import open_store
 
 Fetch = Callable[..., Awaitable[Any]]
-SECRET_ENV = "CHAT_OAUTH2_DEMO_CLIENT_SECRET"
-
-
-@pytest.fixture
-def declared(provider: DemoProvider, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
-    assert secret is not None
-    monkeypatch.setenv(SECRET_ENV, secret)
-    return client_id, secret
 
 
 @pytest.fixture
@@ -188,14 +178,9 @@ async def test_a_long_poll_wakes_when_a_callback_lands(
 async def test_a_kernels_provider_is_listed_and_acted_on_from_the_server(
     jp_serverapp: Any, api: Api, provider: DemoProvider, browser: Browser
 ) -> None:
-    client = create_oauth2_client(
-        provider.config(alias="mine"),
-        client_id=provider.client_id,
-        client_secret=provider.client_secret,
-        mode="jupyter",
-    )
+    # setup() registers the provider, with its secret, in the store.
+    client = await jupyter_client(provider, alias="mine", mode="jupyter")
     try:
-        await client.asetup()  # registers the provider, with its secret, in the store
         mine = by_alias((await api.state())["providers"])["mine"]
         assert mine["source"] == "kernel" and mine["way"] == "jupyter"
         assert mine["redirect_uri"].endswith("/chat-oauth2/callback/mine")
@@ -203,9 +188,11 @@ async def test_a_kernels_provider_is_listed_and_acted_on_from_the_server(
         await authorize(api, browser, alias="mine")
         user = (await api.state())["user"]
         data = await asyncio.to_thread(client.get_access_token_for_user, user)
+        assert data is not None
         refreshed = (await api.call("POST", "refresh", "mine"))["token"]
         assert refreshed["status"] == "authorized"
         newer = await asyncio.to_thread(client.get_access_token_for_user, user)
+        assert newer is not None
         assert newer.token != data.token  # the kernel reads what the server refreshed
         text = b"\n".join(api.bodies).decode()
         assert_no_secret(text, [data.token, newer.token, data.refresh_token], "the answers")

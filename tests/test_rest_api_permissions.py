@@ -20,7 +20,7 @@ from chat_oauth2_nb.demo import DemoProvider
 WRITE = {"allowed": True}
 
 
-class MaybeReadOnly(Authorizer):  # type: ignore[misc]
+class MaybeReadOnly(Authorizer):
     """Everything, except "write" on chat-oauth2 while WRITE["allowed"] is False."""
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
