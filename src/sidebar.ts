@@ -32,7 +32,7 @@ interface ICardMemory {
   error?: unknown;
   report?: ICheckReport;
   claims?: Record<string, unknown>;
-  waiting?: { url: string; until: number };
+  waiting?: { url: string; until: number; since: number };
   busy?: string;
 }
 
@@ -262,6 +262,15 @@ export class OAuth2Sidebar extends Widget {
     if (provider?.why_not) {
       card.append(h('div', 'chat-oauth2-why-not', provider.why_not));
     }
+    if (
+      memory.waiting &&
+      mine?.status === 'authorized' &&
+      (mine.obtained_at ?? 0) >= memory.waiting.since - 5
+    ) {
+      // The callback landed: the token is newer than the click.
+      memory.waiting = undefined;
+      memory.outcome = { text: 'Authorized just now.', tone: 'good' };
+    }
     if (memory.waiting && memory.waiting.until > Date.now() / 1000) {
       const link = h('a', 'chat-oauth2-start-link', 'the authorization link');
       link.href = memory.waiting.url;
@@ -453,19 +462,18 @@ export class OAuth2Sidebar extends Widget {
       () => this.authorize(alias),
       authorized ? '' : 'jp-mod-accept'
     );
-    button(
-      'refresh',
-      'Refresh',
-      Boolean(token && provider?.can_refresh !== false),
-      () => this.refresh(alias)
-    );
-    button(
-      'revoke',
-      'Revoke',
-      Boolean(token && provider?.can_revoke !== false),
-      () => this.revoke(alias),
-      'jp-mod-warn'
-    );
+    if (token) {
+      button('refresh', 'Refresh', provider?.can_refresh !== false, () =>
+        this.refresh(alias)
+      );
+      button(
+        'revoke',
+        'Revoke',
+        provider?.can_revoke !== false,
+        () => this.revoke(alias),
+        'jp-mod-warn'
+      );
+    }
     button('check', 'Check configuration', provider !== null, () =>
       this.check(alias)
     );
@@ -526,7 +534,11 @@ export class OAuth2Sidebar extends Widget {
           this.baseUrl,
           window.location.origin
         );
-        memory.waiting = { url, until: Date.now() / 1000 + answer.expires_in };
+        memory.waiting = {
+          url,
+          until: Date.now() / 1000 + answer.expires_in,
+          since: this.now()
+        };
         memory.report = undefined;
         if (tab) {
           // The provider's pages get no handle on this window.
