@@ -358,7 +358,10 @@ export class OAuth2Sidebar extends Widget {
     if (token.bound) {
       facts.push(`bound: ${token.bound}`);
     }
-    if (token.refreshed_at) {
+    if (
+      token.refreshed_at &&
+      token.refreshed_at > (token.obtained_at ?? 0) + 1
+    ) {
       facts.push(
         `refreshed ${new Date(token.refreshed_at * 1000).toLocaleTimeString()}`
       );

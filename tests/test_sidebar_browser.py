@@ -125,7 +125,9 @@ def context(browser: Browser, jupyter: JupyterServer) -> Iterator[BrowserContext
 
 
 @contextlib.contextmanager
-def artifacts_on_failure(name: str, context: BrowserContext, server: JupyterServer) -> Iterator[None]:
+def artifacts_on_failure(
+    name: str, context: BrowserContext, server: JupyterServer
+) -> Iterator[None]:
     try:
         yield
     except BaseException:
@@ -172,7 +174,9 @@ def secrets_of(server: JupyterServer, provider: DemoProvider, secret: str) -> li
     return [secret, WRONG_SECRET, *issued]
 
 
-def scan_page(page: Page, server: JupyterServer, provider: DemoProvider, secret: str, where: str) -> None:
+def scan_page(
+    page: Page, server: JupyterServer, provider: DemoProvider, secret: str, where: str
+) -> None:
     found = secrets_of(server, provider, secret)
     assert len(found) >= 2, "the scan would look for nothing"
     assert_no_secret(page.content(), found, where)
@@ -181,7 +185,12 @@ def scan_page(page: Page, server: JupyterServer, provider: DemoProvider, secret:
 def notebook_json(cells: list[dict[str, object]]) -> dict[str, object]:
     """A notebook with the Python kernel (no kernel dialog when it opens)."""
     kernelspec = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    return {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": cells,
+        "metadata": {"kernelspec": kernelspec},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def open_by_icon(page: Page) -> None:
@@ -373,12 +382,10 @@ def test_notebook7_sidebar_in_the_file_browser_page(
         revoke_with_confirmation(page)
         assert stored(jupyter, user) is None
         # The other page learns it from the change feed too.
-        expect(card(notebook, "demo").locator(".chat-oauth2-status")).to_have_text(
-            "Not authorized"
-        )
+        expect(card(notebook, "demo").locator(".chat-oauth2-status")).to_have_text("Not authorized")
 
 
-WIDGETS_CELL = '''
+WIDGETS_CELL = """
 import time
 import ipywidgets as widgets
 from IPython.display import display
@@ -420,7 +427,7 @@ display(widgets.VBox([later, soon, copy]))
 with later.hold_sync():
     later.sent_at = time.time() - 3600
     later.expires_at = time.time() - 3600 + 3725
-'''
+"""
 
 
 @pytest.mark.timeout(400)
@@ -468,4 +475,6 @@ def test_countdown_and_copy_button_views_in_a_notebook(
         assert page.evaluate("navigator.clipboard.readText()") == redirect
         expect(button).to_have_text("Copy URI")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.locator(".jp-OutputArea-output:has(.chat-oauth2-countdown)").first.screenshot(path=str(ARTIFACTS / f"widgets-{app}.png"))
+        page.locator(".jp-OutputArea-output:has(.chat-oauth2-countdown)").first.screenshot(
+            path=str(ARTIFACTS / f"widgets-{app}.png")
+        )
