@@ -90,6 +90,7 @@ class ChangeFeed:
             while not self._stop.is_set():
                 with self._lock:
                     path = self._path
+                changed = False
                 if path is not None and path != watched:
                     if watched is not None:
                         notifier.unwatch(watched)
@@ -98,8 +99,10 @@ class ChangeFeed:
                     versions.changed(path)  # the baseline: nothing moved yet
                     watched = path
                 elif path is not None and versions.changed(path):
+                    changed = True
                     self.bump()
-                notifier.wait(SAFETY_INTERVAL)
+                recheck = notifier.recheck_in(changed)
+                notifier.wait(SAFETY_INTERVAL if recheck is None else recheck)
         finally:
             versions.close()
             notifier.close()
