@@ -19,9 +19,10 @@ from ..store.changes import ChangeNotifier, DataVersions
 
 __all__ = ["SAFETY_INTERVAL", "ChangeFeed"]
 
-#: The longest the feed's thread sleeps before asking the store anyway (events dropped by a
-#: network file system); one pragma.
-SAFETY_INTERVAL = 10.0
+#: The longest the feed's thread sleeps before asking the store anyway: where events are
+#: lost (a network file system), the version still moves within a second, as docs/rest-api.md
+#: promises. One pragma a second in one process of the machine.
+SAFETY_INTERVAL = 1.0
 
 
 class ChangeFeed:
