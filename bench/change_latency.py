@@ -155,12 +155,10 @@ def main() -> None:
     provider = start_demo_provider()
     tmp = Path(tempfile.mkdtemp())
     store = Store(tmp / "store.sqlite3")
+    # The panel's client; nothing here authorizes through it.
+    credentials = {"client_id": provider.client_id, "client_secret": provider.client_secret}
     client = create_oauth2_client(
-        provider.config(alias="demo"),
-        client_id=provider.client_id,
-        client_secret=provider.client_secret,
-        mode="loopback",
-        store=store,
+        provider.config(alias="demo"), mode="loopback", store=store, **credentials
     )
     identity = provider_identity(client.config)
     store.put_token("demo", "pat", AuthData(token="tok-0"), provider=identity)
