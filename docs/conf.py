@@ -44,7 +44,7 @@ _copy_notebooks()
 
 project = "chat_oauth2_nb"
 author = "chat_oauth2_nb contributors"
-copyright = "chat_oauth2_nb contributors"  # noqa: A001
+copyright = "chat_oauth2_nb contributors"
 release = version = chat_oauth2_nb.__version__
 
 extensions = [
