@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,8 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # whatever else is installed.
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
-
-import shutil  # noqa: E402
 
 import chat_oauth2_nb  # noqa: E402
 
