@@ -79,4 +79,6 @@ html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
 }
+# The pages are few and flat: the top bar lists them, so no empty left column.
+html_sidebars: dict[str, list[str]] = {"**": []}
 html_static_path: list[str] = []

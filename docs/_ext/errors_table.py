@@ -1,6 +1,6 @@
-"""The ``{errors-table}`` directive: every error class of chat_oauth2_nb.errors, as a table.
+"""The ``{errors-table}`` directive: every error class of chat_oauth2_nb.errors, as a tree.
 
-The table is built from the module, so a new error type shows up by itself; and a class
+The list is built from the module, so a new error type shows up by itself; and a class
 without its own section in the page (a ``(error-<name in lower case>)=`` target) is a build
 warning, which the ``-W`` build turns into a failure: no error type goes undocumented.
 """
@@ -20,12 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 def error_classes() -> list[type[BaseException]]:
-    """Every exception class chat_oauth2_nb.errors exports, base classes first."""
+    """Every exception class defined in chat_oauth2_nb.errors, in the module's order."""
     from chat_oauth2_nb import errors
 
-    found = [getattr(errors, name) for name in errors.__all__]
-    classes = [c for c in found if isinstance(c, type) and issubclass(c, BaseException)]
-    return sorted(classes, key=lambda c: (len(c.__mro__), c.__name__))
+    classes = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    ]
+    return sorted(classes, key=lambda c: inspect.getsourcelines(c)[1])
 
 
 def target(cls: type[BaseException]) -> str:
@@ -33,21 +38,40 @@ def target(cls: type[BaseException]) -> str:
     return f"error-{cls.__name__.lower()}"
 
 
-def _parents(cls: type[BaseException]) -> str:
-    names = [b.__name__ for b in cls.__bases__ if b.__module__ == cls.__module__]
-    return ", ".join(f"`{n}`" for n in names) or "`Exception`"
+def _summary(cls: type[BaseException]) -> str:
+    return (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+
+
+def _tree(classes: list[type[BaseException]]) -> list[str]:
+    """Markdown bullets, each class under its first parent in the module (the hierarchy)."""
+    listed = set(classes)
+
+    def parent(cls: type[BaseException]) -> type[BaseException] | None:
+        return next((b for b in cls.__bases__ if b in listed), None)
+
+    def lines(of: type[BaseException] | None, depth: int) -> list[str]:
+        out: list[str] = []
+        for cls in (c for c in classes if parent(c) is of):
+            also = [f"`{b.__name__}`" for b in cls.__bases__ if b in listed and b is not of]
+            extra = f" (also a {', '.join(also)})" if also else ""
+            link = f"[`{cls.__name__}`](#{target(cls)})"
+            out.append(f"{'  ' * depth}- {link}{extra}: {_summary(cls)}")
+            out.extend(lines(cls, depth + 1))
+        return out
+
+    return lines(None, 0)
 
 
 class ErrorsTable(SphinxDirective):
-    """Render the table; warn for every class the current page does not explain."""
+    """Render the hierarchy; warn for every class the current page does not explain."""
 
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        """Build the table's Markdown and parse it with the page's own parser."""
+        """Build the list's Markdown and parse it with the page's own parser."""
         source = Path(self.env.doc2path(self.env.docname)).read_text(encoding="utf-8")
-        lines = ["| Error | Is a | What it means |", "|---|---|---|"]
-        for cls in error_classes():
+        classes = error_classes()
+        for cls in classes:
             if f"({target(cls)})=" not in source:
                 logger.warning(
                     "%s (chat_oauth2_nb.errors) has no section in this page: add one that "
@@ -56,10 +80,7 @@ class ErrorsTable(SphinxDirective):
                     target(cls),
                     location=(self.env.docname, self.lineno),
                 )
-            summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
-            summary = summary.replace("|", "\\|")
-            lines.append(f"| [`{cls.__name__}`](#{target(cls)}) | {_parents(cls)} | {summary} |")
-        return self.parse_text_to_nodes("\n".join(lines))
+        return self.parse_text_to_nodes("\n".join(_tree(classes)))
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
