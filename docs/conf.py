@@ -52,7 +52,8 @@ extensions = [
     "sphinx.ext.autodoc",
     # The docstrings are Google style (Args:, Returns:, Raises:).
     "sphinx.ext.napoleon",
-    "errors_table",
+    # {errors-table} and {other-public-names}: docs/_ext/chat_oauth2_docs.py
+    "chat_oauth2_docs",
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]

@@ -4,8 +4,9 @@ One build of docs/ (``python -m sphinx -W --keep-going -b html``, the command
 docs/development.md gives) into a temporary folder is shared by the tests: it must end
 without a warning, have every page the README links to, an API reference with every public
 name, the whole of SECURITY.md and docs/ARCHITECTURE.md, a troubleshooting section for every
-error class, and nothing a reader's browser would fetch from elsewhere. The errors-table
-directive is shown to fail a build when an error class has no section.
+error class, and nothing a reader's browser would fetch from elsewhere. The directives of
+docs/_ext/chat_oauth2_docs.py are shown to do their job on a one-page project: an error
+class without a section fails the build, a public name the API page forgot is documented.
 """
 
 from __future__ import annotations
@@ -153,17 +154,23 @@ def test_pages_fetch_nothing_from_elsewhere(site: Path) -> None:
     assert "intersphinx" not in conf
 
 
-@pytest.mark.timeout(300)
-def test_an_undocumented_error_class_fails_the_build(tmp_path: Path) -> None:
-    """The list of errors is generated from errors.py: a class without a section is an error."""
-    project = tmp_path / "project"
+def mini_project(root: Path, page: str, extensions: list[str]) -> Path:
+    """A one-page Sphinx project with docs/_ext's directives and the worktree's package."""
+    project = root / "project"
     project.mkdir()
     (project / "conf.py").write_text(
         "import sys\n"
         f"sys.path[:0] = [{str(ROOT)!r}, {str(DOCS / '_ext')!r}]\n"
-        "extensions = ['myst_parser', 'errors_table']\n",
+        f"extensions = {['myst_parser', *extensions, 'chat_oauth2_docs']!r}\n",
         encoding="utf-8",
     )
+    (project / "index.md").write_text(page, encoding="utf-8")
+    return project
+
+
+@pytest.mark.timeout(300)
+def test_an_undocumented_error_class_fails_the_build(tmp_path: Path) -> None:
+    """The list of errors is generated from errors.py: a class without a section is an error."""
     sections = re.findall(
         r"^\(error-[a-z0-9]+\)=$",
         (DOCS / "troubleshooting.md").read_text(encoding="utf-8"),
@@ -172,8 +179,25 @@ def test_an_undocumented_error_class_fails_the_build(tmp_path: Path) -> None:
     kept = [s for s in sections if s != "(error-tokenrevokeerror)="]
     assert len(kept) == len(sections) - 1
     body = "\n\n".join(f"{target}\n## Section {i}\n\ntext" for i, target in enumerate(kept))
-    (project / "index.md").write_text(f"# Errors\n\n```{{errors-table}}\n```\n\n{body}\n")
-    result = sphinx_build(project, tmp_path / "out")
+    page = f"# Errors\n\n```{{errors-table}}\n```\n\n{body}\n"
+    result = sphinx_build(mini_project(tmp_path, page, []), tmp_path / "out")
     assert result.returncode != 0
     assert "TokenRevokeError (chat_oauth2_nb.errors) has no section" in result.stderr
     assert result.stderr.count("has no section") == 1, result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_public_name_not_on_the_api_page_is_documented_anyway(tmp_path: Path) -> None:
+    """A page that names only one public name still documents all of them (a new one too)."""
+    page = (
+        "# API\n\n```{eval-rst}\n.. autofunction:: chat_oauth2_nb.create_oauth2_client\n```\n\n"
+        "## The rest\n\n```{other-public-names}\n```\n"
+    )
+    project = mini_project(tmp_path, page, ["sphinx.ext.autodoc", "sphinx.ext.napoleon"])
+    result = sphinx_build(project, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-4000:]
+    html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    documented = re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', html)
+    for name in chat_oauth2_nb.__all__:
+        assert documented.count(f"chat_oauth2_nb.{name}") == 1, name
+    assert "chat_oauth2_nb.OAuth2Client.setup" in documented

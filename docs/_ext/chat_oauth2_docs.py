@@ -1,13 +1,18 @@
-"""The ``{errors-table}`` directive: every error class of chat_oauth2_nb.errors, as a tree.
+"""Directives that keep the pages in step with the code, so nothing new goes undocumented.
 
-The list is built from the module, so a new error type shows up by itself; and a class
-without its own section in the page (a ``(error-<name in lower case>)=`` target) is a build
-warning, which the ``-W`` build turns into a failure: no error type goes undocumented.
+``{errors-table}``: every error class of chat_oauth2_nb.errors, as a tree. The list is built
+from the module, so a new error type shows up by itself; and a class without its own section
+in the page (a ``(error-<name in lower case>)=`` target) is a build warning, which the ``-W``
+build turns into a failure.
+
+``{other-public-names}``: the API reference of every name in ``chat_oauth2_nb.__all__`` that
+the page does not document by name yet, so a new public name is in the reference at once.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +88,38 @@ class ErrorsTable(SphinxDirective):
         return self.parse_text_to_nodes("\n".join(_tree(classes)))
 
 
+class OtherPublicNames(SphinxDirective):
+    """Document, with autodoc, the public names the current page does not mention yet."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        """Build an ``eval-rst`` block of autodoc directives and parse it."""
+        import chat_oauth2_nb
+
+        source = Path(self.env.doc2path(self.env.docname)).read_text(encoding="utf-8")
+        lines: list[str] = []
+        for name in chat_oauth2_nb.__all__:
+            if re.search(rf"chat_oauth2_nb\.{re.escape(name)}\b", source):
+                continue
+            value = getattr(chat_oauth2_nb, name)
+            if isinstance(value, type) and issubclass(value, BaseException):
+                kind = "autoexception"
+            elif isinstance(value, type):
+                kind = "autoclass"
+            else:
+                kind = "autofunction" if callable(value) else "autodata"
+            lines.append(f".. {kind}:: chat_oauth2_nb.{name}")
+            if kind == "autoclass":
+                lines.append("   :members:")
+            lines.append("")
+        if not lines:
+            return []
+        return self.parse_text_to_nodes("```{eval-rst}\n" + "\n".join(lines) + "\n```")
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the directive."""
+    """Register the directives."""
     app.add_directive("errors-table", ErrorsTable)
+    app.add_directive("other-public-names", OtherPublicNames)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
