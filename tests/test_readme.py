@@ -72,13 +72,13 @@ def test_readme_fits_on_a_few_screens_and_leads_in_order() -> None:
     text = readme()
     assert len(text.splitlines()) <= MAX_LINES, "README.md grew: move the detail to docs/"
     order = [
-        text.index("![The panel"),
         text.index("```bash"),
+        text.index("![The panel"),
         text.index("## Try it in JupyterLab"),
         text.index("## A real provider"),
         text.index("## Documentation"),
     ]
-    assert order == sorted(order), "README.md: picture, commands, try it, a real provider, docs"
+    assert order == sorted(order), "README.md: commands, picture, try it, a real provider, docs"
     first_block = re.search(r"```bash\n(.*?)```", text, re.S)
     assert first_block
     setup = first_block.group(1).splitlines()
