@@ -47,6 +47,7 @@ export class OAuth2Sidebar extends Widget {
   private readonly poller: ChangesPoller;
   private ticker: number | undefined;
   private loading: Promise<void> | null = null;
+  private again = false;
   private readonly listNode: HTMLElement;
   private readonly bannerNode: HTMLElement;
   private readonly userNode: HTMLElement;
@@ -97,11 +98,19 @@ export class OAuth2Sidebar extends Widget {
 
   /** Read `api/state` and draw it; the long-poll starts after the first answer. */
   reload(): Promise<void> {
-    if (!this.loading) {
-      this.loading = this.load().finally(() => {
-        this.loading = null;
-      });
+    if (this.loading) {
+      // A change arrived while a read was under way: read once more after it.
+      this.again = true;
+      return this.loading;
     }
+    this.loading = (async () => {
+      do {
+        this.again = false;
+        await this.load();
+      } while (this.again && !this.isDisposed);
+    })().finally(() => {
+      this.loading = null;
+    });
     return this.loading;
   }
 
@@ -313,17 +322,21 @@ export class OAuth2Sidebar extends Widget {
     if (showUser) {
       box.append(h('div', 'chat-oauth2-token-user', `User: ${token.user}`));
     }
-    const clock = h('span', 'chat-oauth2-countdown');
-    clock.dataset.expiresAt = String(token.expires_at ?? '');
-    box.append(
-      h(
-        'div',
-        'chat-oauth2-masked-line',
-        'Token ',
-        h('code', 'chat-oauth2-masked', token.masked)
-      ),
-      h('div', 'chat-oauth2-expiry', clock)
-    );
+    if (token.masked) {
+      box.append(
+        h(
+          'div',
+          'chat-oauth2-masked-line',
+          'Token ',
+          h('code', 'chat-oauth2-masked', token.masked)
+        )
+      );
+    }
+    if (token.status !== 'revoked') {
+      const clock = h('span', 'chat-oauth2-countdown');
+      clock.dataset.expiresAt = String(token.expires_at ?? '');
+      box.append(h('div', 'chat-oauth2-expiry', clock));
+    }
     const { missing, extra } = scopeDiff(
       token.scopes_granted,
       token.scopes_requested
@@ -466,9 +479,9 @@ export class OAuth2Sidebar extends Widget {
       authorized ? '' : 'jp-mod-accept'
     );
     if (token) {
-      button('refresh', 'Refresh', provider?.can_refresh !== false, () =>
-        this.refresh(alias)
-      );
+      const refreshable =
+        provider?.can_refresh !== false && token.status !== 'revoked';
+      button('refresh', 'Refresh', refreshable, () => this.refresh(alias));
       button(
         'revoke',
         'Revoke',

@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -299,6 +300,23 @@ def test_jupyterlab_sidebar_authorize_countdown_refresh_revoke(
         expect(demo.locator("button.chat-oauth2-authorize")).to_have_text("Authorize")
         scan_page(page, jupyter, provider, secret, "the JupyterLab page after Revoke")
 
+        # The person removes the app at the provider; Refresh then fails with a typed error
+        # that says what to change.
+        authorize_in_new_tab(page, context, jupyter)
+        page.bring_to_front()
+        expect(status).to_have_text("Authorized")
+        assert provider.remove_app(client_id="sidebar-client") == 1
+        demo.locator("button.chat-oauth2-refresh").click()
+        error = demo.locator(".chat-oauth2-error")
+        expect(error).to_be_visible()
+        expect(error.locator(".chat-oauth2-error-what")).not_to_be_empty()
+        expect(error.locator(".chat-oauth2-error-todo")).to_contain_text("What to change: ")
+        keep(page, "lab-typed-error")
+        scan_page(page, jupyter, provider, secret, "the JupyterLab page with the error")
+        # What is left of it here goes too (the next tests start with no token).
+        revoke_with_confirmation(page)
+        assert stored(jupyter, user) is None
+
 
 @pytest.mark.timeout(400)
 def test_jupyterlab_palette_doctor_report_light_and_dark(
@@ -478,3 +496,42 @@ def test_countdown_and_copy_button_views_in_a_notebook(
         page.locator(".jp-OutputArea-output:has(.chat-oauth2-countdown)").first.screenshot(
             path=str(ARTIFACTS / f"widgets-{app}.png")
         )
+
+
+@pytest.mark.timeout(300)
+def test_sidebar_loads_without_the_widgets_manager(
+    browser: Browser, provider: DemoProvider, secret: str, tmp_path: Path
+) -> None:
+    """@jupyter-widgets/base is optional: with the widgets manager disabled the sidebar works."""
+    server = JupyterServer(
+        tmp_path,
+        app="lab",
+        args=["--LabApp.news_url=None", "--LabApp.extension_manager=readonly"],
+        env={SECRET_ENV: secret},
+    )
+    declared = {**provider.config(alias="demo"), "clientId": "sidebar-client"}
+    config = {"ChatOAuth2App": {"providers": {"demo": declared}}}
+    (server.config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
+    labconfig = server.config_dir / "labconfig"
+    labconfig.mkdir(parents=True)
+    disabled = {"disabledExtensions": {"@jupyter-widgets/jupyterlab-manager": True}}
+    (labconfig / "page_config.json").write_text(json.dumps(disabled))
+    write_lab_settings(server.config_dir / "lab" / "user-settings")
+    link_labextension(server.data_dir)
+    server.start(timeout=120)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    errors: list[str] = []
+    try:
+        with artifacts_on_failure("sidebar-no-widgets", context, server):
+            page = context.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(server.login_url("lab", reset=True))
+            open_by_icon(page)
+            expect(card(page, "demo").locator(".chat-oauth2-status")).to_have_text("Not authorized")
+            ours = [e for e in errors if "chat-oauth2" in e or "chat_oauth2" in e]
+            assert ours == [], ours
+    finally:
+        context.close()
+        server.stop()
