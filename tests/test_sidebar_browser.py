@@ -97,7 +97,12 @@ def jupyter(
     config = {
         "ChatOAuth2App": {
             "providers": {
-                "demo": {**provider.config(alias="demo"), "clientId": "sidebar-client"},
+                "demo": {
+                    **provider.config(alias="demo"),
+                    "clientId": "sidebar-client",
+                    # An id_token too: the sidebar shows its verified claims on request.
+                    "defaultScopes": ["openid", "profile"],
+                },
                 "broken": broken,
             }
         }
@@ -276,7 +281,13 @@ def test_jupyterlab_sidebar_authorize_countdown_refresh_revoke(
         record = stored(jupyter, user)
         assert record is not None, "the callback stored no token"
         expect(demo.locator(".chat-oauth2-masked")).to_have_text(mask(record.data.token))
-        expect(demo.locator(".chat-oauth2-scope-granted")).to_have_text(["profile"])
+        expect(demo.locator(".chat-oauth2-scope-granted")).to_have_text(["openid", "profile"])
+        expect(demo.locator(".chat-oauth2-claims")).to_have_count(0)
+        demo.locator("button.chat-oauth2-claims-toggle").click()
+        claims = demo.locator(".chat-oauth2-claims")
+        expect(claims.locator("dt", has_text=re.compile("^iss$"))).to_be_visible()
+        expect(claims).to_contain_text(provider.issuer)
+        expect(claims).to_contain_text("demo-user")
         clock = demo.locator(".chat-oauth2-token .chat-oauth2-countdown")
         expect(clock).to_have_text(re.compile(r"^Expires in (59 min \d\d s|1 h 00 min)$"))
         # Drawn by the browser: the seconds move with no request and no state change.
@@ -293,6 +304,19 @@ def test_jupyterlab_sidebar_authorize_countdown_refresh_revoke(
         expect(demo.locator(".chat-oauth2-masked")).to_have_text(mask(refreshed.data.token))
         expect(status).to_have_text("Authorized")
         assert provider.introspect(refreshed.data.token)["active"] is True
+
+        # The palette's "Refresh all tokens" does the same for every token.
+        run_palette_command(page, "OAuth2: Refresh all tokens")
+        wait_until(
+            lambda: (r := stored(jupyter, user)) is not None and r.version > refreshed.version,
+            "Refresh all to store a new token",
+            UI_TIMEOUT_MS / 1000,
+            0.2,
+            jupyter.log_tail,
+        )
+        refreshed = stored(jupyter, user)
+        assert refreshed is not None
+        expect(demo.locator(".chat-oauth2-masked")).to_have_text(mask(refreshed.data.token))
 
         revoke_with_confirmation(page)
         assert stored(jupyter, user) is None
@@ -361,6 +385,10 @@ def test_notebook7_sidebar_in_the_file_browser_page(
 ) -> None:
     user = str(api_state(jupyter)["user"])
     (jupyter.root_dir / "empty.ipynb").write_text(json.dumps(notebook_json([])))
+    # The settings editor's "expires soon" threshold, set above the token's hour.
+    setting = jupyter.config_dir / "lab" / "user-settings" / "chat-oauth2-nb"
+    setting.mkdir(parents=True, exist_ok=True)
+    (setting / "sidebar.jupyterlab-settings").write_text(json.dumps({"expiresSoonSeconds": 7200}))
     page = context.new_page()
     with artifacts_on_failure("sidebar-nb7", context, jupyter):
         page.goto(jupyter.login_url("tree"))
@@ -374,7 +402,8 @@ def test_notebook7_sidebar_in_the_file_browser_page(
         page.evaluate("window.__sameDocument = 'yes'")
         authorize_in_new_tab(page, context, jupyter)
         page.bring_to_front()
-        expect(status).to_have_text("Authorized")
+        expect(status).to_have_text("Expires soon")
+        expect(demo.locator(".chat-oauth2-countdown.chat-oauth2-soon").first).to_be_visible()
         assert page.evaluate("window.__sameDocument") == "yes"
         record = stored(jupyter, user)
         assert record is not None
@@ -393,10 +422,11 @@ def test_notebook7_sidebar_in_the_file_browser_page(
         notebook.locator(".lm-Menu-item", has_text="Left Sidebar").click()
         notebook.locator(".lm-Menu-item", has_text="OAuth2").click()
         expect(notebook.locator(SIDEBAR)).to_be_visible()
-        expect(card(notebook, "demo").locator(".chat-oauth2-status")).to_have_text("Authorized")
+        expect(card(notebook, "demo").locator(".chat-oauth2-status")).to_have_text("Expires soon")
         keep(notebook, "notebook7-notebook")
 
         page.bring_to_front()
+        (setting / "sidebar.jupyterlab-settings").unlink()
         revoke_with_confirmation(page)
         assert stored(jupyter, user) is None
         # The other page learns it from the change feed too.
