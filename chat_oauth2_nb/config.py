@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, did_you_mean
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
@@ -25,6 +25,7 @@ __all__ = [
     "provider_identity",
     "same_issuer",
     "scopes_argument",
+    "unknown_key",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -331,12 +332,7 @@ def _field_values(config: object) -> dict[str, Any]:
     for key, value in config.items():
         name = _SEED_KEYS.get(key, key)
         if name not in _FIELDS:
-            known = ", ".join(sorted(_SEED_KEYS))
-            raise ConfigurationError(
-                str(key),
-                "is not a known config key",
-                f"Use one of: {known} (or their snake_case twins).",
-            )
+            raise unknown_key(str(key))
         if name in values:
             raise ConfigurationError(
                 str(key),
@@ -345,6 +341,18 @@ def _field_values(config: object) -> dict[str, Any]:
             )
         values[name] = value
     return values
+
+
+def unknown_key(key: str) -> ConfigurationError:
+    """The error for a config dict's ``key`` that is no config key: the closest ones first.
+
+    The known keys are read from ``_SEED_KEYS`` (and their snake_case twins), so a key added
+    there is suggested too.
+    """
+    known = _FIELDS if "_" in key else _SEED_KEYS
+    guess = did_you_mean(key, known) or did_you_mean(key, [*_SEED_KEYS, *_FIELDS])
+    listing = f"The keys are: {', '.join(sorted(_SEED_KEYS))} (or their snake_case twins)."
+    return ConfigurationError(key, "is not a known config key", guess or listing)
 
 
 def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:

@@ -281,7 +281,8 @@ def load_declared() -> DeclaredProviders | None:
     if not file:
         return None
     declared = resolve_declarations(json.loads(Path(file).read_text()), os.environ)
-    return DeclaredProviders(declared) if declared else None
+    where = "configure_hub(providers=...) in jupyterhub_config.py"
+    return DeclaredProviders(declared, where=where) if declared else None
 
 
 def make_app(

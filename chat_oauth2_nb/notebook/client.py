@@ -24,6 +24,8 @@ from ..config import ProviderConfig, check_redirect_uri, provider_identity
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
+    OAuth2Error,
+    did_you_mean,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
@@ -610,18 +612,58 @@ def _config_of(
 ) -> ProviderConfig:
     """The provider config a preset name, a mapping or a ProviderConfig stands for."""
     if isinstance(config, str):
+        from ..presets import PRESETS, unknown_preset
         from ..presets import config as preset_config
 
+        if config not in PRESETS:
+            raise unknown_preset(config, *_declared_names())
         config = preset_config(config, **preset_params)
-    elif preset_params:
-        name = sorted(preset_params)[0]
+    return ProviderConfig.from_mapping(config, **credentials)
+
+
+def _declared_names() -> tuple[list[str], str]:
+    """The aliases declared on this kernel's Jupyter server (for a suggestion), and where."""
+    from ..kernel.declared import providers, server_holder
+
+    if server_holder() is None:
+        return [], ""
+    try:
+        names = list(providers())
+    except OAuth2Error:  # the server is gone: the suggestion is among presets only
+        return [], ""
+    return names, "on this Jupyter server (c.ChatOAuth2App.providers)"
+
+
+def _keywords() -> list[str]:
+    """create_oauth2_client()'s own keywords (not the preset parameters)."""
+    import inspect
+
+    params = inspect.signature(create_oauth2_client).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_keywords(config: object, preset_params: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither create_oauth2_client()'s nor the preset's, with a guess."""
+    from ..presets import PRESETS, preset_parameters
+
+    if not preset_params or (isinstance(config, str) and config not in PRESETS):
+        return  # nothing to check, or the missing preset's own error says more
+    accepted = [*preset_parameters(config), "alias"] if isinstance(config, str) else []
+    for name in sorted(set(preset_params) - set(accepted)):
+        guess = did_you_mean(name, _keywords(), suffix="=")
+        if accepted and not guess:
+            continue  # the preset's error names its parameters (and the closest)
+        problem = "is not a keyword of create_oauth2_client()"
+        if accepted:
+            problem = f"is neither a keyword of create_oauth2_client() nor of the {config!r} preset"
         raise ConfigurationError(
             name,
-            "is a preset parameter, but config is not a preset name",
-            "Put the value into the config dict itself, or pass a preset name such as "
-            "'microsoft' as config.",
+            problem,
+            guess
+            or "Put the value into the config dict itself; preset parameters such as "
+            "tenant= go with a preset name such as 'microsoft' as config.",
+            label="Keyword argument",
         )
-    return ProviderConfig.from_mapping(config, **credentials)
 
 
 def create_oauth2_client(
@@ -683,6 +725,7 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    _check_keywords(config, preset_params)
     # What a declared provider's client takes too; the rest is for the person's own client.
     common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
     common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)
