@@ -11,7 +11,6 @@ and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 import uuid
@@ -30,6 +29,7 @@ from ..errors import (
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
 from ..kernel.flows import Waiter
+from ..kernel.httplog import HttpLog
 from ..kernel.paste import finish_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
@@ -117,7 +117,8 @@ class OAuth2Client:
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
-        self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        #: The latest exchanges with the provider, secrets masked (``client.http_log[-6:]``).
+        self.http_log = HttpLog(http_log_size)
         self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
         #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
         #: ``holder`` of it (the Jupyter server, for a provider declared there).

@@ -83,7 +83,9 @@ def _declared(name: str) -> bool:
     if name in aliases:
         return True
     guess = did_you_mean(name, [*PRESETS, *aliases, "status"])
-    declared = f" (declared on this Jupyter server: {', '.join(sorted(aliases))})" if aliases else ""
+    declared = (
+        f" (declared on this Jupyter server: {', '.join(sorted(aliases))})" if aliases else ""
+    )
     raise _usage_error(
         f"No preset named {name!r}{' nor a declared provider' if aliases else ''}. "
         f"{guess}\n{USAGE}{declared}"
