@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -229,7 +230,11 @@ class OAuth2Client:
             self._closed.clear()
             if not self.held_elsewhere:  # the server registered a declared provider itself
                 self.store.put_provider(self.config)
-            return self.ways.choose()
+            fresh = self.ways.way is None
+            uri = self.ways.choose()
+        if fresh:
+            _note_way(self)
+        return uri
 
     async def asetup(self) -> str:
         """Async twin of :meth:`setup`."""
@@ -541,6 +546,39 @@ class OAuth2Client:
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""
         return await asyncio.to_thread(self.diagnose, user)
+
+
+_WAY_WORDS = {
+    "loopback": "a one-time listener on 127.0.0.1 in this kernel (the loopback way)",
+    "device": "a device code typed at the provider (the device way)",
+    "paste": "pasting back the address the browser ends on (the paste way)",
+}
+
+
+def way_note(client: OAuth2Client) -> str | None:
+    """One line on the way ``mode='auto'`` chose and why, unless it is the Jupyter callback."""
+    if client.mode != "auto" or client.way not in _WAY_WORDS:
+        return None
+    others = ", ".join(f"'{m}'" for m in ("jupyter", "loopback", "device", "paste"))
+    return (
+        f"chat_oauth2_nb: {client.alias!r} authorizes by {_WAY_WORDS[client.way]}, as no "
+        f"Jupyter server with the chat_oauth2_nb extension runs this kernel. "
+        f"{client.way_reason} Pass mode= ({others}) to create_oauth2_client() to choose."
+    )
+
+
+def _note_way(client: OAuth2Client) -> None:
+    """Say in the notebook (a kernel's output) which way auto chose and why: else it is silent."""
+    note = way_note(client)
+    if note is None:
+        return
+    ipython = sys.modules.get("IPython")  # never imported here for this: only if in use
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return  # not a notebook's kernel: the log line (ways.py) says it
+    from IPython.display import display
+
+    display({"text/plain": note}, raw=True)  # type: ignore[no-untyped-call]
 
 
 def _subject_of(client: OAuth2Client) -> Subject:
