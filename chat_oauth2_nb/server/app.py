@@ -11,11 +11,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Dict, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from ..declarations import resolve_declarations, secret_variables
 from ..errors import ConfigurationError
 from ..lifecycle.declared import DeclaredProviders
+from ..lifecycle.probe import RedirectProbe
 from ..lifecycle.remote import Holder
 from ..routes import (
     CALLBACK_PATH,
@@ -112,6 +113,17 @@ class ChatOAuth2App(ExtensionApp):
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
 
+    check_redirect_uri = Bool(
+        True,
+        help=(
+            "When a browser opens a start link, first ask the provider's authorization page "
+            "whether it accepts the flow's redirect URI (no cookies, a throwaway state; an "
+            "accepted one is not asked again for 10 minutes). A refusal ends the flow at once "
+            "with the URI to register, instead of the provider's error page and a notebook "
+            "waiting in silence."
+        ),
+    ).tag(config=True)
+
     workers = Int(
         8,
         help=(
@@ -158,7 +170,11 @@ class ChatOAuth2App(ExtensionApp):
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, self.workers), thread_name_prefix="chat-oauth2"
         )
+        self._probe = (
+            RedirectProbe(timeout=min(self.token_timeout, 5.0)) if self.check_redirect_uri else None
+        )
         self.settings.update(
+            chat_oauth2_nb_redirect_probe=self._probe,
             chat_oauth2_nb_declared=self._declared,
             chat_oauth2_nb_executor=self._executor,
             chat_oauth2_nb_api_token=self._api_token,
@@ -238,5 +254,7 @@ class ChatOAuth2App(ExtensionApp):
         """Stop the worker pool, close the HTTP client and stop advertising the callback URL."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._declared.close()
+        if self._probe is not None:
+            self._probe.close()
         for name in (SERVER_CALLBACK_ENV, SERVER_START_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV):
             os.environ.pop(name, None)

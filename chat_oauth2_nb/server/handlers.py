@@ -37,6 +37,7 @@ from ..lifecycle.callback import (
 )
 from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.pages import render_outcome
+from ..lifecycle.probe import RedirectProbe
 from ..lifecycle.wire import serve
 from ..store import PendingFlow, Store
 from ..store.sealing import Cipher
@@ -202,12 +203,18 @@ class StartHandler(_Base):
             return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        probe: RedirectProbe | None = self.settings.get("chat_oauth2_nb_redirect_probe")
         owner = self._user_name()
         cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
             self,
             lambda: open_start_link(
-                open_store(), start_id, owner=owner, accepts=accepts, cookies=cookies
+                open_store(),
+                start_id,
+                owner=owner,
+                accepts=accepts,
+                cookies=cookies,
+                refusal=probe.refusal if probe is not None else None,
             ),
         )
         if isinstance(result, str):
