@@ -14,10 +14,11 @@ import asyncio
 import html
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import pytest
 from support.jupyter import Browser
+from support.scan import assert_no_secret, nasty_secret
 
 from chat_oauth2_nb import RedirectUriError, create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
@@ -95,5 +96,32 @@ async def test_a_registered_redirect_uri_goes_on_to_the_provider(
             assert answer.code == 200
             data = await asyncio.to_thread(client.wait_for_authorization, user, 60)
             assert data.token
+    finally:
+        client.close()
+
+
+async def test_a_provider_echoing_the_secret_in_its_refusal_does_not_put_it_in_the_error(
+    jp_fetch: Fetch, jp_serverapp: Any, provider: DemoProvider
+) -> None:
+    """The probe never sends the secret, but the provider knows it and may repeat it."""
+    secret = nasty_secret("GOCSPX-")
+    client = await _client(provider, client_secret=secret)
+    page = (
+        f"<html><body><h1>redirect_uri_mismatch</h1><p>{secret} {quote_plus(secret)}</p>"
+        "</body></html>"
+    )
+    provider.inject_fault("authorize", status=400, body=page, times=1)
+    try:
+        opened = await _open(jp_fetch, client.get_user_authorization_url("ada"))
+        assert opened.code == 400
+        with pytest.raises(RedirectUriError) as caught:
+            await asyncio.to_thread(client.wait_for_authorization, "ada", 60)
+        assert "redirect_uri_mismatch" in str(caught.value)
+        assert_no_secret(
+            str(caught.value) + opened.body.decode(),
+            [secret],
+            "the refusal",
+            client_ids=[client.config.client_id],
+        )
     finally:
         client.close()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ..config import ProviderConfig, same_issuer
+from ..config import ProviderConfig, provider_identity, same_issuer
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -101,7 +101,7 @@ def open_start_link(
     owner: str | None,
     accepts: Callable[[PendingFlow], bool],
     cookies: Mapping[str, str] | None = None,
-    refusal: Callable[[PendingFlow], OAuth2Error | None] | None = None,
+    refusal: Callable[[PendingFlow, list[str | None]], OAuth2Error | None] | None = None,
 ) -> tuple[str, str, str] | str:
     """Bind the flow of ``start_id`` to this browser: (provider URL, cookie name, cookie value).
 
@@ -111,7 +111,7 @@ def open_start_link(
     it again. Returns the reason (words for a page) when the link is unknown, used, expired,
     opened already, another Jupyter user's, or was issued for another endpoint.
 
-    ``refusal(flow)`` asks the provider first (:class:`~chat_oauth2_nb.lifecycle.probe.
+    ``refusal(flow, secrets)`` asks the provider first (:class:`~chat_oauth2_nb.lifecycle.probe.
     RedirectProbe`): a refused redirect URI ends the flow with that error at once, so the
     notebook says what to register instead of waiting, and the browser is not sent on.
     """
@@ -128,7 +128,10 @@ def open_start_link(
         again = _same_browser(flow, owner, cookies or {})
         if again is not None:
             return again
-        refused = refusal(flow) if refusal is not None and flow.status == "pending" else None
+        refused = None
+        if refusal is not None and flow.status == "pending" and flow.provider is not None:
+            held = store.get_provider(flow.alias, provider_identity(flow.provider))
+            refused = refusal(flow, [held.client_secret if held is not None else None])
         if refused is not None:
             store.finish_flow(flow.state, error=FlowError.of(refused, "redirect_uri"))
             return str(refused)

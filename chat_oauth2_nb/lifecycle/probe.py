@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
 import httpx
 
 from ..errors import RedirectUriError
-from ..oauth import HttpRequest, authorization_url, new_code_verifier, new_state
+from ..oauth import HttpRequest, authorization_url, new_code_verifier, new_state, redact
 from ..oauth.pages import MAX_PAGE_BYTES, judge_authorization_answer
 from ..oauth.transport import send
 from ..store import PendingFlow
@@ -46,8 +47,14 @@ class RedirectProbe:
         self._accepted: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
 
-    def refusal(self, flow: PendingFlow) -> RedirectUriError | None:
-        """The provider's refusal of ``flow``'s redirect URI, or None (accepted, or can't tell)."""
+    def refusal(
+        self, flow: PendingFlow, secrets: Iterable[str | None] = ()
+    ) -> RedirectUriError | None:
+        """The provider's refusal of ``flow``'s redirect URI, or None (accepted, or can't tell).
+
+        ``secrets`` (the client secret) are masked in the provider's words quoted in the
+        error: the probe never sends one, but the provider knows it and may echo it.
+        """
         provider = flow.provider
         if provider is None or not flow.redirect_uri:
             return None
@@ -82,9 +89,10 @@ class RedirectProbe:
                 with self._lock:
                     self._accepted[key] = time.monotonic() + self.remember
             return None
+        evidence = redact(judged.evidence, secrets, provider.client_id)
         return RedirectUriError(
             f"The provider does not accept the redirect URI {flow.redirect_uri} (client "
-            f"{provider.client_id!r}). {judged.evidence}",
+            f"{provider.client_id!r}). {evidence}",
             hint=f"{judged.action} Then start again with a new link (client."
             "get_user_authorization_url(), or the panel's Authorize).",
         )

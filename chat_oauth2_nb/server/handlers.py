@@ -204,6 +204,13 @@ class StartHandler(_Base):
 
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
         probe: RedirectProbe | None = self.settings.get("chat_oauth2_nb_redirect_probe")
+        declared: DeclaredProviders = self.settings["chat_oauth2_nb_declared"]
+
+        def refusal(flow: PendingFlow, secrets: list[str | None]) -> OAuth2Error | None:
+            assert probe is not None
+            held = declared.declared.get(flow.alias)  # a declared provider's secret is here
+            return probe.refusal(flow, [*secrets, held.client_secret if held else None])
+
         owner = self._user_name()
         cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
@@ -214,7 +221,7 @@ class StartHandler(_Base):
                 owner=owner,
                 accepts=accepts,
                 cookies=cookies,
-                refusal=probe.refusal if probe is not None else None,
+                refusal=refusal if probe is not None else None,
             ),
         )
         if isinstance(result, str):
