@@ -78,7 +78,7 @@ async def test_an_unregistered_redirect_uri_ends_the_flow_at_the_start_link(
         # Its fix is at the provider: never another way to authorize.
         for other_way in ("device", "code instead", "paste", "mode="):
             assert other_way not in said
-        assert client.config.client_secret not in said + page
+        assert_no_secret(said + page, [client.config.client_secret], "the refusal")
     finally:
         client.close()
 
