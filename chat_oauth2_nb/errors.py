@@ -100,7 +100,7 @@ def hint_for(error: str | None) -> str | None:
 
 
 def did_you_mean(word: str, known: Iterable[str], *, suffix: str = "") -> str:
-    """ "Did you mean 'x'?" for the known name closest to ``word`` (difflib), else "".
+    """A "Did you mean 'x'?" for the known name closest to ``word`` (difflib), else "".
 
     Case is ignored when comparing (``clientid`` is ``clientId``'s typo); names as close as
     the closest are offered too; ``suffix`` is written after each (``=`` for keywords).
