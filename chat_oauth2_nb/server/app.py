@@ -13,7 +13,12 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 
-from ..declarations import resolve_declarations, secret_variables
+from ..declarations import (
+    HUB_PROVIDERS,
+    SERVER_PROVIDERS,
+    resolve_declarations,
+    secret_variables,
+)
 from ..errors import ConfigurationError
 from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.probe import RedirectProbe
@@ -159,8 +164,15 @@ class ChatOAuth2App(ExtensionApp):
         declared = resolve_declarations(self.providers, os.environ)
         for name in secret_variables(self.providers):
             os.environ.pop(name, None)
+        holder = self._hub_holder()
         self._declared = DeclaredProviders(
-            declared, timeout=self.token_timeout, holder=self._hub_holder()
+            declared,
+            timeout=self.token_timeout,
+            holder=holder,
+            # Broker mode: the hub's administrator declared them, in jupyterhub_config.py.
+            where=f"{HUB_PROVIDERS} in jupyterhub_config.py"
+            if holder is not None
+            else f"{SERVER_PROVIDERS} in jupyter_server_config.py",
         )
         self._api_token = secrets.token_urlsafe(32)
         if declared:

@@ -321,8 +321,7 @@ class _KernelApi(web.RequestHandler):
 
     def _failed(self, exc: OAuth2Error) -> None:
         status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        where = "c.ChatOAuth2App.providers in jupyter_server_config.py"
-        self._answer(status, admins_error_payload(exc, where))
+        self._answer(status, admins_error_payload(exc, self.declared.where))
 
 
 class ProvidersHandler(_KernelApi):
