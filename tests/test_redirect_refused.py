@@ -23,6 +23,7 @@ from support.scan import assert_no_secret, nasty_secret
 from chat_oauth2_nb import RedirectUriError, create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.notebook.client import OAuth2Client
+from chat_oauth2_nb.oauth.pages import judge_authorization_answer
 
 Fetch = Callable[..., Awaitable[Any]]
 REGISTERED = "https://jupyter.example.org/user/ada/chat-oauth2/callback/demo"
@@ -125,3 +126,40 @@ async def test_a_provider_echoing_the_secret_in_its_refusal_does_not_put_it_in_t
         )
     finally:
         client.close()
+
+
+URI = "http://localhost:8888/chat-oauth2/callback/acme"
+AUTH = "https://provider.example/authorize?client_id=x"
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "page", "refused"),
+    [
+        # Google: its own error page, before sign-in.
+        (400, "", b"<h1>Error 400: redirect_uri_mismatch</h1><p>Access blocked</p>", True),
+        # Microsoft Entra: AADSTS50011.
+        (
+            400,
+            "",
+            b"AADSTS50011: The redirect URI specified in the request does not match the "
+            b"redirect URIs configured for the application.",
+            True,
+        ),
+        # GitHub: to the registered callback, with the error in its query.
+        (302, "https://elsewhere.example/cb?error=redirect_uri_mismatch&state=s", b"", True),
+        # A 4xx about something else that merely mentions the redirect: the flow goes on.
+        (403, "", b"Please sign in first; you will be sent to the redirect URL after.", False),
+        # A sign-in page, or the sign-in redirect: the provider may check only later.
+        (200, "", b"<form><input name=login></form>", False),
+        (302, "https://provider.example/login?next=/authorize", b"", False),
+    ],
+)
+def test_what_stops_a_flow_at_the_start_link(
+    status: int, location: str, page: bytes, refused: bool
+) -> None:
+    judged = judge_authorization_answer(URI, AUTH, status, location, page)
+    assert judged.refused is refused
+    if refused:
+        assert judged.action == (
+            f"Register exactly {URI} as a redirect URI of this client at the provider."
+        )

@@ -111,6 +111,17 @@ def judge_authorization_answer(
 
 def _judge_redirect(redirect_uri: str, location: str) -> RedirectVerdict:
     """The provider sent the browser on: back to the redirect URI, or to its sign-in."""
+    query = parse_qs(urlsplit(location).query)
+    error = (query.get("error") or [""])[0][:100]
+    if error == "redirect_uri_mismatch":
+        # GitHub sends the browser to the client's registered callback with this error.
+        return RedirectVerdict(
+            "fail",
+            f"The provider sends the browser to {where(location)} with "
+            "error=redirect_uri_mismatch.",
+            register_advice(redirect_uri),
+            refused=True,
+        )
     if not location.startswith(redirect_uri):
         return RedirectVerdict(
             "ok",
@@ -118,8 +129,6 @@ def _judge_redirect(redirect_uri: str, location: str) -> RedirectVerdict:
             "some providers check the redirect URI only after sign-in.",
             f"If the provider then shows a redirect_uri error: {register_advice(redirect_uri)}",
         )
-    query = parse_qs(urlsplit(location).query)
-    error = (query.get("error") or [""])[0][:100]
     if not error:
         return RedirectVerdict(
             "ok", "The provider sent the browser straight back to the redirect URI.", ""
@@ -144,7 +153,8 @@ def _judge_page(redirect_uri: str, status: int, text: str) -> RedirectVerdict:
                 f"The provider refuses the authorization request (HTTP {status}) with a page "
                 f"about the redirect URI: “{excerpt(text, mention)}”",
                 register_advice(redirect_uri),
-                refused=True,
+                # Sure enough to stop a flow only when the page also says what is wrong.
+                refused=_REFUSAL_WORDS.search(text) is not None,
             )
         return RedirectVerdict(
             "warn",
