@@ -209,3 +209,19 @@ def test_the_clients_http_log_slices(
     last = client.http_log[-6:]
     assert isinstance(last, list)
     assert [e.url for e in last][-1] == provider.config()["accessTokenUri"]
+
+
+def test_a_misspelled_mode_names_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {**ENDPOINTS, "accessTokenUri": "https://a.example/token"}
+    said = _refused(
+        lambda: create_oauth2_client(config, client_id="id", client_secret="s", mode="devcie")  # type: ignore[arg-type]
+    )
+    assert said == (
+        "Argument 'mode' is 'devcie'. Did you mean 'device'? Use 'auto', 'jupyter', "
+        "'loopback', 'device' or 'paste'."
+    )
+    monkeypatch.setenv("CHAT_OAUTH2_NB_MODE", "loopbak")
+    from_env = _refused(lambda: create_oauth2_client(config, client_id="id", client_secret="s"))
+    assert from_env.startswith(
+        "Environment variable 'CHAT_OAUTH2_NB_MODE' is 'loopbak'. Did you mean 'loopback'?"
+    )
