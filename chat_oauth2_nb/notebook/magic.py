@@ -6,7 +6,9 @@
 notebook. Options: ``--alias``, ``--user``, ``--scopes "a b"``, ``--mode``, ``--as NAME``
 (bind the client to a variable); every other ``--name value`` is a preset parameter
 (``--tenant``, ``--base-url``, ``--realm``, ``--server-url``, ``--issuer``).
-``%oauth2 status`` shows the dashboard of every stored token.
+``%oauth2 status`` shows the dashboard of every stored token. ``%oauth2 ALIAS`` shows the
+panel of a provider declared on the Jupyter server (``c.ChatOAuth2App.providers``), whose
+secret the server holds. A mistyped name or option gets the closest one suggested.
 """
 
 from __future__ import annotations
