@@ -38,6 +38,7 @@ import difflib
 from collections.abc import Callable, Iterable
 
 __all__ = [
+    "ActionUnavailableError",
     "AuthorizationCancelledError",
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
@@ -57,6 +58,7 @@ __all__ = [
     "TokenExchangeError",
     "TokenRefreshError",
     "TokenRevokeError",
+    "UnknownProviderError",
     "UntrustedPeer",
     "did_you_mean",
     "hint_for",
@@ -197,6 +199,14 @@ class ConfigurationError(OAuth2Error, ValueError):
 
 class NotAuthorizedError(OAuth2Error):
     """Nothing is stored for this (alias, user): authorize first."""
+
+
+class UnknownProviderError(NotAuthorizedError):
+    """An alias names no provider known here (the message lists them, the hint may guess one)."""
+
+
+class ActionUnavailableError(NotAuthorizedError):
+    """This process cannot do that for this provider (another one holds what it needs)."""
 
 
 class ProviderMismatchError(NotAuthorizedError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import ProviderConfig, provider_identity
 from ..declarations import public_part
-from ..errors import NotAuthorizedError, did_you_mean
+from ..errors import UnknownProviderError, did_you_mean
 from ..store import HeldTokenStore
 from .grants import Connections, Grants
 from .local import LocalGrants
@@ -51,7 +51,7 @@ class DeclaredProviders:
         return {alias: public_part(config) for alias, config in self.declared.items()}
 
     def config_for(self, alias: str) -> ProviderConfig:
-        """The declared config of ``alias``, secret included; NotAuthorizedError when undeclared."""
+        """The declared config of ``alias``, secret included; UnknownProviderError when undeclared."""
         config = self.declared.get(alias)
         if config is None:
             guess = did_you_mean(alias, self.declared)
@@ -60,7 +60,7 @@ class DeclaredProviders:
                 f"Declared ({self.where}): {declared}. Ask the administrator to declare it "
                 "there, or pass a config and credentials to create_oauth2_client()."
             )
-            raise NotAuthorizedError(
+            raise UnknownProviderError(
                 f"No provider is declared as {alias!r} here", hint=f"{guess} {hint}".strip()
             )
         return config

@@ -37,6 +37,8 @@ from ..routes import (
 )
 from ..store import Store, open_store
 from ..store.hubpeer import hub_client
+from .api import api_handlers
+from .changes import ChangeFeed
 from .handlers import CallbackHandler, GrantsHandler, ProvidersHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
@@ -129,6 +131,12 @@ class ChatOAuth2App(ExtensionApp):
         ),
     ).tag(config=True)
 
+    changes_timeout = Float(
+        25.0,
+        help="Seconds a long-poll of api/changes waits for the store to change before it "
+        "answers with the same version (stay under the proxies' idle timeouts).",
+    ).tag(config=True)
+
     workers = Int(
         8,
         help=(
@@ -185,9 +193,13 @@ class ChatOAuth2App(ExtensionApp):
         self._probe = (
             RedirectProbe(timeout=min(self.token_timeout, 5.0)) if self.check_redirect_uri else None
         )
+        self._feed = ChangeFeed()
         self.settings.update(
             chat_oauth2_nb_redirect_probe=self._probe,
             chat_oauth2_nb_declared=self._declared,
+            chat_oauth2_nb_feed=self._feed,
+            chat_oauth2_nb_changes_timeout=self.changes_timeout,
+            chat_oauth2_nb_token_timeout=self.token_timeout,
             chat_oauth2_nb_executor=self._executor,
             chat_oauth2_nb_api_token=self._api_token,
             chat_oauth2_nb_store=get_store,
@@ -259,12 +271,14 @@ class ChatOAuth2App(ExtensionApp):
                     rf"/{SERVER_API_PATH}/(token|revoke)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
                     GrantsHandler,
                 ),
+                *api_handlers(f"/{SERVER_API_PATH}"),
             ]
         )
 
     async def stop_extension(self) -> None:
         """Stop the worker pool, close the HTTP client and stop advertising the callback URL."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._feed.close()
         self._declared.close()
         if self._probe is not None:
             self._probe.close()
