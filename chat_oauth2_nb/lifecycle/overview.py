@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..config import ProviderConfig, provider_identity
@@ -23,6 +24,7 @@ from ..errors import (
     UnknownProviderError,
 )
 from ..oauth import AuthData, mask
+from ..oauth.redaction import redact
 from ..store import DEFAULT_FLOW_TTL, PendingFlow, Store, TokenRecord
 from .declared import DeclaredProviders
 from .flows import new_flow
@@ -59,17 +61,22 @@ _WAY_TEXT = {
 }
 
 
-def error_view(exc: OAuth2Error) -> dict[str, Any]:
-    """A typed error as the API answers it: what failed, what the provider said, what to change."""
+def error_view(exc: OAuth2Error, secrets: Sequence[str | None] = ()) -> dict[str, Any]:
+    """A typed error as the API answers it: what failed, what the provider said, what to change.
+
+    ``secrets``: masked wherever they appear, in any encoding (see :meth:`Overview.secrets`).
+    """
     said = None
     if exc.error:
         said = exc.error + (f": {exc.error_description}" if exc.error_description else "")
+    texts = (str(exc), exc.message, said, exc.hint)
+    message, what, said, hint = (None if t is None else redact(t, secrets) for t in texts)
     return {
         "type": type(exc).__name__,
-        "message": str(exc),
-        "what_failed": exc.message,
+        "message": message,
+        "what_failed": what,
         "provider_said": said,
-        "what_to_change": exc.hint,
+        "what_to_change": hint,
     }
 
 
@@ -316,6 +323,24 @@ class Overview:
     def revoke(self, alias: str) -> bool:
         """Revoke ``alias``'s token at the provider and delete it; False when none was stored."""
         return self.grants(alias).revoke(self.user)
+
+    def secrets(self, alias: str) -> list[str | None]:
+        """Every secret this server holds for ``alias`` and this user, to mask in any answer.
+
+        A provider's error text is masked with the secrets of the request it answered; a
+        hostile or careless one may also quote a token it was not sent (the access token in
+        an answer to a refresh, an earlier token): the API masks all of them.
+        """
+        found: list[str | None] = []
+        for config in [k.config for k in self.providers() if k.config.alias == alias]:
+            found.append(config.client_secret)
+            record = self.store.get_token(alias, self.user)
+            if record is not None:
+                data = record.data
+                found += [data.token, data.refresh_token, data.id_token]
+                identity = record.provider or provider_identity(config)
+                found.append(self.store.get_held_refresh_token(alias, self.user, identity))
+        return found
 
     def claims(self, alias: str) -> dict[str, Any]:
         """The verified id_token claims of ``alias``'s token; NotAuthorizedError when there are none."""

@@ -121,14 +121,23 @@ class _Api(ExtensionHandlerMixin, APIHandler):
     async def run(self, work: Callable[[Overview], T]) -> T | None:
         """``work`` on the worker pool; a typed error becomes the answer (None is returned)."""
 
-        def job() -> tuple[T, Store]:
+        def job() -> tuple[T | None, Store, tuple[int, dict[str, Any]] | None]:
             overview = self.overview()
-            return work(overview), overview.store
+            try:
+                return work(overview), overview.store, None
+            except OAuth2Error as exc:
+                # Masked with every secret held for the alias, not only the request's.
+                alias = self.path_args[-1] if self.path_args else ""
+                view = error_view(exc, overview.secrets(alias) if alias else ())
+                return None, overview.store, (_status_of(exc), view)
 
         try:
-            result, store = await in_worker(self, job)
+            result, store, failed = await in_worker(self, job)
         except OAuth2Error as exc:
             self.answer(_status_of(exc), {"error": error_view(exc)})
+            return None
+        if failed is not None:
+            self.answer(failed[0], {"error": failed[1]})
             return None
         self.feed.follow(store.path)
         return result
