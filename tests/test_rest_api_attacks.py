@@ -96,6 +96,9 @@ async def test_a_provider_quoting_stored_tokens_in_its_errors_reaches_the_browse
     said = failed["error"]["provider_said"]
     # The rest of the text is there, markup included: the front end renders it as text.
     assert said.startswith("temporarily_unavailable: ") and "<script>" in said
+    # The doctor reads the refresh token held apart (it is no longer "missing") and masks it.
+    report = await api.call("POST", "check", "demo")
+    assert next(r for r in report["rows"] if r["id"] == "refresh")["status"] == "ok", report
     text = b"\n".join(api.bodies).decode()
     secrets = [record.data.token, held, record.data.id_token, declared[1]]
     assert_no_secret(text, secrets, "the API's answers", client_ids=[declared[0]])

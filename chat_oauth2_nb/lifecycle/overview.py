@@ -324,6 +324,24 @@ class Overview:
         """Revoke ``alias``'s token at the provider and delete it; False when none was stored."""
         return self.grants(alias).revoke(self.user)
 
+    def stored_token(self, alias: str, user: str) -> TokenRecord | None:
+        """``alias``'s record for ``user`` as the doctor reads it: with the refresh token held apart.
+
+        A declared provider's refresh token is kept out of the token row (kernels read the
+        row); without it the doctor would warn that no refresh token is stored.
+        """
+        record = self.store.get_token(alias, user)
+        if record is None or record.data.refresh_token is not None:
+            return record
+        config = self.find(alias).config
+        identity = record.provider or provider_identity(config)
+        held = self.store.get_held_refresh_token(alias, user, identity)
+        if held is None:
+            return record
+        return dataclasses.replace(
+            record, data=dataclasses.replace(record.data, refresh_token=held)
+        )
+
     def secrets(self, alias: str) -> list[str | None]:
         """Every secret this server holds for ``alias`` and this user, to mask in any answer.
 

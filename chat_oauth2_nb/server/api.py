@@ -254,14 +254,13 @@ class ActionHandler(_Api):
 
     def _check(self, overview: Overview) -> dict[str, Any]:
         entry = overview.find(self._alias())
-        store, user = overview.store, overview.user
         subject = Subject(
             entry.config,
             entry.redirect_uri,
             timeout=float(self.settings.get("chat_oauth2_nb_token_timeout", 10.0)),
-            stored_token=lambda who: store.get_token(entry.config.alias, who),
+            stored_token=lambda who: overview.stored_token(entry.config.alias, who),
         )
-        return check_view(diagnose(subject, user))
+        return check_view(diagnose(subject, overview.user))
 
 
 def api_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
