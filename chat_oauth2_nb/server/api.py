@@ -36,7 +36,7 @@ from ..routes import SERVER_CALLBACK_ENV, START_PATH
 from ..store import Store
 from ..users import resolve_user
 from .changes import ChangeFeed
-from .handlers import in_worker
+from .handlers import hub_guest, in_worker
 
 __all__ = [
     "API_RESOURCE",
@@ -226,6 +226,14 @@ class ActionHandler(_Api):
     @authorized("write")  # type: ignore[untyped-decorator]
     async def post(self, action: str, alias: str) -> None:
         """Do ``action`` for ``alias`` through the one lifecycle (or the doctor)."""
+        owner = hub_guest(self)
+        if owner is not None and action != "check":
+            exc = ActionUnavailableError(
+                f"This server is {owner}'s: only {owner} can {action} its tokens",
+                hint="Authorize, refresh and revoke from your own server.",
+            )
+            self.answer(403, {"error": error_view(exc)})
+            return
         act: Callable[[Overview], dict[str, Any]] = getattr(self, f"_{action}")
         body = await self.run(act)
         if body is not None:
