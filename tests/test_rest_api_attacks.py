@@ -78,10 +78,16 @@ def quoted(*secrets: str) -> str:
     return " | ".join(forms) + " <script>alert(1)</script>"
 
 
-async def test_a_provider_quoting_stored_tokens_in_its_errors_reaches_the_browser_masked(
+async def test_a_provider_quoting_secrets_in_errors_and_claims_reaches_the_browser_masked(
     jp_serverapp: Any, api: Api, browser: Browser, provider: DemoProvider, declared: tuple[str, str]
 ) -> None:
-    await authorize(api, browser, alias="demo")
+    # The provider puts markup and the client secret in the id_token's claims.
+    started = await api.call("POST", "authorize", "demo")
+    hostile = f"<img src=x onerror=alert(1)> {declared[1]}"
+    params = await browser.params(started["start_url"], username=hostile)
+    assert (await browser.callback(params)).code == 200
+    claims = (await api.call("GET", "claims", "demo"))["claims"]
+    assert claims["name"].startswith("<img src=x onerror=alert(1)> ")  # text for the front end
     user = (await api.state())["user"]
     record = open_store().get_token("demo", user)
     assert record is not None and record.provider

@@ -371,4 +371,16 @@ class Overview:
                 hint="Authorize with the 'openid' scope at a provider whose issuer and jwksUri "
                 "are configured.",
             )
-        return dict(claims)
+        masked: dict[str, Any] = _masked(dict(claims), self.secrets(alias))
+        return masked
+
+
+def _masked(value: Any, secrets: Sequence[str | None]) -> Any:
+    """A JSON value with every secret in its strings masked (a provider may put one in a claim)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {str(key): _masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    return value
