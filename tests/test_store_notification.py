@@ -8,13 +8,18 @@ of it with the thread having woken a handful of times, not every 150 ms.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import otheruser
+from support.otheruser import OtherUser
 
 from chat_oauth2_nb.oauth import AuthData
 from chat_oauth2_nb.store import Store
@@ -22,6 +27,7 @@ from chat_oauth2_nb.store.changes import ChangeNotifier, DataVersions, inotify_a
 from chat_oauth2_nb.widgets import _threads
 
 pytestmark = pytest.mark.skipif(not inotify_available(), reason="no inotify on this platform")
+other_user = otheruser.other_user  # the fixture: a throwaway local user
 
 COMMIT = """
 import sys
@@ -88,4 +94,51 @@ def test_without_notification_the_store_is_polled(tmp_path: Path) -> None:
     finally:
         notifier.close()
         versions.close()
+        store.close()
+
+
+# The other user's code: for a while, try to write every file the watchers listen for.
+TOUCH = """
+import sys, time
+folder, name = sys.argv[1], sys.argv[2]
+done = refused = 0
+end = time.monotonic() + 1.0
+while time.monotonic() < end:
+    for suffix in ("", "-wal", "-journal"):
+        try:
+            with open(f"{folder}/{name}{suffix}", "a") as f:
+                f.write("x")
+            done += 1
+        except OSError:
+            refused += 1
+print(f"done={done} refused={refused}")
+"""
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder any user may enter, holding a store folder made writable by everyone (umask 0)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:
+        os.chmod(top, 0o755)  # noqa: S103
+        folder = Path(top) / "store"
+        folder.mkdir()
+        os.chmod(folder, 0o777)  # noqa: S103
+        yield folder
+
+
+def test_another_user_cannot_wake_the_watchers(open_folder: Path, other_user: OtherUser) -> None:
+    store = Store(open_folder / "store.sqlite3")  # opening it makes its folder 0700
+    store.put_token("demo", "ada", AuthData(token="first"))
+    notifier = ChangeNotifier()
+    try:
+        notifier.watch(store.path)
+        assert notifier.native
+        notifier.wait(0)  # the watch's own poke
+        attacker = other_user.start(TOUCH, open_folder, store.path.name)
+        lines = other_user.finish(attacker)
+        assert lines == [lines[-1]] and lines[-1].startswith("done=0 refused="), lines
+        # Nothing reached the kernel's queue: the watcher sleeps through the attack.
+        assert notifier.wait(0.5) is False
+    finally:
+        notifier.close()
         store.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..config import ProviderConfig, provider_identity
@@ -23,6 +24,7 @@ from ..errors import (
     did_you_mean,
 )
 from ..oauth import AuthData, mask
+from ..oauth.redaction import redact
 from ..store import DEFAULT_FLOW_TTL, PendingFlow, Store, TokenRecord
 from .declared import DeclaredProviders
 from .flows import new_flow
@@ -59,17 +61,22 @@ _WAY_TEXT = {
 }
 
 
-def error_view(exc: OAuth2Error) -> dict[str, Any]:
-    """A typed error as the API answers it: what failed, what the provider said, what to change."""
+def error_view(exc: OAuth2Error, secrets: Sequence[str | None] = ()) -> dict[str, Any]:
+    """A typed error as the API answers it: what failed, what the provider said, what to change.
+
+    ``secrets``: masked wherever they appear, in any encoding (see :meth:`Overview.secrets`).
+    """
     said = None
     if exc.error:
         said = exc.error + (f": {exc.error_description}" if exc.error_description else "")
+    texts = (str(exc), exc.message, said, exc.hint)
+    message, what, said, hint = (None if t is None else redact(t, secrets) for t in texts)
     return {
         "type": type(exc).__name__,
-        "message": str(exc),
-        "what_failed": exc.message,
+        "message": message,
+        "what_failed": what,
         "provider_said": said,
-        "what_to_change": exc.hint,
+        "what_to_change": hint,
     }
 
 
@@ -316,6 +323,42 @@ class Overview:
         """Revoke ``alias``'s token at the provider and delete it; False when none was stored."""
         return self.grants(alias).revoke(self.user)
 
+    def stored_token(self, alias: str, user: str) -> TokenRecord | None:
+        """``alias``'s record for ``user`` as the doctor reads it: with the refresh token held apart.
+
+        A declared provider's refresh token is kept out of the token row (kernels read the
+        row); without it the doctor would warn that no refresh token is stored.
+        """
+        record = self.store.get_token(alias, user)
+        if record is None or record.data.refresh_token is not None:
+            return record
+        config = self.find(alias).config
+        identity = record.provider or provider_identity(config)
+        held = self.store.get_held_refresh_token(alias, user, identity)
+        if held is None:
+            return record
+        return dataclasses.replace(
+            record, data=dataclasses.replace(record.data, refresh_token=held)
+        )
+
+    def secrets(self, alias: str) -> list[str | None]:
+        """Every secret this server holds for ``alias`` and this user, to mask in any answer.
+
+        A provider's error text is masked with the secrets of the request it answered; a
+        hostile or careless one may also quote a token it was not sent (the access token in
+        an answer to a refresh, an earlier token): the API masks all of them.
+        """
+        found: list[str | None] = []
+        for config in [k.config for k in self.providers() if k.config.alias == alias]:
+            found.append(config.client_secret)
+            record = self.store.get_token(alias, self.user)
+            if record is not None:
+                data = record.data
+                found += [data.token, data.refresh_token, data.id_token]
+                identity = record.provider or provider_identity(config)
+                found.append(self.store.get_held_refresh_token(alias, self.user, identity))
+        return found
+
     def claims(self, alias: str) -> dict[str, Any]:
         """The verified id_token claims of ``alias``'s token; NotAuthorizedError when there are none."""
         self.find(alias)
@@ -327,4 +370,16 @@ class Overview:
                 hint="Authorize with the 'openid' scope at a provider whose issuer and jwksUri "
                 "are configured.",
             )
-        return dict(claims)
+        masked: dict[str, Any] = _masked(dict(claims), self.secrets(alias))
+        return masked
+
+
+def _masked(value: Any, secrets: Sequence[str | None]) -> Any:
+    """A JSON value with every secret in its strings masked (a provider may put one in a claim)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {str(key): _masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    return value

@@ -36,7 +36,7 @@ from ..routes import SERVER_CALLBACK_ENV, START_PATH
 from ..store import Store
 from ..users import resolve_user
 from .changes import ChangeFeed
-from .handlers import in_worker
+from .handlers import hub_guest, in_worker
 
 __all__ = [
     "API_RESOURCE",
@@ -121,14 +121,23 @@ class _Api(ExtensionHandlerMixin, APIHandler):
     async def run(self, work: Callable[[Overview], T]) -> T | None:
         """``work`` on the worker pool; a typed error becomes the answer (None is returned)."""
 
-        def job() -> tuple[T, Store]:
+        def job() -> tuple[T | None, Store, tuple[int, dict[str, Any]] | None]:
             overview = self.overview()
-            return work(overview), overview.store
+            try:
+                return work(overview), overview.store, None
+            except OAuth2Error as exc:
+                # Masked with every secret held for the alias, not only the request's.
+                alias = self.path_args[-1] if self.path_args else ""
+                view = error_view(exc, overview.secrets(alias) if alias else ())
+                return None, overview.store, (_status_of(exc), view)
 
         try:
-            result, store = await in_worker(self, job)
+            result, store, failed = await in_worker(self, job)
         except OAuth2Error as exc:
             self.answer(_status_of(exc), {"error": error_view(exc)})
+            return None
+        if failed is not None:
+            self.answer(failed[0], {"error": failed[1]})
             return None
         self.feed.follow(store.path)
         return result
@@ -217,6 +226,14 @@ class ActionHandler(_Api):
     @authorized("write")  # type: ignore[untyped-decorator]
     async def post(self, action: str, alias: str) -> None:
         """Do ``action`` for ``alias`` through the one lifecycle (or the doctor)."""
+        owner = hub_guest(self)
+        if owner is not None and action != "check":
+            exc = ActionUnavailableError(
+                f"This server is {owner}'s: only {owner} can {action} its tokens",
+                hint="Authorize, refresh and revoke from your own server.",
+            )
+            self.answer(403, {"error": error_view(exc)})
+            return
         act: Callable[[Overview], dict[str, Any]] = getattr(self, f"_{action}")
         body = await self.run(act)
         if body is not None:
@@ -245,14 +262,13 @@ class ActionHandler(_Api):
 
     def _check(self, overview: Overview) -> dict[str, Any]:
         entry = overview.find(self._alias())
-        store, user = overview.store, overview.user
         subject = Subject(
             entry.config,
             entry.redirect_uri,
             timeout=float(self.settings.get("chat_oauth2_nb_token_timeout", 10.0)),
-            stored_token=lambda who: store.get_token(entry.config.alias, who),
+            stored_token=lambda who: overview.stored_token(entry.config.alias, who),
         )
-        return check_view(diagnose(subject, user))
+        return check_view(diagnose(subject, overview.user))
 
 
 def api_handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
