@@ -59,5 +59,13 @@ class HttpLog(Sequence[HttpExchange]):
     def __iter__(self) -> Iterator[HttpExchange]:
         return iter(self._snapshot())
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a log or a list holding the same exchanges in the same order."""
+        if isinstance(other, (HttpLog, list, tuple, collections.deque)):
+            return self._snapshot() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
     def __repr__(self) -> str:
         return f"HttpLog({self._snapshot()!r})"
