@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,9 @@ def _alg_for(key: Any, declared: object) -> str:
         natural = _EC_ALGS.get(str(key.curve_name), "")
         allowed = {natural}
     elif kty == "OKP" and key.curve_name in ("Ed25519", "Ed448"):
-        natural = "EdDSA"
-        allowed = {"EdDSA", str(key.curve_name)}
+        # RFC 9864's fully specified name; a JWK may still say the older "EdDSA".
+        natural = str(key.curve_name)
+        allowed = {"EdDSA", natural}
     else:
         raise ValueError(f"a {kty} key cannot sign a client assertion (use RSA, EC or Ed25519)")
     if declared is None:
@@ -194,13 +196,16 @@ def sign_client_assertion(text: str, *, client_id: str, audience: str) -> str:
     from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
     parsed = parse_client_key(text)
-    return str(
-        private_key_jwt_sign(
-            parsed.key,
-            client_id=client_id,
-            token_endpoint=audience,
-            alg=parsed.alg,
-            header={"kid": parsed.kid, "typ": "JWT"},
-            expires_in=ASSERTION_LIFETIME,
+    with warnings.catch_warnings():
+        # A JWK that names "EdDSA" (deprecated by RFC 9864, still what many providers know).
+        warnings.simplefilter("ignore")
+        return str(
+            private_key_jwt_sign(
+                parsed.key,
+                client_id=client_id,
+                token_endpoint=audience,
+                alg=parsed.alg,
+                header={"kid": parsed.kid, "typ": "JWT"},
+                expires_in=ASSERTION_LIFETIME,
+            )
         )
-    )

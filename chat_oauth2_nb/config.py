@@ -25,6 +25,7 @@ __all__ = [
     "discover_config",
     "env_var_name",
     "provider_identity",
+    "require_authentication",
     "same_issuer",
     "scopes_argument",
 ]
@@ -290,7 +291,7 @@ def _check_auth_method(value: object) -> ClientAuthMethod:
     return cast(ClientAuthMethod, value)
 
 
-def _check_grant(value: object, method: str) -> Grant:
+def _check_grant(value: object) -> Grant:
     grant = value or "authorization_code"
     if grant not in GRANTS:
         raise ConfigurationError(
@@ -299,13 +300,22 @@ def _check_grant(value: object, method: str) -> Grant:
             "Use 'authorization_code' (default: a person authorizes) or 'client_credentials' "
             "(the client alone, no person: scheduled notebooks).",
         )
-    if grant == "client_credentials" and method == "none":
+    return cast(Grant, grant)
+
+
+def require_authentication(config: ProviderConfig) -> ProviderConfig:
+    """``config``, unless it is a client credentials client that cannot authenticate.
+
+    Checked where a client that talks to the token endpoint is made (a declared provider's
+    copy in a kernel is a public client on purpose: the server holds its credentials).
+    """
+    if config.grant == "client_credentials" and config.client_auth_method == "none":
         raise ConfigurationError(
             "client_auth_method",
             "is 'none', but the client_credentials grant needs a client that authenticates",
             "Give the client secret (client_secret=) or its private key (client_key=).",
         )
-    return cast(Grant, grant)
+    return config
 
 
 def _require_secret(config: ProviderConfig) -> None:
@@ -359,7 +369,7 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     fields["authorization_callback"] = _check_callback(config.authorization_callback)
     fields["client_id"] = _check_client_id(config.client_id, alias)
     method = fields["client_auth_method"] = _check_auth_method(config.client_auth_method)
-    fields["grant"] = _check_grant(config.grant, method)
+    fields["grant"] = _check_grant(config.grant)
     # A public client sends no secret, so it keeps none (not even one from the environment).
     fields["client_secret"] = config.client_secret if method != "none" else None
     fields["client_key_source"] = config.client_key_source if method == "private_key_jwt" else None

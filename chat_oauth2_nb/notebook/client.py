@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..config import ProviderConfig, check_redirect_uri, provider_identity
+from ..config import (
+    ProviderConfig,
+    check_redirect_uri,
+    provider_identity,
+    require_authentication,
+)
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
@@ -650,7 +655,7 @@ def _config_of(
             "Put the value into the config dict itself, or pass a preset name such as "
             "'microsoft' as config.",
         )
-    return ProviderConfig.from_mapping(config, **credentials)
+    return require_authentication(ProviderConfig.from_mapping(config, **credentials))
 
 
 def create_oauth2_client(
