@@ -322,3 +322,56 @@ def test_the_doctor_checks_the_key_against_the_provider(
         assert check.verdict == "fail" and "ES384" in check.evidence
     finally:
         other.close()
+
+
+def test_against_the_demo_provider_every_grant_and_a_replayed_assertion(
+    provider: Any, store: Store, tmp_path: Path
+) -> None:
+    """The demo provider (Authlib's RFC 7523 server side) takes the same client, once per jti."""
+    key = KEYS["ES256"]()
+    path = tmp_path / "demo-key.pem"
+    path.write_text(_pem(key))
+    client_id, secret = provider.register_client(
+        auth_method="private_key_jwt", jwks=_public_jwks(key, "ES256")
+    )
+    assert secret is None
+    recorder = Recorder()
+    person = create_oauth2_client(
+        provider.config(alias="demo"),
+        client_id=client_id,
+        client_key=path,
+        mode="loopback",
+        store=store,
+        transport=recorder,
+    )
+    machine = create_oauth2_client(
+        provider.config(alias="batch"),
+        client_id=client_id,
+        client_key=path,
+        grant="client_credentials",
+        store=store,
+    )
+    try:
+        assert provider.approve(person.get_user_authorization_url("ada")).status_code == 200
+        data = person.wait_for_authorization("ada", timeout=60)
+        refreshed = person.refresh_user_access_token("ada")
+        assert refreshed.token != data.token
+        assert person.introspect_user_token("ada")["active"] is True
+        token = machine.get_access_token_for_user()
+        assert token is not None and provider.introspect(token.token)["active"] is True
+        assert person.revoke_user_access_token("ada") is True
+        assert provider.introspect(refreshed.token)["active"] is False
+        # An assertion copied from a request (a proxy's log) is refused the second time.
+        body = recorder.bodies[0]
+        replay = httpx.post(
+            provider.config()["accessTokenUri"],
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": body["client_assertion"][0],
+            },
+        )
+        assert replay.status_code in (400, 401) and replay.json()["error"] == "invalid_client"
+    finally:
+        person.close()
+        machine.close()
