@@ -592,7 +592,7 @@ class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
             raise InvalidClientError(description="The client registered no keys.")
         from joserfc.jwk import KeySet
 
-        return KeySet.import_key_set(client.jwks)
+        return KeySet.import_key_set(cast(Any, client.jwks))
 
 
 # -- the server ----------------------------------------------------------------------------
