@@ -375,3 +375,16 @@ def test_against_the_demo_provider_every_grant_and_a_replayed_assertion(
     finally:
         person.close()
         machine.close()
+
+
+def test_the_doctor_names_the_key_when_the_provider_refuses_it(
+    keyed: OidcProvider, store: Store, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pem"
+    other.write_text(_pem(KEYS["ES256"]()))
+    person = _client(keyed, store, client_key=other)
+    try:
+        check = person.diagnose()["credentials"]
+        assert check.verdict == "fail" and str(other) in check.action, check
+    finally:
+        person.close()

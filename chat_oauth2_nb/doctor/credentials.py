@@ -95,6 +95,9 @@ def _judge(session: Session, url: str, request: HttpRequest, answer: ProviderAns
         who = (
             "the client id (a public client: no secret)"
             if method == "none"
+            else "the client id, and that the public half of the private key from "
+            f"{session.config.client_key_source or 'the stored config'} is registered for it"
+            if method == "private_key_jwt"
             else f"the client id, the client secret and client_auth_method (now {method!r}: "
             "the provider may want the other of client_secret_basic / client_secret_post)"
         )
