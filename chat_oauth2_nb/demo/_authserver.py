@@ -757,7 +757,10 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
             "introspection_endpoint_auth_methods_supported": [auth_methods[i] for i in (0, 1, 3)],
+            # RFC 8414 §2: a JWT method at an endpoint needs its signing algorithms listed.
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [SIGNING_ALG],
