@@ -147,8 +147,15 @@ def test_code_refresh_introspect_revoke_with_a_key_file(
             jtis.add(claims["jti"])
         assert len(jtis) == len(assertions)
 
-        # Neither the key nor an assertion is in the log, the HTTP log or a repr.
+        # Neither the key nor an assertion is in the log, the HTTP log, a repr, or the
+        # panel's synced traits (what a notebook saves as widget state).
+        from test_redaction import widget_state
+
+        panel = person.panel("ada")
+        saved = widget_state()
+        panel.close()
         secrets = [*_secrets_of(path.read_text()), *assertions]
+        assert_no_secret(saved, secrets, "the saved widget state")
         assert_no_secret(secret_log.text, secrets, "the log")
         assert_no_secret(repr(list(person.http_log)), secrets, "the HTTP log")
         assert_no_secret(repr(person) + repr(person.config), secrets, "the client's repr")
