@@ -9,10 +9,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OAuth2Error, did_you_mean
+
+E = TypeVar("E", bound=OAuth2Error)
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
@@ -22,12 +24,15 @@ __all__ = [
     "Grant",
     "ProviderConfig",
     "check_redirect_uri",
+    "credentials_advice",
     "discover_config",
     "env_var_name",
     "provider_identity",
     "require_authentication",
     "same_issuer",
     "scopes_argument",
+    "unknown_key",
+    "with_credentials_advice",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
@@ -390,12 +395,7 @@ def _field_values(config: object) -> dict[str, Any]:
     for key, value in config.items():
         name = _SEED_KEYS.get(key, key)
         if name not in _FIELDS:
-            known = ", ".join(sorted(_SEED_KEYS))
-            raise ConfigurationError(
-                str(key),
-                "is not a known config key",
-                f"Use one of: {known} (or their snake_case twins).",
-            )
+            raise unknown_key(str(key))
         if name in values:
             raise ConfigurationError(
                 str(key),
@@ -429,6 +429,18 @@ def _client_key(
         return None
     checked_client_key(*found)
     return found
+
+
+def unknown_key(key: str) -> ConfigurationError:
+    """The error for a config dict's ``key`` that is no config key: the closest ones first.
+
+    The known keys are read from ``_SEED_KEYS`` (and their snake_case twins), so a key added
+    there is suggested too.
+    """
+    known = _FIELDS if "_" in key else _SEED_KEYS
+    guess = did_you_mean(key, known) or did_you_mean(key, [*_SEED_KEYS, *_FIELDS])
+    listing = f"The keys are: {', '.join(sorted(_SEED_KEYS))} (or their snake_case twins)."
+    return ConfigurationError(key, "is not a known config key", guess or listing)
 
 
 def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:
@@ -476,6 +488,9 @@ class ProviderConfig:
     grant: Grant = "authorization_code"
     #: Where a ``private_key_jwt`` client's key came from (shown in hints; never the key).
     client_key_source: str | None = None
+    #: Where the credentials came from, for messages: field -> "the client_secret= argument",
+    #: "the environment variable CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET", "c.ChatOAuth2App.providers"…
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     #: Accept plain http endpoints on hosts other than this machine (test providers). The
     #: rule the fields were checked under, not a fact about the provider: it is neither
     #: compared nor written by :meth:`to_mapping`.
@@ -507,11 +522,16 @@ class ProviderConfig:
         grant: str | None = None,
         allow_insecure_http: bool = False,
         environ: Mapping[str, str] | None = None,
+        source: str = "the config dict",
+        holder: str = "",
     ) -> ProviderConfig:
         """Build and validate a config from the seed's dict (camelCase) or snake_case keys.
 
         ``client_key`` (or the config key ``clientKey``) is the path of a ``private_key_jwt``
         client's private key; see :mod:`chat_oauth2_nb.clientkey` for the other sources.
+
+        ``source`` names where the dict came from and ``holder`` whose environment
+        ``environ`` is, for messages that say where a credential came from.
         """
         if isinstance(config, Mapping):
             key_paths = [config[k] for k in _KEY_PATH_KEYS if k in config]
@@ -520,12 +540,16 @@ class ProviderConfig:
         values = _field_values(config)
         env = os.environ if environ is None else environ
         alias = values.get("alias")
+        given = {"client_id": client_id, "client_secret": client_secret}
+        origins = _origins(given, values, env, alias, source, holder)
         cid = client_id or values.get("client_id") or _from_environment(env, alias, "CLIENT_ID")
         method = client_auth_method or values.get("client_auth_method")
-        given = client_secret or values.get("client_secret")
-        key = _client_key(alias, client_key, env, method, given)
+        secret_given = client_secret or values.get("client_secret")
+        key = _client_key(alias, client_key, env, method, secret_given)
         secret = (
-            (key[0] if key else None) or given or _from_environment(env, alias, "CLIENT_SECRET")
+            (key[0] if key else None)
+            or secret_given
+            or _from_environment(env, alias, "CLIENT_SECRET")
         )
         method = method or (
             "private_key_jwt" if key else "client_secret_basic" if secret else "none"
@@ -533,10 +557,13 @@ class ProviderConfig:
         credentials = {"client_id": cid, "client_secret": secret, "client_auth_method": method}
         if key is not None:
             credentials["client_key_source"] = key[1]
+            origins = {**origins, "client_secret": key[1]}
         if grant is not None:
             credentials["grant"] = grant
         built = cls(
-            **{**_REQUIRED, **values, **credentials}, allow_insecure_http=allow_insecure_http
+            **{**_REQUIRED, **values, **credentials},
+            origins=origins,
+            allow_insecure_http=allow_insecure_http,
         )
         return built.checked(allow_insecure_http=allow_insecure_http)
 
@@ -578,10 +605,82 @@ class ProviderConfig:
             "revoke_url_for_people": self.revoke_url_for_people,
             "grant": self.grant,
             "client_key_source": self.client_key_source,
+            "origins": dict(self.origins),
         }
         if include_secret:
             data["client_secret"] = self.client_secret
         return data
+
+
+def _origins(
+    given: Mapping[str, str | None],
+    values: Mapping[str, Any],
+    env: Mapping[str, str],
+    alias: object,
+    source: str,
+    holder: str,
+) -> dict[str, str]:
+    """Where each credential comes from: an argument, the dict, or an environment variable."""
+    origins: dict[str, str] = {}
+    for name, what in (("client_id", "CLIENT_ID"), ("client_secret", "CLIENT_SECRET")):
+        if given.get(name):
+            origins[name] = f"the {name}= argument"
+        elif values.get(name):
+            origins[name] = f"{source} ({_SEED_NAMES[name]})"
+        elif _from_environment(env, alias, what):
+            of = f" of {holder}" if holder else ""
+            origins[name] = f"the environment variable {env_var_name(str(alias), what)}{of}"
+    return origins
+
+
+def credentials_advice(config: ProviderConfig) -> str:
+    """What to change when the provider refused this client's credentials (invalid_client).
+
+    Names where the client id and secret came from, so the person edits the right place.
+    """
+    cid = config.origins.get("client_id")
+    id_from = f" (from {cid})" if cid else ""
+    if config.client_auth_method == "none":
+        return (
+            f"Check the client id {config.client_id!r}{id_from}. This client sends no secret "
+            "(client_auth_method='none'): if the provider registered it as confidential, pass "
+            f"client_secret= or set {env_var_name(config.alias, 'CLIENT_SECRET')}."
+        )
+    if config.client_auth_method == "private_key_jwt":
+        return _key_advice(config, id_from)
+    secret = config.origins.get("client_secret")
+    secret_from = f" (it came from {secret})" if secret else ""
+    return (
+        f"Check the client id {config.client_id!r}{id_from} and the client secret"
+        f"{secret_from}: copy it again from the provider's app page. The client "
+        f"authenticates by {config.client_auth_method!r}; 'client_secret_basic' and "
+        "'client_secret_post' are the two usual ones (client_auth_method=)."
+    )
+
+
+def _key_advice(config: ProviderConfig, id_from: str) -> str:
+    """What to check when the provider refused a private_key_jwt client's assertion."""
+    from .clientkey import parse_client_key
+
+    try:
+        key = parse_client_key(config.client_secret or "")
+        which = f" (kid {key.kid!r}, alg {key.alg})"
+    except ValueError:
+        which = ""
+    source = config.client_key_source or config.origins.get("client_secret") or "the stored config"
+    return (
+        f"The provider refused the client's signed assertion: register the public half of the "
+        f"private key from {source}{which} for the client {config.client_id!r}{id_from} at the "
+        "provider, with private_key_jwt as its authentication method; or give the key that is "
+        "registered."
+    )
+
+
+def with_credentials_advice(exc: E, config: ProviderConfig) -> E:
+    """``exc``, its advice naming where the credentials came from if the provider refused them."""
+    if exc.error == "invalid_client":
+        exc.with_hint(credentials_advice(config))
+    return exc
 
 
 def provider_identity(config: ProviderConfig) -> str:

@@ -11,6 +11,7 @@ No I/O besides reading that mapping (and a declared key file).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,9 @@ from .config import ProviderConfig, env_var_name, require_authentication
 from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
+    "HUB_PROVIDERS",
     "PRESET_PARAMETERS",
+    "SERVER_PROVIDERS",
     "admins_error_payload",
     "error_from_payload",
     "error_payload",
@@ -29,12 +32,17 @@ __all__ = [
     "secret_variables",
 ]
 
+#: Where a Jupyter server's administrator declares providers, and a hub's.
+SERVER_PROVIDERS = "c.ChatOAuth2App.providers"
+HUB_PROVIDERS = "configure_hub(providers=...)"
 #: Keys of a declaration that are the preset's parameters rather than config keys.
 PRESET_PARAMETERS = ("tenant", "base_url", "realm", "server_url", "issuer")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> ProviderConfig:
+def _one(
+    alias: str, entry: Mapping[str, Any], environ: Mapping[str, str], where: str, holder: str
+) -> ProviderConfig:
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise ConfigurationError(
             "providers",
@@ -48,6 +56,8 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Give a dict: the seed's config keys, or {'preset': 'google', ...}.",
         )
     values = dict(entry)
+    # A declaration written out by configure_hub() says where its credentials came from.
+    carried = values.pop("origins", None)
     preset = values.pop("preset", None)
     if preset is not None:
         from .presets import config as preset_config
@@ -61,13 +71,26 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Leave 'alias' out: the key of the declaration is the alias.",
         )
     values["alias"] = alias
-    return require_authentication(ProviderConfig.from_mapping(values, environ=environ))
+    config = ProviderConfig.from_mapping(
+        values, environ=environ, source=f"{where}[{alias!r}]", holder=holder
+    )
+    if isinstance(carried, Mapping):
+        config = dataclasses.replace(config, origins={str(k): str(v) for k, v in carried.items()})
+    return require_authentication(config)
 
 
 def resolve_declarations(
-    declared: Mapping[str, Any], environ: Mapping[str, str]
+    declared: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    where: str = SERVER_PROVIDERS,
+    holder: str = "the Jupyter server",
 ) -> dict[str, ProviderConfig]:
     """The full configs (client secrets included) of ``declared``: alias -> config.
+
+    ``where`` names where an administrator declared them and ``holder`` whose environment
+    ``environ`` is: each config's :attr:`~chat_oauth2_nb.config.ProviderConfig.origins`
+    says so, for the advice on a refused secret.
 
     Raises:
         ConfigurationError: a declaration is malformed or lacks its credentials; the message
@@ -77,7 +100,7 @@ def resolve_declarations(
         raise ConfigurationError(
             "providers", f"is a {type(declared).__name__}", "Give a dict: alias -> declaration."
         )
-    return {alias: _one(alias, entry, environ) for alias, entry in declared.items()}
+    return {alias: _one(alias, entry, environ, where, holder) for alias, entry in declared.items()}
 
 
 def secret_variables(aliases: Mapping[str, Any]) -> list[str]:
@@ -91,6 +114,7 @@ def public_part(config: ProviderConfig) -> dict[str, Any]:
     mapping = config.to_mapping()
     mapping.pop("client_secret", None)  # to_mapping() leaves it out; this keeps it that way
     mapping.pop("client_key_source", None)  # where the holder's key file is: its business
+    mapping.pop("origins", None)  # the holder's business (and a kernel's config has no such key)
     return mapping
 
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, with_credentials_advice
 from ..errors import (
     ConfigurationError,
     IdTokenError,
@@ -81,35 +81,12 @@ _ASK_THE_ADMINISTRATOR = (
 
 
 def explained(config: ProviderConfig, exc: ProviderError) -> ProviderError:
-    """``exc`` with a hint that fits how this client authenticates and which grant it uses.
-
-    The generic hints speak of a client secret and of the code grant; a ``private_key_jwt``
-    client refused as ``invalid_client`` needs to hear where its key came from instead.
-    """
-    hint: str | None = None
-    if exc.error == "invalid_client" and config.client_auth_method == "private_key_jwt":
-        from ..clientkey import parse_client_key
-
-        key = parse_client_key(config.client_secret or "")
-        hint = (
-            f"The provider refused the client's signed assertion: register the public half of "
-            f"the private key from {config.client_key_source or 'the stored config'} "
-            f"(kid {key.kid!r}, alg {key.alg}) for the client {config.client_id!r} at the "
-            "provider, with private_key_jwt as its authentication method; or give the key "
-            "that is registered."
-        )
-    elif exc.error == "unauthorized_client" and config.grant == "client_credentials":
-        hint = "Allow the client credentials grant for this client at the provider."
-    if hint is None:
-        return exc
-    return type(exc)(
-        exc.message,
-        error=exc.error,
-        error_description=exc.error_description,
-        status_code=exc.status_code,
-        hint=hint,
-        retry_after=exc.retry_after,
-    )
+    """``exc`` with advice that fits this client: where its secret or key came from
+    (``invalid_client``), or the grant to allow (``unauthorized_client``)."""
+    with_credentials_advice(exc, config)
+    if exc.error == "unauthorized_client" and config.grant == "client_credentials":
+        exc.with_hint("Allow the client credentials grant for this client at the provider.")
+    return exc
 
 
 class LocalGrants(TokenShelf):
@@ -273,8 +250,8 @@ class LocalGrants(TokenShelf):
             )
         except TokenRefreshError as exc:
             if answer.status != 400 or exc.error != "invalid_grant":
-                # A provider that failed (5xx, network, garbage) may answer next time.
-                raise explained(self._config, exc) from None
+                with_credentials_advice(exc, self._config)
+                raise  # a provider that failed (5xx, network, garbage) may answer next time
             # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
             # over (the person removed the app, the provider revoked it). Its token must
             # stop being used, here and in every process that shares the store.
@@ -342,7 +319,8 @@ class LocalGrants(TokenShelf):
                 requested_scopes=code.scopes,
             )
         except TokenExchangeError as exc:
-            raise explained(self._config, exc) from None
+            with_credentials_advice(exc, self._config)
+            raise
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 
@@ -422,9 +400,8 @@ class LocalGrants(TokenShelf):
             request.secrets,
             request.client_id,
         )
-        return (
-            None if status == 400 and failure.error in _GONE else explained(self._config, failure)
-        )
+        gone = status == 400 and failure.error in _GONE
+        return None if gone else with_credentials_advice(failure, self._config)
 
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored.

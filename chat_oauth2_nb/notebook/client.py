@@ -11,9 +11,9 @@ and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -30,10 +30,13 @@ from ..config import (
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
+    OAuth2Error,
+    did_you_mean,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
 from ..kernel.flows import Waiter
+from ..kernel.httplog import HttpLog
 from ..kernel.paste import finish_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
@@ -125,7 +128,8 @@ class OAuth2Client:
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
-        self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        #: The latest exchanges with the provider, secrets masked (``client.http_log[-6:]``).
+        self.http_log = HttpLog(http_log_size)
         self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
         #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
         #: ``holder`` of it (the Jupyter server, for a provider declared there).
@@ -190,9 +194,6 @@ class OAuth2Client:
         """Who issues this client's tokens (issuer, or token endpoint + client id)."""
         return provider_identity(self.config)
 
-    def _key(self, user: UserLike) -> str:
-        return _owner(self.config, user)
-
     def _stored(self, key: str) -> TokenRecord | None:
         """The token stored for ``key``, only if this provider issued it (ProviderMismatchError)."""
         return self.grants.stored(key)
@@ -203,7 +204,7 @@ class OAuth2Client:
         Raises ProviderMismatchError when the stored token belongs to another provider
         configured under this alias. The panel and the doctor read tokens through here.
         """
-        return self._stored(self._key(user))
+        return self._stored(_owner(self.config, user))
 
     @property
     def held_elsewhere(self) -> bool:
@@ -239,7 +240,11 @@ class OAuth2Client:
             self._closed.clear()
             if not self.held_elsewhere:  # the server registered a declared provider itself
                 self.store.put_provider(self.config)
-            return self.ways.choose()
+            fresh = self.ways.way is None
+            uri = self.ways.choose()
+        if fresh:
+            _note_way(self)
+        return uri
 
     async def asetup(self) -> str:
         """Async twin of :meth:`setup`."""
@@ -278,7 +283,6 @@ class OAuth2Client:
         the scopes the stored token has, and the stored token stays in use until the new
         grant arrives (a denied or abandoned upgrade keeps it).
         """
-        _needs_a_person(self.config, "an authorization link")
         if self.way is None:
             self.setup()
         if self.way == "device":
@@ -301,8 +305,7 @@ class OAuth2Client:
         ``origin`` says who started it: ``code`` (what wait_for_authorization() follows) or
         ``panel`` (a panel's standby link, followed only once it finishes).
         """
-        _needs_a_person(self.config, "an authorization flow")
-        key = resolve_user(user)
+        key = _person(self.config, user, "an authorization flow")
         redirect = self.redirect_uri if self.way else self.setup()
         assert redirect is not None
         if self.way == "device":
@@ -370,9 +373,9 @@ class OAuth2Client:
             ConfigurationError: the provider has no ``deviceAuthorizationUri``.
             DeviceAuthorizationError: the provider refused; the message says why.
         """
-        _needs_a_person(self.config, "the device authorization grant")
+        key = _person(self.config, user, "the device authorization grant")
         self.grants.needs_secret("The device authorization grant")
-        return self.device.start(resolve_user(user), scopes)
+        return self.device.start(key, scopes)
 
     async def astart_device_authorization(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
@@ -447,7 +450,7 @@ class OAuth2Client:
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """The user's token, refreshed if stale; None if never authorized (GrantRevokedError: dead)."""
-        return _data(self.grants.token(self._key(user)))
+        return _data(self.grants.token(_owner(self.config, user)))
 
     async def aget_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """Async twin of :meth:`get_access_token_for_user`."""
@@ -459,7 +462,7 @@ class OAuth2Client:
         Raises NotAuthorizedError when nothing is stored, TokenRefreshError when no refresh
         token is (some providers only issue one when asked) or the provider refused.
         """
-        key = self._key(user)
+        key = _owner(self.config, user)
         return _data_or_raise(self.grants.refresh(key), key, self.alias)
 
     async def arefresh_user_access_token(self, user: UserLike = None) -> AuthData:
@@ -469,11 +472,11 @@ class OAuth2Client:
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
         have = digest(used.token)
-        return _data(self.grants.refresh(self._key(user), have=have, optional=True))
+        return _data(self.grants.refresh(_owner(self.config, user), have=have, optional=True))
 
     def refused_after_refresh(self, user: UserLike, used: AuthData) -> None:
         """The API refused ``used`` too, right after a 401 refreshed it: end the grant here."""
-        self.grants.refused(self._key(user), digest(used.token))
+        self.grants.refused(_owner(self.config, user), digest(used.token))
 
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
@@ -485,7 +488,7 @@ class OAuth2Client:
         ``DELETE /applications/{client_id}/token``. A provider or network failure raises
         TokenRevokeError and keeps the token.
         """
-        return self.grants.revoke(self._key(user))
+        return self.grants.revoke(_owner(self.config, user))
 
     def revoke_advice(self) -> str | None:
         """Why the kit cannot revoke at the provider, and where a person does it (or None)."""
@@ -502,7 +505,7 @@ class OAuth2Client:
         no token in it; ``{"active": False}`` means revoked or expired there, whatever the
         store says. Needs ``introspectionUri`` in the config.
         """
-        return self.grants.introspect(self._key(user))
+        return self.grants.introspect(_owner(self.config, user))
 
     async def aintrospect_user_token(self, user: UserLike = None) -> dict[str, Any]:
         """Async twin of :meth:`introspect_user_token`."""
@@ -514,25 +517,25 @@ class OAuth2Client:
         """An ``httpx.Auth`` that sends the user's bearer token and refreshes it when needed."""
         from ..kernel.auth import OAuth2Auth
 
-        return OAuth2Auth(self, self._key(user))
+        return OAuth2Auth(self, _owner(self.config, user))
 
     def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
         """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
         from ..kernel.adapters import requests_auth
 
-        return requests_auth(self, self._key(user))
+        return requests_auth(self, _owner(self.config, user))
 
     def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
         """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
         from ..kernel.adapters import google_credentials
 
-        return google_credentials(self, self._key(user))
+        return google_credentials(self, _owner(self.config, user))
 
     def azure_credential(self, user: UserLike = None) -> AzureCredential:
         """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
         from ..kernel.adapters import AzureCredential
 
-        return AzureCredential(self, self._key(user))
+        return AzureCredential(self, _owner(self.config, user))
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
@@ -563,8 +566,8 @@ def _owner(config: ProviderConfig, user: UserLike) -> str:
     return resolve_user(user)
 
 
-def _needs_a_person(config: ProviderConfig, what: str) -> None:
-    """Refuse ``what`` (a link, a flow) for a client credentials client, saying what to call."""
+def _person(config: ProviderConfig, user: UserLike, what: str) -> str:
+    """``user``'s store key; refuses ``what`` (a flow) for a client credentials client."""
     if config.grant == "client_credentials":
         raise ConfigurationError(
             "grant",
@@ -572,6 +575,40 @@ def _needs_a_person(config: ProviderConfig, what: str) -> None:
             "Call client.get_access_token_for_user() (or use client.auth()): the client "
             "gets its own token, renewed when it expires.",
         )
+    return resolve_user(user)
+
+
+_WAY_WORDS = {
+    "loopback": "a one-time listener on 127.0.0.1 in this kernel (the loopback way)",
+    "device": "a device code typed at the provider (the device way)",
+    "paste": "pasting back the address the browser ends on (the paste way)",
+}
+
+
+def way_note(client: OAuth2Client) -> str | None:
+    """One line on the way ``mode='auto'`` chose and why, unless it is the Jupyter callback."""
+    if client.mode != "auto" or client.way not in _WAY_WORDS:
+        return None
+    others = ", ".join(f"'{m}'" for m in ("jupyter", "loopback", "device", "paste"))
+    return (
+        f"chat_oauth2_nb: {client.alias!r} authorizes by {_WAY_WORDS[client.way]}, as no "
+        f"Jupyter server with the chat_oauth2_nb extension runs this kernel. "
+        f"{client.way_reason} Pass mode= ({others}) to create_oauth2_client() to choose."
+    )
+
+
+def _note_way(client: OAuth2Client) -> None:
+    """Say in the notebook (a kernel's output) which way auto chose and why: else it is silent."""
+    note = way_note(client)
+    if note is None:
+        return
+    ipython = sys.modules.get("IPython")  # never imported here for this: only if in use
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return  # not a notebook's kernel: the log line (ways.py) says it
+    from IPython.display import display
+
+    display({"text/plain": note}, raw=True)  # type: ignore[no-untyped-call]
 
 
 def _subject_of(client: OAuth2Client) -> Subject:
@@ -644,18 +681,58 @@ def _config_of(
 ) -> ProviderConfig:
     """The provider config a preset name, a mapping or a ProviderConfig stands for."""
     if isinstance(config, str):
+        from ..presets import PRESETS, unknown_preset
         from ..presets import config as preset_config
 
+        if config not in PRESETS:
+            raise unknown_preset(config, *_declared_names())
         config = preset_config(config, **preset_params)
-    elif preset_params:
-        name = sorted(preset_params)[0]
+    return require_authentication(ProviderConfig.from_mapping(config, **credentials))
+
+
+def _declared_names() -> tuple[list[str], str]:
+    """The aliases declared on this kernel's Jupyter server (for a suggestion), and where."""
+    from ..kernel.declared import providers, server_holder
+
+    if server_holder() is None:
+        return [], ""
+    try:
+        names = list(providers())
+    except OAuth2Error:  # the server is gone: the suggestion is among presets only
+        return [], ""
+    return names, "on this Jupyter server (c.ChatOAuth2App.providers)"
+
+
+def _keywords() -> list[str]:
+    """create_oauth2_client()'s own keywords (not the preset parameters)."""
+    import inspect
+
+    params = inspect.signature(create_oauth2_client).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_keywords(config: object, preset_params: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither create_oauth2_client()'s nor the preset's, with a guess."""
+    from ..presets import PRESETS, preset_parameters
+
+    if not preset_params or (isinstance(config, str) and config not in PRESETS):
+        return  # nothing to check, or the missing preset's own error says more
+    accepted = [*preset_parameters(config), "alias"] if isinstance(config, str) else []
+    for name in sorted(set(preset_params) - set(accepted)):
+        guess = did_you_mean(name, _keywords(), suffix="=")
+        if accepted and not guess:
+            continue  # the preset's error names its parameters (and the closest)
+        problem = "is not a keyword of create_oauth2_client()"
+        if accepted:
+            problem = f"is neither a keyword of create_oauth2_client() nor of the {config!r} preset"
         raise ConfigurationError(
             name,
-            "is a preset parameter, but config is not a preset name",
-            "Put the value into the config dict itself, or pass a preset name such as "
-            "'microsoft' as config.",
+            problem,
+            guess
+            or "Put the value into the config dict itself; preset parameters such as "
+            "tenant= go with a preset name such as 'microsoft' as config.",
+            label="Keyword argument",
         )
-    return require_authentication(ProviderConfig.from_mapping(config, **credentials))
 
 
 def create_oauth2_client(
@@ -721,6 +798,7 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    _check_keywords(config, preset_params)
     # What a declared provider's client takes too; the rest is for the person's own client.
     common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
     common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)
