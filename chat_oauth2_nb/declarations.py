@@ -3,7 +3,10 @@
 A declaration is the seed's config dict (``authUri``, ``accessTokenUri``…) or
 ``{"preset": "google", ...}``, with ``clientId``/``clientSecret`` in it or, when absent,
 ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID``/``_CLIENT_SECRET`` in the environment of the process that
-holds the declaration (the Jupyter server, the hub). No I/O besides reading that mapping.
+holds the declaration (the Jupyter server, the hub). A ``private_key_jwt`` client declares
+``clientKey`` (the path of its private key file) or ``_CLIENT_KEY_FILE``/``_CLIENT_KEY``
+instead of a secret: the holder reads the key once, and it is kept like a secret.
+No I/O besides reading that mapping (and a declared key file).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import errors
-from .config import ProviderConfig, env_var_name
+from .config import ProviderConfig, env_var_name, require_authentication
 from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
@@ -73,7 +76,7 @@ def _one(
     )
     if isinstance(carried, Mapping):
         config = dataclasses.replace(config, origins={str(k): str(v) for k, v in carried.items()})
-    return config
+    return require_authentication(config)
 
 
 def resolve_declarations(
@@ -101,14 +104,16 @@ def resolve_declarations(
 
 
 def secret_variables(aliases: Mapping[str, Any]) -> list[str]:
-    """The environment variables that may hold the declared providers' client secrets."""
-    return [env_var_name(alias, "CLIENT_SECRET") for alias in aliases]
+    """The environment variables that may hold the declared providers' secrets or keys."""
+    kinds = ("CLIENT_SECRET", "CLIENT_KEY", "CLIENT_KEY_FILE")
+    return [env_var_name(alias, kind) for alias in aliases for kind in kinds]
 
 
 def public_part(config: ProviderConfig) -> dict[str, Any]:
     """What kernels and people may see of a declared provider: endpoints, scopes, client id."""
     mapping = config.to_mapping()
     mapping.pop("client_secret", None)  # to_mapping() leaves it out; this keeps it that way
+    mapping.pop("client_key_source", None)  # where the holder's key file is: its business
     mapping.pop("origins", None)  # the holder's business (and a kernel's config has no such key)
     return mapping
 

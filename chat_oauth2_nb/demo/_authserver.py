@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -29,8 +30,13 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     UnauthorizedClientError,
 )
-from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
+from authlib.oauth2.rfc6749.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint, DeviceCodeGrant
@@ -226,7 +232,7 @@ def token_claims(token: IssuedToken, issuer: str) -> dict[str, Any]:
 
 # -- grants --------------------------------------------------------------------------------
 
-_ALL_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+_ALL_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
 
 class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
@@ -295,6 +301,20 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> DemoUser:
         return authorization_code.user
+
+
+class _ClientGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    """RFC 6749 §4.4: the client's own token; its subject is the client (no person)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.request.user = DemoUser(self.request.client.client_id)
 
 
 class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
@@ -524,7 +544,11 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
 
 
 class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
 
     def check_params(self, request: DemoRequest, client: DemoClient) -> None:
         _require_token(request)
@@ -540,6 +564,35 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
         return token_claims(token, self.server.issuer)
+
+
+class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
+    """RFC 7523 §2.2 client authentication: a JWT signed with a key the client registered."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, server: DemoAuthorizationServer) -> None:
+        super().__init__(leeway=5)
+        self._server = server
+
+    def get_audiences(self) -> list[str]:
+        return [f"{self._server.issuer}/token", self._server.issuer]
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        # Each assertion is good once: a replayed one (from a log) is refused.
+        store = self._server.store
+        with store.lock:
+            if jti in store.assertion_ids:
+                return False
+            store.assertion_ids.add(jti)
+            return True
+
+    def resolve_client_public_key(self, client: DemoClient) -> Any:
+        if not client.jwks:
+            raise InvalidClientError(description="The client registered no keys.")
+        from joserfc.jwk import KeySet
+
+        return KeySet.import_key_set(cast(Any, client.jwks))
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -565,9 +618,11 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
         self.register_grant(_DeviceGrant)
+        self.register_grant(_ClientGrant)
         self.register_endpoint(_DeviceEndpoint(self))
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))
+        self.register_client_auth_method("private_key_jwt", _ClientAssertion(self))
 
     # framework glue that Authlib requires
 
@@ -681,7 +736,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization server metadata (also served as OIDC discovery)."""
         issuer = self.issuer
-        auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+        auth_methods = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
         return {
             "issuer": issuer,
             "authorization_endpoint": f"{issuer}{AUTHORIZE_PATH}",
@@ -697,10 +752,15 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 "authorization_code",
                 "refresh_token",
                 DEVICE_CODE_GRANT_TYPE,
+                "client_credentials",
             ],
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
-            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "introspection_endpoint_auth_methods_supported": [auth_methods[i] for i in (0, 1, 3)],
+            # RFC 8414 §2: a JWT method at an endpoint needs its signing algorithms listed.
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [SIGNING_ALG],

@@ -336,6 +336,7 @@ class DemoProvider:
         redirect_uris: list[str] | tuple[str, ...] | None = None,
         scopes: str | list[str] | tuple[str, ...] | None = "openid profile email",
         client_name: str | None = None,
+        jwks: dict[str, Any] | None = None,
     ) -> tuple[str, str | None]:
         """Register a client and return ``(client_id, client_secret)``.
 
@@ -350,6 +351,8 @@ class DemoProvider:
                 127.0.0.1, localhost or [::1] (any port, any path).
             scopes: Scopes the client may ask for; None allows any scope.
             client_name: Name shown on the consent page (default: the client id).
+            jwks: With ``auth_method="private_key_jwt"``: the client's public keys (a JWK
+                set); the client has no secret and signs assertions (RFC 7523).
 
         Returns:
             The client id and its secret (None for a public client).
@@ -361,9 +364,11 @@ class DemoProvider:
             raise ValueError(
                 f"auth_method must be one of {sorted(AUTH_METHODS)}, not {auth_method!r}"
             )
-        if auth_method == "none":
+        if (auth_method == "private_key_jwt") != (jwks is not None):
+            raise ValueError("jwks= goes with auth_method='private_key_jwt', and only there.")
+        if auth_method in ("none", "private_key_jwt"):
             if client_secret is not None:
-                raise ValueError("A public client (auth_method='none') has no client_secret.")
+                raise ValueError(f"A client with auth_method={auth_method!r} has no client_secret.")
             secret = None
         else:
             secret = (
@@ -382,6 +387,7 @@ class DemoProvider:
             redirect_uris=tuple(redirect_uris) if redirect_uris is not None else None,
             scopes=tuple(allowed) if allowed is not None else None,
             client_name=client_name if client_name is not None else cid,
+            jwks=jwks,
         )
         with self._store.lock:
             if cid in self._store.clients:

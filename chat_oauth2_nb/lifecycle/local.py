@@ -34,6 +34,7 @@ from ..errors import (
 from ..oauth import (
     AuthData,
     HttpExchange,
+    client_credentials_request,
     code_exchange_request,
     introspection_request,
     parse_error_response,
@@ -60,7 +61,7 @@ from .grants import (
     warn_if_local_only,
 )
 
-__all__ = ["LocalGrants"]
+__all__ = ["LocalGrants", "explained"]
 
 log = logging.getLogger("chat_oauth2_nb")
 
@@ -77,6 +78,15 @@ _ASK_THE_ADMINISTRATOR = (
     "Authorize again; the administrator may need to ask the provider for refresh tokens in "
     "the declaration (Google: authUriParams {'access_type': 'offline', 'prompt': 'consent'})."
 )
+
+
+def explained(config: ProviderConfig, exc: ProviderError) -> ProviderError:
+    """``exc`` with advice that fits this client: where its secret or key came from
+    (``invalid_client``), or the grant to allow (``unauthorized_client``)."""
+    with_credentials_advice(exc, config)
+    if exc.error == "unauthorized_client" and config.grant == "client_credentials":
+        exc.with_hint("Allow the client credentials grant for this client at the provider.")
+    return exc
 
 
 class LocalGrants(TokenShelf):
@@ -115,7 +125,13 @@ class LocalGrants(TokenShelf):
         refreshed comes back as it is; None when nothing is stored.
         """
         record = self.stored(user)
-        if record is None or not record.data.is_expired(self.leeway if leeway is None else leeway):
+        fresh = record is not None and not record.data.is_expired(
+            self.leeway if leeway is None else leeway
+        )
+        if self._config.grant == "client_credentials":
+            # No person and no refresh token: the client asks for a new token itself.
+            return record if fresh else self._refresh(user, record)
+        if record is None or fresh:
             return record
         if self._refresh_token(user, record) is None:
             return record
@@ -131,10 +147,17 @@ class LocalGrants(TokenShelf):
         ``optional``, else TokenRefreshError.
         """
         record = self.stored(user)
-        if record is None:
+        if record is None and self._config.grant != "client_credentials":
             return None
-        if have is not None and not hmac.compare_digest(digest(record.data.token), have):
+        if (
+            record is not None
+            and have is not None
+            and not hmac.compare_digest(digest(record.data.token), have)
+        ):
             return record  # refreshed (or re-authorized) since the caller read its copy
+        if self._config.grant == "client_credentials":
+            return self._refresh(user, record)
+        assert record is not None
         if self._refresh_token(user, record) is None:
             if optional:
                 return None
@@ -147,32 +170,67 @@ class LocalGrants(TokenShelf):
             hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
         )
 
-    def _refresh(self, user: str, seen: TokenRecord) -> TokenRecord:
-        """Refresh ``user``'s token unless someone else already did: single flight.
+    def _reread(self, user: str, seen: TokenRecord | None) -> TokenRecord | None:
+        """The stored token, if it moved past ``seen`` (None: renew it)."""
+        if self._config.grant == "client_credentials":
+            current = self.stored(user)  # gone meanwhile: the client simply asks again
+        else:
+            current = self._current(user)
+        if current is None or (seen is not None and current.version == seen.version):
+            return None
+        return current
 
-        The invariant: a refresh token is sent to the provider at most once. Whoever gets the
-        lease re-reads the token first: if its version moved, the refresh already happened and
-        the newer token is returned without a request. A failed refresh releases the lease
-        and leaves the stored token as it was.
+    def _refresh(self, user: str, seen: TokenRecord | None) -> TokenRecord:
+        """Renew ``user``'s token unless someone else already did: single flight.
+
+        The invariant: a refresh token is sent to the provider at most once, and a client
+        credentials token is asked for once per expiry however many processes want it.
+        Whoever gets the lease re-reads the token first: if its version moved, the renewal
+        already happened and the newer token is returned without a request. A failed
+        renewal releases the lease and leaves the stored token as it was.
         """
         store = self._store()
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._connections.lock(self.alias, user):
             while True:
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current  # someone refreshed (or re-authorized) meanwhile
+                moved = self._reread(user, seen)
+                if moved is not None:
+                    return moved  # someone renewed (or re-authorized) meanwhile
                 if store.acquire_lease(self.alias, user, owner, lease_ttl(self.timeout)):
                     break
                 time.sleep(POLL)
             try:
-                # Re-read under the lease: another process may have refreshed just before.
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current
-                return self._do_refresh(user, current)
+                # Re-read under the lease: another process may have renewed just before.
+                moved = self._reread(user, seen)
+                if moved is not None:
+                    return moved
+                if self._config.grant == "client_credentials":
+                    return self._do_client_credentials(user)
+                return self._do_refresh(user, self._current(user))
             finally:
                 store.release_lease(self.alias, user, owner)
+
+    def _do_client_credentials(self, user: str) -> TokenRecord:
+        """Ask for a token with the client's own credentials (RFC 6749 §4.4); store it."""
+        scopes = self._config.default_scopes
+        request = client_credentials_request(self._config, scopes=scopes)
+        answer = self._connections.send(request)
+        try:
+            data = token_from_answer(
+                TokenRefreshError,
+                "Getting a token with the client credentials grant",
+                request,
+                answer,
+                timeout=self.timeout,
+                requested_scopes=scopes,
+            )
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
+        # RFC 6749 §4.4.3: no refresh token is expected; the client asks again instead.
+        data = dataclasses.replace(data, refresh_token=None)
+        stored = self._write(user, data, None)
+        log.info("got a client credentials token at %r", self.alias)
+        return stored
 
     def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
         refresh_token = self._refresh_token(user, record)
@@ -409,14 +467,17 @@ class LocalGrants(TokenShelf):
             raise nothing_stored(user, self.alias)
         request = introspection_request(self._config, token=record.data.token)
         answer = self._connections.call(request, "Introspecting the token", ProviderError)
-        return parse_introspection(
-            ProviderError,
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            request.secrets,
-            request.client_id,
-        )
+        try:
+            return parse_introspection(
+                ProviderError,
+                answer.status or 0,
+                answer.headers,
+                answer.content,
+                request.secrets,
+                request.client_id,
+            )
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
 
     def needs_secret(self, what: str) -> None:
         """Nothing to refuse: the secret is here."""

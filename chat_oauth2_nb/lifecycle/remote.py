@@ -116,6 +116,9 @@ class RemoteGrants(TokenShelf):
         """
         leeway = self.leeway if leeway is None else leeway
         record = self.stored(user)
+        if record is None and self._config.grant == "client_credentials":
+            # The holder gets the client's own token: nothing to authorize first.
+            return self._from_holder(user, None, {"leeway": leeway}, optional=False)
         if record is None or not record.data.is_expired(leeway):
             return record
         return self._from_holder(user, record, {"leeway": leeway}, optional=False)
@@ -134,22 +137,23 @@ class RemoteGrants(TokenShelf):
         return self._from_holder(user, record, body, optional=optional)
 
     def _from_holder(
-        self, user: str, record: TokenRecord, body: dict[str, Any], *, optional: bool
+        self, user: str, record: TokenRecord | None, body: dict[str, Any], *, optional: bool
     ) -> TokenRecord | None:
         try:
             answer = self._ask("token", {"user": user, **body}, 40.0)
         except GrantRevokedError:
             # The holder found the grant dead: so is this side's copy of its access token.
-            self.bury(user, record)
+            if record is not None:
+                self.bury(user, record)
             raise
         data = data_from_payload(answer)
         if data is None:
             if optional:
                 return None
             raise nothing_stored(user, self.alias)
-        if data.token == record.data.token:
+        if record is not None and data.token == record.data.token:
             return record
-        return self._write(user, data, record.version)
+        return self._write(user, data, record.version if record is not None else None)
 
     def exchange(
         self, user: str, code: AuthorizationCode, note: Noter | None = None
