@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
 from ..oauth import AuthData
-from .auth import TokenKeeper, TokenSource, bearer_header, require_tls, same_origin
+from .auth import TokenKeeper, TokenSource, auth_headers, nonce_asked, require_tls, same_origin
 
 if TYPE_CHECKING:
     import requests
@@ -64,10 +64,12 @@ def _requests_auth_class() -> type[Any]:
     class RequestsAuth(TokenKeeper, requests_auth_module.AuthBase):  # type: ignore[misc,name-defined]
         """A ``requests`` auth: the user's bearer token, refreshed on expiry and once on a 401."""
 
+        carries_dpop = True
+
         def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
             data = self.current()
             signed = request.url or ""
-            request.headers["Authorization"] = bearer_header(data, signed)
+            request.headers.update(auth_headers(data, request.method or "GET", signed))
             # A body that is a stream must be rewound before the request is sent again.
             tell = getattr(request.body, "tell", None)
             position = tell() if callable(tell) else None
@@ -90,13 +92,16 @@ def _requests_auth_class() -> type[Any]:
             # Authorization header from those that leave the origin: a 401 from there is
             # not this token's refusal, and a retry must not put a token back on it.
             refused = response.request
+            scheme = "DPoP" if used.dpop_key else "Bearer"
             if (
                 response.status_code != 401
                 or not same_origin(refused.url or "", signed)
-                or refused.headers.get("Authorization") != f"Bearer {used.token}"
+                or refused.headers.get("Authorization") != f"{scheme} {used.token}"
             ):
                 return response
-            fresh = self.after_rejection(used)
+            # RFC 9449 §9: a DPoP resource server that wants a nonce gets the same token again.
+            nonce = nonce_asked(signed, 401, response.headers) if used.dpop_key else None
+            fresh = used if nonce is not None else self.after_rejection(used)
             if fresh is None or response.connection is None:
                 return response
             body = response.request.body
@@ -109,11 +114,11 @@ def _requests_auth_class() -> type[Any]:
             # The retry is sent by the adapter directly, so this hook does not run again.
             cookies.extract_cookies_to_jar(retry._cookies, response.request, response.raw)
             retry.prepare_cookies(retry._cookies)
-            retry.headers["Authorization"] = bearer_header(fresh, retry.url or "")
+            retry.headers.update(auth_headers(fresh, retry.method or "GET", retry.url or "", nonce))
             again: requests.Response = response.connection.send(retry, **kwargs)
             again.history.append(response)
             again.request = retry
-            if again.status_code == 401:
+            if again.status_code == 401 and nonce is None:
                 self.refused_again(fresh)  # sent by the adapter: the signed origin refused
             return again
 

@@ -34,6 +34,8 @@ from ..errors import (
 from ..oauth import (
     AuthData,
     HttpExchange,
+    HttpRequest,
+    ProviderAnswer,
     code_exchange_request,
     introspection_request,
     parse_error_response,
@@ -43,6 +45,7 @@ from ..oauth import (
     token_from_answer,
     transport_error,
 )
+from ..oauth.dpop import DPoPKey
 from ..store import HeldTokenStore, TokenRecord
 from .grants import (
     POLL,
@@ -59,6 +62,7 @@ from .grants import (
     revocations,
     warn_if_local_only,
 )
+from .proofs import bind, key_of, send_with_proof
 
 __all__ = ["LocalGrants"]
 
@@ -180,7 +184,9 @@ class LocalGrants(TokenShelf):
             raise self._no_refresh_token()
         request = refresh_request(self._config, refresh_token=refresh_token)
         what = "Refreshing the token"
-        answer = self._connections.send(request)
+        # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
+        key = self._dpop_key(record.data)
+        request, answer = self._send_token_request(request, key)
         try:
             data = token_from_answer(
                 TokenRefreshError,
@@ -198,6 +204,8 @@ class LocalGrants(TokenShelf):
             # stop being used, here and in every process that shares the store.
             self.bury(user, record)
             raise grant_ended(user, self.alias, exc) from None
+        if key is not None:
+            data = bind(data, key, what)
         data = self._continued(data, record)
         try:
             # The provider already rotated the refresh token: dropping its answer because
@@ -230,6 +238,21 @@ class LocalGrants(TokenShelf):
             log.warning("a refreshed id_token for %r was refused", self.alias)
             raise
 
+    def _dpop_key(self, data: AuthData | None) -> DPoPKey | None:
+        """The key a request of this grant proves: the token's own, or a new one (dpop=True)."""
+        held = key_of(data)
+        if held is not None:
+            return held
+        return DPoPKey.generate() if self._config.dpop else None
+
+    def _send_token_request(
+        self, request: HttpRequest, key: DPoPKey | None
+    ) -> tuple[HttpRequest, ProviderAnswer]:
+        """Send a token request, with a DPoP proof (and the server's nonce) when bound."""
+        if key is None:
+            return request, self._connections.send(request)
+        return send_with_proof(self._connections.send, request, key)
+
     # exchange, revoke, introspect ---------------------------------------------------------
 
     def exchange(
@@ -247,7 +270,8 @@ class LocalGrants(TokenShelf):
             redirect_uri=code.redirect_uri,
             code_verifier=code.code_verifier,
         )
-        answer = self._connections.send(request)
+        key = self._dpop_key(None)
+        request, answer = self._send_token_request(request, key)
         if note is not None:
             note(dataclasses.asdict(HttpExchange.of(request, answer)))
         data = token_from_answer(
@@ -258,6 +282,8 @@ class LocalGrants(TokenShelf):
             timeout=self.timeout,
             requested_scopes=code.scopes,
         )
+        if key is not None:
+            data = bind(data, key, "Exchanging the authorization code")
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 

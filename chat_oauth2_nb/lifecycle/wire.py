@@ -26,7 +26,9 @@ def token_payload(record: TokenRecord | None) -> dict[str, Any]:
     """The JSON answer for a caller: the access token and its version, never a refresh token."""
     if record is None:
         return {"data": None, "version": None}
-    data = json.loads(dataclasses.replace(record.data, refresh_token=None).to_json())
+    # A DPoP key stays with its holder (RFC 9449): it never travels, as a refresh token never does.
+    kept = dataclasses.replace(record.data, refresh_token=None, dpop_key=None)
+    data = json.loads(kept.to_json())
     return {"data": data, "version": record.version}
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..config import ProviderConfig, check_redirect_uri, provider_identity
+from ..config import ProviderConfig, check_redirect_uri, provider_identity, resource_argument
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
@@ -624,6 +625,19 @@ def _config_of(
     return ProviderConfig.from_mapping(config, **credentials)
 
 
+def _bound_to(
+    cfg: ProviderConfig, dpop: bool | None, resource: str | Sequence[str] | None
+) -> ProviderConfig:
+    """``cfg`` with the ``dpop=`` and ``resource=`` arguments (None: the config's own)."""
+    if dpop is None and resource is None:
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        dpop=cfg.dpop if dpop is None else dpop,
+        resource=cfg.resource if resource is None else resource_argument(resource),
+    )
+
+
 def create_oauth2_client(
     config: Mapping[str, Any] | ProviderConfig | str,
     *,
@@ -640,6 +654,8 @@ def create_oauth2_client(
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
     store_key: str | None = None,
+    dpop: bool | None = None,
+    resource: str | Sequence[str] | None = None,
     **preset_params: Any,
 ) -> OAuth2Client:
     """Create an OAuth2 client from the seed's config dict (or snake_case keys), or a preset.
@@ -668,10 +684,10 @@ def create_oauth2_client(
         loopback_port: the port for the loopback redirect server (0 = any free port).
         allow_insecure_http: allow plain http endpoints on other hosts than this machine.
         transport: an httpx transport (for tests of faults a real provider cannot produce).
-        store_key: seal tokens, PKCE verifiers and the client secret in the store with
-            AES-GCM (a key from ``chat_oauth2_nb.store.new_store_key()``); else
-            ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring`` when set. The Jupyter server needs
-            the same key in its environment.
+        store_key: seal tokens, PKCE verifiers and the client secret in the store (AES-GCM,
+            ``chat_oauth2_nb.store.new_store_key()``); else ``CHAT_OAUTH2_NB_STORE_KEY`` or
+            ``keyring``. The Jupyter server needs the same key in its environment.
+        dpop, resource: DPoP-bound tokens; their resource URI(s) (docs/dpop-and-resources.md).
 
     Returns:
         An :class:`OAuth2Client`; call ``setup()`` then ``get_user_authorization_url()``.
@@ -699,5 +715,6 @@ def create_oauth2_client(
         client_auth_method=client_auth_method,
         allow_insecure_http=allow_insecure_http,
     )
+    cfg = _bound_to(cfg, dpop, resource)
     own: dict[str, Any] = dict(loopback_port=loopback_port, transport=transport)
     return OAuth2Client(cfg, allow_insecure_http=allow_insecure_http, **own, **common)

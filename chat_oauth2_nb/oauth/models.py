@@ -45,6 +45,11 @@ class AuthData:
     #: The id_token's claims once its signature, issuer, audience, expiry and nonce were
     #: verified (OpenID Connect); None when there is no id_token or it was not verified.
     claims: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+    #: RFC 9449: the private JWK (JSON) of the key this token is bound to; None for a bearer
+    #: token. Stored sealed with the token, never shown.
+    dpop_key: str | None = dataclasses.field(default=None, compare=False)
+    #: RFC 8707: the resource this token is for ('' for the grant's own token).
+    resource: str = ""
 
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat(timespec="seconds") if self.expires_at else None
@@ -53,7 +58,10 @@ class AuthData:
             f"expires_at={expires!r}, scope={self.scope!r}, "
             f"refresh_token={'<set>' if self.refresh_token else None}, "
             f"id_token={'<set>' if self.id_token else None}, "
-            f"claims={_claims_word(self)})"
+            f"claims={_claims_word(self)}"
+            + (", bound='DPoP'" if self.dpop_key else "")
+            + (f", resource={self.resource!r}" if self.resource else "")
+            + ")"
         )
 
     __str__ = __repr__
@@ -68,6 +76,11 @@ class AuthData:
         if self.id_token is None:
             return None
         return self.claims is not None
+
+    @property
+    def bound(self) -> str | None:
+        """How the token is bound to its holder ("DPoP"), or None for a bearer token."""
+        return "DPoP" if self.dpop_key else None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -102,6 +115,8 @@ class AuthData:
                 "id_token": self.id_token,
                 "obtained_at": self.obtained_at.isoformat(),
                 "claims": dict(self.claims) if self.claims is not None else None,
+                "dpop_key": self.dpop_key,
+                "resource": self.resource,
             }
         )
 
@@ -118,6 +133,8 @@ class AuthData:
             id_token=raw["id_token"],
             obtained_at=dt.datetime.fromisoformat(raw["obtained_at"]),
             claims=raw.get("claims"),
+            dpop_key=raw.get("dpop_key"),
+            resource=raw.get("resource") or "",
         )
 
 

@@ -181,6 +181,8 @@ class TokenView:
     updated_at: float
     #: True when the claims are the ones verified at the code exchange (OpenID Connect).
     claims_verified: bool = False
+    #: How the token is bound to a key held here ("DPoP", RFC 9449), or None (bearer).
+    bound: str | None = None
 
     @classmethod
     def from_auth_data(cls, data: AuthData, *, version: int, updated_at: float) -> TokenView:
@@ -205,6 +207,7 @@ class TokenView:
             version=version,
             updated_at=updated_at,
             claims_verified=data.claims is not None,
+            bound=data.bound,
         )
 
     def is_expired(self, now: dt.datetime) -> bool:
