@@ -58,11 +58,13 @@ from .grants import (
     is_dead,
     lease_ttl,
     nothing_stored,
+    patiently,
     replaced_grant_kept,
     revocations,
     warn_if_local_only,
 )
 from .proofs import bind, key_of, send_with_proof
+from .resources import Target
 
 __all__ = ["LocalGrants"]
 
@@ -159,22 +161,35 @@ class LocalGrants(TokenShelf):
         the newer token is returned without a request. A failed refresh releases the lease
         and leaves the stored token as it was.
         """
+
+        def settled() -> TokenRecord | None:
+            current = self._current(user)
+            # Someone refreshed (or re-authorized) meanwhile: theirs is the newer token.
+            return current if current.version != seen.version else None
+
+        return self._under_lease(user, settled, lambda: self._do_refresh(user, self._current(user)))
+
+    def _under_lease(
+        self,
+        user: str,
+        settled: Callable[[], TokenRecord | None],
+        work: Callable[[], TokenRecord],
+    ) -> TokenRecord:
+        """``work()`` under the grant's lease, unless ``settled()`` (asked before and under it)."""
         store = self._store()
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._connections.lock(self.alias, user):
             while True:
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current  # someone refreshed (or re-authorized) meanwhile
+                done = settled()
+                if done is not None:
+                    return done
                 if store.acquire_lease(self.alias, user, owner, lease_ttl(self.timeout)):
                     break
                 time.sleep(POLL)
             try:
-                # Re-read under the lease: another process may have refreshed just before.
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current
-                return self._do_refresh(user, current)
+                # Re-read under the lease: another process may have finished just before.
+                done = settled()
+                return done if done is not None else work()
             finally:
                 store.release_lease(self.alias, user, owner)
 
@@ -183,30 +198,9 @@ class LocalGrants(TokenShelf):
         if refresh_token is None:  # gone from the held table since refresh() looked
             raise self._no_refresh_token()
         request = refresh_request(self._config, refresh_token=refresh_token)
-        what = "Refreshing the token"
-        # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
-        key = self._dpop_key(record.data)
-        request, answer = self._send_token_request(request, key)
-        try:
-            data = token_from_answer(
-                TokenRefreshError,
-                what,
-                request,
-                answer,
-                timeout=self.timeout,
-                previous=dataclasses.replace(record.data, refresh_token=refresh_token),
-            )
-        except TokenRefreshError as exc:
-            if answer.status != 400 or exc.error != "invalid_grant":
-                raise  # a provider that failed (5xx, network, garbage) may answer next time
-            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
-            # over (the person removed the app, the provider revoked it). Its token must
-            # stop being used, here and in every process that shares the store.
-            self.bury(user, record)
-            raise grant_ended(user, self.alias, exc) from None
-        if key is not None:
-            data = bind(data, key, what)
-        data = self._continued(data, record)
+        previous = dataclasses.replace(record.data, refresh_token=refresh_token)
+        data = self._refreshed(user, record, request, previous)
+        data = self._continued(dataclasses.replace(data, resource=record.data.resource), record)
         try:
             # The provider already rotated the refresh token: dropping its answer because
             # the store is briefly locked would lose the grant, so keep trying a while.
@@ -219,6 +213,87 @@ class LocalGrants(TokenShelf):
                 "client.get_user_authorization_url().",
             ) from None
         log.info("refreshed the token for %r at %r", user, self.alias)
+        return stored
+
+    def _refreshed(
+        self, user: str, record: TokenRecord, request: HttpRequest, previous: AuthData | None
+    ) -> AuthData:
+        """Send a refresh of ``record``'s grant and read the answer: the one reading of it.
+
+        A grant the provider ended (``invalid_grant`` to its own refresh) is buried where it
+        is found; refused for another resource, the grant may still be alive (Entra answers
+        ``invalid_grant`` when a resource needs more consent), so the error is only raised.
+        """
+        what = "Refreshing the token"
+        # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
+        key = self._dpop_key(record.data)
+        request, answer = self._send_token_request(request, key)
+        try:
+            data = token_from_answer(
+                TokenRefreshError, what, request, answer, timeout=self.timeout, previous=previous
+            )
+        except TokenRefreshError as exc:
+            if answer.status != 400 or exc.error != "invalid_grant" or previous is None:
+                raise  # a provider that failed (5xx, network, garbage) may answer next time
+            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
+            # over (the person removed the app, the provider revoked it). Its token must
+            # stop being used, here and in every process that shares the store.
+            self.bury(user, record)
+            raise grant_ended(user, self.alias, exc) from None
+        return data if key is None else bind(data, key, what)
+
+    # tokens for other resources (RFC 8707; Entra's multi-resource refresh) ------------------
+
+    def token_for(self, user: str, target: Target) -> TokenRecord | None:
+        """A token for ``target`` from the user's grant; None when nothing is stored.
+
+        The grant's own token when it serves; else the one kept for that resource while it is
+        fresh; else (and always for a claims challenge) a new one from the refresh token,
+        under the grant's lease: a rotated refresh token goes back to the grant.
+        """
+        main = self.stored(user)
+        if main is None:
+            return None
+        if target.served_by(main.data):
+            return self.token(user)
+
+        def settled() -> TokenRecord | None:
+            if target.claims is not None:
+                return None
+            held = self._store().get_resource_token(self.alias, user, target.key)
+            fresh = held is not None and held.provider == self._identity
+            return held if fresh and held and not held.data.is_expired(self.leeway) else None
+
+        return self._under_lease(user, settled, lambda: self._do_refresh_for(user, target))
+
+    def _do_refresh_for(self, user: str, target: Target) -> TokenRecord:
+        record = self._current(user)
+        refresh_token = self._refresh_token(user, record)
+        if refresh_token is None:
+            raise self._no_refresh_token()
+        request = refresh_request(
+            self._config,
+            refresh_token=refresh_token,
+            scopes=target.scopes,
+            resource=target.resource if target.send_resource else "",
+            claims=target.claims,
+        )
+        data = self._refreshed(user, record, request, None)
+        if data.refresh_token is not None and data.refresh_token != refresh_token:
+            # Rotated: the grant keeps the new refresh token, its own access token unchanged.
+            self._write(
+                user,
+                dataclasses.replace(record.data, refresh_token=data.refresh_token),
+                record.version,
+            )
+        store = self._store()
+        stored = patiently(
+            store,
+            lambda: store.put_resource_token(
+                self.alias, user, target.key, data, provider=self._identity
+            ),
+        )
+        log.info("got a token for %r of %r at %r", target.key, user, self.alias)
         return stored
 
     def _continued(self, data: AuthData, record: TokenRecord) -> AuthData:
@@ -284,6 +359,8 @@ class LocalGrants(TokenShelf):
         )
         if key is not None:
             data = bind(data, key, "Exchanging the authorization code")
+        # RFC 8707: the code exchange names the first configured resource (if any).
+        data = dataclasses.replace(data, resource=next(iter(self._config.resource), ""))
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 

@@ -52,13 +52,13 @@ from ..store import (
     TokenRecord,
     open_store,
 )
+from ._resources import ResourceMethods
 
 if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
     from ..doctor import Report, Subject
-    from ..kernel.adapters import AzureCredential
     from ..kernel.auth import OAuth2Auth
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
 log = logging.getLogger("chat_oauth2_nb")
 
 
-class OAuth2Client:
+class OAuth2Client(ResourceMethods):
     """An OAuth2 authorization-code client for one provider, storing tokens per user."""
 
     def __init__(
@@ -512,12 +512,6 @@ class OAuth2Client:
         from ..kernel.adapters import google_credentials
 
         return google_credentials(self, resolve_user(user))
-
-    def azure_credential(self, user: UserLike = None) -> AzureCredential:
-        """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
-        from ..kernel.adapters import AzureCredential
-
-        return AzureCredential(self, resolve_user(user))
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
