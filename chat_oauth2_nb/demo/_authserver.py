@@ -398,6 +398,13 @@ class _DeviceEndpoint(DeviceAuthorizationEndpoint):  # type: ignore[misc]
         allowed = client.get_allowed_scope(scope)
         if allowed is None:
             raise InvalidScopeError()
+        if self.pending_resources:
+            # Entra-like: one access token is for its resource's scopes only.
+            allowed = " ".join(
+                item
+                for item in allowed.split()
+                if "://" not in item or item.rsplit("/", 1)[0] in self.pending_resources
+            )
         interval = float(data["interval"])
         self.server.store.add_device(
             DeviceCredential(
@@ -617,7 +624,11 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if previous is not None:
                 grant = previous.grant
             else:
-                grant = store.new_grant(request.client.client_id, request.user, token["scope"])
+                # The grant keeps all that was consented to, even when this access token is
+                # for one resource of it only (RFC 8707: the others come by refresh).
+                code = request.authorization_code
+                consented = code.scope if code is not None else token["scope"]
+                grant = store.new_grant(request.client.client_id, request.user, consented)
                 if request.authorization_code is not None:
                     request.authorization_code.grant = grant
             now = int(time.time())
@@ -693,6 +704,13 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         allowed = client.get_allowed_scope(scope)
         if allowed is None:
             raise InvalidScopeError()
+        if self.pending_resources:
+            # Entra-like: one access token is for its resource's scopes only.
+            allowed = " ".join(
+                item
+                for item in allowed.split()
+                if "://" not in item or item.rsplit("/", 1)[0] in self.pending_resources
+            )
         token: dict[str, Any] = {
             "access_token": self.new_value("ya29.", 32),
             "token_type": "DPoP" if self.pending_jkt else "Bearer",
