@@ -16,8 +16,10 @@ from .errors import ConfigurationError
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
+    "GRANTS",
     "REVOKE_STYLES",
     "ClientAuthMethod",
+    "Grant",
     "ProviderConfig",
     "check_redirect_uri",
     "discover_config",
@@ -27,8 +29,17 @@ __all__ = [
     "scopes_argument",
 ]
 
-ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
-CLIENT_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post", "none")
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+CLIENT_AUTH_METHODS: tuple[str, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "none",
+    "private_key_jwt",
+)
+# How tokens are obtained: a person authorizes (the code grant, or the device grant), or the
+# client alone, with no person and no redirect (RFC 6749 §4.4: scheduled notebooks).
+Grant = Literal["authorization_code", "client_credentials"]
+GRANTS: tuple[str, ...] = ("authorization_code", "client_credentials")
 # How revokeTokenUri is called: "rfc7009" (each token, with a hint), "google" (one request
 # with the refresh token, else the access token: Google revokes the whole grant and answers
 # 400 for a token already revoked), "github" (DELETE /applications/{client_id}/token with
@@ -66,7 +77,13 @@ _SEED_KEYS = {
     "dpop": "dpop",
     # RFC 8707: the resource servers the tokens are for (absolute URIs, no fragment).
     "resource": "resource",
+    "grant": "grant",
+    # Where a private_key_jwt client's key came from (a path or a variable, never the key).
+    "clientKeySource": "client_key_source",
 }
+# A private_key_jwt client's key file: read once when the config is built (never stored as
+# a path: the key itself travels like a client secret, sealed in the store).
+_KEY_PATH_KEYS = ("clientKey", "client_key")
 _FIELDS = set(_SEED_KEYS.values())
 _SEED_NAMES = {name: key for key, name in _SEED_KEYS.items()}
 # Fields a dict must give; None reads as "missing" when the config is built.
@@ -271,12 +288,39 @@ def _check_auth_method(value: object) -> ClientAuthMethod:
         raise ConfigurationError(
             "client_auth_method",
             f"is {value!r}",
-            "Use 'client_secret_basic' (default), 'client_secret_post' or 'none' (public client).",
+            "Use 'client_secret_basic' (default), 'client_secret_post', 'private_key_jwt' (with "
+            "client_key=) or 'none' (public client).",
         )
     return cast(ClientAuthMethod, value)
 
 
+def _check_grant(value: object, method: str) -> Grant:
+    grant = value or "authorization_code"
+    if grant not in GRANTS:
+        raise ConfigurationError(
+            "grant",
+            f"is {grant!r}",
+            "Use 'authorization_code' (default: a person authorizes) or 'client_credentials' "
+            "(the client alone, no person: scheduled notebooks).",
+        )
+    if grant == "client_credentials" and method == "none":
+        raise ConfigurationError(
+            "client_auth_method",
+            "is 'none', but the client_credentials grant needs a client that authenticates",
+            "Give the client secret (client_secret=) or its private key (client_key=).",
+        )
+    return cast(Grant, grant)
+
+
 def _require_secret(config: ProviderConfig) -> None:
+    if config.client_auth_method == "private_key_jwt" and not config.client_secret:
+        raise ConfigurationError(
+            "client_key",
+            "is missing (client_auth_method is 'private_key_jwt')",
+            f"Pass client_key= the path of the client's private key, or set "
+            f"{env_var_name(config.alias, 'CLIENT_KEY_FILE')} (a path) or "
+            f"{env_var_name(config.alias, 'CLIENT_KEY')} (the PEM text).",
+        )
     if config.client_auth_method != "none" and not config.client_secret:
         raise ConfigurationError(
             "client_secret",
@@ -291,8 +335,11 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     http = config.allow_insecure_http
     alias = _check_alias(config.alias)
     fields: dict[str, object] = {"alias": alias}
-    fields["auth_uri"] = _check_uri("authUri", config.auth_uri, allow_http=http)
     token_uri = _check_uri("accessTokenUri", config.access_token_uri, allow_http=http)
+    auth_uri = config.auth_uri
+    if not auth_uri and config.grant == "client_credentials":
+        auth_uri = token_uri  # never opened: no person authorizes this grant
+    fields["auth_uri"] = _check_uri("authUri", auth_uri, allow_http=http)
     fields["access_token_uri"] = token_uri
     fields["refresh_token_uri"] = (
         _optional_uri("refreshTokenUri", config.refresh_token_uri, allow_http=http) or token_uri
@@ -318,8 +365,10 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     fields["resource"] = resource_argument(config.resource, "resource")
     fields["client_id"] = _check_client_id(config.client_id, alias)
     method = fields["client_auth_method"] = _check_auth_method(config.client_auth_method)
+    fields["grant"] = _check_grant(config.grant, method)
     # A public client sends no secret, so it keeps none (not even one from the environment).
     fields["client_secret"] = config.client_secret if method != "none" else None
+    fields["client_key_source"] = config.client_key_source if method == "private_key_jwt" else None
     return fields
 
 
@@ -353,6 +402,31 @@ def _field_values(config: object) -> dict[str, Any]:
     return values
 
 
+def _client_key(
+    alias: object,
+    path: object,
+    environ: Mapping[str, str],
+    method: object,
+    secret_given: object,
+) -> tuple[str, str] | None:
+    """A private_key_jwt client's key (text, where it came from), checked; None without one.
+
+    A secret given explicitly (argument or config) wins over a key found in the environment,
+    unless the method says private_key_jwt.
+    """
+    if not isinstance(alias, str) or method not in (None, "private_key_jwt"):
+        return None
+    if path is None and secret_given and method is None:
+        return None
+    from .clientkey import checked_client_key, find_client_key
+
+    found = find_client_key(alias, path, environ, env_var_name)
+    if found is None:
+        return None
+    checked_client_key(*found)
+    return found
+
+
 def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:
     # A malformed alias is reported when the config is built; it names no variable.
     return environ.get(env_var_name(alias, what)) if isinstance(alias, str) else None
@@ -379,6 +453,8 @@ class ProviderConfig:
     default_scopes: tuple[str, ...] = ()
     auth_uri_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     client_id: str = ""
+    #: The client's credential: its secret, or with ``private_key_jwt`` its private key (PEM
+    #: or JWK text), which travels and is sealed in the store exactly like a secret.
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     client_auth_method: ClientAuthMethod = "client_secret_basic"
     authorization_callback: AuthorizationCallback | None = dataclasses.field(
@@ -398,6 +474,9 @@ class ProviderConfig:
     #: RFC 8707: the resources (absolute URIs) sent with the authorization, token and
     #: refresh requests; the first is the default resource of the stored token.
     resource: tuple[str, ...] = ()
+    grant: Grant = "authorization_code"
+    #: Where a ``private_key_jwt`` client's key came from (shown in hints; never the key).
+    client_key_source: str | None = None
     #: Accept plain http endpoints on hosts other than this machine (test providers). The
     #: rule the fields were checked under, not a fact about the provider: it is neither
     #: compared nor written by :meth:`to_mapping`.
@@ -414,7 +493,7 @@ class ProviderConfig:
             f"ProviderConfig(alias={self.alias!r}, auth_uri={self.auth_uri!r}, "
             f"access_token_uri={self.access_token_uri!r}, client_id={self.client_id!r}, "
             f"client_secret=<{secret}>, client_auth_method={self.client_auth_method!r}, "
-            f"default_scopes={list(self.default_scopes)!r})"
+            f"grant={self.grant!r}, default_scopes={list(self.default_scopes)!r})"
         )
 
     @classmethod
@@ -425,25 +504,38 @@ class ProviderConfig:
         client_id: str | None = None,
         client_secret: str | None = None,
         client_auth_method: str | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        grant: str | None = None,
         allow_insecure_http: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> ProviderConfig:
-        """Build and validate a config from the seed's dict (camelCase) or snake_case keys."""
+        """Build and validate a config from the seed's dict (camelCase) or snake_case keys.
+
+        ``client_key`` (or the config key ``clientKey``) is the path of a ``private_key_jwt``
+        client's private key; see :mod:`chat_oauth2_nb.clientkey` for the other sources.
+        """
+        if isinstance(config, Mapping):
+            key_paths = [config[k] for k in _KEY_PATH_KEYS if k in config]
+            config = {k: v for k, v in config.items() if k not in _KEY_PATH_KEYS}
+            client_key = client_key if client_key is not None else next(iter(key_paths), None)
         values = _field_values(config)
         env = os.environ if environ is None else environ
         alias = values.get("alias")
         cid = client_id or values.get("client_id") or _from_environment(env, alias, "CLIENT_ID")
+        method = client_auth_method or values.get("client_auth_method")
+        given = client_secret or values.get("client_secret")
+        key = _client_key(alias, client_key, env, method, given)
         secret = (
-            client_secret
-            or values.get("client_secret")
-            or _from_environment(env, alias, "CLIENT_SECRET")
+            (key[0] if key else None) or given or _from_environment(env, alias, "CLIENT_SECRET")
         )
-        method = (
-            client_auth_method
-            or values.get("client_auth_method")
-            or ("client_secret_basic" if secret else "none")
+        method = method or (
+            "private_key_jwt" if key else "client_secret_basic" if secret else "none"
         )
         credentials = {"client_id": cid, "client_secret": secret, "client_auth_method": method}
+        if key is not None:
+            credentials["client_key_source"] = key[1]
+        if grant is not None:
+            credentials["grant"] = grant
         built = cls(
             **{**_REQUIRED, **values, **credentials}, allow_insecure_http=allow_insecure_http
         )
@@ -487,6 +579,8 @@ class ProviderConfig:
             "revoke_url_for_people": self.revoke_url_for_people,
             "dpop": self.dpop,
             "resource": list(self.resource),
+            "grant": self.grant,
+            "client_key_source": self.client_key_source,
         }
         if include_secret:
             data["client_secret"] = self.client_secret

@@ -59,7 +59,7 @@ class ResourceServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 status, headers = server.answer(self.headers.get("Authorization") or "")
                 self.send_response(status)
                 for name, value in headers:
@@ -205,9 +205,7 @@ def test_the_async_credential_in_an_async_pipeline(
         async with signed_in.azure_async_credential("ada") as credential:
             policy = AsyncBearerTokenCredentialPolicy(credential, scope)
             async with AsyncPipelineClient(url, policies=[policy]) as pipeline:
-                answer = await pipeline.send_request(
-                    HttpRequest("GET", url), enforce_https=False
-                )
+                answer = await pipeline.send_request(HttpRequest("GET", url), enforce_https=False)
                 return int(answer.status_code)
 
     assert asyncio.run(call(STORAGE_SCOPE, servers[STORAGE].url)) == 200

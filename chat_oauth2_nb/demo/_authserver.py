@@ -29,7 +29,11 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     UnauthorizedClientError,
 )
-from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
+from authlib.oauth2.rfc6749.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -310,6 +314,16 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> DemoUser:
         return authorization_code.user
+
+
+class _ClientGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    """RFC 6749 §4.4: the client's own token; its subject is the client (no person)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.request.user = DemoUser(self.request.client.client_id)
 
 
 class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
@@ -594,6 +608,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
         self.register_grant(_DeviceGrant)
+        self.register_grant(_ClientGrant)
         self.register_endpoint(_DeviceEndpoint(self))
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))
@@ -740,6 +755,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 "authorization_code",
                 "refresh_token",
                 DEVICE_CODE_GRANT_TYPE,
+                "client_credentials",
             ],
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,

@@ -37,7 +37,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CODE_LIFETIME = 600
 CONSENT_TICKET_LIFETIME = 600
 DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-_GRANT_TYPES = frozenset({"authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE})
+_GRANT_TYPES = frozenset(
+    {"authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE, "client_credentials"}
+)
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")
 
@@ -133,7 +135,10 @@ class DemoClient:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        """The authorization code, device code (RFC 8628) and refresh token grants are offered."""
+        """The code, device code (RFC 8628), refresh token and (confidential clients only)
+        client credentials grants are offered."""
+        if grant_type == "client_credentials" and self.is_public:
+            return False
         return grant_type in _GRANT_TYPES
 
 

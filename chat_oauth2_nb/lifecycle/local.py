@@ -35,7 +35,7 @@ from ..oauth import (
     AuthData,
     HttpExchange,
     HttpRequest,
-    ProviderAnswer,
+    client_credentials_request,
     code_exchange_request,
     introspection_request,
     parse_error_response,
@@ -45,7 +45,6 @@ from ..oauth import (
     token_from_answer,
     transport_error,
 )
-from ..oauth.dpop import DPoPKey
 from ..store import HeldTokenStore, TokenRecord
 from .grants import (
     POLL,
@@ -63,10 +62,10 @@ from .grants import (
     revocations,
     warn_if_local_only,
 )
-from .proofs import bind, key_of, send_with_proof
+from .proofs import bind, key_for, send_token_request
 from .resources import Target
 
-__all__ = ["LocalGrants"]
+__all__ = ["LocalGrants", "explained"]
 
 log = logging.getLogger("chat_oauth2_nb")
 
@@ -83,6 +82,38 @@ _ASK_THE_ADMINISTRATOR = (
     "Authorize again; the administrator may need to ask the provider for refresh tokens in "
     "the declaration (Google: authUriParams {'access_type': 'offline', 'prompt': 'consent'})."
 )
+
+
+def explained(config: ProviderConfig, exc: ProviderError) -> ProviderError:
+    """``exc`` with a hint that fits how this client authenticates and which grant it uses.
+
+    The generic hints speak of a client secret and of the code grant; a ``private_key_jwt``
+    client refused as ``invalid_client`` needs to hear where its key came from instead.
+    """
+    hint: str | None = None
+    if exc.error == "invalid_client" and config.client_auth_method == "private_key_jwt":
+        from ..clientkey import parse_client_key
+
+        key = parse_client_key(config.client_secret or "")
+        hint = (
+            f"The provider refused the client's signed assertion: register the public half of "
+            f"the private key from {config.client_key_source or 'the stored config'} "
+            f"(kid {key.kid!r}, alg {key.alg}) for the client {config.client_id!r} at the "
+            "provider, with private_key_jwt as its authentication method; or give the key "
+            "that is registered."
+        )
+    elif exc.error == "unauthorized_client" and config.grant == "client_credentials":
+        hint = "Allow the client credentials grant for this client at the provider."
+    if hint is None:
+        return exc
+    return type(exc)(
+        exc.message,
+        error=exc.error,
+        error_description=exc.error_description,
+        status_code=exc.status_code,
+        hint=hint,
+        retry_after=exc.retry_after,
+    )
 
 
 class LocalGrants(TokenShelf):
@@ -121,7 +152,13 @@ class LocalGrants(TokenShelf):
         refreshed comes back as it is; None when nothing is stored.
         """
         record = self.stored(user)
-        if record is None or not record.data.is_expired(self.leeway if leeway is None else leeway):
+        fresh = record is not None and not record.data.is_expired(
+            self.leeway if leeway is None else leeway
+        )
+        if self._config.grant == "client_credentials":
+            # No person and no refresh token: the client asks for a new token itself.
+            return record if fresh else self._refresh(user, record)
+        if record is None or fresh:
             return record
         if self._refresh_token(user, record) is None:
             return record
@@ -137,10 +174,17 @@ class LocalGrants(TokenShelf):
         ``optional``, else TokenRefreshError.
         """
         record = self.stored(user)
-        if record is None:
+        if record is None and self._config.grant != "client_credentials":
             return None
-        if have is not None and not hmac.compare_digest(digest(record.data.token), have):
+        if (
+            record is not None
+            and have is not None
+            and not hmac.compare_digest(digest(record.data.token), have)
+        ):
             return record  # refreshed (or re-authorized) since the caller read its copy
+        if self._config.grant == "client_credentials":
+            return self._refresh(user, record)
+        assert record is not None
         if self._refresh_token(user, record) is None:
             if optional:
                 return None
@@ -153,21 +197,33 @@ class LocalGrants(TokenShelf):
             hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
         )
 
-    def _refresh(self, user: str, seen: TokenRecord) -> TokenRecord:
-        """Refresh ``user``'s token unless someone else already did: single flight.
+    def _reread(self, user: str, seen: TokenRecord | None) -> TokenRecord | None:
+        """The stored token, if it moved past ``seen`` (None: renew it)."""
+        if self._config.grant == "client_credentials":
+            current = self.stored(user)  # gone meanwhile: the client simply asks again
+        else:
+            current = self._current(user)
+        if current is None or (seen is not None and current.version == seen.version):
+            return None
+        return current
 
-        The invariant: a refresh token is sent to the provider at most once. Whoever gets the
-        lease re-reads the token first: if its version moved, the refresh already happened and
-        the newer token is returned without a request. A failed refresh releases the lease
-        and leaves the stored token as it was.
+    def _refresh(self, user: str, seen: TokenRecord | None) -> TokenRecord:
+        """Renew ``user``'s token unless someone else already did: single flight.
+
+        The invariant: a refresh token is sent to the provider at most once, and a client
+        credentials token is asked for once per expiry however many processes want it.
+        Whoever gets the lease re-reads the token first: if its version moved, the renewal
+        already happened and the newer token is returned without a request. A failed
+        renewal releases the lease and leaves the stored token as it was.
         """
 
-        def settled() -> TokenRecord | None:
-            current = self._current(user)
-            # Someone refreshed (or re-authorized) meanwhile: theirs is the newer token.
-            return current if current.version != seen.version else None
+        def work() -> TokenRecord:
+            if self._config.grant == "client_credentials":
+                return self._do_client_credentials(user)
+            return self._do_refresh(user, self._current(user))
 
-        return self._under_lease(user, settled, lambda: self._do_refresh(user, self._current(user)))
+        # Someone renewed (or re-authorized) meanwhile: theirs is the newer token.
+        return self._under_lease(user, lambda: self._reread(user, seen), work)
 
     def _under_lease(
         self,
@@ -192,6 +248,32 @@ class LocalGrants(TokenShelf):
                 return done if done is not None else work()
             finally:
                 store.release_lease(self.alias, user, owner)
+
+    def _do_client_credentials(self, user: str) -> TokenRecord:
+        """Ask for a token with the client's own credentials (RFC 6749 §4.4); store it."""
+        scopes = self._config.default_scopes
+        request = client_credentials_request(self._config, scopes=scopes)
+        what = "Getting a token with the client credentials grant"
+        key = key_for(self._config, None)  # no refresh token to bind: a fresh key per token
+        request, answer = send_token_request(self._connections.send, request, key)
+        try:
+            data = token_from_answer(
+                TokenRefreshError,
+                what,
+                request,
+                answer,
+                timeout=self.timeout,
+                requested_scopes=scopes,
+            )
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
+        if key is not None:
+            data = bind(data, key, what)
+        # RFC 6749 §4.4.3: no refresh token is expected; the client asks again instead.
+        data = dataclasses.replace(data, refresh_token=None)
+        stored = self._write(user, data, None)
+        log.info("got a client credentials token at %r", self.alias)
+        return stored
 
     def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
         refresh_token = self._refresh_token(user, record)
@@ -226,15 +308,16 @@ class LocalGrants(TokenShelf):
         """
         what = "Refreshing the token"
         # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
-        key = self._dpop_key(record.data)
-        request, answer = self._send_token_request(request, key)
+        key = key_for(self._config, record.data)
+        request, answer = send_token_request(self._connections.send, request, key)
         try:
             data = token_from_answer(
                 TokenRefreshError, what, request, answer, timeout=self.timeout, previous=previous
             )
         except TokenRefreshError as exc:
             if answer.status != 400 or exc.error != "invalid_grant" or previous is None:
-                raise  # a provider that failed (5xx, network, garbage) may answer next time
+                # A provider that failed (5xx, network, garbage) may answer next time.
+                raise explained(self._config, exc) from None
             # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
             # over (the person removed the app, the provider revoked it). Its token must
             # stop being used, here and in every process that shares the store.
@@ -258,11 +341,8 @@ class LocalGrants(TokenShelf):
             return self.token(user)
 
         def settled() -> TokenRecord | None:
-            if target.claims is not None:
-                return None
             held = self._store().get_resource_token(self.alias, user, target.key)
-            fresh = held is not None and held.provider == self._identity
-            return held if fresh and held and not held.data.is_expired(self.leeway) else None
+            return target.still_good(held, self._identity, self.leeway)
 
         return self._under_lease(user, settled, lambda: self._do_refresh_for(user, target))
 
@@ -271,13 +351,7 @@ class LocalGrants(TokenShelf):
         refresh_token = self._refresh_token(user, record)
         if refresh_token is None:
             raise self._no_refresh_token()
-        request = refresh_request(
-            self._config,
-            refresh_token=refresh_token,
-            scopes=target.scopes,
-            resource=target.resource if target.send_resource else "",
-            claims=target.claims,
-        )
+        request = target.refresh_request(self._config, refresh_token)
         data = self._refreshed(user, record, request, None)
         if data.refresh_token is not None and data.refresh_token != refresh_token:
             # Rotated: the grant keeps the new refresh token, its own access token unchanged.
@@ -313,21 +387,6 @@ class LocalGrants(TokenShelf):
             log.warning("a refreshed id_token for %r was refused", self.alias)
             raise
 
-    def _dpop_key(self, data: AuthData | None) -> DPoPKey | None:
-        """The key a request of this grant proves: the token's own, or a new one (dpop=True)."""
-        held = key_of(data)
-        if held is not None:
-            return held
-        return DPoPKey.generate() if self._config.dpop else None
-
-    def _send_token_request(
-        self, request: HttpRequest, key: DPoPKey | None
-    ) -> tuple[HttpRequest, ProviderAnswer]:
-        """Send a token request, with a DPoP proof (and the server's nonce) when bound."""
-        if key is None:
-            return request, self._connections.send(request)
-        return send_with_proof(self._connections.send, request, key)
-
     # exchange, revoke, introspect ---------------------------------------------------------
 
     def exchange(
@@ -345,18 +404,21 @@ class LocalGrants(TokenShelf):
             redirect_uri=code.redirect_uri,
             code_verifier=code.code_verifier,
         )
-        key = self._dpop_key(None)
-        request, answer = self._send_token_request(request, key)
+        key = key_for(self._config, None)
+        request, answer = send_token_request(self._connections.send, request, key)
         if note is not None:
             note(dataclasses.asdict(HttpExchange.of(request, answer)))
-        data = token_from_answer(
-            TokenExchangeError,
-            "Exchanging the authorization code",
-            request,
-            answer,
-            timeout=self.timeout,
-            requested_scopes=code.scopes,
-        )
+        try:
+            data = token_from_answer(
+                TokenExchangeError,
+                "Exchanging the authorization code",
+                request,
+                answer,
+                timeout=self.timeout,
+                requested_scopes=code.scopes,
+            )
+        except TokenExchangeError as exc:
+            raise explained(self._config, exc) from None
         if key is not None:
             data = bind(data, key, "Exchanging the authorization code")
         # RFC 8707: the code exchange names the first configured resource (if any).
@@ -440,7 +502,9 @@ class LocalGrants(TokenShelf):
             request.secrets,
             request.client_id,
         )
-        return None if status == 400 and failure.error in _GONE else failure
+        return (
+            None if status == 400 and failure.error in _GONE else explained(self._config, failure)
+        )
 
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored.
@@ -506,14 +570,17 @@ class LocalGrants(TokenShelf):
             raise nothing_stored(user, self.alias)
         request = introspection_request(self._config, token=record.data.token)
         answer = self._connections.call(request, "Introspecting the token", ProviderError)
-        return parse_introspection(
-            ProviderError,
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            request.secrets,
-            request.client_id,
-        )
+        try:
+            return parse_introspection(
+                ProviderError,
+                answer.status or 0,
+                answer.headers,
+                answer.content,
+                request.secrets,
+                request.client_id,
+            )
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
 
     def needs_secret(self, what: str) -> None:
         """Nothing to refuse: the secret is here."""

@@ -14,11 +14,21 @@ import threading
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from ..config import ProviderConfig
 from ..oauth import AuthData, HttpRequest, ProviderAnswer
 from ..oauth._bodies import load_answer
 from ..oauth.dpop import DPOP_SCHEME, DPoPKey, nonce_challenge
 
-__all__ = ["NONCES", "NonceBook", "bind", "key_of", "send_with_proof", "with_proof"]
+__all__ = [
+    "NONCES",
+    "NonceBook",
+    "bind",
+    "key_for",
+    "key_of",
+    "send_token_request",
+    "send_with_proof",
+    "with_proof",
+]
 
 log = logging.getLogger("chat_oauth2_nb")
 
@@ -57,6 +67,23 @@ NONCES = NonceBook()
 def key_of(data: AuthData | None) -> DPoPKey | None:
     """The key a stored token is bound to, or None."""
     return None if data is None or not data.dpop_key else DPoPKey.from_json(data.dpop_key)
+
+
+def key_for(config: ProviderConfig, data: AuthData | None) -> DPoPKey | None:
+    """The key a token request of this grant proves: the token's own, or a new one (dpop=True)."""
+    held = key_of(data)
+    if held is not None:
+        return held
+    return DPoPKey.generate() if config.dpop else None
+
+
+def send_token_request(
+    send: Callable[[HttpRequest], ProviderAnswer], request: HttpRequest, key: DPoPKey | None
+) -> tuple[HttpRequest, ProviderAnswer]:
+    """Send a token request, with a DPoP proof (and the server's nonce) when bound."""
+    if key is None:
+        return request, send(request)
+    return send_with_proof(send, request, key)
 
 
 def with_proof(

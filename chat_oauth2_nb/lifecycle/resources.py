@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from ..config import ProviderConfig
 from ..errors import ConfigurationError
-from ..oauth import AuthData
+from ..oauth import AuthData, HttpRequest, refresh_request
+from ..store import TokenRecord
 
 __all__ = ["Target", "is_entra", "resource_of_scopes", "target_for"]
 
@@ -37,6 +38,24 @@ class Target:
     def key(self) -> str:
         """Where the token is kept: the resource, else the scopes it was asked for."""
         return self.resource or "scope:" + " ".join(sorted(self.scopes))
+
+    def still_good(
+        self, held: TokenRecord | None, provider: str, leeway: float
+    ) -> TokenRecord | None:
+        """``held`` (the token kept for this resource) while it does; never for a challenge."""
+        if held is None or self.claims is not None or held.provider != provider:
+            return None
+        return None if held.data.is_expired(leeway) else held
+
+    def refresh_request(self, config: ProviderConfig, refresh_token: str) -> HttpRequest:
+        """The refresh request that asks the grant for a token for this target."""
+        return refresh_request(
+            config,
+            refresh_token=refresh_token,
+            scopes=self.scopes,
+            resource=self.resource if self.send_resource else "",
+            claims=self.claims,
+        )
 
     def served_by(self, data: AuthData) -> bool:
         """Whether ``data`` (the grant's own token) already is what is asked."""

@@ -23,6 +23,10 @@ class ResourceMethods:
 
     grants: Grants
 
+    def _key(self, user: UserLike) -> str:
+        """Under which name ``user``'s token is stored (the client overrides it)."""
+        return resolve_user(user)
+
     def get_access_token_for_resource(
         self, user: UserLike = None, *, resource: str | None = None, scopes: Iterable[str] = ()
     ) -> AuthData | None:
@@ -33,17 +37,17 @@ class ResourceMethods:
         """
         from ..kernel.resources import resource_token
 
-        record = resource_token(self.grants, resolve_user(user), scopes, resource)
+        record = resource_token(self.grants, self._key(user), scopes, resource)
         return None if record is None else record.data
 
     def azure_credential(self, user: UserLike = None) -> AzureCredential:
         """An azure-core ``TokenCredential``: a token per scope's resource from one grant."""
         from ..kernel.adapters import AzureCredential
 
-        return AzureCredential(cast("_AzureSource", self), resolve_user(user))
+        return AzureCredential(cast("_AzureSource", self), self._key(user))
 
     def azure_async_credential(self, user: UserLike = None) -> AsyncAzureCredential:
         """:meth:`azure_credential` as an ``AsyncTokenCredential``, for azure-core async clients."""
         from ..kernel.adapters import AsyncAzureCredential
 
-        return AsyncAzureCredential(cast("_AzureSource", self), resolve_user(user))
+        return AsyncAzureCredential(cast("_AzureSource", self), self._key(user))

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALLBACK_PATH",
+    "CLIENT_CREDENTIALS_USER",
     "START_PATH",
     "AuthorizationURL",
     "HttpExchange",
@@ -73,6 +75,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("chat_oauth2_nb")
+
+#: Under which name a client credentials token is stored: it is the client's, no person's.
+CLIENT_CREDENTIALS_USER = "(client)"
 
 
 class OAuth2Client(ResourceMethods):
@@ -181,6 +186,9 @@ class OAuth2Client(ResourceMethods):
         """Who issues this client's tokens (issuer, or token endpoint + client id)."""
         return provider_identity(self.config)
 
+    def _key(self, user: UserLike) -> str:
+        return _owner(self.config, user)
+
     def _stored(self, key: str) -> TokenRecord | None:
         """The token stored for ``key``, only if this provider issued it (ProviderMismatchError)."""
         return self.grants.stored(key)
@@ -191,7 +199,7 @@ class OAuth2Client(ResourceMethods):
         Raises ProviderMismatchError when the stored token belongs to another provider
         configured under this alias. The panel and the doctor read tokens through here.
         """
-        return self._stored(resolve_user(user))
+        return self._stored(self._key(user))
 
     @property
     def held_elsewhere(self) -> bool:
@@ -266,6 +274,7 @@ class OAuth2Client(ResourceMethods):
         the scopes the stored token has, and the stored token stays in use until the new
         grant arrives (a denied or abandoned upgrade keeps it).
         """
+        _needs_a_person(self.config, "an authorization link")
         if self.way is None:
             self.setup()
         if self.way == "device":
@@ -288,6 +297,7 @@ class OAuth2Client(ResourceMethods):
         ``origin`` says who started it: ``code`` (what wait_for_authorization() follows) or
         ``panel`` (a panel's standby link, followed only once it finishes).
         """
+        _needs_a_person(self.config, "an authorization flow")
         key = resolve_user(user)
         redirect = self.redirect_uri if self.way else self.setup()
         assert redirect is not None
@@ -356,6 +366,7 @@ class OAuth2Client(ResourceMethods):
             ConfigurationError: the provider has no ``deviceAuthorizationUri``.
             DeviceAuthorizationError: the provider refused; the message says why.
         """
+        _needs_a_person(self.config, "the device authorization grant")
         self.grants.needs_secret("The device authorization grant")
         return self.device.start(resolve_user(user), scopes)
 
@@ -432,7 +443,7 @@ class OAuth2Client(ResourceMethods):
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """The user's token, refreshed if stale; None if never authorized (GrantRevokedError: dead)."""
-        return _data(self.grants.token(resolve_user(user)))
+        return _data(self.grants.token(self._key(user)))
 
     async def aget_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """Async twin of :meth:`get_access_token_for_user`."""
@@ -444,7 +455,7 @@ class OAuth2Client(ResourceMethods):
         Raises NotAuthorizedError when nothing is stored, TokenRefreshError when no refresh
         token is (some providers only issue one when asked) or the provider refused.
         """
-        key = resolve_user(user)
+        key = self._key(user)
         return _data_or_raise(self.grants.refresh(key), key, self.alias)
 
     async def arefresh_user_access_token(self, user: UserLike = None) -> AuthData:
@@ -454,11 +465,11 @@ class OAuth2Client(ResourceMethods):
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
         have = digest(used.token)
-        return _data(self.grants.refresh(resolve_user(user), have=have, optional=True))
+        return _data(self.grants.refresh(self._key(user), have=have, optional=True))
 
     def refused_after_refresh(self, user: UserLike, used: AuthData) -> None:
         """The API refused ``used`` too, right after a 401 refreshed it: end the grant here."""
-        self.grants.refused(resolve_user(user), digest(used.token))
+        self.grants.refused(self._key(user), digest(used.token))
 
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
@@ -470,7 +481,7 @@ class OAuth2Client(ResourceMethods):
         ``DELETE /applications/{client_id}/token``. A provider or network failure raises
         TokenRevokeError and keeps the token.
         """
-        return self.grants.revoke(resolve_user(user))
+        return self.grants.revoke(self._key(user))
 
     def revoke_advice(self) -> str | None:
         """Why the kit cannot revoke at the provider, and where a person does it (or None)."""
@@ -487,7 +498,7 @@ class OAuth2Client(ResourceMethods):
         no token in it; ``{"active": False}`` means revoked or expired there, whatever the
         store says. Needs ``introspectionUri`` in the config.
         """
-        return self.grants.introspect(resolve_user(user))
+        return self.grants.introspect(self._key(user))
 
     async def aintrospect_user_token(self, user: UserLike = None) -> dict[str, Any]:
         """Async twin of :meth:`introspect_user_token`."""
@@ -499,19 +510,19 @@ class OAuth2Client(ResourceMethods):
         """An ``httpx.Auth`` that sends the user's bearer token and refreshes it when needed."""
         from ..kernel.auth import OAuth2Auth
 
-        return OAuth2Auth(self, resolve_user(user))
+        return OAuth2Auth(self, self._key(user))
 
     def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
         """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
         from ..kernel.adapters import requests_auth
 
-        return requests_auth(self, resolve_user(user))
+        return requests_auth(self, self._key(user))
 
     def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
         """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
         from ..kernel.adapters import google_credentials
 
-        return google_credentials(self, resolve_user(user))
+        return google_credentials(self, self._key(user))
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
@@ -533,6 +544,24 @@ class OAuth2Client(ResourceMethods):
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""
         return await asyncio.to_thread(self.diagnose, user)
+
+
+def _owner(config: ProviderConfig, user: UserLike) -> str:
+    """Whose token: ``user``'s, or with the client credentials grant the client's own."""
+    if config.grant == "client_credentials":
+        return CLIENT_CREDENTIALS_USER
+    return resolve_user(user)
+
+
+def _needs_a_person(config: ProviderConfig, what: str) -> None:
+    """Refuse ``what`` (a link, a flow) for a client credentials client, saying what to call."""
+    if config.grant == "client_credentials":
+        raise ConfigurationError(
+            "grant",
+            f"is 'client_credentials', which has no person to authorize, so {what} does not apply",
+            "Call client.get_access_token_for_user() (or use client.auth()): the client "
+            "gets its own token, renewed when it expires.",
+        )
 
 
 def _subject_of(client: OAuth2Client) -> Subject:
@@ -638,6 +667,8 @@ def create_oauth2_client(
     client_id: str | None = None,
     client_secret: str | None = None,
     client_auth_method: str | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    grant: str | None = None,
     redirect_uri: str | None = None,
     mode: Mode | None = None,
     store: Store | None = None,
@@ -666,7 +697,9 @@ def create_oauth2_client(
         client_id: the client id; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` from the environment.
         client_secret: the client secret; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET``.
         client_auth_method: ``client_secret_basic`` (default with a secret),
-            ``client_secret_post`` or ``none`` (public client, PKCE only).
+            ``client_secret_post``, ``private_key_jwt`` (default with ``client_key``: a
+            private key file's path, never its text) or ``none``; see docs/grants.md.
+        grant: ``authorization_code`` (default) or ``client_credentials`` (no person).
         redirect_uri: the redirect URI registered at the provider; wins over detection.
         mode: how the person authorizes: ``auto`` (the default, or ``CHAT_OAUTH2_NB_MODE``)
             picks ``jupyter`` (the extension's callback), ``loopback``, ``device`` (a code)
@@ -696,19 +729,14 @@ def create_oauth2_client(
     # What a declared provider's client takes too; the rest is for the person's own client.
     common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
     common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)
-    if isinstance(config, str) and client_id is None and client_secret is None:
-        # A provider the administrator declared on this Jupyter server.
+    if isinstance(config, str) and not (client_id or client_secret or client_key):
+        # A provider the administrator declared on this Jupyter server (no credentials given).
         declared = _declared_client(config, preset_params, **common)
         if declared is not None:
             return declared
-    cfg = _config_of(
-        config,
-        preset_params,
-        client_id=client_id,
-        client_secret=client_secret,
-        client_auth_method=client_auth_method,
-        allow_insecure_http=allow_insecure_http,
-    )
+    credentials = dict(client_id=client_id, client_secret=client_secret, client_key=client_key)
+    credentials.update(client_auth_method=client_auth_method, grant=grant)
+    cfg = _config_of(config, preset_params, **credentials, allow_insecure_http=allow_insecure_http)
     cfg = _bound_to(cfg, dpop, resource)
     own: dict[str, Any] = dict(loopback_port=loopback_port, transport=transport)
     return OAuth2Client(cfg, allow_insecure_http=allow_insecure_http, **own, **common)

@@ -25,6 +25,7 @@ from .models import HttpRequest
 __all__ = [
     "authenticated_request",
     "authorization_url",
+    "client_credentials_request",
     "code_exchange_request",
     "introspection_request",
     "new_code_verifier",
@@ -106,10 +107,37 @@ def authenticated_request(config: ProviderConfig, url: str, body: str) -> HttpRe
         "Content-Type": "application/x-www-form-urlencoded",
         "Accept": "application/json",
     }
+    if config.client_auth_method == "private_key_jwt":
+        return _assertion_request(config, url, headers, body)
     client_auth = ClientAuth(config.client_id, config.client_secret, config.client_auth_method)
     url, headers, body = client_auth.prepare("POST", url, headers, body)
     secrets = tuple(s for s in (config.client_secret, headers.get("Authorization")) if s)
     return HttpRequest("POST", url, dict(headers), body, secrets, config.client_id)
+
+
+def _assertion_request(
+    config: ProviderConfig, url: str, headers: dict[str, str], body: str
+) -> HttpRequest:
+    """RFC 7523 §2.2: the client proves itself with a JWT signed by its private key.
+
+    The assertion's ``aud`` is the token endpoint for every request (RFC 7523 §3: "the
+    token endpoint URL of the authorization server"), revocation and introspection too.
+    """
+    from ..clientkey import ASSERTION_TYPE, sign_client_assertion
+
+    assertion = sign_client_assertion(
+        config.client_secret or "", client_id=config.client_id, audience=config.access_token_uri
+    )
+    extra = urlencode(
+        [
+            ("client_id", config.client_id),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ]
+    )
+    body = f"{body}&{extra}" if body else extra
+    secrets = tuple(s for s in (config.client_secret, assertion) if s)
+    return HttpRequest("POST", url, headers, body, secrets, config.client_id)
 
 
 def code_exchange_request(
@@ -122,6 +150,15 @@ def code_exchange_request(
     body = _with_resources(body, "&", _token_resources(config))
     request = authenticated_request(config, config.access_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, code, code_verifier))
+
+
+def client_credentials_request(
+    config: ProviderConfig, *, scopes: Iterable[str] = ()
+) -> HttpRequest:
+    """Prepare the client credentials grant request (RFC 6749 §4.4.2): no person, no code."""
+    scope = " ".join(scopes)
+    body = prepare_token_request("client_credentials", **({"scope": scope} if scope else {}))
+    return authenticated_request(config, config.access_token_uri, body)
 
 
 def refresh_request(
