@@ -192,3 +192,29 @@ def test_htu_drops_query_and_fragment() -> None:
     assert htu_of("HTTPS://API.Example.com:8443/v1/x?q=1#frag") == (
         "https://api.example.com:8443/v1/x"
     )
+
+
+@pytest.mark.parametrize(
+    ("dpop", "algs", "verdict", "said"),
+    [
+        (True, ["ES256"], "ok", "bound with DPoP"),
+        (False, ["ES256"], "ok", "supports DPoP"),
+        (True, None, "warn", "lists no dpop_signing_alg_values_supported"),
+        (True, ["RS256"], "fail", "signs with ES256"),
+        (False, None, "skipped", "lists no DPoP support"),
+    ],
+)
+def test_the_doctor_notes_dpop_support(
+    make_client: Make,
+    provider: DemoProvider,
+    dpop: bool,
+    algs: list[str] | None,
+    verdict: str,
+    said: str,
+) -> None:
+    provider.metadata_overrides["dpop_signing_alg_values_supported"] = algs
+    report = make_client(dpop=dpop).diagnose()
+    finding = report["metadata:dpop"]
+    assert finding.verdict == verdict and said in finding.evidence
+    if verdict in ("warn", "fail"):
+        assert "dpop=False" in finding.action

@@ -285,3 +285,47 @@ def test_no_token_of_any_resource_in_logs_or_reprs(
     assert len(secrets) >= 4
     assert_no_secret(text, secrets, "logs and reprs")
     assert json.dumps(resource_rows(store))  # the rows exist (and hold no secret in the key)
+
+
+def test_an_older_postgres_store_keeps_its_tokens() -> None:
+    """The hub's PostgreSQL store: an older schema gains resource tokens, its tokens stay."""
+    import psycopg
+    from support.postgres import postgres_server
+
+    from chat_oauth2_nb.store import new_store_key
+    from chat_oauth2_nb.store.postgres import PostgresStore
+
+    key = new_store_key()
+    with postgres_server() as server:
+        url = server.new_database()
+        old = PostgresStore(url, key=key)
+        data = AuthData(token="old-token-0123456789", refresh_token="old-refresh-0123456789")
+        written = old.put_token("demo", "ada", data, provider="https://op.example")
+        assert written is not None
+        old.close_all()
+        with psycopg.connect(url, autocommit=True) as db:  # the schema before this change
+            db.execute("DROP TABLE chat_oauth2_resource_tokens")
+        store = PostgresStore(url, key=key)
+        try:
+            record = store.get_token("demo", "ada")
+            assert record is not None and record.data.token == data.token
+            assert record.version == written.version and record.data.refresh_token
+            kept = AuthData(token="storage-0123456789")
+            store.put_resource_token("demo", "ada", STORAGE, kept, provider="https://op.example")
+            again = store.get_resource_token("demo", "ada", STORAGE)
+            assert again is not None and again.data.token == kept.token
+            assert again.data.resource == STORAGE and again.data.refresh_token is None
+            # Moved to another resource's row, the sealed token no longer opens.
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute("UPDATE chat_oauth2_resource_tokens SET resource = %s", (GRAPH,))
+            from chat_oauth2_nb.errors import StoreError
+
+            with pytest.raises(StoreError):
+                store.get_resource_token("demo", "ada", GRAPH)
+            # Deleting the grant deletes its tokens for other resources too.
+            assert store.delete_token("demo", "ada") is True
+            with psycopg.connect(url, autocommit=True) as db:
+                left = db.execute("SELECT count(*) FROM chat_oauth2_resource_tokens").fetchone()
+            assert left is not None and left[0] == 0
+        finally:
+            store.close_all()
