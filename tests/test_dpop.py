@@ -218,3 +218,40 @@ def test_the_doctor_notes_dpop_support(
     assert finding.verdict == verdict and said in finding.evidence
     if verdict in ("warn", "fail"):
         assert "dpop=False" in finding.action
+
+
+def test_the_demo_command_line_demands_dpop_nonces_when_asked() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chat_oauth2_nb.demo", "--port", "0", "--dpop-nonce"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any("Ctrl-C" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        out = "".join(lines)
+        issuer = out.split("issuer:")[1].split()[0]
+        assert "dpop=True" in out
+        key = DPoPKey.generate()
+        token_url = f"{issuer}/token"
+        body = {"grant_type": "refresh_token", "refresh_token": "x"}
+        first = httpx.post(token_url, data=body, headers={"DPoP": key.proof("POST", token_url)})
+        assert first.status_code == 400 and first.json()["error"] == "use_dpop_nonce"
+        nonce = first.headers["DPoP-Nonce"]
+        proof = key.proof("POST", token_url, nonce=nonce)
+        second = httpx.post(token_url, data=body, headers={"DPoP": proof})
+        assert second.json()["error"] != "use_dpop_nonce"  # past the proof, to the grant
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
