@@ -115,7 +115,8 @@ def signed_in(authorized: Make, provider: DemoProvider) -> OAuth2Client:
 
 def get(scope: str, client: OAuth2Client, url: str) -> int:
     policy = BearerTokenCredentialPolicy(client.azure_credential("ada"), scope)
-    with PipelineClient(url, policies=[policy]) as pipeline:
+    pipeline: PipelineClient[Any, Any] = PipelineClient(url, policies=[policy])
+    with pipeline:
         answer = pipeline.send_request(HttpRequest("GET", url), enforce_https=False)
     return int(answer.status_code)
 
@@ -130,7 +131,7 @@ def resource_rows(store: Store) -> dict[str, int]:
 def test_the_authorization_and_token_requests_name_the_resource(
     signed_in: OAuth2Client, provider: DemoProvider, store: Store
 ) -> None:
-    url = signed_in.get_user_authorization_url("bob")
+    url = str(signed_in.get_user_authorization_url("bob"))
     if not url.startswith(provider.issuer):  # a start link: it redirects to the provider
         url = httpx.get(url, follow_redirects=False).headers["Location"]
     assert parse_qs(urlsplit(url).query)["resource"] == [GRAPH]
@@ -204,7 +205,8 @@ def test_the_async_credential_in_an_async_pipeline(
     async def call(scope: str, url: str) -> int:
         async with signed_in.azure_async_credential("ada") as credential:
             policy = AsyncBearerTokenCredentialPolicy(credential, scope)
-            async with AsyncPipelineClient(url, policies=[policy]) as pipeline:
+            pipeline: AsyncPipelineClient[Any, Any] = AsyncPipelineClient(url, policies=[policy])
+            async with pipeline:
                 answer = await pipeline.send_request(HttpRequest("GET", url), enforce_https=False)
                 return int(answer.status_code)
 
