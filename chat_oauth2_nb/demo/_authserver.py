@@ -412,13 +412,6 @@ class _DeviceEndpoint(DeviceAuthorizationEndpoint):  # type: ignore[misc]
         allowed = client.get_allowed_scope(scope)
         if allowed is None:
             raise InvalidScopeError()
-        if self.pending_resources:
-            # Entra-like: one access token is for its resource's scopes only.
-            allowed = " ".join(
-                item
-                for item in allowed.split()
-                if "://" not in item or item.rsplit("/", 1)[0] in self.pending_resources
-            )
         interval = float(data["interval"])
         self.server.store.add_device(
             DeviceCredential(

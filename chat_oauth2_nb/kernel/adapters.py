@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
 from ..lifecycle.grants import Grants
 from ..oauth import AuthData
-from .auth import TokenKeeper, TokenSource, auth_headers, nonce_asked, require_tls, same_origin
+from .auth import TokenKeeper, TokenSource, is_dpop, nonce_asked, require_tls, same_origin
 from .resources import resource_token
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _requests_auth_class() -> type[Any]:
         def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
             data = self.current()
             signed = request.url or ""
-            request.headers.update(auth_headers(data, request.method or "GET", signed))
+            request.headers.update(self.headers(data, request.method or "GET", signed))
             # A body that is a stream must be rewound before the request is sent again.
             tell = getattr(request.body, "tell", None)
             position = tell() if callable(tell) else None
@@ -95,7 +95,7 @@ def _requests_auth_class() -> type[Any]:
             # Authorization header from those that leave the origin: a 401 from there is
             # not this token's refusal, and a retry must not put a token back on it.
             refused = response.request
-            scheme = "DPoP" if used.dpop_key else "Bearer"
+            scheme = "DPoP" if is_dpop(used) else "Bearer"
             if (
                 response.status_code != 401
                 or not same_origin(refused.url or "", signed)
@@ -103,7 +103,7 @@ def _requests_auth_class() -> type[Any]:
             ):
                 return response
             # RFC 9449 §9: a DPoP resource server that wants a nonce gets the same token again.
-            nonce = nonce_asked(signed, 401, response.headers) if used.dpop_key else None
+            nonce = nonce_asked(signed, 401, response.headers) if is_dpop(used) else None
             fresh = used if nonce is not None else self.after_rejection(used)
             if fresh is None or response.connection is None:
                 return response
@@ -117,7 +117,7 @@ def _requests_auth_class() -> type[Any]:
             # The retry is sent by the adapter directly, so this hook does not run again.
             cookies.extract_cookies_to_jar(retry._cookies, response.request, response.raw)
             retry.prepare_cookies(retry._cookies)
-            retry.headers.update(auth_headers(fresh, retry.method or "GET", retry.url or "", nonce))
+            retry.headers.update(self.headers(fresh, retry.method or "GET", retry.url or "", nonce))
             again: requests.Response = response.connection.send(retry, **kwargs)
             again.history.append(response)
             again.request = retry

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import threading
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -17,10 +17,12 @@ from ..oauth import AuthData
 
 __all__ = [
     "OAuth2Auth",
+    "Prover",
     "TokenKeeper",
     "TokenSource",
     "auth_headers",
     "bearer_header",
+    "is_dpop",
     "nonce_asked",
     "require_tls",
     "same_origin",
@@ -108,19 +110,40 @@ def bearer_header(data: AuthData, url: str) -> str:
     return f"Bearer {data.token}"
 
 
-def auth_headers(data: AuthData, method: str, url: str, nonce: str | None = None) -> dict[str, str]:
+#: Signs a DPoP proof for (method, url, nonce) with a key held elsewhere (the holder).
+Prover = Callable[[str, str, "str | None"], str]
+
+
+def is_dpop(data: AuthData) -> bool:
+    """Whether ``data`` is sent as a DPoP token (RFC 9449 §7), not as a Bearer token."""
+    return (data.token_type or "").lower() == "dpop"
+
+
+def auth_headers(
+    data: AuthData,
+    method: str,
+    url: str,
+    nonce: str | None = None,
+    prover: Prover | None = None,
+) -> dict[str, str]:
     """The headers that send ``data`` to ``url``: Bearer, or DPoP with a fresh proof (RFC 9449 §7).
 
-    The proof's nonce is ``nonce``, or the last one ``url``'s server gave this process.
+    The proof's nonce is ``nonce``, or the last one ``url``'s server gave this process. The
+    key is the token's own, or held by whoever holds the grant (``prover`` asks it).
     """
-    if not data.dpop_key:
+    if not is_dpop(data):
         return {"Authorization": bearer_header(data, url)}
     from ..lifecycle.proofs import NONCES, key_of
 
     require_tls(url)
+    nonce = nonce or NONCES.get(url)
     key = key_of(data)
-    assert key is not None
-    proof = key.proof(method, url, access_token=data.token, nonce=nonce or NONCES.get(url))
+    if key is not None:
+        proof = key.proof(method, url, access_token=data.token, nonce=nonce)
+    elif prover is not None:
+        proof = prover(method, url, nonce)
+    else:
+        raise NotAuthorizedError("A DPoP-bound token cannot be sent without its key")
     return {"Authorization": f"DPoP {data.token}", "DPoP": proof}
 
 
@@ -195,7 +218,7 @@ class TokenKeeper:
         # a MAC or DPoP token sent as a bearer token is a proof-of-possession token without
         # its proof. A missing type is taken as Bearer: many providers omit it.
         kind = data.token_type or "Bearer"
-        if kind.lower() == "dpop" and data.dpop_key is None:
+        if kind.lower() == "dpop" and data.dpop_key is None and self._prover(data) is None:
             raise NotAuthorizedError(
                 f"{self._user!r} holds a token of type {kind[:40]!r} for "
                 f"{self._client.alias!r}, not a Bearer token, and not the key it is bound "
@@ -222,6 +245,28 @@ class TokenKeeper:
                 "client.get_access_token_for_user(user).token.",
             )
         return _bearer_only(data)
+
+    def _prover(self, data: AuthData) -> Prover | None:
+        """Who signs proofs for ``data`` when its key is held elsewhere (a declared provider)."""
+        from ..lifecycle.grants import digest
+        from ..lifecycle.remote import RemoteGrants
+
+        grants = getattr(self._client, "grants", None)
+        if data.dpop_key is not None or not isinstance(grants, RemoteGrants):
+            return None
+        have, user = digest(data.token), self._user
+
+        def prove(method: str, url: str, nonce: str | None) -> str:
+            request = {"method": method, "url": url, "have": have, "nonce": nonce}
+            return grants.proof(user, request)
+
+        return prove
+
+    def headers(
+        self, data: AuthData, method: str, url: str, nonce: str | None = None
+    ) -> dict[str, str]:
+        """The headers that send ``data`` with one request (see :func:`auth_headers`)."""
+        return auth_headers(data, method, url, nonce, self._prover(data))
 
     def after_rejection(self, used: AuthData) -> AuthData | None:
         """After ``used`` was refused (or will not do): a newer or refreshed token, or None."""
@@ -254,9 +299,16 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
 
     carries_dpop = True
 
-    @staticmethod
-    def _sign(request: httpx.Request, data: AuthData, nonce: str | None = None) -> None:
-        request.headers.update(auth_headers(data, request.method, str(request.url), nonce))
+    def _sign(self, request: httpx.Request, data: AuthData, nonce: str | None = None) -> None:
+        request.headers.update(self.headers(data, request.method, str(request.url), nonce))
+
+    async def _asign(
+        self, request: httpx.Request, data: AuthData, nonce: str | None = None
+    ) -> None:
+        if is_dpop(data) and data.dpop_key is None:  # the holder signs: a request to it
+            await asyncio.to_thread(self._sign, request, data, nonce)
+        else:
+            self._sign(request, data, nonce)
 
     @staticmethod
     def _rejected(request: httpx.Request, data: AuthData, response: httpx.Response) -> bool:
@@ -264,7 +316,7 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         # After redirects the response is the last hop's: a 401 from another origin (which
         # httpx sent no token) must not cost a refresh, and a retry would go to it again.
         refused = response.request
-        scheme = "DPoP" if data.dpop_key else "Bearer"
+        scheme = "DPoP" if is_dpop(data) else "Bearer"
         return (
             response.status_code == 401
             and same_origin(str(refused.url), str(request.url))
@@ -274,7 +326,7 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
     @staticmethod
     def _nonce(request: httpx.Request, data: AuthData, response: httpx.Response) -> str | None:
         """The nonce a DPoP resource server asks for, when it refused for want of one."""
-        if not data.dpop_key:
+        if not is_dpop(data):
             return None
         return nonce_asked(str(request.url), response.status_code, response.headers)
 
@@ -306,16 +358,16 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         """Async twin of :meth:`sync_auth_flow`; store and provider I/O run in a worker thread."""
         cached = self._fresh_cached()
         data = cached if cached is not None else await asyncio.to_thread(self.current)
-        self._sign(request, data)
+        await self._asign(request, data)
         response = yield request
         nonce = self._nonce(request, data, response)
         if nonce is not None and self._rejected(request, data, response):
-            self._sign(request, data, nonce)  # RFC 9449 §9: once more, with its nonce
+            await self._asign(request, data, nonce)  # RFC 9449 §9: once more, with its nonce
             response = yield request
         if self._rejected(request, data, response):
             fresh = await asyncio.to_thread(self.after_rejection, data)
             if fresh is not None:
-                self._sign(request, fresh)
+                await self._asign(request, fresh)
                 again = yield request
                 if self._rejected(request, fresh, again):
                     await asyncio.to_thread(self.refused_again, fresh)

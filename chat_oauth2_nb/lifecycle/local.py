@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import ProviderConfig
@@ -62,7 +62,7 @@ from .grants import (
     revocations,
     warn_if_local_only,
 )
-from .proofs import bind, key_for, send_token_request
+from .proofs import bind, holder_proof, key_for, send_token_request
 from .resources import Target
 
 __all__ = ["LocalGrants", "explained"]
@@ -355,17 +355,12 @@ class LocalGrants(TokenShelf):
         data = self._refreshed(user, record, request, None)
         if data.refresh_token is not None and data.refresh_token != refresh_token:
             # Rotated: the grant keeps the new refresh token, its own access token unchanged.
-            self._write(
-                user,
-                dataclasses.replace(record.data, refresh_token=data.refresh_token),
-                record.version,
-            )
+            rotated = dataclasses.replace(record.data, refresh_token=data.refresh_token)
+            self._write(user, rotated, record.version)
         store = self._store()
+        put = store.put_resource_token
         stored = patiently(
-            store,
-            lambda: store.put_resource_token(
-                self.alias, user, target.key, data, provider=self._identity
-            ),
+            store, lambda: put(self.alias, user, target.key, data, provider=self._identity)
         )
         log.info("got a token for %r of %r at %r", target.key, user, self.alias)
         return stored
@@ -584,3 +579,7 @@ class LocalGrants(TokenShelf):
 
     def needs_secret(self, what: str) -> None:
         """Nothing to refuse: the secret is here."""
+
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """A DPoP proof with the key held here, for a caller that has the user's token."""
+        return holder_proof(self.stored(user), user, self.alias, request)

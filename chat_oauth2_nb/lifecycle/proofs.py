@@ -9,20 +9,24 @@ process and a ``use_dpop_nonce`` answer is retried once with the new nonce.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..config import ProviderConfig
+from ..errors import NotAuthorizedError
 from ..oauth import AuthData, HttpRequest, ProviderAnswer
 from ..oauth._bodies import load_answer
 from ..oauth.dpop import DPOP_SCHEME, DPoPKey, nonce_challenge
+from ..store import TokenRecord
 
 __all__ = [
     "NONCES",
     "NonceBook",
     "bind",
+    "holder_proof",
     "key_for",
     "key_of",
     "send_token_request",
@@ -84,6 +88,38 @@ def send_token_request(
     if key is None:
         return request, send(request)
     return send_with_proof(send, request, key)
+
+
+def holder_proof(
+    record: TokenRecord | None, user: str, alias: str, body: Mapping[str, object]
+) -> str:
+    """A proof for one API request with the token ``record`` holds, for a caller that has it.
+
+    The key never leaves its holder (the Jupyter server or the hub for a declared provider):
+    a kernel asks for a proof per request instead. ``body``: ``method``, ``url``, ``have``
+    (the digest of the caller's access token, which must be the one held) and ``nonce``.
+    Raises ValueError for a malformed body, NotAuthorizedError when the token is not bound
+    here or the caller's is not the one held.
+    """
+    from .grants import digest
+
+    method, url, have, nonce = (body.get(k) for k in ("method", "url", "have", "nonce"))
+    if not (isinstance(method, str) and isinstance(url, str) and isinstance(have, str)):
+        raise ValueError("method, url and have must be strings")
+    if nonce is not None and not isinstance(nonce, str):
+        raise ValueError("nonce must be a string or null")
+    key = key_of(record.data) if record is not None else None
+    if record is None or key is None:
+        raise NotAuthorizedError(
+            f"No DPoP-bound token of {user!r} at {alias!r} is held here",
+            hint="Authorize again: client.get_user_authorization_url().",
+        )
+    if not hmac.compare_digest(digest(record.data.token), have):
+        raise NotAuthorizedError(
+            f"The token of {user!r} at {alias!r} changed since the caller read it",
+            hint="Read the token again (client.get_access_token_for_user()).",
+        )
+    return key.proof(method, url, access_token=record.data.token, nonce=nonce)
 
 
 def with_proof(
