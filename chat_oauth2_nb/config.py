@@ -79,6 +79,10 @@ _SEED_KEYS = {
     "revokeStyle": "revoke_style",
     # Where a person revokes this app's access themselves (providers without revocation).
     "revokeUrlForPeople": "revoke_url_for_people",
+    # RFC 9449: sender-constrained tokens, bound to a key pair held where the token is.
+    "dpop": "dpop",
+    # RFC 8707: the resource servers the tokens are for (absolute URIs, no fragment).
+    "resource": "resource",
     "grant": "grant",
     # Where a private_key_jwt client's key came from (a path or a variable, never the key).
     "clientKeySource": "client_key_source",
@@ -372,6 +376,8 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     fields["revoke_style"] = _check_revoke_style(config.revoke_style)
     fields["auth_uri_params"] = _check_auth_uri_params(config.auth_uri_params)
     fields["authorization_callback"] = _check_callback(config.authorization_callback)
+    fields["dpop"] = _check_dpop(config.dpop)
+    fields["resource"] = resource_argument(config.resource, "resource")
     fields["client_id"] = _check_client_id(config.client_id, alias)
     method = fields["client_auth_method"] = _check_auth_method(config.client_auth_method)
     fields["grant"] = _check_grant(config.grant)
@@ -485,6 +491,11 @@ class ProviderConfig:
     jwks_uri: str | None = None
     revoke_style: RevokeStyle = "rfc7009"
     revoke_url_for_people: str | None = None
+    #: RFC 9449: ask for DPoP-bound tokens and prove the key on every request.
+    dpop: bool = False
+    #: RFC 8707: the resources (absolute URIs) sent with the authorization, token and
+    #: refresh requests; the first is the default resource of the stored token.
+    resource: tuple[str, ...] = ()
     grant: Grant = "authorization_code"
     #: Where a ``private_key_jwt`` client's key came from (shown in hints; never the key).
     client_key_source: str | None = None
@@ -603,6 +614,8 @@ class ProviderConfig:
             "jwks_uri": self.jwks_uri,
             "revoke_style": self.revoke_style,
             "revoke_url_for_people": self.revoke_url_for_people,
+            "dpop": self.dpop,
+            "resource": list(self.resource),
             "grant": self.grant,
             "client_key_source": self.client_key_source,
             "origins": dict(self.origins),
@@ -694,6 +707,35 @@ def provider_identity(config: ProviderConfig) -> str:
         # issuers were kept verbatim carry the form without a trailing slash.
         return config.issuer.rstrip("/")
     return f"{config.access_token_uri} (client_id {config.client_id})"
+
+
+def _check_dpop(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            "dpop", f"must be True or False (got {value!r})", "Write dpop=True to bind tokens."
+        )
+    return value
+
+
+def resource_argument(value: object, field: str = "resource") -> tuple[str, ...]:
+    """Normalise a ``resource=`` value (RFC 8707 §2): one absolute URI or a list of them."""
+    items = (value,) if isinstance(value, str) else value
+    if value is None:
+        return ()
+    if isinstance(items, Iterable):
+        found = tuple(items)
+        if all(isinstance(uri, str) and _is_resource_uri(uri) for uri in found):
+            return tuple(dict.fromkeys(found))
+    raise ConfigurationError(
+        field,
+        f"must be an absolute URI or a list of them, without a fragment (got {value!r})",
+        "Write e.g. resource='https://api.example.com/' (RFC 8707 §2).",
+    )
+
+
+def _is_resource_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return bool(parts.scheme and parts.netloc) and not parts.fragment and " " not in uri
 
 
 def _scopes(field: str, value: object) -> tuple[str, ...]:

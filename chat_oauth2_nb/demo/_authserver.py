@@ -227,7 +227,22 @@ def token_claims(token: IssuedToken, issuer: str) -> dict[str, Any]:
     }
     if token.expires_at is not None:
         claims["exp"] = token.expires_at
+    if token.jkt is not None:
+        claims["cnf"] = {"jkt": token.jkt}
+    if token.audience:
+        claims["aud"] = list(token.audience)
     return claims
+
+
+def _scope_audience(scope: str) -> tuple[str, ...]:
+    """Entra-style scopes name their resource ("https://storage.example/.default")."""
+    found = []
+    for item in scope.split():
+        if "://" in item:
+            resource = item.rsplit("/", 1)[0]
+            if resource not in found:
+                found.append(resource)
+    return tuple(found)
 
 
 # -- grants --------------------------------------------------------------------------------
@@ -339,6 +354,9 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
             )
         if record.is_revoked():
             raise InvalidGrantError("The refresh token was revoked. Authorize again.")
+        if record.jkt is not None and record.jkt != self.server.pending_jkt:
+            # RFC 9449 §5: a bound refresh token is refreshed with a proof of its own key.
+            raise InvalidGrantError("The refresh token is bound to another DPoP key.")
         return record
 
     def authenticate_user(self, refresh_token: IssuedToken) -> DemoUser:
@@ -608,6 +626,10 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         #: Appended to the issuer in id_tokens (a Keycloak realm names itself in its issuer).
         self.issuer_path = ""
         self._token_lifetime = token_lifetime
+        #: The key thumbprint of the token request being answered (set under the store's
+        #: lock by the provider once its DPoP proof checked out), and its RFC 8707 resources.
+        self.pending_jkt: str | None = None
+        self.pending_resources: tuple[str, ...] = ()
         #: "google": credentials with / + = ~ % as real providers issue; "plain": urlsafe.
         self.value_style = "google"
         #: RFC 8628 knobs: device code lifetime, polling interval, slow_down increment (s).
@@ -650,7 +672,11 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if previous is not None:
                 grant = previous.grant
             else:
-                grant = store.new_grant(request.client.client_id, request.user, token["scope"])
+                # The grant keeps all that was consented to, even when this access token is
+                # for one resource of it only (RFC 8707: the others come by refresh).
+                code = request.authorization_code
+                consented = code.scope if code is not None else token["scope"]
+                grant = store.new_grant(request.client.client_id, request.user, consented)
                 if request.authorization_code is not None:
                     request.authorization_code.grant = grant
             now = int(time.time())
@@ -663,6 +689,8 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                     scope=token["scope"],
                     issued_at=now,
                     expires_in=int(token["expires_in"]),
+                    jkt=self.pending_jkt,
+                    audience=self.pending_resources or _scope_audience(token["scope"]),
                 )
             )
             if "refresh_token" in token:
@@ -677,6 +705,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                         scope=grant.scope,
                         issued_at=now,
                         expires_in=None,
+                        jkt=self.pending_jkt,
                     )
                 )
 
@@ -723,9 +752,16 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         allowed = client.get_allowed_scope(scope)
         if allowed is None:
             raise InvalidScopeError()
+        if self.pending_resources:
+            # Entra-like: one access token is for its resource's scopes only.
+            allowed = " ".join(
+                item
+                for item in allowed.split()
+                if "://" not in item or item.rsplit("/", 1)[0] in self.pending_resources
+            )
         token: dict[str, Any] = {
             "access_token": self.new_value("ya29.", 32),
-            "token_type": "Bearer",
+            "token_type": "DPoP" if self.pending_jkt else "Bearer",
             "expires_in": self._token_lifetime() if expires_in is None else expires_in,
             "scope": allowed,
         }
@@ -762,6 +798,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "code_challenge_methods_supported": ["S256"],
+            "dpop_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [SIGNING_ALG],
             "claims_supported": [

@@ -215,6 +215,10 @@ class IssuedToken:
     expires_in: int | None  # None: does not expire (refresh tokens)
     revoked: bool = False
     used: bool = False  # refresh tokens: rotated away by a refresh
+    #: RFC 9449: the thumbprint of the key the token is bound to (``cnf.jkt``), or None.
+    jkt: str | None = None
+    #: RFC 8707: the resources (audiences) an access token is for.
+    audience: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> int | None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from ..config import CLIENT_AUTH_METHODS, ProviderConfig, same_issuer
 from ..oauth import HttpRequest
 from ..oauth.oidc import unverifiable_reason
+from .binding import judge_dpop
 from .endpoints import ENDPOINT_FIELDS
 from .report import Finding
 from .session import Session
@@ -303,4 +304,5 @@ _COMPARISONS: tuple[tuple[str, str, Judge], ...] = (
     ("metadata:client_key", "Client key accepted (private_key_jwt)", _client_key),
     ("metadata:scopes", "Scopes offered", _scopes),
     ("metadata:iss", "Issuer in the redirect (RFC 9207)", _iss),
+    ("metadata:dpop", "Tokens bound to a key (DPoP, RFC 9449)", judge_dpop),
 )

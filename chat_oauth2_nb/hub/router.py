@@ -302,7 +302,7 @@ def make_app(
         [
             (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),
             (
-                rf"{prefix}/{HUB_BROKER_PATH}/(exchange|token|revoke)/({_ALIAS})",
+                rf"{prefix}/{HUB_BROKER_PATH}/(exchange|token|revoke|proof)/({_ALIAS})",
                 BrokerApi,
                 broker_args,
             ),

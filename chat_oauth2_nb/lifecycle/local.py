@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import ProviderConfig, with_credentials_advice
@@ -34,6 +34,7 @@ from ..errors import (
 from ..oauth import (
     AuthData,
     HttpExchange,
+    HttpRequest,
     client_credentials_request,
     code_exchange_request,
     introspection_request,
@@ -56,10 +57,13 @@ from .grants import (
     is_dead,
     lease_ttl,
     nothing_stored,
+    patiently,
     replaced_grant_kept,
     revocations,
     warn_if_local_only,
 )
+from .proofs import bind, holder_proof, key_for, send_token_request
+from .resources import Target
 
 __all__ = ["LocalGrants", "explained"]
 
@@ -189,24 +193,36 @@ class LocalGrants(TokenShelf):
         already happened and the newer token is returned without a request. A failed
         renewal releases the lease and leaves the stored token as it was.
         """
+
+        def work() -> TokenRecord:
+            if self._config.grant == "client_credentials":
+                return self._do_client_credentials(user)
+            return self._do_refresh(user, self._current(user))
+
+        # Someone renewed (or re-authorized) meanwhile: theirs is the newer token.
+        return self._under_lease(user, lambda: self._reread(user, seen), work)
+
+    def _under_lease(
+        self,
+        user: str,
+        settled: Callable[[], TokenRecord | None],
+        work: Callable[[], TokenRecord],
+    ) -> TokenRecord:
+        """``work()`` under the grant's lease, unless ``settled()`` (asked before and under it)."""
         store = self._store()
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._connections.lock(self.alias, user):
             while True:
-                moved = self._reread(user, seen)
-                if moved is not None:
-                    return moved  # someone renewed (or re-authorized) meanwhile
+                done = settled()
+                if done is not None:
+                    return done
                 if store.acquire_lease(self.alias, user, owner, lease_ttl(self.timeout)):
                     break
                 time.sleep(POLL)
             try:
-                # Re-read under the lease: another process may have renewed just before.
-                moved = self._reread(user, seen)
-                if moved is not None:
-                    return moved
-                if self._config.grant == "client_credentials":
-                    return self._do_client_credentials(user)
-                return self._do_refresh(user, self._current(user))
+                # Re-read under the lease: another process may have finished just before.
+                done = settled()
+                return done if done is not None else work()
             finally:
                 store.release_lease(self.alias, user, owner)
 
@@ -214,11 +230,13 @@ class LocalGrants(TokenShelf):
         """Ask for a token with the client's own credentials (RFC 6749 §4.4); store it."""
         scopes = self._config.default_scopes
         request = client_credentials_request(self._config, scopes=scopes)
-        answer = self._connections.send(request)
+        what = "Getting a token with the client credentials grant"
+        key = key_for(self._config, None)  # no refresh token to bind: a fresh key per token
+        request, answer = send_token_request(self._connections.send, request, key)
         try:
             data = token_from_answer(
                 TokenRefreshError,
-                "Getting a token with the client credentials grant",
+                what,
                 request,
                 answer,
                 timeout=self.timeout,
@@ -226,6 +244,8 @@ class LocalGrants(TokenShelf):
             )
         except ProviderError as exc:
             raise explained(self._config, exc) from None
+        if key is not None:
+            data = bind(data, key, what)
         # RFC 6749 §4.4.3: no refresh token is expected; the client asks again instead.
         data = dataclasses.replace(data, refresh_token=None)
         stored = self._write(user, data, None)
@@ -237,27 +257,9 @@ class LocalGrants(TokenShelf):
         if refresh_token is None:  # gone from the held table since refresh() looked
             raise self._no_refresh_token()
         request = refresh_request(self._config, refresh_token=refresh_token)
-        what = "Refreshing the token"
-        answer = self._connections.send(request)
-        try:
-            data = token_from_answer(
-                TokenRefreshError,
-                what,
-                request,
-                answer,
-                timeout=self.timeout,
-                previous=dataclasses.replace(record.data, refresh_token=refresh_token),
-            )
-        except TokenRefreshError as exc:
-            if answer.status != 400 or exc.error != "invalid_grant":
-                with_credentials_advice(exc, self._config)
-                raise  # a provider that failed (5xx, network, garbage) may answer next time
-            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
-            # over (the person removed the app, the provider revoked it). Its token must
-            # stop being used, here and in every process that shares the store.
-            self.bury(user, record)
-            raise grant_ended(user, self.alias, exc) from None
-        data = self._continued(data, record)
+        previous = dataclasses.replace(record.data, refresh_token=refresh_token)
+        data = self._refreshed(user, record, request, previous)
+        data = self._continued(dataclasses.replace(data, resource=record.data.resource), record)
         try:
             # The provider already rotated the refresh token: dropping its answer because
             # the store is briefly locked would lose the grant, so keep trying a while.
@@ -270,6 +272,74 @@ class LocalGrants(TokenShelf):
                 "client.get_user_authorization_url().",
             ) from None
         log.info("refreshed the token for %r at %r", user, self.alias)
+        return stored
+
+    def _refreshed(
+        self, user: str, record: TokenRecord, request: HttpRequest, previous: AuthData | None
+    ) -> AuthData:
+        """Send a refresh of ``record``'s grant and read the answer: the one reading of it.
+
+        A grant the provider ended (``invalid_grant`` to its own refresh) is buried where it
+        is found; refused for another resource, the grant may still be alive (Entra answers
+        ``invalid_grant`` when a resource needs more consent), so the error is only raised.
+        """
+        what = "Refreshing the token"
+        # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
+        key = key_for(self._config, record.data)
+        request, answer = send_token_request(self._connections.send, request, key)
+        try:
+            data = token_from_answer(
+                TokenRefreshError, what, request, answer, timeout=self.timeout, previous=previous
+            )
+        except TokenRefreshError as exc:
+            if answer.status != 400 or exc.error != "invalid_grant" or previous is None:
+                # A provider that failed (5xx, network, garbage) may answer next time.
+                raise explained(self._config, exc) from None
+            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
+            # over (the person removed the app, the provider revoked it). Its token must
+            # stop being used, here and in every process that shares the store.
+            self.bury(user, record)
+            raise grant_ended(user, self.alias, exc) from None
+        return data if key is None else bind(data, key, what)
+
+    # tokens for other resources (RFC 8707; Entra's multi-resource refresh) ------------------
+
+    def token_for(self, user: str, target: Target) -> TokenRecord | None:
+        """A token for ``target`` from the user's grant; None when nothing is stored.
+
+        The grant's own token when it serves; else the one kept for that resource while it is
+        fresh; else (and always for a claims challenge) a new one from the refresh token,
+        under the grant's lease: a rotated refresh token goes back to the grant.
+        """
+        main = self.stored(user)
+        if main is None:
+            return None
+        if target.served_by(main.data):
+            return self.token(user)
+
+        def settled() -> TokenRecord | None:
+            held = self._store().get_resource_token(self.alias, user, target.key)
+            return target.still_good(held, self._identity, self.leeway)
+
+        return self._under_lease(user, settled, lambda: self._do_refresh_for(user, target))
+
+    def _do_refresh_for(self, user: str, target: Target) -> TokenRecord:
+        record = self._current(user)
+        refresh_token = self._refresh_token(user, record)
+        if refresh_token is None:
+            raise self._no_refresh_token()
+        request = target.refresh_request(self._config, refresh_token)
+        data = self._refreshed(user, record, request, None)
+        if data.refresh_token is not None and data.refresh_token != refresh_token:
+            # Rotated: the grant keeps the new refresh token, its own access token unchanged.
+            rotated = dataclasses.replace(record.data, refresh_token=data.refresh_token)
+            self._write(user, rotated, record.version)
+        store = self._store()
+        put = store.put_resource_token
+        stored = patiently(
+            store, lambda: put(self.alias, user, target.key, data, provider=self._identity)
+        )
+        log.info("got a token for %r of %r at %r", target.key, user, self.alias)
         return stored
 
     def _continued(self, data: AuthData, record: TokenRecord) -> AuthData:
@@ -306,7 +376,8 @@ class LocalGrants(TokenShelf):
             redirect_uri=code.redirect_uri,
             code_verifier=code.code_verifier,
         )
-        answer = self._connections.send(request)
+        key = key_for(self._config, None)
+        request, answer = send_token_request(self._connections.send, request, key)
         if note is not None:
             note(dataclasses.asdict(HttpExchange.of(request, answer)))
         try:
@@ -319,8 +390,11 @@ class LocalGrants(TokenShelf):
                 requested_scopes=code.scopes,
             )
         except TokenExchangeError as exc:
-            with_credentials_advice(exc, self._config)
-            raise
+            raise explained(self._config, exc) from None
+        if key is not None:
+            data = bind(data, key, "Exchanging the authorization code")
+        # RFC 8707: the code exchange names the first configured resource (if any).
+        data = dataclasses.replace(data, resource=next(iter(self._config.resource), ""))
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 
@@ -481,3 +555,7 @@ class LocalGrants(TokenShelf):
 
     def needs_secret(self, what: str) -> None:
         """Nothing to refuse: the secret is here."""
+
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """A DPoP proof with the key held here, for a caller that has the user's token."""
+        return holder_proof(self.stored(user), user, self.alias, request)

@@ -11,12 +11,13 @@ and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,6 +27,7 @@ from ..config import (
     check_redirect_uri,
     provider_identity,
     require_authentication,
+    resource_argument,
 )
 from ..errors import (
     ConfigurationError,
@@ -60,13 +62,13 @@ from ..store import (
     TokenRecord,
     open_store,
 )
+from ._resources import ResourceMethods
 
 if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
     from ..doctor import Report, Subject
-    from ..kernel.adapters import AzureCredential
     from ..kernel.auth import OAuth2Auth
 
 __all__ = [
@@ -87,7 +89,7 @@ log = logging.getLogger("chat_oauth2_nb")
 CLIENT_CREDENTIALS_USER = "(client)"
 
 
-class OAuth2Client:
+class OAuth2Client(ResourceMethods):
     """An OAuth2 authorization-code client for one provider, storing tokens per user."""
 
     def __init__(
@@ -531,11 +533,9 @@ class OAuth2Client:
 
         return google_credentials(self, _owner(self.config, user))
 
-    def azure_credential(self, user: UserLike = None) -> AzureCredential:
-        """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
-        from ..kernel.adapters import AzureCredential
-
-        return AzureCredential(self, _owner(self.config, user))
+    def _key(self, user: UserLike) -> str:
+        """Under which name the token is stored: ``user``'s, or the client's own."""
+        return _owner(self.config, user)
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
@@ -735,6 +735,19 @@ def _check_keywords(config: object, preset_params: Mapping[str, Any]) -> None:
         )
 
 
+def _bound_to(
+    cfg: ProviderConfig, dpop: bool | None, resource: str | Sequence[str] | None
+) -> ProviderConfig:
+    """``cfg`` with the ``dpop=`` and ``resource=`` arguments (None: the config's own)."""
+    if dpop is None and resource is None:
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        dpop=cfg.dpop if dpop is None else dpop,
+        resource=cfg.resource if resource is None else resource_argument(resource),
+    )
+
+
 def create_oauth2_client(
     config: Mapping[str, Any] | ProviderConfig | str,
     *,
@@ -753,6 +766,8 @@ def create_oauth2_client(
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
     store_key: str | None = None,
+    dpop: bool | None = None,
+    resource: str | Sequence[str] | None = None,
     **preset_params: Any,
 ) -> OAuth2Client:
     """Create an OAuth2 client from the seed's config dict (or snake_case keys), or a preset.
@@ -783,10 +798,10 @@ def create_oauth2_client(
         loopback_port: the port for the loopback redirect server (0 = any free port).
         allow_insecure_http: allow plain http endpoints on other hosts than this machine.
         transport: an httpx transport (for tests of faults a real provider cannot produce).
-        store_key: seal tokens, PKCE verifiers and the client secret in the store with
-            AES-GCM (a key from ``chat_oauth2_nb.store.new_store_key()``); else
-            ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring`` when set. The Jupyter server needs
-            the same key in its environment.
+        store_key: seal tokens, PKCE verifiers and the client secret in the store (AES-GCM,
+            ``chat_oauth2_nb.store.new_store_key()``); else ``CHAT_OAUTH2_NB_STORE_KEY`` or
+            ``keyring``. The Jupyter server needs the same key in its environment.
+        dpop, resource: DPoP-bound tokens; their resource URI(s) (docs/dpop-and-resources.md).
 
     Returns:
         An :class:`OAuth2Client`; call ``setup()`` then ``get_user_authorization_url()``.
@@ -810,5 +825,6 @@ def create_oauth2_client(
     credentials = dict(client_id=client_id, client_secret=client_secret, client_key=client_key)
     credentials.update(client_auth_method=client_auth_method, grant=grant)
     cfg = _config_of(config, preset_params, **credentials, allow_insecure_http=allow_insecure_http)
+    cfg = _bound_to(cfg, dpop, resource)
     own: dict[str, Any] = dict(loopback_port=loopback_port, transport=transport)
     return OAuth2Client(cfg, allow_insecure_http=allow_insecure_http, **own, **common)

@@ -50,6 +50,11 @@ class AuthData:
     refresh_expires_at: dt.datetime | None = None
     #: The refresh token's whole life in seconds, as the provider gave it when it was issued.
     refresh_lifetime: float | None = None
+    #: RFC 9449: the private JWK (JSON) of the key this token is bound to; None for a bearer
+    #: token. Stored sealed with the token, never shown.
+    dpop_key: str | None = dataclasses.field(default=None, compare=False)
+    #: RFC 8707: the resource this token is for ('' for the grant's own token).
+    resource: str = ""
 
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat(timespec="seconds") if self.expires_at else None
@@ -61,7 +66,10 @@ class AuthData:
             f"refresh_token={'<set>' if self.refresh_token else None}, "
             f"id_token={'<set>' if self.id_token else None}, "
             f"claims={_claims_word(self)}"
-            + (f", refresh_expires_at={refresh!r})" if refresh else ")")
+            + (f", refresh_expires_at={refresh!r}" if refresh else "")
+            + (", bound='DPoP'" if self.dpop_key else "")
+            + (f", resource={self.resource!r}" if self.resource else "")
+            + ")"
         )
 
     __str__ = __repr__
@@ -76,6 +84,11 @@ class AuthData:
         if self.id_token is None:
             return None
         return self.claims is not None
+
+    @property
+    def bound(self) -> str | None:
+        """How the token is bound to its holder ("DPoP"), or None for a bearer token."""
+        return "DPoP" if self.dpop_key else None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -128,6 +141,8 @@ class AuthData:
                     self.refresh_expires_at.isoformat() if self.refresh_expires_at else None
                 ),
                 "refresh_lifetime": self.refresh_lifetime,
+                "dpop_key": self.dpop_key,
+                "resource": self.resource,
             }
         )
 
@@ -150,6 +165,8 @@ class AuthData:
                 else None
             ),
             refresh_lifetime=raw.get("refresh_lifetime"),
+            dpop_key=raw.get("dpop_key"),
+            resource=raw.get("resource") or "",
         )
 
 

@@ -67,7 +67,7 @@ def authorization_url(
     extra = dict(config.auth_uri_params)
     if nonce is not None:
         extra["nonce"] = nonce
-    return str(
+    url = str(
         prepare_grant_uri(
             config.auth_uri,
             client_id=config.client_id,
@@ -80,6 +80,25 @@ def authorization_url(
             **extra,
         )
     )
+    # RFC 8707 §2: one resource parameter per resource the grant is for.
+    return _with_resources(url, "&", config.resource)
+
+
+def _with_resources(text: str, joiner: str, resources: Iterable[str]) -> str:
+    """``text`` (a URL or a form body) with a ``resource`` parameter per resource."""
+    pairs = urlencode([("resource", uri) for uri in resources])
+    if not pairs:
+        return text
+    return f"{text}{joiner}{pairs}" if text else pairs
+
+
+def _token_resources(config: ProviderConfig) -> tuple[str, ...]:
+    """The resource a token request names: the first configured one (RFC 8707 §2.2).
+
+    Servers may refuse several resources for one access token (oidc-provider does); a token
+    for another resource comes from the refresh token (``refresh_request(resource=…)``).
+    """
+    return config.resource[:1]
 
 
 def authenticated_request(config: ProviderConfig, url: str, body: str) -> HttpRequest:
@@ -128,6 +147,7 @@ def code_exchange_request(
     body = prepare_token_request(
         "authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
     )
+    body = _with_resources(body, "&", _token_resources(config))
     request = authenticated_request(config, config.access_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, code, code_verifier))
 
@@ -142,14 +162,28 @@ def client_credentials_request(
 
 
 def refresh_request(
-    config: ProviderConfig, *, refresh_token: str, scopes: Iterable[str] = ()
+    config: ProviderConfig,
+    *,
+    refresh_token: str,
+    scopes: Iterable[str] = (),
+    resource: str | None = None,
+    claims: str | None = None,
 ) -> HttpRequest:
-    """Prepare the refresh token grant request (RFC 6749 §6)."""
+    """Prepare the refresh token grant request (RFC 6749 §6).
+
+    ``resource``: the token is for that resource (RFC 8707 §2.2; the config's first one when
+    None); ``scopes`` narrow it (Entra names the resource in the scope); ``claims``: the
+    claims a resource's challenge asked for (OpenID Connect §5.5, Entra's CAE).
+    """
     extra: dict[str, Any] = {"refresh_token": refresh_token}
     scope = " ".join(scopes)
     if scope:
         extra["scope"] = scope
+    if claims is not None:
+        extra["claims"] = claims
     body = prepare_token_request("refresh_token", **extra)
+    resources = _token_resources(config) if resource is None else (resource,)
+    body = _with_resources(body, "&", () if resource == "" else resources)
     request = authenticated_request(config, config.refresh_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, refresh_token))
 

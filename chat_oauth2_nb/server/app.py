@@ -268,7 +268,7 @@ class ChatOAuth2App(ExtensionApp):
                 (rf"/{CALLBACK_PATH}", CallbackHandler),
                 (rf"/{SERVER_API_PATH}/providers", ProvidersHandler),
                 (
-                    rf"/{SERVER_API_PATH}/(token|revoke)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
+                    rf"/{SERVER_API_PATH}/(token|revoke|proof)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
                     GrantsHandler,
                 ),
                 *api_handlers(f"/{SERVER_API_PATH}"),

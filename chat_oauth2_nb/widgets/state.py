@@ -187,6 +187,8 @@ class TokenView:
     refresh_expires_at: dt.datetime | None = None
     refresh_note: str | None = None
     refresh_ending: bool = False
+    #: How the token is bound to a key held here ("DPoP", RFC 9449), or None (bearer).
+    bound: str | None = None
 
     @classmethod
     def from_auth_data(
@@ -216,6 +218,7 @@ class TokenView:
             refresh_expires_at=data.refresh_expires_at,
             refresh_note=note.text if (note := refresh_note(data, auth_uri)) else None,
             refresh_ending=note.ending if note else False,
+            bound=data.bound,
         )
 
     def is_expired(self, now: dt.datetime) -> bool:
