@@ -308,9 +308,9 @@ def test_what_a_paste_note_says() -> None:
 
 
 def test_one_action_at_a_time() -> None:
-    busy = flow.begin(a_state(confirm_revoke_until=NOW + 3), "refresh", "Refreshing…")
+    busy = flow.begin(a_state(confirm_revoke=True), "refresh", "Refreshing…")
     assert busy is not None and busy.busy == "refresh" and busy.outcome == "Refreshing…"
-    assert busy.confirm_revoke_until is None and not busy.ready
+    assert not busy.confirm_revoke and not busy.ready
     assert flow.begin(busy, "revoke", "Revoking…") is None
     assert flow.switch_way(busy, "device") is None
     done = flow.acted(busy, "The refresh failed", ErrorInfo("x"))
@@ -320,18 +320,19 @@ def test_one_action_at_a_time() -> None:
     assert switched.link is None and switched.error is None
 
 
-def test_revoking_a_declared_providers_token_asks_first() -> None:
-    own = a_state()
-    assert flow.ask_to_confirm_revoke(own, NOW, 5) is None  # not declared: revoke at once
-    declared = a_state(declared=True)
-    asking = flow.ask_to_confirm_revoke(declared, NOW, 5)
-    assert asking is not None and asking.confirm_revoke_until == NOW + 5
-    assert "Confirm revoke" in (asking.outcome or "")
-    assert flow.ask_to_confirm_revoke(asking, NOW + 4, 5) is None  # the second click revokes
-    assert flow.confirm_lapsed(asking, NOW + 4) is asking
-    lapsed = flow.confirm_lapsed(asking, NOW + 5)
-    assert lapsed.confirm_revoke_until is None and lapsed.outcome is None
-    assert flow.ask_to_confirm_revoke(lapsed, NOW + 6, 5) is not None  # asks again
+def test_revoke_asks_first_and_cancel_takes_the_question_back() -> None:
+    token = flow.advance(a_state(), Seen(a_record(), redirect_uri=REDIRECT), NOW).state.token
+    assert flow.ask_to_confirm_revoke(a_state()) is None  # nothing stored: nothing to ask
+    for declared in (False, True):
+        authorized = a_state(token=token, declared=declared, outcome="Refreshed at 12:00")
+        asking = flow.ask_to_confirm_revoke(authorized)
+        assert asking is not None and asking.confirm_revoke and asking.outcome is None
+        question = render.confirm_revoke_html(asking)
+        assert "Revoke the token for <code>ada</code> at <code>demo</code>?" in question
+        assert not flow.cancel_revoke(asking).confirm_revoke
+        busy = flow.begin(asking, "revoke", "Revoking…")
+        assert busy is not None and not busy.confirm_revoke
+        assert flow.ask_to_confirm_revoke(busy) is None  # one action at a time
 
 
 def test_a_device_panel_asks_for_its_first_code_only_with_nothing_to_show() -> None:
@@ -350,13 +351,16 @@ def test_links_are_static_html_without_the_state() -> None:
     link = link_of(a_flow())
     offered = a_state(link=link)
     html = render.link_html(offered, Status.NOT_AUTHORIZED)
-    assert 'class="chat-oauth2-authorize"' in html and link.url in html and "state-of" not in html
-    assert ">Authorize again</a>" in render.link_html(offered, Status.AUTHORIZED)
+    assert 'class="chat-oauth2-authorize ' in html and link.url in html and "state-of" not in html
+    assert 'data-primary="true"' in html and "mod-primary" in html
+    secondary = render.link_html(offered, Status.AUTHORIZED, primary=False)
+    assert ">Authorize again</a>" in secondary and "mod-primary" not in secondary
     assert render.link_html(offered, Status.NOT_CONFIGURED) == ""
     device = a_state(link=link_of(a_device_flow()))
     assert render.link_html(device, Status.NOT_AUTHORIZED) == ""
     assert device.link is not None and "WDJB-MJHT" in render.user_code_html(device.link)
-    assert "(this link fills the code in)" in render.verify_html(device.link)
+    assert "(the link fills the code in)" in render.verify_html(device.link)
+    assert ">Open the verification page</a>" in render.verify_html(device.link)
     # The host the link opens is named, in ASCII, next to it (issue 17, finding 12).
     assert "on <b>p</b>" in render.verify_html(device.link)
     look_alike = dataclasses.replace(device.link, url="https://xn--pypl-53d.com/device")
@@ -375,8 +379,6 @@ def test_small_words_of_the_view() -> None:
     assert render.sealed_words(True, "env") == "encrypted (AES-GCM)"
     assert render.sealed_words(False, None) == "not encrypted"
     assert render.sealed_words(None, None) == "cannot be opened"
-    assert render.revoke_look(True)[0] == "Confirm revoke"
-    assert render.revoke_look(False)[:2] == ("Revoke", "warning")
     assert [render.progress_style(f) for f in (0.9, 0.2, 0.05)] == ["success", "warning", "danger"]
     assert render.shown(True) is None and render.shown(False) == "none"
     assert render.text('<b a="1">') == "&lt;b a=&quot;1&quot;&gt;"

@@ -28,7 +28,7 @@ from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
 from support.wait import poll, wait_until
-from support.widgets import find, one
+from support.widgets import find, one, primaries, revoke, visible
 
 from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.demo import DemoProvider
@@ -298,7 +298,9 @@ def test_status_line_starts_with_the_status_word() -> None:
     for expected, state in states.items():
         assert state.status(now) is expected
         assert status_line(state, now).startswith(STATUS_WORDS[expected])
-    assert "expires in 4:59" in status_line(states[Status.AUTHORIZED], now)
+    # No ticking countdown in the line (the browser draws it): the clock time, and "about".
+    line = status_line(states[Status.AUTHORIZED], now)
+    assert "expires at " in line and "(in about 5 min)" in line and "4:59" not in line
     forever = TokenView.from_auth_data(AuthData(token="t" * 20), version=1, updated_at=0.0)
     line = status_line(PanelState("demo", "ada", "", "", (), None, token=forever), now)
     assert line == "Authorized: the provider gave the token no expiry."
@@ -352,11 +354,13 @@ def test_not_authorized_shows_provider_and_authorize_link(
     panel = make_panel(client)
     assert "chat-oauth2-panel" in panel._dom_classes
     assert status(panel).startswith("Not authorized")
-    assert "valid for 9:" in status(panel)
+    assert "click Authorize and approve" in status(panel)
+    assert primaries(panel) == ["Authorize"]
     provider_text = one(panel, "chat-oauth2-provider").value
     assert client.config.auth_uri in provider_text
     assert client.config.access_token_uri in provider_text
-    assert client.redirect_uri and client.redirect_uri in provider_text
+    assert client.redirect_uri and client.redirect_uri in one(panel, "chat-oauth2-redirect").value
+    assert one(panel, "chat-oauth2-copy-redirect").text == client.redirect_uri
     assert "profile" in provider_text
     anchor = authorize_anchor(panel)
     assert anchor["target"] == "_blank" and anchor["rel"] == "noopener"
@@ -371,7 +375,9 @@ def test_not_authorized_shows_provider_and_authorize_link(
     assert query["code_challenge_method"] == ["S256"]
     assert query["redirect_uri"] == [client.redirect_uri]
     assert not shown(one(panel, "chat-oauth2-token-box"))
-    assert one(panel, "chat-oauth2-refresh").disabled and one(panel, "chat-oauth2-revoke").disabled
+    # No token: nothing to refresh or revoke, so no (disabled, yet loud) buttons either.
+    assert not visible(panel, one(panel, "chat-oauth2-refresh"))
+    assert not visible(panel, one(panel, "chat-oauth2-revoke"))
     assert panel._timer_alive
 
 
@@ -390,7 +396,8 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert shown(one(panel, "chat-oauth2-token-box"))
     token_text = one(panel, "chat-oauth2-token").value
     assert mask(stored.token) in token_text and "Bearer" in token_text
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
+    assert one(panel, "chat-oauth2-expiry-countdown").expires_at == stored.expires_at.timestamp()
+    assert "(in about 60 min)" in one(panel, "chat-oauth2-expiry").value
     assert "Refresh token: stored" in one(panel, "chat-oauth2-extras").value
     assert "id_token: stored" in one(panel, "chat-oauth2-extras").value
     scopes = one(panel, "chat-oauth2-scopes").value
@@ -406,13 +413,29 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert not one(panel, "chat-oauth2-revoke").disabled
 
 
-def test_countdown_ticks_without_help(
-    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+def test_an_idle_panel_sends_nothing_while_the_browser_counts_down(
+    make_client: Make,
+    make_panel: Callable[..., OAuth2Panel],
+    provider: DemoProvider,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel = make_panel(make_client())
     authorize_via_panel(panel, provider)
-    first = one(panel, "chat-oauth2-expiry").value
-    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != first)
+    countdown = one(panel, "chat-oauth2-expiry-countdown")
+    assert countdown._view_name == "CountdownView" and countdown._view_module == "chat-oauth2-nb"
+    assert countdown.expires_at is not None and countdown.sent_at <= time.time()
+    # The panel's next wake-up is the coarse text's next minute, not the next second.
+    assert panel._alarm.when is not None and panel._alarm.when - time.time() > 5
+    sent: list[str] = []
+    original = ipywidgets.Widget.send_state
+
+    def counting(self: ipywidgets.Widget, key: Any = None) -> None:
+        sent.append(type(self).__name__)
+        original(self, key)
+
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", counting)
+    time.sleep(3.0)  # a window to observe silence in, not a wait for something to happen
+    assert sent == []
 
 
 def test_authorize_link_is_replaced_after_use(
@@ -421,8 +444,15 @@ def test_authorize_link_is_replaced_after_use(
     panel = make_panel(make_client())
     used = href(panel)
     authorize_via_panel(panel, provider)
+    # Authorized: the ways to authorize step aside, behind a secondary "Authorize again".
+    assert one(panel, "chat-oauth2-link").value == ""
+    assert primaries(panel) == []
+    again = one(panel, "chat-oauth2-again")
+    assert visible(panel, again) and again.button_style == ""
+    again.click()
     assert wait_for(lambda: href(panel) != used)
     assert state_of(href(panel)) != state_of(used)
+    assert primaries(panel) == ["Authorize again"]
     again = httpx.get(used)
     assert again.status_code == 400 and "used" in again.text
     assert status(panel).startswith("Authorized")  # a replayed link is not this panel's news
@@ -446,7 +476,8 @@ def test_waiting_for_a_flow_started_from_code(
     assert status(panel).startswith("Not authorized")
     url = client.get_user_authorization_url("ada")
     assert wait_for(lambda: status(panel).startswith("Waiting for the browser")), status(panel)
-    assert "expires in 9:" in status(panel)
+    assert "code in a cell started this sign-in" in status(panel)
+    assert primaries(panel) == []  # nothing to do here but approve at the provider
     assert "chat-oauth2-status--waiting" in one(panel, "chat-oauth2-status")._dom_classes
     # The panel offers the same flow, so its link and wait_for_authorization() agree.
     assert state_of(href(panel)) == state_of(url)
@@ -485,7 +516,8 @@ def test_expired_token(
     authorize_via_panel(panel, provider)
     assert wait_for(lambda: status(panel).startswith("Expired")), status(panel)
     assert "Refresh it" in status(panel)
-    assert re.match(r"expired 0:0\d ago", one(panel, "chat-oauth2-expiry").value)
+    assert "Expired at " in one(panel, "chat-oauth2-expiry").value
+    assert primaries(panel) == ["Refresh"]
     assert "chat-oauth2-status--expired" in one(panel, "chat-oauth2-status")._dom_classes
     provider.set_token_lifetime(3600)
     one(panel, "chat-oauth2-refresh").click()
@@ -520,7 +552,8 @@ def test_refresh_changes_token_and_expiry(
     panel = make_panel(client)
     authorize_via_panel(panel, provider)
     before = one(panel, "chat-oauth2-token").value
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
+    countdown = one(panel, "chat-oauth2-expiry-countdown")
+    assert countdown.expires_at - time.time() > 3000
     provider.set_token_lifetime(600)
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: idle(panel))
@@ -528,7 +561,8 @@ def test_refresh_changes_token_and_expiry(
     assert one(panel, "chat-oauth2-token").value != before
     stored = client.get_access_token_for_user("ada")
     assert stored is not None and mask(stored.token) in one(panel, "chat-oauth2-token").value
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 9:")
+    assert 500 < countdown.expires_at - time.time() <= 600
+    assert "(in about 10 min)" in one(panel, "chat-oauth2-expiry").value
     assert status(panel).startswith("Authorized")
 
 
@@ -578,9 +612,8 @@ def test_failing_refresh_shows_error_and_hint_and_keeps_token(
     assert client.store.get_token(client.alias, "ada") == before
     assert shown(one(panel, "chat-oauth2-token-box"))
     assert one(panel, "chat-oauth2-token").value == token_text
-    # Staying in the error state across ticks (the countdown moved), until something succeeds.
-    expiry = one(panel, "chat-oauth2-expiry").value
-    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != expiry)
+    # Staying in the error state across a look at the store, until something succeeds.
+    panel._on_tick()
     assert status(panel).startswith("Error")
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
@@ -594,14 +627,15 @@ def test_revoke_returns_to_not_authorized(
     authorize_via_panel(panel, provider)
     token = client.get_access_token_for_user("ada")
     assert token is not None
-    one(panel, "chat-oauth2-revoke").click()
+    revoke(panel)
     assert wait_for(lambda: status(panel).startswith("Not authorized")), status(panel)
     assert wait_for(lambda: idle(panel))
     assert one(panel, "chat-oauth2-outcome").value == "Revoked at the provider and deleted here."
     assert client.store.get_token(client.alias, "ada") is None
     assert provider.introspect(token.token)["active"] is False
     assert not shown(one(panel, "chat-oauth2-token-box"))
-    assert one(panel, "chat-oauth2-revoke").disabled
+    assert not visible(panel, one(panel, "chat-oauth2-revoke"))
+    assert primaries(panel) == ["Authorize"]
     href(panel)  # a link to authorize again is on offer
 
 
@@ -612,7 +646,7 @@ def test_failing_revoke_keeps_token(
     panel = make_panel(client)
     authorize_via_panel(panel, provider)
     provider.inject_fault("revoke", status=503, body="<html>down</html>", content_type="text/html")
-    one(panel, "chat-oauth2-revoke").click()
+    revoke(panel)
     assert wait_for(lambda: idle(panel))
     assert status(panel).startswith("Error") and "Revoking the token failed" in status(panel)
     assert "HTTP 503" in one(panel, "chat-oauth2-error").value
@@ -709,7 +743,8 @@ def test_expiry_is_shown_once_with_a_progress_bar(
         for w in widget_module._instances.values()
         if isinstance(w, ipywidgets.HTML) and w in _descendants(panel)
     ]
-    assert sum("expires in" in t for t in texts) == 1, texts
+    assert sum("expires at" in t.lower() for t in texts) == 1, texts
+    assert len(find(panel, "chat-oauth2-expiry-countdown")) == 1
     bar = one(panel, "chat-oauth2-expiry-bar")
     assert isinstance(bar, ipywidgets.FloatProgress) and 0.95 <= bar.value <= 1.0
     assert bar.bar_style == "success"
