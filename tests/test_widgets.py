@@ -877,7 +877,8 @@ def _row(board: TokenDashboard, alias: str, user: str) -> Any:
     rows = [
         r
         for r in find(board, "chat-oauth2-dashboard-row")
-        if f"<b>{alias}</b> · <code>{user}</code>" in one(r, "chat-oauth2-dashboard-who").value
+        if one(r, "chat-oauth2-dashboard-who").value == f"<b>{alias}</b>"
+        and one(r, "chat-oauth2-dashboard-user").value == f"<code>{user}</code>"
     ]
     assert len(rows) == 1
     return rows[0]
@@ -895,10 +896,23 @@ def test_dashboard_lists_every_stored_token(
     assert "chat-oauth2-dashboard" in board._dom_classes
     assert board.rows == [("one", "ada"), ("one", "bob"), ("two", "ada")]
     assert len(find(board, "chat-oauth2-dashboard-row")) == 3
+    # A table: one header row, and every row a grid with the header's columns.
+    columns = one(board, "chat-oauth2-dashboard-columns")
+    headers = [html.unescape(re.sub(r"<[^>]+>", "", c.value)) for c in columns.children]
+    assert headers == ["Provider", "User", "Status", "Expires", ""]
     for alias, user in board.rows:
         row = _row(board, alias, user)
-        assert status(row).startswith("Authorized")
-        assert one(row, "chat-oauth2-expiry").value.startswith("expires in 59:")
+        cells = one(row, "chat-oauth2-dashboard-cells")
+        assert cells.layout.grid_template_columns == columns.layout.grid_template_columns
+        assert len(cells.children) == len(columns.children)
+        assert status(row) == "Authorized"
+        # One expiry per row: the browser's countdown, and the text beside it for without.
+        assert len(find(row, "chat-oauth2-expiry-countdown")) == 1
+        assert one(row, "chat-oauth2-expiry-countdown").expires_at - time.time() > 3000
+        assert sum("at " in w.value for w in find(row, "chat-oauth2-expiry")) == 1
+        # Buttons as wide as their words: no "Refre…" in a half-width split.
+        assert one(row, "chat-oauth2-refresh").layout.width == "auto"
+        assert one(row, "chat-oauth2-revoke").layout.width == "auto"
 
     before_ada = one_ada.get_access_token_for_user("ada")
     before_bob = one_ada.get_access_token_for_user("bob")
@@ -912,10 +926,16 @@ def test_dashboard_lists_every_stored_token(
 
     revoked = two_ada.get_access_token_for_user("ada")
     assert revoked is not None
-    one(_row(board, "two", "ada"), "chat-oauth2-revoke").click()
+    two = _row(board, "two", "ada")
+    one(two, "chat-oauth2-revoke").click()  # asks first
+    assert "Revoke the token for <code>ada</code>" in one(two, "chat-oauth2-confirm-text").value
+    one(two, "chat-oauth2-cancel-revoke").click()
+    assert one(two, "chat-oauth2-confirm-box").layout.display == "none"
+    assert two_ada.get_access_token_for_user("ada") == revoked
+    revoke(two)
     assert wait_for(lambda: board.rows == [("one", "ada"), ("one", "bob")]), board.rows
     assert provider.introspect(revoked.token)["active"] is False
-    assert "Revoked" in board.children[1].value
+    assert "Revoked" in board._message.value
 
 
 def test_dashboard_shows_failures_and_new_rows(
@@ -925,7 +945,7 @@ def test_dashboard_shows_failures_and_new_rows(
     store: Store,
 ) -> None:
     board = make_dashboard()
-    assert board.rows == [] and "none stored" in board.children[0].value
+    assert board.rows == [] and "none stored" in one(board, "chat-oauth2-dashboard-header").value
     client = authorized("ada")
     assert wait_for(lambda: board.rows == [("demo", "ada")])  # picked up by the thread
     row = _row(board, "demo", "ada")

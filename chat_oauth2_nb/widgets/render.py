@@ -97,7 +97,8 @@ PANEL_CSS = """<style>
   border: 2px solid var(--jp-border-color2, #d0d7de);
   border-top-color: var(--jp-brand-color1, #1976d2);
   animation: chat-oauth2-spin 0.9s linear infinite; }
-.chat-oauth2-panel .widget-html-content { white-space: normal; overflow-wrap: anywhere; }
+.chat-oauth2-panel .widget-html-content, .chat-oauth2-dashboard .widget-html-content {
+  white-space: normal; overflow-wrap: anywhere; line-height: 1.4; }
 .chat-oauth2-panel .chat-oauth2-report table { width: 100%; table-layout: fixed;
   border-collapse: collapse; }
 .chat-oauth2-panel .chat-oauth2-report td, .chat-oauth2-panel .chat-oauth2-report th {

@@ -37,9 +37,7 @@ def visible(root: ipywidgets.Widget, widget: ipywidgets.Widget) -> bool:
 
     chain = path(root)
     assert chain is not None, "not under root"
-    return all(
-        getattr(getattr(node, "layout", None), "display", None) != "none" for node in chain
-    )
+    return all(getattr(getattr(node, "layout", None), "display", None) != "none" for node in chain)
 
 
 def primaries(root: ipywidgets.Widget) -> list[str]:
