@@ -383,7 +383,7 @@ async def test_revoke_in_the_panel_asks_for_confirmation_first(
     revoke.click()
     question = _one(panel, "chat-oauth2-confirm-box")
     assert question.layout.display != "none"
-    assert "Revoke the token for ada at demo?" in _read(panel, "chat-oauth2-confirm-text")
+    assert "Revoke the token for ada at demo" in _read(panel, "chat-oauth2-confirm-text")
     _one(panel, "chat-oauth2-cancel-revoke").click()
     assert question.layout.display == "none"
     assert store.get_token("demo", "ada") is not None
