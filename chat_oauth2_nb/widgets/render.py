@@ -146,9 +146,8 @@ def status_html(state: PanelState, status: Status, now: dt.datetime) -> str:
         detail = ""  # the expiry line below says it, once
     elif status is Status.EXPIRED:
         detail = "Refresh it." if state.refreshable else "Authorize again."
-    elif status is Status.WAITING:
-        # Capitalised as the sentence it is, after the spinner that says "still going".
-        detail = detail[:1].upper() + detail[1:]
+    # A sentence of its own under the badge: capitalised.
+    detail = detail[:1].upper() + detail[1:]
     badge = (
         f'<span class="chat-oauth2-badge" style="background: {BADGE_COLOURS[status]}; '
         'color: #fff; border-radius: 1em; padding: 0.1em 0.7em; font-weight: 600">'
