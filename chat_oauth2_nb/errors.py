@@ -30,6 +30,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
 from __future__ import annotations
 
 __all__ = [
+    "ActionUnavailableError",
     "AuthorizationCancelledError",
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
@@ -48,6 +49,7 @@ __all__ = [
     "TokenExchangeError",
     "TokenRefreshError",
     "TokenRevokeError",
+    "UnknownProviderError",
     "UntrustedPeer",
     "hint_for",
 ]
@@ -129,6 +131,14 @@ class ConfigurationError(OAuth2Error, ValueError):
 
 class NotAuthorizedError(OAuth2Error):
     """Nothing is stored for this (alias, user): authorize first."""
+
+
+class UnknownProviderError(NotAuthorizedError):
+    """An alias names no provider known here (the message lists them, the hint may guess one)."""
+
+
+class ActionUnavailableError(NotAuthorizedError):
+    """This process cannot do that for this provider (another one holds what it needs)."""
 
 
 class ProviderMismatchError(NotAuthorizedError):

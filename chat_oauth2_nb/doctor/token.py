@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ..errors import GrantRevokedError, ProviderMismatchError
-from ..kernel.users import resolve_user
 from ..oauth import AuthData
+from ..users import resolve_user
 from .report import Finding, Verdict
 from .session import Session
 

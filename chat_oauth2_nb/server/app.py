@@ -31,6 +31,8 @@ from ..routes import (
 )
 from ..store import Store, open_store
 from ..store.hubpeer import hub_client
+from .api import api_handlers
+from .changes import ChangeFeed
 from .handlers import CallbackHandler, GrantsHandler, ProvidersHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
@@ -112,6 +114,12 @@ class ChatOAuth2App(ExtensionApp):
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
 
+    changes_timeout = Float(
+        25.0,
+        help="Seconds a long-poll of api/changes waits for the store to change before it "
+        "answers with the same version (stay under the proxies' idle timeouts).",
+    ).tag(config=True)
+
     workers = Int(
         8,
         help=(
@@ -158,8 +166,12 @@ class ChatOAuth2App(ExtensionApp):
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, self.workers), thread_name_prefix="chat-oauth2"
         )
+        self._feed = ChangeFeed()
         self.settings.update(
             chat_oauth2_nb_declared=self._declared,
+            chat_oauth2_nb_feed=self._feed,
+            chat_oauth2_nb_changes_timeout=self.changes_timeout,
+            chat_oauth2_nb_token_timeout=self.token_timeout,
             chat_oauth2_nb_executor=self._executor,
             chat_oauth2_nb_api_token=self._api_token,
             chat_oauth2_nb_store=get_store,
@@ -231,12 +243,14 @@ class ChatOAuth2App(ExtensionApp):
                     rf"/{SERVER_API_PATH}/(token|revoke)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
                     GrantsHandler,
                 ),
+                *api_handlers(f"/{SERVER_API_PATH}"),
             ]
         )
 
     async def stop_extension(self) -> None:
         """Stop the worker pool, close the HTTP client and stop advertising the callback URL."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._feed.close()
         self._declared.close()
         for name in (SERVER_CALLBACK_ENV, SERVER_START_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV):
             os.environ.pop(name, None)
