@@ -181,7 +181,7 @@ def test_the_panel_guides_through_every_state(
         expect(tab.locator("form#consent")).to_be_visible()
         page.bring_to_front()
         expect(status).to_have_text(re.compile(r"^Waiting for the browser"))
-        expect(status).to_contain_text("approve in the other tab")
+        expect(status).to_contain_text("Waiting for you to approve in the other tab…")
         expect(part(page, "chat-oauth2-spinner")).to_be_visible()
         expect(primaries(page)).to_have_count(0)
         snap(page, theme, "2-waiting")
@@ -215,6 +215,8 @@ def test_the_panel_guides_through_every_state(
         card.get_by_text("Details", exact=True).click()
         part(page, "chat-oauth2-check").click()
         report = part(page, "chat-oauth2-report")
+        expect(report).to_contain_text(re.compile(r"\d+ checks passed or skipped"))
+        report.locator("summary").click()  # what passed is folded away, and opens on a click
         expect(report.locator("table").first).to_be_visible()
         card_box, report_box = card.bounding_box(), report.bounding_box()
         assert card_box is not None and report_box is not None

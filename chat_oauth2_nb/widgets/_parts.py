@@ -94,10 +94,11 @@ class Card:
         cancel = _button("Cancel", "", "chat-oauth2-cancel-revoke")
         confirm.layout.width = cancel.layout.width = "auto"
         confirm_text = _html("chat-oauth2-confirm-text")
+        # The question on its own line, its two answers under it: nothing gets squeezed.
         confirm_box = _boxed(
-            widgets.HBox((confirm_text, confirm, cancel)), "chat-oauth2-confirm-box"
+            widgets.VBox((confirm_text, widgets.HBox((confirm, cancel)))),
+            "chat-oauth2-confirm-box",
         )
-        confirm_box.layout.align_items = "center"
         link = _html("chat-oauth2-link")
         show_link = _button(
             "Show the Authorize link",

@@ -132,7 +132,6 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._watch: Subscription = watch_store(
             store.path,
             on_change=self._on_tick,
-            on_tick=_no_tick,  # the alarm knows when time matters
             on_end=store.close,
             name="chat-oauth2-dashboard",
         )
@@ -166,9 +165,8 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         when = widgets.HBox((countdown, expiry), layout=widgets.Layout(grid_gap="0.3em"))
         confirm = _button("Revoke", "trash", "chat-oauth2-confirm-revoke", "danger")
         cancel = _button("Cancel", "", "chat-oauth2-cancel-revoke")
-        question = widgets.HBox(
-            (_html("chat-oauth2-confirm-text"), confirm, cancel),
-            layout=widgets.Layout(align_items="center"),
+        question = widgets.VBox(
+            (_html("chat-oauth2-confirm-text"), widgets.HBox((confirm, cancel)))
         )
         question.add_class("chat-oauth2-confirm-box")
         status, outcome = _html("chat-oauth2-status"), _html("chat-oauth2-outcome")
@@ -374,10 +372,6 @@ def _badge(word: str, colour: str) -> str:
         f'border-radius: 1em; padding: 0.1em 0.6em; font-weight: 600; white-space: nowrap">'
         f"{text(word)}</span>"
     )
-
-
-def _no_tick() -> None:
-    """The store watcher's once-a-second call, which the dashboard no longer needs."""
 
 
 def dashboard(store: Store | None = None, *, client_factory: ClientFactory) -> TokenDashboard:

@@ -110,8 +110,6 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self._watch = watch_store(
                 self._client.store.path,
                 on_change=self._on_tick,
-                # Nothing to do on the watcher's clock: the alarm knows when time matters.
-                on_tick=_no_tick,
                 on_end=self._close_connection,
                 name="chat-oauth2-panel",
             )
@@ -497,7 +495,3 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             return render.sealed_words(store.encrypted, store.key_source)
         except OAuth2Error:
             return render.sealed_words(None, None)
-
-
-def _no_tick() -> None:
-    """The store watcher's once-a-second call, which the panel no longer needs."""

@@ -105,6 +105,8 @@ PANEL_CSS = """<style>
   text-align: left; vertical-align: top; padding: 2px 6px; overflow-wrap: anywhere;
   white-space: normal; border-bottom: 1px solid var(--jp-border-color2, #d0d7de); }
 .chat-oauth2-at { display: none; }
+.chat-oauth2-panel .chat-oauth2-status, .chat-oauth2-dashboard .chat-oauth2-status {
+  font-weight: normal; }
 :has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-about { display: none; }
 :has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-at { display: inline; }
 .chat-oauth2-soon { color: var(--jp-warn-color0, #bc4c00); }
@@ -184,7 +186,12 @@ def link_html(state: PanelState, status: Status, *, primary: bool = True) -> str
         return ""
     if not link.url.startswith(("https://", "http://")):
         return ""
-    words = "Authorize again" if status in (Status.AUTHORIZED, Status.WAITING) else "Authorize"
+    if status is Status.WAITING and link.opened_at is not None:
+        words = "Open the provider again"  # the same browser may: it holds the binding
+    elif status in (Status.AUTHORIZED, Status.WAITING):
+        words = "Authorize again"
+    else:
+        words = "Authorize"
     anchor = action_link(link.url, words, "chat-oauth2-authorize", "authorize", primary=primary)
     return f"{anchor} <small>(opens the provider in a new tab; each link works once)</small>"
 
@@ -466,7 +473,8 @@ def report_html(report: ReportView | None) -> str:
     if urgent:
         parts.append(table(urgent))
     if calm:
-        label = f"{len(calm)} other check{'s' if len(calm) != 1 else ''} (passed or skipped)"
-        folded = f"<details><summary>{text(label)}</summary>{table(calm)}</details>"
-        parts.append(folded if urgent else table(calm))
+        # What passed is folded away: the card stays short, and a failure stays on top.
+        other = "other " if urgent else ""
+        label = f"{len(calm)} {other}check{'s' if len(calm) != 1 else ''} passed or skipped"
+        parts.append(f"<details><summary>{text(label)}</summary>{table(calm)}</details>")
     return '<div class="chat-oauth2-doctor">' + "".join(parts) + "</div>"

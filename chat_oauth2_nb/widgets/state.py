@@ -494,7 +494,7 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         if state.link.exchanging:
             return f"{word}: the provider sent you back; exchanging the code for a token…"
         if state.link.opened_at is not None:
-            line = f"{word}: approve in the other tab…"
+            line = f"{word}: waiting for you to approve in the other tab…"
         else:
             line = f"{word}: approve at the provider (code in a cell started this sign-in)…"
         if state.token is not None and not state.token.is_expired(now):
