@@ -37,6 +37,7 @@ from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
 from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard
+from chat_oauth2_nb.widgets._views import CopyButton, Countdown
 from chat_oauth2_nb.widgets.state import (
     STATUS_WORDS,
     ErrorInfo,
@@ -863,11 +864,54 @@ def test_no_secret_ever_reaches_a_widget_trait(
 
     secrets += _flow_verifiers(store)
     assert all(len(s) >= 16 for s in secrets)
+    # The browser-drawn widgets are among those scanned: a countdown per panel and row, and
+    # copy buttons whose text is public (a redirect URI, or nothing yet).
+    scanned = list(widget_module._instances.values())
+    assert sum(isinstance(w, Countdown) for w in scanned) >= len(panels) + len(board.rows)
+    copies = [w for w in scanned if isinstance(w, CopyButton)]
+    assert copies and {c.text for c in copies} <= {"", client.redirect_uri, waiting.redirect_uri}
     _assert_no_secret_in_widget_state(secrets)
     # The client's own HTTP log (what the panel shows) holds only masked values.
     for exchange in client.http_log:
         for secret in secrets:
             assert secret not in exchange.request_body + exchange.response_body + exchange.url
+
+
+def test_finish_pressed_while_busy_runs_once_the_action_ends(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client(mode="paste")
+    panel = make_panel(client)
+    one(panel, "chat-oauth2-show-link").click()
+    assert panel.state.link is not None
+    # A paste-back link is the provider's own URL: approve, and stop where the browser lands.
+    landed = provider.approve(panel.state.link.url, follow_redirect=False)
+    location = str(landed.headers["location"])
+    provider.token_delay = 3.0  # the check asks the token endpoint: it runs a while…
+    one(panel, "chat-oauth2-check").click()
+    assert panel.state.busy == "check"
+    one(panel, "chat-oauth2-paste").value = location
+    one(panel, "chat-oauth2-paste-finish").click()  # …and Finish pressed meanwhile is kept
+    assert panel.state.busy == "check"
+    assert "Still working" in one(panel, "chat-oauth2-paste-note").value
+    provider.token_delay = 0.0
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+    assert client.store.get_token(client.alias, "ada") is not None
+
+
+def test_the_doctors_report_goes_when_the_state_changes(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    one(panel, "chat-oauth2-check").click()
+    report = one(panel, "chat-oauth2-report")
+    assert wait_for(lambda: "data-verdict" in report.value), report.value
+    assert shown(report) and "passed or skipped" in report.value
+    assert wait_for(lambda: idle(panel))
+    revoke(panel)  # the report described the state before
+    assert wait_for(lambda: status(panel).startswith("Not authorized")), status(panel)
+    assert report.value == "" and not shown(report)
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -1125,5 +1169,10 @@ def test_check_configuration_names_a_wrong_secret(
         one(panel, "chat-oauth2-check").click()
         report = one(panel, "chat-oauth2-report")
         assert wait_for(lambda: "invalid_client" in report.value), report.value
+        # The failure comes first, wrapped in the card; what passed is folded under it.
+        verdicts = re.findall(r'data-verdict="(\w+)"', report.value)
+        order = {"fail": 0, "warn": 1, "ok": 2, "skipped": 3}
+        assert verdicts[0] == "fail" and verdicts == sorted(verdicts, key=order.__getitem__)
+        assert report.value.index("invalid_client") < report.value.index("<details>")
     finally:
         panel.close()
