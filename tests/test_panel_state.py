@@ -419,8 +419,10 @@ def test_every_state_offers_at_most_one_next_step() -> None:
     pasting = a_state(way="paste", link=paste_link)
     shown_paste = flow.show_link(pasting, NOW)
     device = a_state(way="device", link=link_of(a_device_flow()))
+    authorized_token = _token_state().token
+    assert authorized_token is not None
     expired_token = dataclasses.replace(
-        _token_state().token,  # type: ignore[arg-type]
+        authorized_token,
         expires_at=dt.datetime.fromtimestamp(NOW - 1, dt.timezone.utc),
     )
     cases: dict[str, tuple[PanelState, str | None]] = {

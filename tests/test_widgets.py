@@ -397,6 +397,7 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert shown(one(panel, "chat-oauth2-token-box"))
     token_text = one(panel, "chat-oauth2-token").value
     assert mask(stored.token) in token_text and "Bearer" in token_text
+    assert stored.expires_at is not None
     assert one(panel, "chat-oauth2-expiry-countdown").expires_at == stored.expires_at.timestamp()
     assert "(in about 60 min)" in one(panel, "chat-oauth2-expiry").value
     assert "Refresh token: stored" in one(panel, "chat-oauth2-extras").value
