@@ -494,8 +494,10 @@ def test_device_code_panel_in_jupyterlab(
         # The person opens the verification page in a second tab, types the code, approves.
         verify = page.locator(".chat-oauth2-panel a.chat-oauth2-verify-link")
         expect(verify).to_have_attribute("target", "_blank")
+        expect(verify).to_have_text("Open the verification page")
+        # The page's address is said beside the button: the person types it (and the code).
         tab = context.new_page()
-        tab.goto(verify.inner_text().strip())
+        tab.goto(panel(page, "chat-oauth2-verify").locator("code").inner_text().strip())
         tab.locator("input[name=user_code]").fill(code)
         tab.locator("form#device-entry button.approve").click()
         expect(tab.locator("#user-code")).to_have_text(code)
