@@ -76,7 +76,8 @@ BADGE_COLOURS = {
 # ipywidgets button classes give it the theme's look; the inline style is for a page without
 # that stylesheet. Primary: the theme's brand colour; secondary: the plain button.
 _ACTION_STYLE = (
-    "display: inline-block; box-sizing: border-box; text-decoration: none; "
+    "display: inline-block; box-sizing: border-box; text-decoration: none; width: auto; "
+    "overflow: visible; "
     "height: var(--jp-widgets-inline-height, 28px); "
     "line-height: var(--jp-widgets-inline-height, 28px); padding: 0 12px; margin: 2px 0; "
     "border-radius: 2px; font-size: var(--jp-widgets-font-size, 13px); "
@@ -168,7 +169,7 @@ def spinner() -> str:
 
 def action_link(url: str, words: str, css_class: str, role: str, *, primary: bool) -> str:
     """A link that looks like a (primary or secondary) button and opens a new tab."""
-    look = "jupyter-button widget-button" + (" mod-primary" if primary else "")
+    look = "jupyter-button" + (" mod-primary" if primary else "")
     style = _ACTION_STYLE + (_PRIMARY_STYLE if primary else _SECONDARY_STYLE)
     return (
         f'<a class="{css_class} {look}" data-chat-oauth2="{role}" '
@@ -309,7 +310,7 @@ def user_code_html(link: LinkView) -> str:
     """The device flow's user code, large, selected by one click."""
     # user-select: all: one click selects the whole code for copying (and the copy button).
     return (
-        "Enter this code at the provider:<br>"
+        "Your code:<br>"
         '<span class="chat-oauth2-code" title="Click to select it, then copy" '
         'style="display: inline-block; margin: 0.2em 0; padding: 0.1em 0.5em; '
         "font: 600 1.9em/1.3 var(--jp-code-font-family, monospace); letter-spacing: 0.12em; "
@@ -329,7 +330,7 @@ def verify_html(link: LinkView, *, primary: bool = True) -> str:
     )
     return (
         f"{button} <small><code>{text(page)}</code> on <b>{text(shown_host(link.url))}</b>"
-        f"{filled}: sign in, enter the code, and approve.</small>"
+        f"{filled}</small>"
     )
 
 

@@ -513,7 +513,7 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         return f"{word}: the token expired. {follow}."
     if state.link is not None:
         if state.link.kind == "device":
-            return f"{word}: enter the code below at the provider."
+            return f"{word}: open the verification page, sign in, and enter the code there."
         if state.link.kind == "paste":
             return (
                 f"{word}: show the Authorize link, open it, approve, then paste the address the "
