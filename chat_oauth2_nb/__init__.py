@@ -47,6 +47,7 @@ _EXPORTS = {
     "IdTokenError": "errors",
     "TokenRefreshError": "errors",
     "TokenRevokeError": "errors",
+    "RedirectUriError": "errors",
 }
 
 # A literal list, so type checkers see what the package exports.
@@ -72,6 +73,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderError",
     "ProviderMismatchError",
+    "RedirectUriError",
     "StateError",
     "Store",
     "StoreError",
@@ -105,6 +107,7 @@ if TYPE_CHECKING:
         OAuth2Error,
         ProviderError,
         ProviderMismatchError,
+        RedirectUriError,
         StateError,
         StoreError,
         StoreLockedError,

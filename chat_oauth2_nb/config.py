@@ -9,10 +9,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OAuth2Error, did_you_mean
+
+E = TypeVar("E", bound=OAuth2Error)
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
@@ -20,11 +22,14 @@ __all__ = [
     "ClientAuthMethod",
     "ProviderConfig",
     "check_redirect_uri",
+    "credentials_advice",
     "discover_config",
     "env_var_name",
     "provider_identity",
     "same_issuer",
     "scopes_argument",
+    "unknown_key",
+    "with_credentials_advice",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -331,12 +336,7 @@ def _field_values(config: object) -> dict[str, Any]:
     for key, value in config.items():
         name = _SEED_KEYS.get(key, key)
         if name not in _FIELDS:
-            known = ", ".join(sorted(_SEED_KEYS))
-            raise ConfigurationError(
-                str(key),
-                "is not a known config key",
-                f"Use one of: {known} (or their snake_case twins).",
-            )
+            raise unknown_key(str(key))
         if name in values:
             raise ConfigurationError(
                 str(key),
@@ -345,6 +345,18 @@ def _field_values(config: object) -> dict[str, Any]:
             )
         values[name] = value
     return values
+
+
+def unknown_key(key: str) -> ConfigurationError:
+    """The error for a config dict's ``key`` that is no config key: the closest ones first.
+
+    The known keys are read from ``_SEED_KEYS`` (and their snake_case twins), so a key added
+    there is suggested too.
+    """
+    known = _FIELDS if "_" in key else _SEED_KEYS
+    guess = did_you_mean(key, known) or did_you_mean(key, [*_SEED_KEYS, *_FIELDS])
+    listing = f"The keys are: {', '.join(sorted(_SEED_KEYS))} (or their snake_case twins)."
+    return ConfigurationError(key, "is not a known config key", guess or listing)
 
 
 def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:
@@ -387,6 +399,9 @@ class ProviderConfig:
     jwks_uri: str | None = None
     revoke_style: RevokeStyle = "rfc7009"
     revoke_url_for_people: str | None = None
+    #: Where the credentials came from, for messages: field -> "the client_secret= argument",
+    #: "the environment variable CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET", "c.ChatOAuth2App.providers"…
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     #: Accept plain http endpoints on hosts other than this machine (test providers). The
     #: rule the fields were checked under, not a fact about the provider: it is neither
     #: compared nor written by :meth:`to_mapping`.
@@ -416,11 +431,19 @@ class ProviderConfig:
         client_auth_method: str | None = None,
         allow_insecure_http: bool = False,
         environ: Mapping[str, str] | None = None,
+        source: str = "the config dict",
+        holder: str = "",
     ) -> ProviderConfig:
-        """Build and validate a config from the seed's dict (camelCase) or snake_case keys."""
+        """Build and validate a config from the seed's dict (camelCase) or snake_case keys.
+
+        ``source`` names where the dict came from and ``holder`` whose environment
+        ``environ`` is, for messages that say where a credential came from.
+        """
         values = _field_values(config)
         env = os.environ if environ is None else environ
         alias = values.get("alias")
+        given = {"client_id": client_id, "client_secret": client_secret}
+        origins = _origins(given, values, env, alias, source, holder)
         cid = client_id or values.get("client_id") or _from_environment(env, alias, "CLIENT_ID")
         secret = (
             client_secret
@@ -434,7 +457,9 @@ class ProviderConfig:
         )
         credentials = {"client_id": cid, "client_secret": secret, "client_auth_method": method}
         built = cls(
-            **{**_REQUIRED, **values, **credentials}, allow_insecure_http=allow_insecure_http
+            **{**_REQUIRED, **values, **credentials},
+            origins=origins,
+            allow_insecure_http=allow_insecure_http,
         )
         return built.checked(allow_insecure_http=allow_insecure_http)
 
@@ -474,10 +499,62 @@ class ProviderConfig:
             "jwks_uri": self.jwks_uri,
             "revoke_style": self.revoke_style,
             "revoke_url_for_people": self.revoke_url_for_people,
+            "origins": dict(self.origins),
         }
         if include_secret:
             data["client_secret"] = self.client_secret
         return data
+
+
+def _origins(
+    given: Mapping[str, str | None],
+    values: Mapping[str, Any],
+    env: Mapping[str, str],
+    alias: object,
+    source: str,
+    holder: str,
+) -> dict[str, str]:
+    """Where each credential comes from: an argument, the dict, or an environment variable."""
+    origins: dict[str, str] = {}
+    for name, what in (("client_id", "CLIENT_ID"), ("client_secret", "CLIENT_SECRET")):
+        if given.get(name):
+            origins[name] = f"the {name}= argument"
+        elif values.get(name):
+            origins[name] = f"{source} ({_SEED_NAMES[name]})"
+        elif _from_environment(env, alias, what):
+            of = f" of {holder}" if holder else ""
+            origins[name] = f"the environment variable {env_var_name(str(alias), what)}{of}"
+    return origins
+
+
+def credentials_advice(config: ProviderConfig) -> str:
+    """What to change when the provider refused this client's credentials (invalid_client).
+
+    Names where the client id and secret came from, so the person edits the right place.
+    """
+    cid = config.origins.get("client_id")
+    id_from = f" (from {cid})" if cid else ""
+    if config.client_auth_method == "none":
+        return (
+            f"Check the client id {config.client_id!r}{id_from}. This client sends no secret "
+            "(client_auth_method='none'): if the provider registered it as confidential, pass "
+            f"client_secret= or set {env_var_name(config.alias, 'CLIENT_SECRET')}."
+        )
+    secret = config.origins.get("client_secret")
+    secret_from = f" (it came from {secret})" if secret else ""
+    return (
+        f"Check the client id {config.client_id!r}{id_from} and the client secret"
+        f"{secret_from}: copy it again from the provider's app page. The client "
+        f"authenticates by {config.client_auth_method!r}; 'client_secret_basic' and "
+        "'client_secret_post' are the two usual ones (client_auth_method=)."
+    )
+
+
+def with_credentials_advice(exc: E, config: ProviderConfig) -> E:
+    """``exc``, its advice naming where the credentials came from if the provider refused them."""
+    if exc.error == "invalid_client":
+        exc.with_hint(credentials_advice(config))
+    return exc
 
 
 def provider_identity(config: ProviderConfig) -> str:

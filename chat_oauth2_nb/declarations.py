@@ -8,6 +8,7 @@ holds the declaration (the Jupyter server, the hub). No I/O besides reading that
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +18,9 @@ from .config import ProviderConfig, env_var_name
 from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
+    "HUB_PROVIDERS",
     "PRESET_PARAMETERS",
+    "SERVER_PROVIDERS",
     "admins_error_payload",
     "error_from_payload",
     "error_payload",
@@ -26,12 +29,17 @@ __all__ = [
     "secret_variables",
 ]
 
+#: Where a Jupyter server's administrator declares providers, and a hub's.
+SERVER_PROVIDERS = "c.ChatOAuth2App.providers"
+HUB_PROVIDERS = "configure_hub(providers=...)"
 #: Keys of a declaration that are the preset's parameters rather than config keys.
 PRESET_PARAMETERS = ("tenant", "base_url", "realm", "server_url", "issuer")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> ProviderConfig:
+def _one(
+    alias: str, entry: Mapping[str, Any], environ: Mapping[str, str], where: str, holder: str
+) -> ProviderConfig:
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise ConfigurationError(
             "providers",
@@ -45,6 +53,8 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Give a dict: the seed's config keys, or {'preset': 'google', ...}.",
         )
     values = dict(entry)
+    # A declaration written out by configure_hub() says where its credentials came from.
+    carried = values.pop("origins", None)
     preset = values.pop("preset", None)
     if preset is not None:
         from .presets import config as preset_config
@@ -58,13 +68,26 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Leave 'alias' out: the key of the declaration is the alias.",
         )
     values["alias"] = alias
-    return ProviderConfig.from_mapping(values, environ=environ)
+    config = ProviderConfig.from_mapping(
+        values, environ=environ, source=f"{where}[{alias!r}]", holder=holder
+    )
+    if isinstance(carried, Mapping):
+        config = dataclasses.replace(config, origins={str(k): str(v) for k, v in carried.items()})
+    return config
 
 
 def resolve_declarations(
-    declared: Mapping[str, Any], environ: Mapping[str, str]
+    declared: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    where: str = SERVER_PROVIDERS,
+    holder: str = "the Jupyter server",
 ) -> dict[str, ProviderConfig]:
     """The full configs (client secrets included) of ``declared``: alias -> config.
+
+    ``where`` names where an administrator declared them and ``holder`` whose environment
+    ``environ`` is: each config's :attr:`~chat_oauth2_nb.config.ProviderConfig.origins`
+    says so, for the advice on a refused secret.
 
     Raises:
         ConfigurationError: a declaration is malformed or lacks its credentials; the message
@@ -74,7 +97,7 @@ def resolve_declarations(
         raise ConfigurationError(
             "providers", f"is a {type(declared).__name__}", "Give a dict: alias -> declaration."
         )
-    return {alias: _one(alias, entry, environ) for alias, entry in declared.items()}
+    return {alias: _one(alias, entry, environ, where, holder) for alias, entry in declared.items()}
 
 
 def secret_variables(aliases: Mapping[str, Any]) -> list[str]:
@@ -86,6 +109,7 @@ def public_part(config: ProviderConfig) -> dict[str, Any]:
     """What kernels and people may see of a declared provider: endpoints, scopes, client id."""
     mapping = config.to_mapping()
     mapping.pop("client_secret", None)  # to_mapping() leaves it out; this keeps it that way
+    mapping.pop("origins", None)  # the holder's business (and a kernel's config has no such key)
     return mapping
 
 

@@ -18,6 +18,7 @@ from support.jupyter import Browser, jupyter_client
 from support.scan import assert_no_secret
 from tornado.httpclient import HTTPClientError
 
+from chat_oauth2_nb import create_oauth2_client
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.store import open_store
 
@@ -34,6 +35,11 @@ def jp_server_config(provider: DemoProvider, declared: tuple[str, str]) -> dict[
             "providers": {
                 "demo": {**provider.config(alias="demo"), "clientId": declared[0]},
                 "broken": broken,
+                "oidc": {
+                    **provider.config(alias="oidc", scopes=("openid", "profile")),
+                    "clientId": declared[0],
+                    "clientSecret": declared[1],
+                },
             },
             # Long enough that an answer before it proves the wake-up.
             "changes_timeout": 300.0,
@@ -80,8 +86,10 @@ def by_alias(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 async def authorize(api: Api, browser: Browser, alias: str = "demo") -> None:
     started = await api.call("POST", "authorize", alias)
     assert "/chat-oauth2/start/" in started["start_url"] and started["expires_in"] > 0
-    response = await browser.callback(await browser.params(started["start_url"]), alias=alias)
-    assert response.code == 200 and b"Authorized" in response.body
+    response = await browser.callback(
+        await browser.params(started["start_url"]), alias=alias, raise_error=False
+    )
+    assert response.code == 200 and b"Authorized" in response.body, response.body
 
 
 async def test_a_declared_provider_is_listed_before_any_kernel(jp_serverapp: Any, api: Api) -> None:
@@ -196,6 +204,44 @@ async def test_a_kernels_provider_is_listed_and_acted_on_from_the_server(
         assert newer.token != data.token  # the kernel reads what the server refreshed
         text = b"\n".join(api.bodies).decode()
         assert_no_secret(text, [data.token, newer.token, data.refresh_token], "the answers")
+    finally:
+        client.close()
+
+
+async def test_claims_are_the_verified_ones_and_the_id_token_stays_inside(
+    jp_serverapp: Any, api: Api, browser: Browser
+) -> None:
+    await authorize(api, browser, alias="oidc")
+    state = await api.state()
+    token = by_alias(state["tokens"])["oidc"]
+    assert token["has_id_token"] and token["scopes_granted"] == ["openid", "profile"]
+    claims = (await api.call("GET", "claims", "oidc"))["claims"]
+    assert claims["sub"] == "demo-user" and claims["iss"] == browser.provider.issuer
+    record = open_store().get_token("oidc", state["user"])
+    assert record is not None and record.data.id_token
+    text = b"\n".join(api.bodies).decode()
+    assert_no_secret(text, [record.data.id_token, record.data.token], "the claims answers")
+
+
+async def test_a_loopback_kernel_provider_says_where_to_authorize_it(
+    jp_serverapp: Any, api: Api, provider: DemoProvider
+) -> None:
+    client = create_oauth2_client(
+        provider.config(alias="lo"),
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+        mode="loopback",
+    )
+    try:
+        user = (await api.state())["user"]
+        await asyncio.to_thread(client.get_user_authorization_url, user)
+        lo = by_alias((await api.state())["providers"])["lo"]
+        assert lo["source"] == "kernel" and lo["way"] == "loopback"
+        assert lo["can_authorize"] is False and lo["can_refresh"] is True
+        assert "loopback" in lo["why_not"] and "notebook that set it up" in lo["why_not"]
+        refused = await api.call("POST", "authorize", "lo", expect=403)
+        assert refused["error"]["type"] == "ActionUnavailableError"
+        assert refused["error"]["what_to_change"] == lo["why_not"]
     finally:
         client.close()
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jupyter_core.paths import secure_write
 
 from ..config import ProviderConfig
-from ..declarations import public_part, resolve_declarations
+from ..declarations import HUB_PROVIDERS, public_part, resolve_declarations
 from ..errors import ConfigurationError
 from ..routes import (
     HUB_BROKER_ENV,
@@ -181,7 +181,9 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    declared = resolve_declarations(providers or {}, os.environ)
+    declared = resolve_declarations(
+        providers or {}, os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
+    )
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
     if declared:

@@ -34,7 +34,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..declarations import admins_error_payload, resolve_declarations
+from ..declarations import HUB_PROVIDERS, admins_error_payload, resolve_declarations
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
 from ..lifecycle.declared import DeclaredProviders
@@ -280,8 +280,10 @@ def load_declared() -> DeclaredProviders | None:
     file = os.environ.get(BROKER_PROVIDERS_FILE_ENV, "")
     if not file:
         return None
-    declared = resolve_declarations(json.loads(Path(file).read_text()), os.environ)
-    return DeclaredProviders(declared) if declared else None
+    declared = resolve_declarations(
+        json.loads(Path(file).read_text()), os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
+    )
+    return DeclaredProviders(declared, where=HUB_PROVIDERS) if declared else None
 
 
 def make_app(

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, with_credentials_advice
 from ..errors import (
     ConfigurationError,
     IdTokenError,
@@ -192,6 +192,7 @@ class LocalGrants(TokenShelf):
             )
         except TokenRefreshError as exc:
             if answer.status != 400 or exc.error != "invalid_grant":
+                with_credentials_advice(exc, self._config)
                 raise  # a provider that failed (5xx, network, garbage) may answer next time
             # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
             # over (the person removed the app, the provider revoked it). Its token must
@@ -250,14 +251,18 @@ class LocalGrants(TokenShelf):
         answer = self._connections.send(request)
         if note is not None:
             note(dataclasses.asdict(HttpExchange.of(request, answer)))
-        data = token_from_answer(
-            TokenExchangeError,
-            "Exchanging the authorization code",
-            request,
-            answer,
-            timeout=self.timeout,
-            requested_scopes=code.scopes,
-        )
+        try:
+            data = token_from_answer(
+                TokenExchangeError,
+                "Exchanging the authorization code",
+                request,
+                answer,
+                timeout=self.timeout,
+                requested_scopes=code.scopes,
+            )
+        except TokenExchangeError as exc:
+            with_credentials_advice(exc, self._config)
+            raise
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 
@@ -337,7 +342,8 @@ class LocalGrants(TokenShelf):
             request.secrets,
             request.client_id,
         )
-        return None if status == 400 and failure.error in _GONE else failure
+        gone = status == 400 and failure.error in _GONE
+        return None if gone else with_credentials_advice(failure, self._config)
 
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored.

@@ -11,7 +11,6 @@ tokens, and an error is its typed form (what failed / what the provider said / w
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import time
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from ..errors import (
     NotAuthorizedError,
     OAuth2Error,
     UnknownProviderError,
+    did_you_mean,
 )
 from ..oauth import AuthData, mask
 from ..store import DEFAULT_FLOW_TTL, PendingFlow, Store, TokenRecord
@@ -217,8 +217,7 @@ class Overview:
             if entry.config.alias == alias:
                 return entry
         aliases = [k.config.alias for k in known]
-        close = difflib.get_close_matches(alias, aliases, n=1)
-        hint = f"Did you mean {close[0]!r}?" if close else None
+        hint = did_you_mean(alias, aliases) or None
         listed = ", ".join(repr(a) for a in aliases) or "none"
         raise UnknownProviderError(
             f"No provider is known here as {alias!r} (known: {listed})",

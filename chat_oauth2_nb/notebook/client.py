@@ -11,8 +11,8 @@ and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -24,10 +24,13 @@ from ..config import ProviderConfig, check_redirect_uri, provider_identity
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
+    OAuth2Error,
+    did_you_mean,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
 from ..kernel.flows import Waiter
+from ..kernel.httplog import HttpLog
 from ..kernel.paste import finish_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
@@ -115,7 +118,8 @@ class OAuth2Client:
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
-        self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        #: The latest exchanges with the provider, secrets masked (``client.http_log[-6:]``).
+        self.http_log = HttpLog(http_log_size)
         self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
         #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
         #: ``holder`` of it (the Jupyter server, for a provider declared there).
@@ -226,7 +230,11 @@ class OAuth2Client:
             self._closed.clear()
             if not self.held_elsewhere:  # the server registered a declared provider itself
                 self.store.put_provider(self.config)
-            return self.ways.choose()
+            fresh = self.ways.way is None
+            uri = self.ways.choose()
+        if fresh:
+            _note_way(self)
+        return uri
 
     async def asetup(self) -> str:
         """Async twin of :meth:`setup`."""
@@ -540,6 +548,39 @@ class OAuth2Client:
         return await asyncio.to_thread(self.diagnose, user)
 
 
+_WAY_WORDS = {
+    "loopback": "a one-time listener on 127.0.0.1 in this kernel (the loopback way)",
+    "device": "a device code typed at the provider (the device way)",
+    "paste": "pasting back the address the browser ends on (the paste way)",
+}
+
+
+def way_note(client: OAuth2Client) -> str | None:
+    """One line on the way ``mode='auto'`` chose and why, unless it is the Jupyter callback."""
+    if client.mode != "auto" or client.way not in _WAY_WORDS:
+        return None
+    others = ", ".join(f"'{m}'" for m in ("jupyter", "loopback", "device", "paste"))
+    return (
+        f"chat_oauth2_nb: {client.alias!r} authorizes by {_WAY_WORDS[client.way]}, as no "
+        f"Jupyter server with the chat_oauth2_nb extension runs this kernel. "
+        f"{client.way_reason} Pass mode= ({others}) to create_oauth2_client() to choose."
+    )
+
+
+def _note_way(client: OAuth2Client) -> None:
+    """Say in the notebook (a kernel's output) which way auto chose and why: else it is silent."""
+    note = way_note(client)
+    if note is None:
+        return
+    ipython = sys.modules.get("IPython")  # never imported here for this: only if in use
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return  # not a notebook's kernel: the log line (ways.py) says it
+    from IPython.display import display
+
+    display({"text/plain": note}, raw=True)  # type: ignore[no-untyped-call]
+
+
 def _subject_of(client: OAuth2Client) -> Subject:
     """What the doctor examines of ``client``: its config, redirect URI, transport and tokens."""
     from ..doctor import Subject
@@ -610,18 +651,58 @@ def _config_of(
 ) -> ProviderConfig:
     """The provider config a preset name, a mapping or a ProviderConfig stands for."""
     if isinstance(config, str):
+        from ..presets import PRESETS, unknown_preset
         from ..presets import config as preset_config
 
+        if config not in PRESETS:
+            raise unknown_preset(config, *_declared_names())
         config = preset_config(config, **preset_params)
-    elif preset_params:
-        name = sorted(preset_params)[0]
+    return ProviderConfig.from_mapping(config, **credentials)
+
+
+def _declared_names() -> tuple[list[str], str]:
+    """The aliases declared on this kernel's Jupyter server (for a suggestion), and where."""
+    from ..kernel.declared import providers, server_holder
+
+    if server_holder() is None:
+        return [], ""
+    try:
+        names = list(providers())
+    except OAuth2Error:  # the server is gone: the suggestion is among presets only
+        return [], ""
+    return names, "on this Jupyter server (c.ChatOAuth2App.providers)"
+
+
+def _keywords() -> list[str]:
+    """create_oauth2_client()'s own keywords (not the preset parameters)."""
+    import inspect
+
+    params = inspect.signature(create_oauth2_client).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_keywords(config: object, preset_params: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither create_oauth2_client()'s nor the preset's, with a guess."""
+    from ..presets import PRESETS, preset_parameters
+
+    if not preset_params or (isinstance(config, str) and config not in PRESETS):
+        return  # nothing to check, or the missing preset's own error says more
+    accepted = [*preset_parameters(config), "alias"] if isinstance(config, str) else []
+    for name in sorted(set(preset_params) - set(accepted)):
+        guess = did_you_mean(name, _keywords(), suffix="=")
+        if accepted and not guess:
+            continue  # the preset's error names its parameters (and the closest)
+        problem = "is not a keyword of create_oauth2_client()"
+        if accepted:
+            problem = f"is neither a keyword of create_oauth2_client() nor of the {config!r} preset"
         raise ConfigurationError(
             name,
-            "is a preset parameter, but config is not a preset name",
-            "Put the value into the config dict itself, or pass a preset name such as "
-            "'microsoft' as config.",
+            problem,
+            guess
+            or "Put the value into the config dict itself; preset parameters such as "
+            "tenant= go with a preset name such as 'microsoft' as config.",
+            label="Keyword argument",
         )
-    return ProviderConfig.from_mapping(config, **credentials)
 
 
 def create_oauth2_client(
@@ -683,6 +764,7 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    _check_keywords(config, preset_params)
     # What a declared provider's client takes too; the rest is for the person's own client.
     common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
     common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)

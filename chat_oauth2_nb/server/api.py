@@ -174,6 +174,11 @@ class ChangesHandler(_Api):
 
     # A sidebar waiting is not a person working: it must not keep the server from culling.
     _track_activity = False
+    _gone = False
+
+    def on_connection_close(self) -> None:
+        """The sidebar went away (a reload, a closed tab): nobody to answer."""
+        self._gone = True
 
     @web.authenticated
     @authorized("read")  # type: ignore[untyped-decorator]
@@ -188,7 +193,9 @@ class ChangesHandler(_Api):
         if await self.run(lambda overview: overview.store.path) is None:
             return
         timeout = float(self.settings.get("chat_oauth2_nb_changes_timeout", 25.0))
-        self.answer(200, {"version": await self.feed.wait(since, timeout)})
+        version = await self.feed.wait(since, timeout)
+        if not self._gone:
+            self.answer(200, {"version": version})
 
 
 class ClaimsHandler(_Api):

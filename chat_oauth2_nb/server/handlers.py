@@ -37,6 +37,7 @@ from ..lifecycle.callback import (
 )
 from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.pages import render_outcome
+from ..lifecycle.probe import RedirectProbe
 from ..lifecycle.wire import serve
 from ..store import PendingFlow, Store
 from ..store.sealing import Cipher
@@ -202,12 +203,25 @@ class StartHandler(_Base):
             return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        probe: RedirectProbe | None = self.settings.get("chat_oauth2_nb_redirect_probe")
+        declared: DeclaredProviders = self.settings["chat_oauth2_nb_declared"]
+
+        def refusal(flow: PendingFlow, secrets: list[str | None]) -> OAuth2Error | None:
+            assert probe is not None
+            held = declared.declared.get(flow.alias)  # a declared provider's secret is here
+            return probe.refusal(flow, [*secrets, held.client_secret if held else None])
+
         owner = self._user_name()
         cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
             self,
             lambda: open_start_link(
-                open_store(), start_id, owner=owner, accepts=accepts, cookies=cookies
+                open_store(),
+                start_id,
+                owner=owner,
+                accepts=accepts,
+                cookies=cookies,
+                refusal=refusal if probe is not None else None,
             ),
         )
         if isinstance(result, str):
@@ -307,8 +321,7 @@ class _KernelApi(web.RequestHandler):
 
     def _failed(self, exc: OAuth2Error) -> None:
         status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        where = "c.ChatOAuth2App.providers in jupyter_server_config.py"
-        self._answer(status, admins_error_payload(exc, where))
+        self._answer(status, admins_error_payload(exc, self.declared.where))
 
 
 class ProvidersHandler(_KernelApi):

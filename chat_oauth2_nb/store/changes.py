@@ -35,6 +35,10 @@ log = logging.getLogger("chat_oauth2_nb")
 POLL_INTERVAL = 0.15
 # The files a commit writes: the database, its write-ahead log, a rollback journal.
 _SUFFIXES = ("", "-wal", "-journal")
+# A commit writes its WAL frames (the events), then syncs them and only then publishes the
+# commit in the shared-memory index, which sends no event: after an event that showed no
+# commit yet, look again after these delays (seconds) before sleeping for good.
+RECHECKS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256)
 
 
 def _inotify() -> Any | None:
@@ -79,6 +83,7 @@ class ChangeNotifier:
         os.set_blocking(self._wake_w, False)
         #: How many times :meth:`wait` returned (tests show that an idle watcher sleeps).
         self.wakeups = 0
+        self._rechecks: int | None = None  # None: no event waiting for its commit
 
     @property
     def native(self) -> bool:
@@ -148,9 +153,22 @@ class ChangeNotifier:
             ready = []  # closed under us: the caller's stop flag says what to do
         self.wakeups += 1
         woke = self._drain_pipe() if self._wake_r in ready else False
-        if ino is not None and ready and ino.fileno() in ready:
-            woke = self._relevant(ino) or woke
+        if ino is not None and ready and ino.fileno() in ready and self._relevant(ino):
+            woke, self._rechecks = True, 0
         return woke or polled
+
+    def recheck_in(self, changed: bool) -> float | None:
+        """After a look at the store: how soon to look again, or None to sleep as usual.
+
+        ``changed``: whether that look found a commit. An event whose commit was not
+        visible yet (still syncing) asks for a few more looks, ever further apart.
+        """
+        if changed or self._rechecks is None or self._rechecks >= len(RECHECKS):
+            self._rechecks = None
+            return None
+        delay = RECHECKS[self._rechecks]
+        self._rechecks += 1
+        return delay
 
     def _drain_pipe(self) -> bool:
         try:

@@ -21,6 +21,7 @@ from ..errors import (
     IssuerMismatchError,
     OAuth2Error,
     ProviderError,
+    RedirectUriError,
     StateError,
     StoreError,
     TokenExchangeError,
@@ -68,6 +69,7 @@ FlowErrorKind = Literal[
     "expired",
     "device_expired",
     "id_token",
+    "redirect_uri",
 ]
 _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "denied": AuthorizationDeniedError,
@@ -79,6 +81,7 @@ _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "store": StoreError,
     "device_expired": DeviceCodeExpiredError,
     "id_token": IdTokenError,
+    "redirect_uri": RedirectUriError,
 }
 
 

@@ -183,7 +183,8 @@ class _Watcher:
                         self._call(sub.on_tick, sub.name)
                 ticking = any(sub.on_tick is not None for sub in subs)
                 wait = max(0.0, next_tick - time.monotonic()) if ticking else SAFETY_INTERVAL
-                notifier.wait(wait)
+                recheck = notifier.recheck_in(bool(changed))
+                notifier.wait(wait if recheck is None else min(wait, recheck))
         finally:
             versions.close()
             notifier.close()
