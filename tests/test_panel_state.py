@@ -487,6 +487,9 @@ def test_the_panel_wakes_only_when_time_changes_what_it_shows() -> None:
     # An opened link: when the fallback offer is due.
     opened = a_state(link=dataclasses.replace(link, opened_at=NOW - 10))
     assert flow.next_wake(opened, NOW, 60.0) == NOW + 50
+    # A code being exchanged: a look each second until the token lands (or it looks stuck).
+    exchanging = a_state(link=dataclasses.replace(link, exchanging=True))
+    assert flow.next_wake(exchanging, NOW, 60.0) == NOW + flow.EXCHANGE_LOOK
     # A device code: its next poll.
     assert flow.next_wake(a_state(link=link_of(a_device_flow())), NOW, 60.0) == NOW + 5
     # Nothing that time changes: never.

@@ -355,7 +355,7 @@ def test_not_authorized_shows_provider_and_authorize_link(
     panel = make_panel(client)
     assert "chat-oauth2-panel" in panel._dom_classes
     assert status(panel).startswith("Not authorized")
-    assert "click Authorize and approve" in status(panel)
+    assert "Click Authorize and approve" in status(panel)
     assert primaries(panel) == ["Authorize"]
     provider_text = one(panel, "chat-oauth2-provider").value
     assert client.config.auth_uri in provider_text

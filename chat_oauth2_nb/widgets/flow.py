@@ -37,6 +37,7 @@ from .state import (
 )
 
 __all__ = [
+    "EXCHANGE_LOOK",
     "LINK_SHOWN_FOR",
     "STUCK_EXCHANGE",
     "Adopt",
@@ -70,6 +71,8 @@ __all__ = [
 
 # A callback that died mid-exchange would leave its flow "exchanging" for ever.
 STUCK_EXCHANGE = 60.0
+# While a callback exchanges the code: how often the panel looks at the store (seconds).
+EXCHANGE_LOOK = 1.0
 # How long a paste-back link stays on show once asked for (state.link_on_show says why):
 # time to click it, short enough that an autosave rarely finds it.
 LINK_SHOWN_FOR = 60.0
@@ -428,6 +431,10 @@ def next_wake(state: PanelState, now: float, fallback_after: float) -> float | N
     link, token = state.link, state.token
     if link is not None:
         moments.append(link.expires_at + STUCK_EXCHANGE if link.exchanging else link.expires_at)
+        if link.exchanging:
+            # The callback is exchanging the code: look once a second until it lands, as
+            # the holder may write the token where no change is announced (a declared one).
+            moments.append(now + EXCHANGE_LOOK)
         if link.kind == "device" and not link.exchanging:
             moments.append(link.next_poll_at)
         if (
