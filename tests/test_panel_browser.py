@@ -16,6 +16,7 @@ The countdown and the copy buttons are drawn by the package's labextension
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 import test_browser as lab
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
@@ -30,7 +32,7 @@ from support.chromium import launch_chromium, require_chromium
 from support.server import JupyterServer
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
-from chat_oauth2_nb.oauth import mask
+from chat_oauth2_nb.oauth import AuthData, mask
 
 pytestmark = pytest.mark.browser
 
@@ -267,3 +269,74 @@ def test_the_device_code_is_said_once_and_copied(
         assert copy_and_read(page, copy) == code
         snap(page, theme, "device-code")
         lab.assert_no_secret(page.content(), jupyter, provider, f"the {theme} device page")
+
+
+@pytest.mark.timeout(300)
+def test_the_dashboard_is_a_table_that_fits_half_a_screen(
+    jupyter: JupyterServer, provider: DemoProvider, browser: Browser
+) -> None:
+    notebook, user = "board.ipynb", "board-user"
+    lab.write_notebook(jupyter.root_dir / notebook, provider, user)
+    nb = nbformat.read(jupyter.root_dir / notebook, as_version=4)  # type: ignore[no-untyped-call]
+    nb.cells[1] = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+        "from chat_oauth2_nb import dashboard\ndashboard()"
+    )
+    nbformat.write(nb, jupyter.root_dir / notebook)  # type: ignore[no-untyped-call]
+    use_theme(jupyter, "light")
+    # Half of a 1280-pixel screen, as a window beside another or a side-by-side split.
+    ctx = browser.new_context(viewport={"width": 640, "height": 900})
+    ctx.set_default_timeout(UI_TIMEOUT_MS)
+    page = ctx.new_page()
+    try:
+        with lab.artifacts_on_failure("dashboard", ctx, jupyter):
+            page.goto(jupyter.login_url(f"lab/tree/{notebook}", reset=True))
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
+            # The file browser folded away: the notebook has the window's width.
+            page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
+            lab.wait_for_server("an idle kernel", lambda: jupyter.kernel_idle(notebook), jupyter)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+            board = page.locator(".chat-oauth2-dashboard")
+            expect(board.locator(".chat-oauth2-dashboard-header")).to_be_visible()
+            # A token lands (as a callback's would): a row appears by itself.
+            store = jupyter.store()
+            try:
+                store.put_token(ALIAS_OF_DEMO, user, demo_token())
+            finally:
+                store.close()
+            row = board.locator(".chat-oauth2-dashboard-row")
+            expect(row).to_have_count(1)
+            headers = board.locator(".chat-oauth2-dashboard-columns > .widget-html")
+            expect(headers).to_have_text(["Provider", "User", "Status", "Expires"])
+            expect(row.locator(".chat-oauth2-status")).to_have_text("Authorized")
+            expect(row.locator(".chat-oauth2-countdown")).to_have_text(re.compile(r"^in \d+ min"))
+            # Columns line up: each cell starts where its header does.
+            for index in range(4):
+                head = headers.nth(index).bounding_box()
+                cell = row.locator(".chat-oauth2-dashboard-cells > *").nth(index).bounding_box()
+                assert head is not None and cell is not None
+                # (a box cell has its own 2 px margin: the same column to the eye)
+                assert abs(head["x"] - cell["x"]) <= 3, (index, head, cell)
+            # The buttons show their whole words: nothing cut to "Refre…".
+            for name in ("chat-oauth2-refresh", "chat-oauth2-revoke"):
+                button = row.locator(f"button.{name}")
+                expect(button).to_be_visible()
+                fits = button.evaluate("b => b.scrollWidth <= b.clientWidth")
+                assert fits, f"{name} is cut off"
+            ARTIFACTS.mkdir(exist_ok=True)
+            board.screenshot(path=str(ARTIFACTS / "dashboard-half-width.png"))
+    finally:
+        ctx.close()
+
+
+ALIAS_OF_DEMO = lab.ALIAS
+
+
+def demo_token() -> AuthData:
+    now = dt.datetime.now(dt.timezone.utc)
+    return AuthData(
+        token="dashboard-test-access-token-0123456789",
+        refresh_token="dashboard-test-refresh-token-0123456789",
+        expires_at=now + dt.timedelta(hours=1),
+        obtained_at=now,
+    )

@@ -943,8 +943,12 @@ def test_dashboard_lists_every_stored_token(
     assert len(find(board, "chat-oauth2-dashboard-row")) == 3
     # A table: one header row, and every row a grid with the header's columns.
     columns = one(board, "chat-oauth2-dashboard-columns")
-    headers = [html.unescape(re.sub(r"<[^>]+>", "", c.value)) for c in columns.children]
-    assert headers == ["Provider", "User", "Status", "Expires", ""]
+    *texts, actions = columns.children
+    headers = [html.unescape(re.sub(r"<[^>]+>", "", c.value)) for c in texts]
+    assert headers == ["Provider", "User", "Status", "Expires"]
+    # Over the buttons, their invisible twins: every row's grid sizes that column alike.
+    assert [b.description for b in actions.children] == ["Refresh", "Revoke"]
+    assert all(b.layout.visibility == "hidden" for b in actions.children)
     for alias, user in board.rows:
         row = _row(board, alias, user)
         cells = one(row, "chat-oauth2-dashboard-cells")

@@ -42,9 +42,12 @@ from .state import STATUS_WORDS, ErrorInfo, PanelState, TokenView, about_changes
 __all__ = ["TokenDashboard", "dashboard"]
 
 Key = tuple[str, str]
-# Provider, user, status, expires, actions: fractions share what the fixed columns leave.
-COLUMNS = "minmax(5em, 1.2fr) minmax(4em, 1fr) 8.5em minmax(9em, 1.6fr) 11.5em"
+# Provider, user, status, expires, actions: fractions share what the others leave. The
+# actions take the buttons' own width (the header holds invisible twins of them, so every
+# row's grid resolves it alike), so no button is cut to "Refre…" in a narrow notebook.
+COLUMNS = "minmax(4.5em, 1.2fr) minmax(3.5em, 1fr) 8.5em minmax(6em, 1.6fr) max-content"
 HEADERS = ("Provider", "User", "Status", "Expires", "")
+_ACTIONS = (("Refresh", "refresh"), ("Revoke", "trash"))
 
 
 def _grid(cells: tuple[widgets.Widget, ...], css_class: str) -> widgets.GridBox:
@@ -112,8 +115,14 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._rows: dict[Key, _Row] = {}
         self._header = _html("chat-oauth2-dashboard-header")
         self._message = _html("chat-oauth2-outcome")
+        twins = tuple(_button(d, i, "chat-oauth2-dashboard-twin") for d, i in _ACTIONS)
+        for twin in twins:
+            twin.layout.visibility = "hidden"
         self._columns = _grid(
-            tuple(_html("chat-oauth2-dashboard-th", f"<b>{h}</b>") for h in HEADERS),
+            (
+                *(_html("chat-oauth2-dashboard-th", f"<b>{h}</b>") for h in HEADERS[:-1]),
+                widgets.HBox(twins),
+            ),
             "chat-oauth2-dashboard-columns",
         )
         style = widgets.HTML(PANEL_CSS, layout=widgets.Layout(height="0px", margin="0"))
@@ -157,8 +166,9 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
     def _new_row(self, alias: str, user: str) -> _Row:
         label = _html("chat-oauth2-dashboard-who", f"<b>{text(alias)}</b>")
         who = _html("chat-oauth2-dashboard-user", f"<code>{text(user)}</code>")
-        refresh = _button("Refresh", "refresh", "chat-oauth2-refresh")
-        revoke = _button("Revoke", "trash", "chat-oauth2-revoke")
+        (refresh_words, refresh_icon), (revoke_words, revoke_icon) = _ACTIONS
+        refresh = _button(refresh_words, refresh_icon, "chat-oauth2-refresh")
+        revoke = _button(revoke_words, revoke_icon, "chat-oauth2-revoke")
         countdown = Countdown(prefix="in ", expired_text="expired")
         countdown.add_class("chat-oauth2-expiry-countdown")
         expiry = _html("chat-oauth2-expiry")
