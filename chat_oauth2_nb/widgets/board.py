@@ -45,7 +45,7 @@ Key = tuple[str, str]
 # Provider, user, status, expires, actions: fractions share what the others leave. The
 # actions take the buttons' own width (the header holds invisible twins of them, so every
 # row's grid resolves it alike), so no button is cut to "Refre…" in a narrow notebook.
-COLUMNS = "minmax(4.5em, 1.2fr) minmax(3.5em, 1fr) 8.5em minmax(6em, 1.6fr) max-content"
+COLUMNS = "minmax(5.5em, 1.2fr) minmax(4em, 1fr) 8.5em minmax(6em, 1.6fr) max-content"
 HEADERS = ("Provider", "User", "Status", "Expires", "")
 _ACTIONS = (("Refresh", "refresh"), ("Revoke", "trash"))
 

@@ -105,6 +105,7 @@ PANEL_CSS = """<style>
 .chat-oauth2-panel .chat-oauth2-report td, .chat-oauth2-panel .chat-oauth2-report th {
   text-align: left; vertical-align: top; padding: 2px 6px; overflow-wrap: anywhere;
   white-space: normal; border-bottom: 1px solid var(--jp-border-color2, #d0d7de); }
+.chat-oauth2-dashboard-th .widget-html-content { white-space: nowrap; }
 .chat-oauth2-at { display: none; }
 .chat-oauth2-panel .chat-oauth2-status, .chat-oauth2-dashboard .chat-oauth2-status {
   font-weight: normal; }
