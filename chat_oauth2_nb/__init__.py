@@ -145,6 +145,11 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "chat_oauth2_nb", "app": ChatOAuth2App}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension is (``jupyter labextension develop .``)."""
+    return [{"src": "labextension", "dest": "chat-oauth2-nb"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext chat_oauth2_nb``: adds the ``%oauth2`` magic (see :mod:`chat_oauth2_nb.notebook.magic`)."""
     from .notebook.magic import load_ipython_extension as load

@@ -14,6 +14,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { TabPanel } from '@lumino/widgets';
 import { IJupyterWidgetRegistry } from '@jupyter-widgets/base';
 
 import { ApiClient, Fetcher } from './api';
@@ -47,6 +48,16 @@ export function serverFetcher(
     );
 }
 
+/** Notebook 7's file browser page: a tab panel (Files, Running) in the main area. */
+function findTreePanel(app: JupyterFrontEnd): TabPanel | null {
+  for (const widget of app.shell.widgets('main')) {
+    if (widget instanceof TabPanel && widget.hasClass('jp-TreePanel')) {
+      return widget;
+    }
+  }
+  return null;
+}
+
 const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
@@ -66,13 +77,40 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
       PageConfig.getBaseUrl()
     );
     sidebar.title.icon = keyIcon;
-    app.shell.add(sidebar, 'left', { rank: 850, type: 'OAuth2' });
-    restorer?.add(sidebar, sidebar.id);
+    // Notebook 7's file browser page has no side areas: there the sidebar is a tab next to
+    // Files and Running. Everywhere else (JupyterLab, Notebook 7's notebook page) it is a
+    // left-area panel.
+    let treePanel: TabPanel | null = null;
+    const notebookPage = PageConfig.getOption('notebookPage');
+    if (notebookPage) {
+      // Notebook 7 names side panels (View > Left Sidebar) and tabs by their label.
+      sidebar.title.label = 'OAuth2';
+    }
+    if (notebookPage === 'tree') {
+      void app.restored.then(() => {
+        const tree = findTreePanel(app);
+        if (tree) {
+          treePanel = tree;
+          tree.addWidget(sidebar);
+        } else {
+          app.shell.add(sidebar, 'left', { rank: 850, type: 'OAuth2' });
+        }
+      });
+    } else {
+      app.shell.add(sidebar, 'left', { rank: 850, type: 'OAuth2' });
+      restorer?.add(sidebar, sidebar.id);
+    }
 
     app.commands.addCommand(CommandIDs.open, {
       label: 'OAuth2: Show providers and tokens',
       icon: keyIcon,
-      execute: () => app.shell.activateById(sidebar.id)
+      execute: () => {
+        if (treePanel) {
+          treePanel.currentWidget = sidebar;
+        } else {
+          app.shell.activateById(sidebar.id);
+        }
+      }
     });
     app.commands.addCommand(CommandIDs.reload, {
       label: 'OAuth2: Reload providers and tokens',

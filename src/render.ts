@@ -55,7 +55,7 @@ export function renderError(error: unknown): HTMLElement {
       body.what_failed || body.message
     )
   );
-  if (body.message && body.message !== body.what_failed) {
+  if (body.message && !body.message.includes(body.what_failed)) {
     box.append(h('div', 'chat-oauth2-error-message', body.message));
   }
   if (body.provider_said) {

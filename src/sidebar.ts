@@ -32,7 +32,7 @@ interface ICardMemory {
   error?: unknown;
   report?: ICheckReport;
   claims?: Record<string, unknown>;
-  waiting?: { url: string; until: number };
+  waiting?: { url: string; until: number; since: number };
   busy?: string;
 }
 
@@ -47,6 +47,7 @@ export class OAuth2Sidebar extends Widget {
   private readonly poller: ChangesPoller;
   private ticker: number | undefined;
   private loading: Promise<void> | null = null;
+  private again = false;
   private readonly listNode: HTMLElement;
   private readonly bannerNode: HTMLElement;
   private readonly userNode: HTMLElement;
@@ -97,11 +98,19 @@ export class OAuth2Sidebar extends Widget {
 
   /** Read `api/state` and draw it; the long-poll starts after the first answer. */
   reload(): Promise<void> {
-    if (!this.loading) {
-      this.loading = this.load().finally(() => {
-        this.loading = null;
-      });
+    if (this.loading) {
+      // A change arrived while a read was under way: read once more after it.
+      this.again = true;
+      return this.loading;
     }
+    this.loading = (async () => {
+      do {
+        this.again = false;
+        await this.load();
+      } while (this.again && !this.isDisposed);
+    })().finally(() => {
+      this.loading = null;
+    });
     return this.loading;
   }
 
@@ -262,6 +271,15 @@ export class OAuth2Sidebar extends Widget {
     if (provider?.why_not) {
       card.append(h('div', 'chat-oauth2-why-not', provider.why_not));
     }
+    if (
+      memory.waiting &&
+      mine?.status === 'authorized' &&
+      (mine.obtained_at ?? 0) >= memory.waiting.since - 5
+    ) {
+      // The callback landed: the token is newer than the click.
+      memory.waiting = undefined;
+      memory.outcome = { text: 'Authorized just now.', tone: 'good' };
+    }
     if (memory.waiting && memory.waiting.until > Date.now() / 1000) {
       const link = h('a', 'chat-oauth2-start-link', 'the authorization link');
       link.href = memory.waiting.url;
@@ -304,17 +322,21 @@ export class OAuth2Sidebar extends Widget {
     if (showUser) {
       box.append(h('div', 'chat-oauth2-token-user', `User: ${token.user}`));
     }
-    const clock = h('span', 'chat-oauth2-countdown');
-    clock.dataset.expiresAt = String(token.expires_at ?? '');
-    box.append(
-      h(
-        'div',
-        'chat-oauth2-masked-line',
-        'Token ',
-        h('code', 'chat-oauth2-masked', token.masked)
-      ),
-      h('div', 'chat-oauth2-expiry', clock)
-    );
+    if (token.masked) {
+      box.append(
+        h(
+          'div',
+          'chat-oauth2-masked-line',
+          'Token ',
+          h('code', 'chat-oauth2-masked', token.masked)
+        )
+      );
+    }
+    if (token.status !== 'revoked') {
+      const clock = h('span', 'chat-oauth2-countdown');
+      clock.dataset.expiresAt = String(token.expires_at ?? '');
+      box.append(h('div', 'chat-oauth2-expiry', clock));
+    }
     const { missing, extra } = scopeDiff(
       token.scopes_granted,
       token.scopes_requested
@@ -349,7 +371,10 @@ export class OAuth2Sidebar extends Widget {
     if (token.bound) {
       facts.push(`bound: ${token.bound}`);
     }
-    if (token.refreshed_at) {
+    if (
+      token.refreshed_at &&
+      token.refreshed_at > (token.obtained_at ?? 0) + 1
+    ) {
       facts.push(
         `refreshed ${new Date(token.refreshed_at * 1000).toLocaleTimeString()}`
       );
@@ -453,19 +478,18 @@ export class OAuth2Sidebar extends Widget {
       () => this.authorize(alias),
       authorized ? '' : 'jp-mod-accept'
     );
-    button(
-      'refresh',
-      'Refresh',
-      Boolean(token && provider?.can_refresh !== false),
-      () => this.refresh(alias)
-    );
-    button(
-      'revoke',
-      'Revoke',
-      Boolean(token && provider?.can_revoke !== false),
-      () => this.revoke(alias),
-      'jp-mod-warn'
-    );
+    if (token) {
+      const refreshable =
+        provider?.can_refresh !== false && token.status !== 'revoked';
+      button('refresh', 'Refresh', refreshable, () => this.refresh(alias));
+      button(
+        'revoke',
+        'Revoke',
+        provider?.can_revoke !== false,
+        () => this.revoke(alias),
+        'jp-mod-warn'
+      );
+    }
     button('check', 'Check configuration', provider !== null, () =>
       this.check(alias)
     );
@@ -526,7 +550,11 @@ export class OAuth2Sidebar extends Widget {
           this.baseUrl,
           window.location.origin
         );
-        memory.waiting = { url, until: Date.now() / 1000 + answer.expires_in };
+        memory.waiting = {
+          url,
+          until: Date.now() / 1000 + answer.expires_in,
+          since: this.now()
+        };
         memory.report = undefined;
         if (tab) {
           // The provider's pages get no handle on this window.
