@@ -37,6 +37,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from support.chromium import launch_chromium, require_chromium, write_lab_settings
+from support.labext import link_labextension
 from support.scan import assert_no_secret as scan
 from support.server import JupyterServer
 from support.wait import wait_until
@@ -56,9 +57,6 @@ SCREENSHOT = (
     else ARTIFACTS / "panel.png"
 )
 ALIAS = "demo"
-# This checkout's labextension build (``pip install -e .`` or ``jlpm build`` makes it): the
-# panel's countdown and copy buttons are its views.
-BUILT = ROOT / "chat_oauth2_nb" / "labextension"
 LAB_USER = "lab-tester"
 NB7_USER = "notebook7-tester"
 DEVICE_USER = "device-tester"
@@ -102,17 +100,6 @@ def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "a
     nbformat.write(nb, path)
 
 
-def link_labextension(data_dir: Path) -> None:
-    """Load this checkout's labextension build, as ``jupyter labextension develop`` would."""
-    assert (BUILT / "static" / "style.js").is_file(), (
-        f"{BUILT} is not built: run `python -m pip install -e .` or `jlpm install && jlpm build`"
-    )
-    target = data_dir / "labextensions" / "chat-oauth2-nb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        target.symlink_to(BUILT, target_is_directory=True)
-
-
 def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
     """JupyterLab with the two test notebooks; kernels get the demo credentials from its env."""
     server = JupyterServer(
@@ -131,6 +118,7 @@ def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
         },
     )
     write_settings(server.config_dir)
+    # The panel's countdown and copy buttons are views of this checkout's labextension.
     link_labextension(server.data_dir)
     write_notebook(server.root_dir / "test.ipynb", provider, LAB_USER)
     write_notebook(server.root_dir / "test-nb7.ipynb", provider, NB7_USER)

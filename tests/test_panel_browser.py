@@ -17,7 +17,6 @@ The countdown and the copy buttons are drawn by the package's labextension
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ import pytest
 import test_browser as lab
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from support.chromium import launch_chromium, require_chromium
+from support.labext import write_theme
 from support.server import JupyterServer
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
@@ -93,16 +93,7 @@ def jupyter(
 
 def use_theme(server: JupyterServer, theme: str) -> None:
     """The Lab theme of the next page load (user settings are read at every load)."""
-    path = (
-        server.config_dir
-        / "lab"
-        / "user-settings"
-        / "@jupyterlab"
-        / "apputils-extension"
-        / "themes.jupyterlab-settings"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"theme": THEMES[theme]}), encoding="utf-8")
+    write_theme(server.config_dir / "lab" / "user-settings", THEMES[theme])
 
 
 @pytest.fixture
