@@ -37,6 +37,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from support.chromium import launch_chromium, require_chromium, write_lab_settings
+from support.labext import link_labextension
 from support.scan import assert_no_secret as scan
 from support.server import JupyterServer
 from support.wait import wait_until
@@ -117,6 +118,8 @@ def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
         },
     )
     write_settings(server.config_dir)
+    # The panel's countdown and copy buttons are views of this checkout's labextension.
+    link_labextension(server.data_dir)
     write_notebook(server.root_dir / "test.ipynb", provider, LAB_USER)
     write_notebook(server.root_dir / "test-nb7.ipynb", provider, NB7_USER)
     write_notebook(server.root_dir / "test-device.ipynb", provider, DEVICE_USER, "device")
@@ -334,7 +337,7 @@ def test_jupyterlab_authorize_refresh_revoke(
         token_mask = mask(record.data.token)
         token_line = panel(page, "chat-oauth2-token")
         expect(token_line).to_contain_text(token_mask)
-        expect(panel(page, "chat-oauth2-expiry")).to_contain_text("expires in")
+        expect(panel(page, "chat-oauth2-expiry-countdown")).to_contain_text("Expires in")
         html = page.content()
         assert token_mask in html  # the scanned HTML holds the widgets' DOM
         assert_no_secret(html, jupyter, provider, "the notebook page")
@@ -362,6 +365,7 @@ def test_jupyterlab_authorize_refresh_revoke(
         # Check configuration: the doctor's report, in place, as a table (issue: provider doctor).
         panel(page, "chat-oauth2-check").click()
         report = panel(page, "chat-oauth2-report")
+        report.locator("summary").click()  # what passed is folded away
         expect(report.locator("table")).to_be_visible()
         expect(report).to_contain_text("credentials")
         expect(panel(page, "chat-oauth2-outcome")).to_contain_text("Checked the configuration")
@@ -378,15 +382,16 @@ def test_jupyterlab_authorize_refresh_revoke(
         assert refreshed.data.expires_at is not None and record.data.expires_at is not None
         assert refreshed.data.expires_at >= record.data.expires_at
         expect(token_line).to_contain_text(mask(refreshed.data.token))
-        expect(panel(page, "chat-oauth2-expiry")).to_contain_text("expires in")
+        expect(panel(page, "chat-oauth2-expiry-countdown")).to_contain_text("Expires in")
         expect(status).to_have_text(re.compile(r"^Authorized"))
         assert record.data.refresh_token is not None
         assert provider.introspect(record.data.refresh_token) == {"active": False}
         expect(log_body).to_contain_text("grant_type=refresh_token")
         assert_no_secret(page.content(), jupyter, provider, "the page after Refresh")
 
-        # Revoke: gone at the provider and here; the panel offers a fresh link.
+        # Revoke (the panel asks first): gone at the provider and here; a fresh link.
         panel(page, "chat-oauth2-revoke").click()
+        panel(page, "chat-oauth2-confirm-revoke").click()
         expect(status).to_have_text(re.compile(r"^Not authorized"))
         expect(panel(page, "chat-oauth2-authorize")).to_be_visible()
         assert stored_token(jupyter, LAB_USER) is None
@@ -472,13 +477,15 @@ def test_device_code_panel_in_jupyterlab(
         expect(code_box).to_have_text(re.compile(r"^\s*[A-Z0-9-]{4,}\s*$"))
         code = code_box.inner_text().strip()
         expect(status).to_have_text(re.compile(r"^Not authorized"))
-        expect(panel(page, "chat-oauth2-code-expiry")).to_contain_text("expires in")
+        expect(panel(page, "chat-oauth2-code-countdown")).to_contain_text("The code expires in")
 
         # The person opens the verification page in a second tab, types the code, approves.
         verify = page.locator(".chat-oauth2-panel a.chat-oauth2-verify-link")
         expect(verify).to_have_attribute("target", "_blank")
+        expect(verify).to_have_text("Open the verification page")
+        # The page's address is said beside the button: the person types it (and the code).
         tab = context.new_page()
-        tab.goto(verify.inner_text().strip())
+        tab.goto(panel(page, "chat-oauth2-verify").locator("code").inner_text().strip())
         tab.locator("input[name=user_code]").fill(code)
         tab.locator("form#device-entry button.approve").click()
         expect(tab.locator("#user-code")).to_have_text(code)

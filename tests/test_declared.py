@@ -363,33 +363,27 @@ async def test_revoke_in_the_panel_asks_for_confirmation_first(
     browser: Browser,
     panels: list[Any],
     provider: DemoProvider,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import chat_oauth2_nb.widgets.panel as panel_module
-
     panel = await _authorized_panel(browser, panels)
     store = open_store()
     record = store.get_token("demo", "ada")
     assert record is not None
     revoke = _one(panel, "chat-oauth2-revoke")
 
-    # One click only asks; nothing is revoked.
-    monkeypatch.setattr(panel_module, "CONFIRM_REVOKE_WITHIN", 0.5)
+    # One click only asks; nothing is revoked. Cancel takes the question back.
     revoke.click()
-    assert revoke.description == "Confirm revoke"
-    assert "Confirm revoke" in _read(panel, "chat-oauth2-outcome")
-    # Unconfirmed, the question goes away by itself; the next click asks again.
-    await _until(lambda: revoke.description == "Revoke", "the question withdrawn", timeout=5)
-    assert _read(panel, "chat-oauth2-outcome") == ""
+    question = _one(panel, "chat-oauth2-confirm-box")
+    assert question.layout.display != "none"
+    assert "Revoke the token for ada at demo" in _read(panel, "chat-oauth2-confirm-text")
+    _one(panel, "chat-oauth2-cancel-revoke").click()
+    assert question.layout.display == "none"
     assert store.get_token("demo", "ada") is not None
     assert provider.introspect(record.data.token)["active"] is True
 
-    monkeypatch.setattr(panel_module, "CONFIRM_REVOKE_WITHIN", 30.0)
     revoke.click()
-    assert revoke.description == "Confirm revoke"
     assert store.get_token("demo", "ada") is not None
-    revoke.click()  # confirmed
+    _one(panel, "chat-oauth2-confirm-revoke").click()  # confirmed
     await _until(lambda: _read(panel, "chat-oauth2-status").startswith("Not authorized"), "revoked")
     assert store.get_token("demo", "ada") is None
     assert provider.introspect(record.data.token)["active"] is False
-    assert revoke.description == "Revoke"
+    assert question.layout.display == "none"

@@ -153,7 +153,7 @@ def _click_through(hub: RealHub, provider: DemoProvider, context: BrowserContext
 
     status = page.locator(".chat-oauth2-panel .chat-oauth2-status")
     expect(status).to_have_text(re.compile(r"^Not authorized"))
-    expect(page.locator(".chat-oauth2-panel .chat-oauth2-provider")).to_contain_text(
+    expect(page.locator(".chat-oauth2-panel .chat-oauth2-redirect")).to_contain_text(
         f"{hub.callback_base}/demo"
     )
     expect(page.locator(".chat-oauth2-panel .chat-oauth2-provider")).to_contain_text(

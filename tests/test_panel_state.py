@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -18,7 +19,19 @@ from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import FlowError, PendingFlow, TokenRecord
 from chat_oauth2_nb.widgets import flow, render
 from chat_oauth2_nb.widgets.flow import Adopt, ExpireCode, NewLink, Seen, advance
-from chat_oauth2_nb.widgets.state import ErrorInfo, LinkView, PanelState, Status
+from chat_oauth2_nb.widgets.state import (
+    ErrorInfo,
+    LinkView,
+    PanelState,
+    ReportRow,
+    ReportView,
+    Status,
+    about_changes_at,
+    about_text,
+    at_text,
+    next_step,
+    status_line,
+)
 
 NOW = 1_700_000_000.0
 REDIRECT = "http://127.0.0.1:4711/chat-oauth2/callback/demo"
@@ -308,9 +321,9 @@ def test_what_a_paste_note_says() -> None:
 
 
 def test_one_action_at_a_time() -> None:
-    busy = flow.begin(a_state(confirm_revoke_until=NOW + 3), "refresh", "Refreshing…")
+    busy = flow.begin(a_state(confirm_revoke=True), "refresh", "Refreshing…")
     assert busy is not None and busy.busy == "refresh" and busy.outcome == "Refreshing…"
-    assert busy.confirm_revoke_until is None and not busy.ready
+    assert not busy.confirm_revoke and not busy.ready
     assert flow.begin(busy, "revoke", "Revoking…") is None
     assert flow.switch_way(busy, "device") is None
     done = flow.acted(busy, "The refresh failed", ErrorInfo("x"))
@@ -320,18 +333,19 @@ def test_one_action_at_a_time() -> None:
     assert switched.link is None and switched.error is None
 
 
-def test_revoking_a_declared_providers_token_asks_first() -> None:
-    own = a_state()
-    assert flow.ask_to_confirm_revoke(own, NOW, 5) is None  # not declared: revoke at once
-    declared = a_state(declared=True)
-    asking = flow.ask_to_confirm_revoke(declared, NOW, 5)
-    assert asking is not None and asking.confirm_revoke_until == NOW + 5
-    assert "Confirm revoke" in (asking.outcome or "")
-    assert flow.ask_to_confirm_revoke(asking, NOW + 4, 5) is None  # the second click revokes
-    assert flow.confirm_lapsed(asking, NOW + 4) is asking
-    lapsed = flow.confirm_lapsed(asking, NOW + 5)
-    assert lapsed.confirm_revoke_until is None and lapsed.outcome is None
-    assert flow.ask_to_confirm_revoke(lapsed, NOW + 6, 5) is not None  # asks again
+def test_revoke_asks_first_and_cancel_takes_the_question_back() -> None:
+    token = flow.advance(a_state(), Seen(a_record(), redirect_uri=REDIRECT), NOW).state.token
+    assert flow.ask_to_confirm_revoke(a_state()) is None  # nothing stored: nothing to ask
+    for declared in (False, True):
+        authorized = a_state(token=token, declared=declared, outcome="Refreshed at 12:00")
+        asking = flow.ask_to_confirm_revoke(authorized)
+        assert asking is not None and asking.confirm_revoke and asking.outcome is None
+        question = render.confirm_revoke_html(asking)
+        assert "Revoke the token for <code>ada</code> at <code>demo</code>?" in question
+        assert not flow.cancel_revoke(asking).confirm_revoke
+        busy = flow.begin(asking, "revoke", "Revoking…")
+        assert busy is not None and not busy.confirm_revoke
+        assert flow.ask_to_confirm_revoke(busy) is None  # one action at a time
 
 
 def test_a_device_panel_asks_for_its_first_code_only_with_nothing_to_show() -> None:
@@ -350,13 +364,16 @@ def test_links_are_static_html_without_the_state() -> None:
     link = link_of(a_flow())
     offered = a_state(link=link)
     html = render.link_html(offered, Status.NOT_AUTHORIZED)
-    assert 'class="chat-oauth2-authorize"' in html and link.url in html and "state-of" not in html
-    assert ">Authorize again</a>" in render.link_html(offered, Status.AUTHORIZED)
+    assert 'class="chat-oauth2-authorize ' in html and link.url in html and "state-of" not in html
+    assert 'data-primary="true"' in html and "mod-primary" in html
+    secondary = render.link_html(offered, Status.AUTHORIZED, primary=False)
+    assert ">Authorize again</a>" in secondary and "mod-primary" not in secondary
     assert render.link_html(offered, Status.NOT_CONFIGURED) == ""
     device = a_state(link=link_of(a_device_flow()))
     assert render.link_html(device, Status.NOT_AUTHORIZED) == ""
     assert device.link is not None and "WDJB-MJHT" in render.user_code_html(device.link)
-    assert "(this link fills the code in)" in render.verify_html(device.link)
+    assert "(the link fills the code in)" in render.verify_html(device.link)
+    assert ">Open the verification page</a>" in render.verify_html(device.link)
     # The host the link opens is named, in ASCII, next to it (issue 17, finding 12).
     assert "on <b>p</b>" in render.verify_html(device.link)
     look_alike = dataclasses.replace(device.link, url="https://xn--pypl-53d.com/device")
@@ -375,8 +392,6 @@ def test_small_words_of_the_view() -> None:
     assert render.sealed_words(True, "env") == "encrypted (AES-GCM)"
     assert render.sealed_words(False, None) == "not encrypted"
     assert render.sealed_words(None, None) == "cannot be opened"
-    assert render.revoke_look(True)[0] == "Confirm revoke"
-    assert render.revoke_look(False)[:2] == ("Revoke", "warning")
     assert [render.progress_style(f) for f in (0.9, 0.2, 0.05)] == ["success", "warning", "danger"]
     assert render.shown(True) is None and render.shown(False) == "none"
     assert render.text('<b a="1">') == "&lt;b a=&quot;1&quot;&gt;"
@@ -384,3 +399,142 @@ def test_small_words_of_the_view() -> None:
 
 def _at(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+
+
+# -- a panel that guides (issue 21, item 2) ---------------------------------------------------
+
+
+def _token_state(**changes: Any) -> PanelState:
+    """Authorized: a token stored, the standby link on offer."""
+    pending = a_flow()
+    shown = advance(a_state(link=link_of(pending)), seen(record=a_record(), current=pending), NOW)
+    return dataclasses.replace(shown.state, **changes)
+
+
+def test_every_state_offers_at_most_one_next_step() -> None:
+    now = _at(NOW)
+    redirect = a_state(link=link_of(a_flow()))
+    opened = a_state(link=dataclasses.replace(link_of(a_flow()), opened_at=NOW - 3))
+    paste_link = dataclasses.replace(link_of(a_flow(endpoint="paste")), kind="paste")
+    pasting = a_state(way="paste", link=paste_link)
+    shown_paste = flow.show_link(pasting, NOW)
+    device = a_state(way="device", link=link_of(a_device_flow()))
+    authorized_token = _token_state().token
+    assert authorized_token is not None
+    expired_token = dataclasses.replace(
+        authorized_token,
+        expires_at=dt.datetime.fromtimestamp(NOW - 1, dt.timezone.utc),
+    )
+    cases: dict[str, tuple[PanelState, str | None]] = {
+        "not authorized": (redirect, "authorize"),
+        "waiting for the other tab": (opened, None),
+        "authorized": (_token_state(), None),
+        "authorized, asked to authorize again": (_token_state(again=True), "authorize"),
+        "expired, refreshable": (_token_state(token=expired_token), "refresh"),
+        "paste: link hidden": (pasting, "show_link"),
+        "paste: link shown": (shown_paste, "authorize"),
+        "paste: address received": (flow.paste_received(pasting, "http://x/?code=c"), "finish"),
+        "device: code shown": (device, "verify"),
+        "device: no code": (a_state(way="device"), "new_code"),
+        "busy": (dataclasses.replace(redirect, busy="check"), None),
+        "not configured": (dataclasses.replace(redirect, config_problem="no"), None),
+        "error": (dataclasses.replace(redirect, error=ErrorInfo("x")), "authorize"),
+    }
+    for name, (state, step) in cases.items():
+        assert next_step(state, now) == step, name
+    assert opened.status(now) is Status.WAITING
+    assert "Waiting for you to approve in the other tab" in render.status_html(
+        opened, Status.WAITING, now
+    )
+    assert 'class="chat-oauth2-spinner"' in render.status_html(opened, Status.WAITING, now)
+
+
+def test_the_status_line_holds_no_ticking_countdown() -> None:
+    now = _at(NOW)
+    for state in (
+        a_state(link=link_of(a_flow())),
+        a_state(way="device", link=link_of(a_device_flow())),
+        _token_state(),
+        a_state(link=dataclasses.replace(link_of(a_flow()), started_by_panel=False)),
+    ):
+        line = status_line(state, now)
+        assert not re.search(r"\d:\d\d", line.replace(at_text(NOW + 3600), "")), line
+    # The device code's expiry is said once, beside its code, not in the status line too.
+    assert "expire" not in status_line(a_state(way="device", link=link_of(a_device_flow())), now)
+
+
+def test_coarse_time_left_changes_at_most_once_a_minute() -> None:
+    assert about_text(NOW + 3599, NOW) == "in about 60 min"
+    assert about_text(NOW + 61, NOW) == "in about 2 min"
+    assert about_text(NOW + 30, NOW) == "in less than a minute"
+    assert about_text(NOW + 5 * 3600, NOW) == "in about 5 h"
+    assert about_text(NOW - 1, NOW) == "now"
+    change = about_changes_at(NOW + 3599, NOW)
+    assert change == NOW + 3599 - 59 * 60  # 59 s from now: "in about 59 min"
+    assert change is not None and about_text(NOW + 3599, change) == "in about 59 min"
+    assert about_text(NOW + 3599, change - 0.5) == "in about 60 min"
+    assert about_changes_at(NOW + 30, NOW) == NOW + 30
+    assert about_changes_at(NOW - 1, NOW) is None
+
+
+def test_the_panel_wakes_only_when_time_changes_what_it_shows() -> None:
+    # Authorized, an hour left: the next minute of "in about", not the next second.
+    wake = flow.next_wake(_token_state(link=None), NOW, 60.0)
+    assert wake is not None and 30 < wake - NOW <= 60
+    # An unused link: when it expires (then a new one is offered).
+    link = link_of(a_flow())
+    assert flow.next_wake(a_state(link=link), NOW, 60.0) == link.expires_at
+    # An opened link: when the fallback offer is due.
+    opened = a_state(link=dataclasses.replace(link, opened_at=NOW - 10))
+    assert flow.next_wake(opened, NOW, 60.0) == NOW + 50
+    # A code being exchanged: a look each second until the token lands (or it looks stuck).
+    exchanging = a_state(link=dataclasses.replace(link, exchanging=True))
+    assert flow.next_wake(exchanging, NOW, 60.0) == NOW + flow.EXCHANGE_LOOK
+    # A device code: its next poll.
+    assert flow.next_wake(a_state(link=link_of(a_device_flow())), NOW, 60.0) == NOW + 5
+    # Nothing that time changes: never.
+    assert flow.next_wake(a_state(), NOW, 60.0) is None
+
+
+def test_a_new_token_clears_the_lines_about_the_old_state() -> None:
+    pending = a_flow()
+    report = ReportView.of("x", [ReportRow("a", "ok", "fine", "")])
+    before = a_state(
+        link=link_of(pending),
+        outcome="Revoked at the provider and deleted here.",
+        report=report,
+        paste_note="Received …",
+        confirm_revoke=True,
+    )
+    after = advance(before, seen(record=a_record(), current=pending, latest=pending), NOW).state
+    assert after.token is not None
+    assert after.outcome is None and after.report is None and after.paste_note is None
+    assert not after.confirm_revoke and not after.again
+    # And a token that went away (revoked elsewhere) takes its report with it.
+    checked = flow.checked(after, report)
+    gone = advance(checked, seen(current=pending, latest=pending), NOW).state
+    assert gone.token is None and gone.report is None
+    # A running action keeps its busy words until its own outcome replaces them.
+    busy = flow.begin(before, "refresh", "Refreshing…")
+    assert busy is not None
+    during = advance(busy, seen(record=a_record(), current=pending), NOW).state
+    assert during.outcome == "Refreshing…"
+
+
+def test_the_doctors_report_puts_failures_first_and_folds_what_passed() -> None:
+    rows = [
+        ReportRow("authUri answers", "ok", "fine", ""),
+        ReportRow("Client authentication", "skipped", "no secret", ""),
+        ReportRow("Credentials", "fail", "invalid_client", "Check the <secret> source"),
+        ReportRow("Clock", "warn", "2 s off", "Sync the clock"),
+    ]
+    report = ReportView.of("'demo': 1 fail, 1 warn, 1 ok, 1 skipped", rows)
+    assert [r.verdict for r in report.rows] == ["fail", "warn", "ok", "skipped"]
+    page = render.report_html(report)
+    assert page.index("Credentials") < page.index("Clock") < page.index("authUri answers")
+    urgent, folded = page.split("<details>", 1)
+    assert "Credentials" in urgent and "authUri answers" in folded
+    assert "2 other checks passed or skipped" in folded
+    assert "Check the &lt;secret&gt; source" in page  # escaped, and wrapped by the card's CSS
+    assert "table-layout: fixed" in render.PANEL_CSS
+    assert render.report_html(None) == ""

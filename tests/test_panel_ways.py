@@ -23,7 +23,7 @@ from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
 from support.wait import poll as wait_for
 from support.wait import wait_until
-from support.widgets import one
+from support.widgets import one, primaries
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.notebook.client import OAuth2Client
@@ -54,7 +54,7 @@ def shown(widget: Any) -> bool:
 
 
 def anchor(widget: Any, css_class: str) -> str:
-    match = re.search(rf'class="{css_class}"[^>]*href="([^"]+)"', str(widget.value))
+    match = re.search(rf'class="{css_class}[ "][^>]*href="([^"]+)"', str(widget.value))
     assert match, widget.value
     return html.unescape(match.group(1))
 
@@ -138,7 +138,13 @@ def test_device_panel_shows_the_code_and_turns_authorized_by_itself(
     assert status(panel).startswith("Not authorized") and "enter the code" in status(panel)
     verify = anchor(one(panel, "chat-oauth2-verify"), "chat-oauth2-verify-link")
     assert verify.startswith(fast_device.issuer) and code in verify  # the code filled in
-    assert "The code expires in" in words(one(panel, "chat-oauth2-code-expiry"))
+    # The code's expiry, said once: the browser's countdown, and the text beside it.
+    assert "The code expires at" in words(one(panel, "chat-oauth2-code-expiry"))
+    assert "expires" not in status(panel)
+    countdown = one(panel, "chat-oauth2-code-countdown")
+    assert countdown.expires_at == panel.state.link.expires_at  # type: ignore[union-attr]
+    assert one(panel, "chat-oauth2-copy-code").text == code
+    assert primaries(panel) == ["Open the verification page"]
     assert not shown(one(panel, "chat-oauth2-new-code"))
     assert not shown(one(panel, "chat-oauth2-paste-box"))
     # Nobody calls wait_for_authorization(): the panel polls by itself.

@@ -69,7 +69,7 @@ def widget_state() -> str:
 
 def href(panel: OAuth2Panel) -> str:
     value = str(one(panel, "chat-oauth2-link").value)
-    match = re.search(r'class="chat-oauth2-authorize"[^>]*href="([^"]+)"', value)
+    match = re.search(r'class="chat-oauth2-authorize[ "][^>]*href="([^"]+)"', value)
     assert match, value
     return html.unescape(match.group(1))
 

@@ -28,7 +28,7 @@ from ipywidgets.embed import embed_data
 from ipywidgets.widgets import widget as widget_module
 from support.scan import assert_no_secret
 from support.wait import poll, wait_until
-from support.widgets import find, one
+from support.widgets import find, one, primaries, revoke, visible
 
 from chat_oauth2_nb import dashboard
 from chat_oauth2_nb.demo import DemoProvider
@@ -37,6 +37,7 @@ from chat_oauth2_nb.notebook.client import OAuth2Client
 from chat_oauth2_nb.oauth import AuthData, mask
 from chat_oauth2_nb.store import Store
 from chat_oauth2_nb.widgets import OAuth2Panel, TokenDashboard
+from chat_oauth2_nb.widgets._views import CopyButton, Countdown
 from chat_oauth2_nb.widgets.state import (
     STATUS_WORDS,
     ErrorInfo,
@@ -298,7 +299,9 @@ def test_status_line_starts_with_the_status_word() -> None:
     for expected, state in states.items():
         assert state.status(now) is expected
         assert status_line(state, now).startswith(STATUS_WORDS[expected])
-    assert "expires in 4:59" in status_line(states[Status.AUTHORIZED], now)
+    # No ticking countdown in the line (the browser draws it): the clock time, and "about".
+    line = status_line(states[Status.AUTHORIZED], now)
+    assert "expires at " in line and "(in about 5 min)" in line and "4:59" not in line
     forever = TokenView.from_auth_data(AuthData(token="t" * 20), version=1, updated_at=0.0)
     line = status_line(PanelState("demo", "ada", "", "", (), None, token=forever), now)
     assert line == "Authorized: the provider gave the token no expiry."
@@ -352,11 +355,13 @@ def test_not_authorized_shows_provider_and_authorize_link(
     panel = make_panel(client)
     assert "chat-oauth2-panel" in panel._dom_classes
     assert status(panel).startswith("Not authorized")
-    assert "valid for 9:" in status(panel)
+    assert "Click Authorize and approve" in status(panel)
+    assert primaries(panel) == ["Authorize"]
     provider_text = one(panel, "chat-oauth2-provider").value
     assert client.config.auth_uri in provider_text
     assert client.config.access_token_uri in provider_text
-    assert client.redirect_uri and client.redirect_uri in provider_text
+    assert client.redirect_uri and client.redirect_uri in one(panel, "chat-oauth2-redirect").value
+    assert one(panel, "chat-oauth2-copy-redirect").text == client.redirect_uri
     assert "profile" in provider_text
     anchor = authorize_anchor(panel)
     assert anchor["target"] == "_blank" and anchor["rel"] == "noopener"
@@ -371,7 +376,9 @@ def test_not_authorized_shows_provider_and_authorize_link(
     assert query["code_challenge_method"] == ["S256"]
     assert query["redirect_uri"] == [client.redirect_uri]
     assert not shown(one(panel, "chat-oauth2-token-box"))
-    assert one(panel, "chat-oauth2-refresh").disabled and one(panel, "chat-oauth2-revoke").disabled
+    # No token: nothing to refresh or revoke, so no (disabled, yet loud) buttons either.
+    assert not visible(panel, one(panel, "chat-oauth2-refresh"))
+    assert not visible(panel, one(panel, "chat-oauth2-revoke"))
     assert panel._timer_alive
 
 
@@ -390,7 +397,9 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert shown(one(panel, "chat-oauth2-token-box"))
     token_text = one(panel, "chat-oauth2-token").value
     assert mask(stored.token) in token_text and "Bearer" in token_text
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
+    assert stored.expires_at is not None
+    assert one(panel, "chat-oauth2-expiry-countdown").expires_at == stored.expires_at.timestamp()
+    assert "(in about 60 min)" in one(panel, "chat-oauth2-expiry").value
     assert "Refresh token: stored" in one(panel, "chat-oauth2-extras").value
     assert "id_token: stored" in one(panel, "chat-oauth2-extras").value
     scopes = one(panel, "chat-oauth2-scopes").value
@@ -406,13 +415,29 @@ def test_poller_notices_the_callback_and_shows_the_token(
     assert not one(panel, "chat-oauth2-revoke").disabled
 
 
-def test_countdown_ticks_without_help(
-    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+def test_an_idle_panel_sends_nothing_while_the_browser_counts_down(
+    make_client: Make,
+    make_panel: Callable[..., OAuth2Panel],
+    provider: DemoProvider,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     panel = make_panel(make_client())
     authorize_via_panel(panel, provider)
-    first = one(panel, "chat-oauth2-expiry").value
-    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != first)
+    countdown = one(panel, "chat-oauth2-expiry-countdown")
+    assert countdown._view_name == "CountdownView" and countdown._view_module == "chat-oauth2-nb"
+    assert countdown.expires_at is not None and countdown.sent_at <= time.time()
+    # The panel's next wake-up is the coarse text's next minute, not the next second.
+    assert panel._alarm.when is not None and panel._alarm.when - time.time() > 5
+    sent: list[str] = []
+    original = ipywidgets.Widget.send_state
+
+    def counting(self: ipywidgets.Widget, key: Any = None) -> None:
+        sent.append(type(self).__name__)
+        original(self, key)
+
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", counting)
+    time.sleep(3.0)  # a window to observe silence in, not a wait for something to happen
+    assert sent == []
 
 
 def test_authorize_link_is_replaced_after_use(
@@ -421,8 +446,15 @@ def test_authorize_link_is_replaced_after_use(
     panel = make_panel(make_client())
     used = href(panel)
     authorize_via_panel(panel, provider)
+    # Authorized: the ways to authorize step aside, behind a secondary "Authorize again".
+    assert one(panel, "chat-oauth2-link").value == ""
+    assert primaries(panel) == []
+    again = one(panel, "chat-oauth2-again")
+    assert visible(panel, again) and again.button_style == ""
+    again.click()
     assert wait_for(lambda: href(panel) != used)
     assert state_of(href(panel)) != state_of(used)
+    assert primaries(panel) == ["Authorize again"]
     again = httpx.get(used)
     assert again.status_code == 400 and "used" in again.text
     assert status(panel).startswith("Authorized")  # a replayed link is not this panel's news
@@ -446,7 +478,8 @@ def test_waiting_for_a_flow_started_from_code(
     assert status(panel).startswith("Not authorized")
     url = client.get_user_authorization_url("ada")
     assert wait_for(lambda: status(panel).startswith("Waiting for the browser")), status(panel)
-    assert "expires in 9:" in status(panel)
+    assert "code in a cell started this sign-in" in status(panel)
+    assert primaries(panel) == []  # nothing to do here but approve at the provider
     assert "chat-oauth2-status--waiting" in one(panel, "chat-oauth2-status")._dom_classes
     # The panel offers the same flow, so its link and wait_for_authorization() agree.
     assert state_of(href(panel)) == state_of(url)
@@ -485,7 +518,8 @@ def test_expired_token(
     authorize_via_panel(panel, provider)
     assert wait_for(lambda: status(panel).startswith("Expired")), status(panel)
     assert "Refresh it" in status(panel)
-    assert re.match(r"expired 0:0\d ago", one(panel, "chat-oauth2-expiry").value)
+    assert "Expired at " in one(panel, "chat-oauth2-expiry").value
+    assert primaries(panel) == ["Refresh"]
     assert "chat-oauth2-status--expired" in one(panel, "chat-oauth2-status")._dom_classes
     provider.set_token_lifetime(3600)
     one(panel, "chat-oauth2-refresh").click()
@@ -520,7 +554,8 @@ def test_refresh_changes_token_and_expiry(
     panel = make_panel(client)
     authorize_via_panel(panel, provider)
     before = one(panel, "chat-oauth2-token").value
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 59:")
+    countdown = one(panel, "chat-oauth2-expiry-countdown")
+    assert countdown.expires_at - time.time() > 3000
     provider.set_token_lifetime(600)
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: idle(panel))
@@ -528,7 +563,8 @@ def test_refresh_changes_token_and_expiry(
     assert one(panel, "chat-oauth2-token").value != before
     stored = client.get_access_token_for_user("ada")
     assert stored is not None and mask(stored.token) in one(panel, "chat-oauth2-token").value
-    assert one(panel, "chat-oauth2-expiry").value.startswith("expires in 9:")
+    assert 500 < countdown.expires_at - time.time() <= 600
+    assert "(in about 10 min)" in one(panel, "chat-oauth2-expiry").value
     assert status(panel).startswith("Authorized")
 
 
@@ -578,9 +614,8 @@ def test_failing_refresh_shows_error_and_hint_and_keeps_token(
     assert client.store.get_token(client.alias, "ada") == before
     assert shown(one(panel, "chat-oauth2-token-box"))
     assert one(panel, "chat-oauth2-token").value == token_text
-    # Staying in the error state across ticks (the countdown moved), until something succeeds.
-    expiry = one(panel, "chat-oauth2-expiry").value
-    assert wait_for(lambda: one(panel, "chat-oauth2-expiry").value != expiry)
+    # Staying in the error state across a look at the store, until something succeeds.
+    panel._on_tick()
     assert status(panel).startswith("Error")
     one(panel, "chat-oauth2-refresh").click()
     assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
@@ -594,14 +629,15 @@ def test_revoke_returns_to_not_authorized(
     authorize_via_panel(panel, provider)
     token = client.get_access_token_for_user("ada")
     assert token is not None
-    one(panel, "chat-oauth2-revoke").click()
+    revoke(panel)
     assert wait_for(lambda: status(panel).startswith("Not authorized")), status(panel)
     assert wait_for(lambda: idle(panel))
     assert one(panel, "chat-oauth2-outcome").value == "Revoked at the provider and deleted here."
     assert client.store.get_token(client.alias, "ada") is None
     assert provider.introspect(token.token)["active"] is False
     assert not shown(one(panel, "chat-oauth2-token-box"))
-    assert one(panel, "chat-oauth2-revoke").disabled
+    assert not visible(panel, one(panel, "chat-oauth2-revoke"))
+    assert primaries(panel) == ["Authorize"]
     href(panel)  # a link to authorize again is on offer
 
 
@@ -612,7 +648,7 @@ def test_failing_revoke_keeps_token(
     panel = make_panel(client)
     authorize_via_panel(panel, provider)
     provider.inject_fault("revoke", status=503, body="<html>down</html>", content_type="text/html")
-    one(panel, "chat-oauth2-revoke").click()
+    revoke(panel)
     assert wait_for(lambda: idle(panel))
     assert status(panel).startswith("Error") and "Revoking the token failed" in status(panel)
     assert "HTTP 503" in one(panel, "chat-oauth2-error").value
@@ -709,7 +745,8 @@ def test_expiry_is_shown_once_with_a_progress_bar(
         for w in widget_module._instances.values()
         if isinstance(w, ipywidgets.HTML) and w in _descendants(panel)
     ]
-    assert sum("expires in" in t for t in texts) == 1, texts
+    assert sum("expires at" in t.lower() for t in texts) == 1, texts
+    assert len(find(panel, "chat-oauth2-expiry-countdown")) == 1
     bar = one(panel, "chat-oauth2-expiry-bar")
     assert isinstance(bar, ipywidgets.FloatProgress) and 0.95 <= bar.value <= 1.0
     assert bar.bar_style == "success"
@@ -828,11 +865,54 @@ def test_no_secret_ever_reaches_a_widget_trait(
 
     secrets += _flow_verifiers(store)
     assert all(len(s) >= 16 for s in secrets)
+    # The browser-drawn widgets are among those scanned: a countdown per panel and row, and
+    # copy buttons whose text is public (a redirect URI, or nothing yet).
+    scanned = list(widget_module._instances.values())
+    assert sum(isinstance(w, Countdown) for w in scanned) >= len(panels) + len(board.rows)
+    copies = [w for w in scanned if isinstance(w, CopyButton)]
+    assert copies and {c.text for c in copies} <= {"", client.redirect_uri, waiting.redirect_uri}
     _assert_no_secret_in_widget_state(secrets)
     # The client's own HTTP log (what the panel shows) holds only masked values.
     for exchange in client.http_log:
         for secret in secrets:
             assert secret not in exchange.request_body + exchange.response_body + exchange.url
+
+
+def test_finish_pressed_while_busy_runs_once_the_action_ends(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    client = make_client(mode="paste")
+    panel = make_panel(client)
+    one(panel, "chat-oauth2-show-link").click()
+    assert panel.state.link is not None
+    # A paste-back link is the provider's own URL: approve, and stop where the browser lands.
+    landed = provider.approve(panel.state.link.url, follow_redirect=False)
+    location = str(landed.headers["location"])
+    provider.token_delay = 3.0  # the check asks the token endpoint: it runs a while…
+    one(panel, "chat-oauth2-check").click()
+    assert panel.state.busy == "check"
+    one(panel, "chat-oauth2-paste").value = location
+    one(panel, "chat-oauth2-paste-finish").click()  # …and Finish pressed meanwhile is kept
+    assert panel.state.busy == "check"
+    assert "Still working" in one(panel, "chat-oauth2-paste-note").value
+    provider.token_delay = 0.0
+    assert wait_for(lambda: status(panel).startswith("Authorized")), status(panel)
+    assert client.store.get_token(client.alias, "ada") is not None
+
+
+def test_the_doctors_report_goes_when_the_state_changes(
+    make_client: Make, make_panel: Callable[..., OAuth2Panel], provider: DemoProvider
+) -> None:
+    panel = make_panel(make_client())
+    authorize_via_panel(panel, provider)
+    one(panel, "chat-oauth2-check").click()
+    report = one(panel, "chat-oauth2-report")
+    assert wait_for(lambda: "data-verdict" in report.value), report.value
+    assert shown(report) and "passed or skipped" in report.value
+    assert wait_for(lambda: idle(panel))
+    revoke(panel)  # the report described the state before
+    assert wait_for(lambda: status(panel).startswith("Not authorized")), status(panel)
+    assert report.value == "" and not shown(report)
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -842,7 +922,8 @@ def _row(board: TokenDashboard, alias: str, user: str) -> Any:
     rows = [
         r
         for r in find(board, "chat-oauth2-dashboard-row")
-        if f"<b>{alias}</b> · <code>{user}</code>" in one(r, "chat-oauth2-dashboard-who").value
+        if one(r, "chat-oauth2-dashboard-who").value == f"<b>{alias}</b>"
+        and one(r, "chat-oauth2-dashboard-user").value == f"<code>{user}</code>"
     ]
     assert len(rows) == 1
     return rows[0]
@@ -860,10 +941,27 @@ def test_dashboard_lists_every_stored_token(
     assert "chat-oauth2-dashboard" in board._dom_classes
     assert board.rows == [("one", "ada"), ("one", "bob"), ("two", "ada")]
     assert len(find(board, "chat-oauth2-dashboard-row")) == 3
+    # A table: one header row, and every row a grid with the header's columns.
+    columns = one(board, "chat-oauth2-dashboard-columns")
+    *texts, actions = columns.children
+    headers = [html.unescape(re.sub(r"<[^>]+>", "", c.value)) for c in texts]
+    assert headers == ["Provider", "User", "Status", "Expires"]
+    # Over the buttons, their invisible twins: every row's grid sizes that column alike.
+    assert [b.description for b in actions.children] == ["Refresh", "Revoke"]
+    assert all(b.layout.visibility == "hidden" for b in actions.children)
     for alias, user in board.rows:
         row = _row(board, alias, user)
-        assert status(row).startswith("Authorized")
-        assert one(row, "chat-oauth2-expiry").value.startswith("expires in 59:")
+        cells = one(row, "chat-oauth2-dashboard-cells")
+        assert cells.layout.grid_template_columns == columns.layout.grid_template_columns
+        assert len(cells.children) == len(columns.children)
+        assert status(row) == "Authorized"
+        # One expiry per row: the browser's countdown, and the text beside it for without.
+        assert len(find(row, "chat-oauth2-expiry-countdown")) == 1
+        assert one(row, "chat-oauth2-expiry-countdown").expires_at - time.time() > 3000
+        assert sum("at " in w.value for w in find(row, "chat-oauth2-expiry")) == 1
+        # Buttons as wide as their words: no "Refre…" in a half-width split.
+        assert one(row, "chat-oauth2-refresh").layout.width == "auto"
+        assert one(row, "chat-oauth2-revoke").layout.width == "auto"
 
     before_ada = one_ada.get_access_token_for_user("ada")
     before_bob = one_ada.get_access_token_for_user("bob")
@@ -877,10 +975,16 @@ def test_dashboard_lists_every_stored_token(
 
     revoked = two_ada.get_access_token_for_user("ada")
     assert revoked is not None
-    one(_row(board, "two", "ada"), "chat-oauth2-revoke").click()
+    two = _row(board, "two", "ada")
+    one(two, "chat-oauth2-revoke").click()  # asks first
+    assert "Revoke the token for <code>ada</code>" in one(two, "chat-oauth2-confirm-text").value
+    one(two, "chat-oauth2-cancel-revoke").click()
+    assert one(two, "chat-oauth2-confirm-box").layout.display == "none"
+    assert two_ada.get_access_token_for_user("ada") == revoked
+    revoke(two)
     assert wait_for(lambda: board.rows == [("one", "ada"), ("one", "bob")]), board.rows
     assert provider.introspect(revoked.token)["active"] is False
-    assert "Revoked" in board.children[1].value
+    assert "Revoked" in board._message.value
 
 
 def test_dashboard_shows_failures_and_new_rows(
@@ -890,7 +994,7 @@ def test_dashboard_shows_failures_and_new_rows(
     store: Store,
 ) -> None:
     board = make_dashboard()
-    assert board.rows == [] and "none stored" in board.children[0].value
+    assert board.rows == [] and "none stored" in one(board, "chat-oauth2-dashboard-header").value
     client = authorized("ada")
     assert wait_for(lambda: board.rows == [("demo", "ada")])  # picked up by the thread
     row = _row(board, "demo", "ada")
@@ -1070,5 +1174,10 @@ def test_check_configuration_names_a_wrong_secret(
         one(panel, "chat-oauth2-check").click()
         report = one(panel, "chat-oauth2-report")
         assert wait_for(lambda: "invalid_client" in report.value), report.value
+        # The failure comes first, wrapped in the card; what passed is folded under it.
+        verdicts = re.findall(r'data-verdict="(\w+)"', report.value)
+        order = {"fail": 0, "warn": 1, "ok": 2, "skipped": 3}
+        assert verdicts[0] == "fail" and verdicts == sorted(verdicts, key=order.__getitem__)
+        assert report.value.index("invalid_client") < report.value.index("<details>")
     finally:
         panel.close()

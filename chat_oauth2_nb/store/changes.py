@@ -84,6 +84,7 @@ class ChangeNotifier:
         #: How many times :meth:`wait` returned (tests show that an idle watcher sleeps).
         self.wakeups = 0
         self._rechecks: int | None = None  # None: no event waiting for its commit
+        self._fresh = False  # a path was just watched: its first look is no proof
 
     @property
     def native(self) -> bool:
@@ -113,6 +114,9 @@ class ChangeNotifier:
             self._paths[path] = wd
             if wd is not None:
                 self._names.setdefault(wd, set()).update(path.name + s for s in _SUFFIXES)
+                # A commit whose events came before this watch may still be syncing: the
+                # looks after the first one recheck as after an event (recheck_in).
+                self._fresh = True
         self.poke()
 
     def unwatch(self, path: Path) -> None:
@@ -163,6 +167,11 @@ class ChangeNotifier:
         ``changed``: whether that look found a commit. An event whose commit was not
         visible yet (still syncing) asks for a few more looks, ever further apart.
         """
+        if self._fresh:
+            # The first look at a new path always says "changed"; a commit that wrote before
+            # the watch and publishes after that look would otherwise wait for the next one.
+            # Two more looks (0.13 s, then 0.26 s later) cover a commit still syncing.
+            self._fresh, self._rechecks, changed = False, len(RECHECKS) - 2, False
         if changed or self._rechecks is None or self._rechecks >= len(RECHECKS):
             self._rechecks = None
             return None

@@ -15,11 +15,35 @@ from ..kernel.users import UserLike
 from ..oauth import AuthData, DeviceAuthorization, HttpExchange
 from ..store import FlowOrigin, PendingFlow, Store, TokenRecord
 
-__all__ = ["ClientFactory", "PanelClient", "Report", "TokenClient"]
+__all__ = ["Check", "ClientFactory", "PanelClient", "Report", "TokenClient"]
+
+
+class Check(Protocol):
+    """One row of a configuration check's report."""
+
+    @property
+    def title(self) -> str:
+        """What was checked."""
+
+    @property
+    def verdict(self) -> str:
+        """ok, warn, fail or skipped."""
+
+    @property
+    def evidence(self) -> str:
+        """What was seen."""
+
+    @property
+    def action(self) -> str:
+        """What to do (empty: nothing)."""
 
 
 class Report(Protocol):
     """A configuration check's report, as the panel shows it (it holds no secret)."""
+
+    @property
+    def checks(self) -> Sequence[Check]:
+        """Every check, in the doctor's order."""
 
     def summary(self) -> str:
         """One line: how many checks ended with each verdict."""

@@ -1,10 +1,14 @@
-"""The dashboard: one row per stored (alias, user), with status, expiry, Refresh and Revoke.
+"""The dashboard: a table of every stored (alias, user): status, expiry, Refresh and Revoke.
 
 Each alias gets a client rebuilt from the provider the store registered for it, so tokens
 authorized in other notebooks (or by the server) can be refreshed and revoked from here; the
 caller (the notebook façade, above this layer) says how to build one.
 The process's shared store watcher (``_threads``) re-reads the store when it changed (rows
-that come or go, new tokens) and re-renders the countdowns once a second.
+that come or go, new tokens); the browser draws the countdowns (``_views.Countdown``) and the
+alarm clock (``_clock``) wakes the table only when a row's coarse expiry text moves on.
+
+Every row is a grid with the header's column template, so the columns line up across rows
+and the buttons keep their width when the notebook is half as wide.
 """
 
 from __future__ import annotations
@@ -21,14 +25,53 @@ from ..errors import OAuth2Error
 from ..oauth import utcnow
 from ..store import Store, TokenRecord, open_store
 from ._client import ClientFactory, TokenClient
+from ._clock import Alarm
 from ._threads import ActionRunner, Subscription, watch_store
 from ._view import assign, close_tree, set_status_class
-from .render import error_html, text
-from .state import ErrorInfo, PanelState, TokenView, expiry_text, status_line
+from ._views import Countdown
+from .render import (
+    BADGE_COLOURS,
+    PANEL_CSS,
+    error_html,
+    expiry_fallback_html,
+    shown,
+    text,
+)
+from .state import STATUS_WORDS, ErrorInfo, PanelState, TokenView, about_changes_at, expiry_text
 
 __all__ = ["TokenDashboard", "dashboard"]
 
 Key = tuple[str, str]
+# Provider, user, status, expires, actions: fractions share what the others leave. The
+# actions take the buttons' own width (the header holds invisible twins of them, so every
+# row's grid resolves it alike), so no button is cut to "Refre…" in a narrow notebook.
+COLUMNS = "minmax(5.5em, 1.2fr) minmax(4em, 1fr) 8.5em minmax(6em, 1.6fr) max-content"
+HEADERS = ("Provider", "User", "Status", "Expires", "")
+_ACTIONS = (("Refresh", "refresh"), ("Revoke", "trash"))
+
+
+def _grid(cells: tuple[widgets.Widget, ...], css_class: str) -> widgets.GridBox:
+    grid = widgets.GridBox(
+        cells,
+        layout=widgets.Layout(
+            grid_template_columns=COLUMNS, grid_gap="0 0.6em", align_items="center", width="100%"
+        ),
+    )
+    grid.add_class(css_class)
+    return grid
+
+
+def _html(css_class: str, value: str = "") -> widgets.HTML:
+    widget = widgets.HTML(value)
+    widget.add_class(css_class)
+    return widget
+
+
+def _button(description: str, icon: str, css_class: str, style: str = "") -> widgets.Button:
+    button = widgets.Button(description=description, icon=icon, button_style=style)
+    button.layout.width = "auto"
+    button.add_class(css_class)
+    return button
 
 
 @dataclasses.dataclass
@@ -37,17 +80,21 @@ class _Row:
 
     alias: str
     user: str
-    box: widgets.HBox
+    box: widgets.VBox
     label: widgets.HTML
     status: widgets.HTML
+    countdown: Countdown
     expiry: widgets.HTML
     refresh: widgets.Button
     revoke: widgets.Button
+    question: widgets.HBox
     outcome: widgets.HTML
     token: TokenView | None = None
     error: ErrorInfo | None = None
     busy: str | None = None
     message: str | None = None
+    #: Revoke was pressed once: the row asks before it revokes.
+    confirming: bool = False
 
 
 class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type hints
@@ -66,12 +113,23 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._closed = False
         self._clients: dict[str, TokenClient | None] = {}
         self._rows: dict[Key, _Row] = {}
-        self._header = widgets.HTML()
-        self._header.add_class("chat-oauth2-dashboard-header")
-        self._message = widgets.HTML()
-        self._message.add_class("chat-oauth2-outcome")
+        self._header = _html("chat-oauth2-dashboard-header")
+        self._message = _html("chat-oauth2-outcome")
+        twins = tuple(_button(d, i, "chat-oauth2-dashboard-twin") for d, i in _ACTIONS)
+        for twin in twins:
+            twin.layout.visibility = "hidden"
+        self._columns = _grid(
+            (
+                *(_html("chat-oauth2-dashboard-th", f"<b>{h}</b>") for h in HEADERS[:-1]),
+                widgets.HBox(twins),
+            ),
+            "chat-oauth2-dashboard-columns",
+        )
+        style = widgets.HTML(PANEL_CSS, layout=widgets.Layout(height="0px", margin="0"))
+        self._top = (style, self._header, self._message, self._columns)
         self._load_problem: ErrorInfo | None = None
-        self.children = (self._header, self._message)
+        self.children = self._top
+        self._alarm = Alarm(self._on_clock, "chat-oauth2-dashboard")
         self._runner = ActionRunner(
             self._lock,
             lambda: self._closed,
@@ -83,7 +141,6 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._watch: Subscription = watch_store(
             store.path,
             on_change=self._on_tick,
-            on_tick=self._on_clock,
             on_end=store.close,
             name="chat-oauth2-dashboard",
         )
@@ -107,27 +164,33 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
     # rows --------------------------------------------------------------------------------
 
     def _new_row(self, alias: str, user: str) -> _Row:
-        def html(css_class: str) -> widgets.HTML:
-            widget = widgets.HTML()
-            widget.add_class(css_class)
-            return widget
-
-        label = html("chat-oauth2-dashboard-who")
-        label.value = f"<b>{text(alias)}</b> · <code>{text(user)}</code>"
-        refresh = widgets.Button(description="Refresh", icon="refresh")
-        refresh.add_class("chat-oauth2-refresh")
-        revoke = widgets.Button(description="Revoke", icon="trash", button_style="warning")
-        revoke.add_class("chat-oauth2-revoke")
-        status, expiry, outcome = (
-            html("chat-oauth2-status"),
-            html("chat-oauth2-expiry"),
-            html("chat-oauth2-outcome"),
+        label = _html("chat-oauth2-dashboard-who", f"<b>{text(alias)}</b>")
+        who = _html("chat-oauth2-dashboard-user", f"<code>{text(user)}</code>")
+        (refresh_words, refresh_icon), (revoke_words, revoke_icon) = _ACTIONS
+        refresh = _button(refresh_words, refresh_icon, "chat-oauth2-refresh")
+        revoke = _button(revoke_words, revoke_icon, "chat-oauth2-revoke")
+        countdown = Countdown(prefix="in ", expired_text="expired")
+        countdown.add_class("chat-oauth2-expiry-countdown")
+        expiry = _html("chat-oauth2-expiry")
+        when = widgets.HBox((countdown, expiry), layout=widgets.Layout(grid_gap="0.3em"))
+        confirm = _button("Revoke", "trash", "chat-oauth2-confirm-revoke", "danger")
+        cancel = _button("Cancel", "", "chat-oauth2-cancel-revoke")
+        question = widgets.VBox(
+            (_html("chat-oauth2-confirm-text"), widgets.HBox((confirm, cancel)))
         )
-        box = widgets.HBox((label, status, expiry, refresh, revoke, outcome))
+        question.add_class("chat-oauth2-confirm-box")
+        status, outcome = _html("chat-oauth2-status"), _html("chat-oauth2-outcome")
+        cells = (label, who, status, when, widgets.HBox((refresh, revoke)))
+        box = widgets.VBox((_grid(cells, "chat-oauth2-dashboard-cells"), question, outcome))
         box.add_class("chat-oauth2-dashboard-row")
-        row = _Row(alias, user, box, label, status, expiry, refresh, revoke, outcome)
+        box.layout.border_top = "1px solid var(--jp-border-color2, #d0d7de)"
+        row = _Row(
+            alias, user, box, label, status, countdown, expiry, refresh, revoke, question, outcome
+        )
         refresh.on_click(lambda _b: self._on_refresh((alias, user)))
-        revoke.on_click(lambda _b: self._on_revoke((alias, user)))
+        revoke.on_click(lambda _b: self._on_ask((alias, user), True))
+        cancel.on_click(lambda _b: self._on_ask((alias, user), False))
+        confirm.on_click(lambda _b: self._on_revoke((alias, user)))
         return row
 
     def _reload(self) -> None:
@@ -165,9 +228,7 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         ordered = sorted(self._rows)
         if list(self._rows) != ordered:
             self._rows = {k: self._rows[k] for k in ordered}
-        assign(
-            self, "children", (self._header, self._message, *(r.box for r in self._rows.values()))
-        )
+        assign(self, "children", (*self._top, *(r.box for r in self._rows.values())))
 
     # events ------------------------------------------------------------------------------
 
@@ -178,6 +239,13 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
     def _on_clock(self) -> None:
         with self._lock:
             self._render()
+
+    def _on_ask(self, key: Key, asking: bool) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None and row.busy is None:
+                row.confirming = asking
+                self._render()
 
     def _on_refresh(self, key: Key) -> None:
         def action(client: TokenClient, user: str) -> str:
@@ -204,7 +272,7 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             row = self._rows.get(key)
             if row is None or row.busy is not None:
                 return False
-            row.busy, row.message = name, busy_words
+            row.busy, row.message, row.confirming = name, busy_words, False
             self._render()
             return True
 
@@ -227,6 +295,7 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         """Leave the store watcher, close every row and the clients built for them."""
         with self._lock:
             self._closed = True
+        self._alarm.cancel()
         self._watch.cancel()
         for child in self.children:
             close_tree(child)
@@ -249,44 +318,70 @@ class TokenDashboard(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         if self._load_problem is not None:
             header += "<br>" + error_html(self._load_problem)
         assign(self._header, "value", header)
+        assign(self._columns.layout, "display", shown(bool(count)))
+        wakes: list[float] = []
         for row in self._rows.values():
             self._render_row(row, now)
+            expires = row.token.expires_at if row.token is not None else None
+            change = about_changes_at(expires.timestamp(), now.timestamp()) if expires else None
+            if change is not None:
+                wakes.append(change)
+        self._alarm.set(min(wakes) if wakes else None)
 
     def _render_row(self, row: _Row, now: dt.datetime) -> None:
         client = self._client(row.alias)
         config = client.config if client is not None else None
+        problem = (
+            None
+            if config
+            else f"No provider is registered for {row.alias!r} in this store: run "
+            "client.setup() for it once."
+        )
         state = PanelState(
             alias=row.alias,
             user=row.user,
-            auth_uri=config.auth_uri if config else "",
-            token_uri=config.access_token_uri if config else "",
-            requested_scopes=tuple(config.default_scopes) if config else (),
+            auth_uri="",
+            token_uri="",
+            requested_scopes=(),
             redirect_uri=None,
-            config_problem=None
-            if config
-            else f"no provider is registered for {row.alias!r} in this store; run "
-            "client.setup() for it once",
+            config_problem=problem,
             token=row.token,
             error=row.error,
         )
         status = state.status(now)
-        assign(row.status, "value", text(status_line(state, now)))
+        assign(row.status, "value", _badge(STATUS_WORDS[status], BADGE_COLOURS[status]))
         set_status_class(row.status, "chat-oauth2-status", status)
         token = row.token
-        assign(
-            row.expiry,
-            "value",
-            text(expiry_text(token.expires_at, now)) if token is not None else "",
-        )
+        expires = token.expires_at.timestamp() if token and token.expires_at else None
+        row.countdown.count_to(expires)
+        assign(row.countdown.layout, "display", shown(expires is not None))
+        fallback = expiry_fallback_html(expires, now.timestamp()) if token else ""
+        assign(row.expiry, "value", fallback)
         idle = config is not None and row.busy is None and token is not None
         assign(
             row.refresh, "disabled", not (idle and token is not None and token.has_refresh_token)
         )
         assign(row.revoke, "disabled", not idle)
-        outcome = text(row.message or "")
+        asking = row.confirming and idle
+        assign(row.question.layout, "display", shown(asking))
+        question = (
+            f"<b>Revoke the token for <code>{text(row.user)}</code> at "
+            f"<code>{text(row.alias)}</code>?</b> You will need to authorize again."
+        )
+        assign(row.question.children[0], "value", question if asking else "")
+        outcome = text(row.message or problem or "")
         if row.error is not None:
             outcome += "<br>" + error_html(row.error)
         assign(row.outcome, "value", outcome)
+        assign(row.outcome.layout, "display", shown(bool(outcome)))
+
+
+def _badge(word: str, colour: str) -> str:
+    return (
+        f'<span class="chat-oauth2-badge" style="background: {colour}; color: #fff; '
+        f'border-radius: 1em; padding: 0.1em 0.6em; font-weight: 600; white-space: nowrap">'
+        f"{text(word)}</span>"
+    )
 
 
 def dashboard(store: Store | None = None, *, client_factory: ClientFactory) -> TokenDashboard:

@@ -20,14 +20,24 @@ so they are tested without a widget, a store or a clock:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from ..kernel.flows import error_from_flow
 from ..store import PendingFlow, TokenRecord
-from .state import ErrorInfo, LinkView, PanelState, TokenView
+from .state import (
+    ErrorInfo,
+    LinkView,
+    PanelState,
+    ReportView,
+    TokenView,
+    about_changes_at,
+    fallback_offers,
+)
 
 __all__ = [
+    "EXCHANGE_LOOK",
     "LINK_SHOWN_FOR",
     "STUCK_EXCHANGE",
     "Adopt",
@@ -39,10 +49,14 @@ __all__ = [
     "acted",
     "advance",
     "ask_to_confirm_revoke",
+    "authorize_again",
     "begin",
-    "confirm_lapsed",
+    "cancel_revoke",
+    "checked",
+    "finish_queued",
     "flow_link",
     "is_new_record",
+    "next_wake",
     "nothing_pasted",
     "offered",
     "paste_received",
@@ -57,6 +71,8 @@ __all__ = [
 
 # A callback that died mid-exchange would leave its flow "exchanging" for ever.
 STUCK_EXCHANGE = 60.0
+# While a callback exchanges the code: how often the panel looks at the store (seconds).
+EXCHANGE_LOOK = 1.0
 # How long a paste-back link stays on show once asked for (state.link_on_show says why):
 # time to click it, short enough that an autosave rarely finds it.
 LINK_SHOWN_FOR = 60.0
@@ -225,9 +241,26 @@ def _adoptable(state: PanelState, link: LinkView | None, seen: Seen, now: float)
     )
 
 
+def _answered(state: PanelState, token: TokenView | None) -> PanelState:
+    """``state`` once the shown token changed: the lines about the old one go (no stale line)."""
+    if token is state.token:
+        return state
+    return dataclasses.replace(
+        state,
+        # A running action's busy words stay: its own outcome replaces them when it ends.
+        outcome=state.outcome if state.busy is not None else None,
+        report=None,  # the doctor described the state before
+        again=False,
+        confirm_revoke=False,
+        paste_note=None,
+        paste_error=None,
+    )
+
+
 def advance(state: PanelState, seen: Seen, now: float) -> Step:
     """The state after a look at the store (``now`` in epoch seconds), and what to do next."""
     token, error = _token(state, seen)
+    state = _answered(state, token)
     link = state.link
     if link is not None and seen.current is None:
         link = None
@@ -257,7 +290,7 @@ def begin(state: PanelState, name: str, busy_words: str) -> PanelState | None:
     """``state`` busy with the action ``name``; None when another action runs."""
     if state.busy is not None:
         return None
-    return dataclasses.replace(state, busy=name, outcome=busy_words, confirm_revoke_until=None)
+    return dataclasses.replace(state, busy=name, outcome=busy_words, confirm_revoke=False)
 
 
 def acted(state: PanelState, outcome: str, error: ErrorInfo | None) -> PanelState:
@@ -310,6 +343,15 @@ def show_link(state: PanelState, now: float) -> PanelState:
     return dataclasses.replace(state, link_shown=(link.start_id, now + LINK_SHOWN_FOR))
 
 
+def finish_queued(state: PanelState) -> PanelState:
+    """``state`` after Finish while another action runs: it will run next, and says so."""
+    return dataclasses.replace(
+        state,
+        paste_error=None,
+        paste_note="Still working… Finish runs with your address as soon as that is done.",
+    )
+
+
 def nothing_pasted(state: PanelState) -> PanelState:
     """``state`` after Finish with nothing pasted: say what to do."""
     return dataclasses.replace(
@@ -330,30 +372,26 @@ def switch_way(state: PanelState, way: str) -> PanelState | None:
     return dataclasses.replace(state, way=way, link=None, error=None)
 
 
-def ask_to_confirm_revoke(state: PanelState, now: float, within: float) -> PanelState | None:
-    """``state`` asking for a second click on Revoke within ``within`` s; None: this one revokes.
-
-    A declared provider's grant is the administrator's service's: the first click only asks.
-    """
-    if not state.declared or state.busy is not None:
+def ask_to_confirm_revoke(state: PanelState) -> PanelState | None:
+    """``state`` asking "Revoke the token for …?"; None when there is nothing to revoke now."""
+    if state.busy is not None or state.token is None:
         return None
-    confirm = state.confirm_revoke_until
-    if confirm is not None and now < confirm:
-        return None
-    return dataclasses.replace(
-        state,
-        confirm_revoke_until=now + within,
-        outcome=f"Click “Confirm revoke” within {within:.0f} s to revoke this "
-        "token at the provider; you will need to authorize again.",
-    )
+    return dataclasses.replace(state, confirm_revoke=True, outcome=None)
 
 
-def confirm_lapsed(state: PanelState, now: float) -> PanelState:
-    """``state`` without the Revoke confirmation once its time ran out."""
-    confirm = state.confirm_revoke_until
-    if confirm is None or now < confirm:
-        return state
-    return dataclasses.replace(state, confirm_revoke_until=None, outcome=None)
+def cancel_revoke(state: PanelState) -> PanelState:
+    """``state`` without the Revoke question."""
+    return dataclasses.replace(state, confirm_revoke=False)
+
+
+def authorize_again(state: PanelState) -> PanelState:
+    """``state`` showing (or hiding again) the ways to authorize while a token works."""
+    return dataclasses.replace(state, again=not state.again, confirm_revoke=False)
+
+
+def checked(state: PanelState, report: ReportView | None) -> PanelState:
+    """``state`` showing the doctor's ``report`` (None: the check did not run)."""
+    return dataclasses.replace(state, report=report)
 
 
 def tick_needs_store(state: PanelState, now: float) -> bool:
@@ -379,3 +417,39 @@ def poll_due(state: PanelState, now: float) -> str | None:
     if link is None or link.kind != "device" or now < link.next_poll_at or link.expires_at <= now:
         return None
     return link.start_id
+
+
+def next_wake(state: PanelState, now: float, fallback_after: float) -> float | None:
+    """The next moment (epoch s) time alone changes what the panel shows; None: never.
+
+    The panel sets its alarm to it after every render, instead of a tick every second: a link
+    or code expires, a device code is due a poll, the fallback offer is due, a shown link's
+    minute is up, an exchange may be stuck, the token expires or its coarse "in about" text
+    moves on. The seconds of a countdown are the browser's to draw.
+    """
+    moments: list[float | None] = []
+    link, token = state.link, state.token
+    if link is not None:
+        moments.append(link.expires_at + STUCK_EXCHANGE if link.exchanging else link.expires_at)
+        if link.exchanging:
+            # The callback is exchanging the code: look once a second until it lands, as
+            # the holder may write the token where no change is announced (a declared one).
+            moments.append(now + EXCHANGE_LOOK)
+        if link.kind == "device" and not link.exchanging:
+            moments.append(link.next_poll_at)
+        if (
+            link.opened_at is not None
+            and fallback_offers(
+                state, dt.datetime.fromtimestamp(now, dt.timezone.utc), fallback_after
+            )
+            is None
+        ):
+            moments.append(link.opened_at + fallback_after)
+        if state.link_shown is not None:
+            moments.append(state.link_shown[1])
+    if token is not None and token.expires_at is not None:
+        at = token.expires_at.timestamp()
+        moments.append(about_changes_at(at, now))
+    # A moment already past is the caller's to act on now (a poll due, a link to replace).
+    future = [m for m in moments if m is not None and m > now]
+    return min(future) if future else None

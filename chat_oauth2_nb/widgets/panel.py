@@ -2,7 +2,9 @@
 
 The browser's callback lands in the Jupyter server process and writes the shared store, so
 the panel learns about it from the process's one shared store watcher (``_threads``), which
-wakes it only when the store changed, plus once a second for the countdowns.
+wakes it only when the store changed. Time alone changes a panel only at moments it knows in
+advance (a link expires, a device code is due a poll): the process's one alarm clock
+(``_clock``) wakes it then. The live countdowns are drawn by the browser (``_views``).
 
 The panel is a view: it looks at the store, lets the pure flow logic (``flow``) decide the
 next :class:`PanelState`, does the one thing that logic asks for, and renders every widget
@@ -31,10 +33,11 @@ from ..kernel.users import UserLike, resolve_user
 from ..oauth import utcnow
 from . import flow, render
 from ._client import PanelClient
+from ._clock import Alarm
 from ._parts import PanelParts
 from ._threads import ActionRunner, Subscription, start_worker, watch_store
 from ._view import close_tree
-from .state import ErrorInfo, PanelState, Status, expiry_text
+from .state import ErrorInfo, PanelState, ReportRow, ReportView, Status, expiry_text
 
 __all__ = ["OAuth2Panel"]
 
@@ -43,9 +46,6 @@ log = logging.getLogger("chat_oauth2_nb")
 _KNOWN_SECRETS = 32
 # How long a redirect link may stay opened without a callback before other ways are offered.
 FALLBACK_AFTER = 60.0
-# A declared provider's revoke ends the grant the administrator's service holds: a second
-# click within this many seconds confirms it.
-CONFIRM_REVOKE_WITHIN = 5.0
 # Effects change the store and are followed by another look: an expired device code needs
 # one more, so a bound this size is never reached while the store records what it is told.
 _LOOKS = 3
@@ -83,7 +83,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         self._pasted: str | None = None
         # Device code: the panel is often the only waiter, so it polls (one poll at a time).
         self._polling = False
-        self._report_html = ""
+        # A Finish pressed while another action ran: it runs when that one ends.
+        self._finish_queued = False
+        self._alarm = Alarm(self._on_clock, "chat-oauth2-panel")
         self._parts = PanelParts.build()
         # In-kernel tests read the provider's details by name.
         self._provider = self._parts.details.provider
@@ -108,7 +110,6 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self._watch = watch_store(
                 self._client.store.path,
                 on_change=self._on_tick,
-                on_tick=self._on_clock,
                 on_end=self._close_connection,
                 name="chat-oauth2-panel",
             )
@@ -117,6 +118,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         card, ways, details = self._parts.card, self._parts.ways, self._parts.details
         card.refresh.on_click(self._on_refresh)
         card.revoke.on_click(self._on_revoke)
+        card.confirm.on_click(self._on_confirm_revoke)
+        card.cancel.on_click(self._on_cancel_revoke)
+        card.again.on_click(self._on_again)
         card.show_link.on_click(self._on_show_link)
         details.claims_toggle.observe(self._on_claims_toggle, names="value")
         details.check.on_click(self._on_check)
@@ -243,9 +247,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self._poll_if_due()
 
     def _on_clock(self) -> None:
-        """Once a second: re-render the countdowns; re-read the store only when time says so."""
+        """At a moment time changes the panel: re-read the store only when time says so."""
         with self._lock:
-            self._state = flow.confirm_lapsed(self._state, time.time())
             if flow.tick_needs_store(self._state, time.time()):
                 # An unused link expired, or an exchange may be stuck: no store change shows it.
                 self._tick_once()
@@ -286,6 +289,8 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         finally:
             with self._lock:
                 self._polling = False
+                # The poll wrote when the next one is due: read it, and set the alarm by it.
+                self._tick_once()
 
     def _start_code(self) -> None:
         self._start_action("code", self._do_code)
@@ -346,7 +351,17 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             finish=lambda _name, outcome, error: self._finish_paste(start_id, outcome, error),
         ):
             with self._lock:
-                self._pasted = self._pasted or pasted  # busy: keep it for the next Finish
+                # Busy: keep the address, and finish with it once the running action ends.
+                self._pasted = self._pasted or pasted
+                self._finish_queued = not self._closed
+                self._state = flow.finish_queued(self._state)
+                self._render()
+
+    def _run_queued_finish(self) -> None:
+        """After an action ended (lock held): the Finish pressed meanwhile, if any."""
+        if self._finish_queued and not self._closed:
+            self._finish_queued = False
+            self._on_finish(None)
 
     def _do_paste(self, pasted: str) -> str:
         self._client.complete_authorization(pasted, self._key)
@@ -362,6 +377,7 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             state, used = dataclasses.replace(state, error=ErrorInfo.from_exception(exc)), None
         self._state = flow.pasted(state, outcome, error, used)
         self._render()
+        self._run_queued_finish()
 
     def _on_claims_toggle(self, _change: dict[str, Any]) -> None:
         with self._lock:
@@ -372,8 +388,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
     def _do_check(self) -> str:
         report = self._client.diagnose(self._key)
+        rows = (ReportRow(c.title, c.verdict, c.evidence, c.action) for c in report.checks)
         with self._lock:
-            self._report_html = report._repr_html_()
+            self._state = flow.checked(self._state, ReportView.of(report.summary(), rows))
         return f"Checked the configuration: {report.summary()}."
 
     def _on_refresh(self, _button: widgets.Button) -> None:
@@ -381,12 +398,23 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
 
     def _on_revoke(self, _button: widgets.Button) -> None:
         with self._lock:
-            asking = flow.ask_to_confirm_revoke(self._state, time.time(), CONFIRM_REVOKE_WITHIN)
+            asking = flow.ask_to_confirm_revoke(self._state)
             if asking is not None:
                 self._state = asking
                 self._render()
-                return
+
+    def _on_confirm_revoke(self, _button: widgets.Button) -> None:
         self._start_action("revoke", self._do_revoke)
+
+    def _on_cancel_revoke(self, _button: widgets.Button) -> None:
+        with self._lock:
+            self._state = flow.cancel_revoke(self._state)
+            self._render()
+
+    def _on_again(self, _button: widgets.Button) -> None:
+        with self._lock:
+            self._state = flow.authorize_again(self._state)
+            self._render()
 
     def _do_refresh(self) -> str:
         data = self._client.refresh_user_access_token(self._key)
@@ -422,11 +450,13 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
             error = error or ErrorInfo.from_exception(exc)
         self._state = flow.acted(self._state, outcome, error)
         self._render()
+        self._run_queued_finish()
 
     def close(self) -> None:
         """Leave the store watcher and close the panel with all its child widgets."""
         with self._lock:
             self._closed = True
+        self._alarm.cancel()
         if self._watch is not None:
             self._watch.cancel()
         for child in self.children:
@@ -447,7 +477,9 @@ class OAuth2Panel(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no ty
         if self.status != status.value:
             self.set_trait("status", status.value)
         parts.ways.show(state, now, self._fallback_after)
-        parts.details.show(state, sealed=self._sealed(), report_html=self._report_html)
+        parts.details.show(state, sealed=self._sealed())
+        if state.config_problem is None:
+            self._alarm.set(flow.next_wake(state, now.timestamp(), self._fallback_after))
         entries = list(self._client.http_log)
         key = (len(entries), entries[-1].started_at) if entries else (0, 0.0)
         if key != self._log_key:

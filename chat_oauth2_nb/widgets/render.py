@@ -20,18 +20,25 @@ from .state import (
     ErrorInfo,
     LinkView,
     PanelState,
+    ReportRow,
+    ReportView,
     Status,
     TokenView,
-    expiry_text,
+    about_text,
+    at_text,
     status_line,
 )
 
 __all__ = [
     "BADGE_COLOURS",
+    "PANEL_CSS",
+    "action_link",
     "claims_html",
     "code_expiry_html",
+    "confirm_revoke_html",
     "error_html",
     "exchange_html",
+    "expiry_fallback_html",
     "extras_html",
     "fallback_html",
     "http_log_html",
@@ -41,12 +48,14 @@ __all__ = [
     "paste_target",
     "progress_style",
     "provider_html",
+    "redirect_html",
     "refresh_tip",
     "remaining_fraction",
-    "revoke_look",
+    "report_html",
     "scopes_html",
     "sealed_words",
     "shown",
+    "spinner",
     "status_html",
     "text",
     "token_html",
@@ -63,8 +72,47 @@ BADGE_COLOURS = {
     Status.EXPIRED: "#bc4c00",
     Status.ERROR: "#cf222e",
 }
-# Jupyter's CSS resets link styles: make links look like the links they are.
-_LINK_STYLE = 'style="color: var(--jp-content-link-color, #0969da); text-decoration: underline"'
+# A link that acts as a button (it must open a new tab, which a widget button cannot): the
+# ipywidgets button classes give it the theme's look; the inline style is for a page without
+# that stylesheet. Primary: the theme's brand colour; secondary: the plain button.
+_ACTION_STYLE = (
+    "display: inline-block; box-sizing: border-box; text-decoration: none; width: auto; "
+    "overflow: visible; "
+    "height: var(--jp-widgets-inline-height, 28px); "
+    "line-height: var(--jp-widgets-inline-height, 28px); padding: 0 12px; margin: 2px 0; "
+    "border-radius: 2px; font-size: var(--jp-widgets-font-size, 13px); "
+)
+_PRIMARY_STYLE = (
+    "color: var(--jp-ui-inverse-font-color1, #fff); background: var(--jp-brand-color1, #1976d2)"
+)
+_SECONDARY_STYLE = (
+    "color: var(--jp-ui-font-color1, #24292f); background: var(--jp-layout-color2, #eee)"
+)
+
+#: The panel's own CSS (one HTML widget holds it): the spinner, a doctor's report wrapped to
+#: the card, the coarse "in about" text hidden where the browser draws the live countdown.
+PANEL_CSS = """<style>
+@keyframes chat-oauth2-spin { to { transform: rotate(360deg); } }
+.chat-oauth2-spinner { display: inline-block; width: 0.9em; height: 0.9em;
+  margin-right: 0.4em; vertical-align: -0.1em; border-radius: 50%;
+  border: 2px solid var(--jp-border-color2, #d0d7de);
+  border-top-color: var(--jp-brand-color1, #1976d2);
+  animation: chat-oauth2-spin 0.9s linear infinite; }
+.chat-oauth2-panel .widget-html-content, .chat-oauth2-dashboard .widget-html-content {
+  white-space: normal; overflow-wrap: anywhere; line-height: 1.4; }
+.chat-oauth2-panel .chat-oauth2-report table { width: 100%; table-layout: fixed;
+  border-collapse: collapse; }
+.chat-oauth2-panel .chat-oauth2-report td, .chat-oauth2-panel .chat-oauth2-report th {
+  text-align: left; vertical-align: top; padding: 2px 6px; overflow-wrap: anywhere;
+  white-space: normal; border-bottom: 1px solid var(--jp-border-color2, #d0d7de); }
+.chat-oauth2-dashboard-th .widget-html-content { white-space: nowrap; }
+.chat-oauth2-at { display: none; }
+.chat-oauth2-panel .chat-oauth2-status, .chat-oauth2-dashboard .chat-oauth2-status {
+  font-weight: normal; }
+:has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-about { display: none; }
+:has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-at { display: inline; }
+.chat-oauth2-soon { color: var(--jp-warn-color0, #bc4c00); }
+</style>"""
 
 
 def text(value: str) -> str:
@@ -102,18 +150,37 @@ def status_html(state: PanelState, status: Status, now: dt.datetime) -> str:
         detail = ""  # the expiry line below says it, once
     elif status is Status.EXPIRED:
         detail = "Refresh it." if state.refreshable else "Authorize again."
+    # A sentence of its own under the badge: capitalised.
+    detail = detail[:1].upper() + detail[1:]
     badge = (
         f'<span class="chat-oauth2-badge" style="background: {BADGE_COLOURS[status]}; '
         'color: #fff; border-radius: 1em; padding: 0.1em 0.7em; font-weight: 600">'
         f"{text(word)}</span>"
     )
     who = f" <b>{text(state.alias)}</b> · <code>{text(state.user)}</code>"
-    more = f'<div class="chat-oauth2-status-detail">{text(detail)}</div>' if detail else ""
+    lead = spinner() if status is Status.WAITING else ""
+    more = f'<div class="chat-oauth2-status-detail">{lead}{text(detail)}</div>' if detail else ""
     return badge + who + more
 
 
-def link_html(state: PanelState, status: Status) -> str:
-    """The Authorize link (empty for device codes and without a usable link)."""
+def spinner() -> str:
+    """A CSS-animated spinner (PANEL_CSS draws it); it says nothing to a screen reader."""
+    return '<span class="chat-oauth2-spinner" aria-hidden="true"></span>'
+
+
+def action_link(url: str, words: str, css_class: str, role: str, *, primary: bool) -> str:
+    """A link that looks like a (primary or secondary) button and opens a new tab."""
+    look = "jupyter-button" + (" mod-primary" if primary else "")
+    style = _ACTION_STYLE + (_PRIMARY_STYLE if primary else _SECONDARY_STYLE)
+    return (
+        f'<a class="{css_class} {look}" data-chat-oauth2="{role}" '
+        f'data-primary="{str(primary).lower()}" href="{html.escape(url, quote=True)}" '
+        f'target="_blank" rel="noopener" style="{style}">{text(words)}</a>'
+    )
+
+
+def link_html(state: PanelState, status: Status, *, primary: bool = True) -> str:
+    """The Authorize link, as a button (empty for device codes and without a usable link)."""
     # Static between links: re-setting innerHTML every second would swap the anchor
     # out from under a person's (or a browser test's) click.
     link = state.link
@@ -121,13 +188,14 @@ def link_html(state: PanelState, status: Status) -> str:
         return ""
     if not link.url.startswith(("https://", "http://")):
         return ""
-    return (
-        f'<a class="chat-oauth2-authorize" data-chat-oauth2="authorize" '
-        f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener" '
-        f"{_LINK_STYLE}>"
-        f"{'Authorize again' if status is Status.AUTHORIZED else 'Authorize'}</a> "
-        "<small>(opens the provider in a new tab; each link works once)</small>"
-    )
+    if status is Status.WAITING and link.opened_at is not None:
+        words = "Open the provider again"  # the same browser may: it holds the binding
+    elif status in (Status.AUTHORIZED, Status.WAITING):
+        words = "Authorize again"
+    else:
+        words = "Authorize"
+    anchor = action_link(link.url, words, "chat-oauth2-authorize", "authorize", primary=primary)
+    return f"{anchor} <small>(opens the provider in a new tab; each link works once)</small>"
 
 
 def remaining_fraction(token: TokenView, now: dt.datetime) -> float | None:
@@ -207,11 +275,36 @@ def refresh_tip(state: PanelState) -> str:
     return "No refresh token is stored: authorize again"
 
 
-def revoke_look(confirming: bool) -> tuple[str, str, str]:
-    """The Revoke button's description, style and tooltip (a second click confirms)."""
-    if confirming:
-        return "Confirm revoke", "danger", "Click again to revoke"
-    return "Revoke", "warning", "Revoke at the provider and delete the token here"
+def confirm_revoke_html(state: PanelState) -> str:
+    """The question Revoke asks before it acts."""
+    where = (
+        "at the provider (the server that holds it revokes it)"
+        if state.declared
+        else "at the provider and delete it here"
+    )
+    return (
+        f"<b>Revoke the token for <code>{text(state.user)}</code> at "
+        f"<code>{text(state.alias)}</code>?</b> This ends it {where}; "
+        "you will need to authorize again."
+    )
+
+
+def expiry_fallback_html(expires_at: float | None, now: float, *, lead: str = "Expires") -> str:
+    """The expiry as text that needs no tick: the clock time, and a coarse "in about".
+
+    Two versions, and PANEL_CSS shows one: beside a live countdown only "(at 16:42 UTC)";
+    without one (no labextension) the whole sentence.
+    """
+    if expires_at is None:
+        return text("No expiry given.")
+    at = text(at_text(expires_at))
+    if expires_at <= now:
+        return f'<span class="chat-oauth2-about">{text(lead[:-1])}d at {at}.</span>'
+    return (
+        f'<span class="chat-oauth2-about">{text(lead)} at {at} '
+        f"({text(about_text(expires_at, now))}).</span>"
+        f'<span class="chat-oauth2-at">(at {at})</span>'
+    )
 
 
 # the ways ----------------------------------------------------------------------------------
@@ -219,9 +312,9 @@ def revoke_look(confirming: bool) -> tuple[str, str, str]:
 
 def user_code_html(link: LinkView) -> str:
     """The device flow's user code, large, selected by one click."""
-    # user-select: all: one click selects the whole code for copying.
+    # user-select: all: one click selects the whole code for copying (and the copy button).
     return (
-        "Enter this code at the provider:<br>"
+        "Your code:<br>"
         '<span class="chat-oauth2-code" title="Click to select it, then copy" '
         'style="display: inline-block; margin: 0.2em 0; padding: 0.1em 0.5em; '
         "font: 600 1.9em/1.3 var(--jp-code-font-family, monospace); letter-spacing: 0.12em; "
@@ -231,27 +324,25 @@ def user_code_html(link: LinkView) -> str:
     )
 
 
-def verify_html(link: LinkView) -> str:
+def verify_html(link: LinkView, *, primary: bool = True) -> str:
     """Where to enter the device code, naming the host the link opens (issue 17, finding 12)."""
     # Static between codes, like the Authorize link: a click must not lose its anchor.
     page = link.verification_uri or link.url
-    filled = " (this link fills the code in)" if link.verification_uri_complete else ""
+    filled = " (the link fills the code in)" if link.verification_uri_complete else ""
+    button = action_link(
+        link.url, "Open the verification page", "chat-oauth2-verify-link", "verify", primary=primary
+    )
     return (
-        "Open "
-        f'<a class="chat-oauth2-verify-link" data-chat-oauth2="verify" '
-        f'href="{html.escape(link.url, quote=True)}" target="_blank" rel="noopener" '
-        f"{_LINK_STYLE}>"
-        f"{text(page)}</a> on <b>{text(shown_host(link.url))}</b>{filled}, sign in, "
-        "and approve."
+        f"{button} <small><code>{text(page)}</code> on <b>{text(shown_host(link.url))}</b>"
+        f"{filled}</small>"
     )
 
 
 def code_expiry_html(link: LinkView, now: dt.datetime) -> str:
-    """How long the device code stays valid, or that it expired."""
-    expires = dt.datetime.fromtimestamp(link.expires_at, dt.timezone.utc)
-    if expires <= now:
+    """When the device code stops working (said once; the live countdown sits beside it)."""
+    if link.expires_at <= now.timestamp():
         return text("The code expired: get a new one.")
-    return text(f"The code {expiry_text(expires, now)}.")
+    return expiry_fallback_html(link.expires_at, now.timestamp(), lead="The code expires")
 
 
 def paste_target(link: LinkView) -> str:
@@ -307,22 +398,30 @@ def sealed_words(encrypted: bool | None, key_source: str | None) -> str:
 def provider_html(state: PanelState, sealed: str) -> str:
     """Endpoints, redirect URI, requested scopes and the store's protection."""
     scopes = " ".join(state.requested_scopes) or "(none)"
-    redirect = state.redirect_uri or "(not set up)"
-    if state.declared:
-        who = "declared by your administrator, who registered it at the provider"
-        declared = (
-            "Provider: declared by your administrator (the server holds its client secret "
-            "and refresh tokens)<br>"
-        )
-    else:
-        who, declared = "register exactly this at the provider", ""
+    declared = (
+        "Provider: declared by your administrator (the server holds its client secret "
+        "and refresh tokens)<br>"
+        if state.declared
+        else ""
+    )
     return (
         declared + f"Authorization endpoint: <code>{text(state.auth_uri)}</code><br>"
         f"Token endpoint: <code>{text(state.token_uri)}</code><br>"
-        f"Redirect URI: <code>{text(redirect)}</code> ({who})<br>"
         f"Scopes requested: <code>{text(scopes)}</code><br>"
         f"Token store: {sealed}"
     )
+
+
+def redirect_html(state: PanelState) -> str:
+    """The redirect URI, and who registers it (a copy button sits beside it)."""
+    if state.redirect_uri is None:
+        return "Redirect URI: (not set up)"
+    who = (
+        "declared by your administrator, who registered it at the provider"
+        if state.declared
+        else "register exactly this at the provider"
+    )
+    return f"Redirect URI: <code>{text(state.redirect_uri)}</code> ({who})"
 
 
 def exchange_html(exchange: HttpExchange, secrets: Sequence[str | None]) -> str:
@@ -347,3 +446,40 @@ def http_log_html(entries: Iterable[HttpExchange], secrets: Sequence[str | None]
     """The HTTP log's body: every exchange, or a note that there was none."""
     body = "".join(exchange_html(e, secrets) for e in entries)
     return body or "<i>No requests yet.</i>"
+
+
+def report_html(report: ReportView | None) -> str:
+    """The doctor's report wrapped to the card: failures and warnings first, passed ones folded."""
+    if report is None:
+        return ""
+    colours = {"ok": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e"}
+
+    def row(check: ReportRow) -> str:
+        todo = f"<br><b>What to do:</b> {text(check.action)}" if check.action else ""
+        colour = colours.get(check.verdict, "#6e7781")
+        return (
+            f'<tr class="chat-oauth2-report-row" data-verdict="{text(check.verdict)}">'
+            f"<td>{text(check.title)}</td>"
+            f'<td style="color: {colour}; font-weight: 600">{text(check.verdict)}</td>'
+            f"<td>{text(check.evidence)}{todo}</td></tr>"
+        )
+
+    def table(rows: Iterable[ReportRow]) -> str:
+        body = "".join(row(r) for r in rows)
+        return (
+            '<table><colgroup><col style="width: 28%"><col style="width: 12%"><col></colgroup>'
+            "<thead><tr><th>Check</th><th>Verdict</th><th>What we saw · what to do</th></tr>"
+            f"</thead><tbody>{body}</tbody></table>"
+        )
+
+    urgent = [r for r in report.rows if r.verdict in ("fail", "warn")]
+    calm = [r for r in report.rows if r.verdict not in ("fail", "warn")]
+    parts = [f"<p><b>Configuration check</b> for {text(report.summary)}</p>"]
+    if urgent:
+        parts.append(table(urgent))
+    if calm:
+        # What passed is folded away: the card stays short, and a failure stays on top.
+        other = "other " if urgent else ""
+        label = f"{len(calm)} {other}check{'s' if len(calm) != 1 else ''} passed or skipped"
+        parts.append(f"<details><summary>{text(label)}</summary>{table(calm)}</details>")
+    return '<div class="chat-oauth2-doctor">' + "".join(parts) + "</div>"

@@ -27,17 +27,24 @@ __all__ = [
     "ErrorInfo",
     "LinkView",
     "PanelState",
+    "ReportRow",
+    "ReportView",
     "ScopeReport",
     "Status",
     "TokenView",
+    "about_changes_at",
+    "about_text",
+    "at_text",
     "decode_id_token_claims",
     "derive_status",
     "expiry_text",
     "fallback_offers",
     "format_countdown",
     "link_on_show",
+    "next_step",
     "scope_report",
     "status_line",
+    "ways_open",
 ]
 
 
@@ -257,6 +264,34 @@ class LinkView:
     next_poll_at: float = 0.0
 
 
+# The doctor's verdicts, worst first: a failure is the first thing the panel shows.
+_VERDICT_ORDER = {"fail": 0, "warn": 1, "ok": 2, "skipped": 3, "skip": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportRow:
+    """One check of the doctor's report, as the panel shows it (it holds no secret)."""
+
+    title: str
+    verdict: str
+    evidence: str
+    action: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportView:
+    """The doctor's report: its summary and its rows, failures first."""
+
+    summary: str
+    rows: tuple[ReportRow, ...]
+
+    @classmethod
+    def of(cls, summary: str, rows: Iterable[ReportRow]) -> ReportView:
+        """The report with its rows sorted worst first (the doctor's order within a verdict)."""
+        ordered = sorted(rows, key=lambda row: _VERDICT_ORDER.get(row.verdict, 1))
+        return cls(summary=summary, rows=tuple(ordered))
+
+
 @dataclasses.dataclass(frozen=True)
 class PanelState:
     """Everything one render of the panel needs."""
@@ -283,8 +318,12 @@ class PanelState:
     #: Declared by the administrator: the server (or the hub's service) holds the secret and
     #: any refresh token, registered the redirect URI, and refreshes and revokes.
     declared: bool = False
-    #: Until when (epoch seconds) a second click on Revoke confirms it (declared providers).
-    confirm_revoke_until: float | None = None
+    #: Revoke was pressed: the card asks "Revoke the token for …? [Revoke] [Cancel]".
+    confirm_revoke: bool = False
+    #: The person asked to authorize again while a token works: the ways show again.
+    again: bool = False
+    #: The doctor's last report (cleared when the token changes: it described another state).
+    report: ReportView | None = None
     #: The paste-back link the person asked to see: its start id, and until when (epoch s).
     link_shown: tuple[str, float] | None = None
 
@@ -326,8 +365,9 @@ def derive_status(
     """Pick the one status to show; earlier rules win.
 
     1. a configuration problem; 2. the last failure (cleared by any new token);
-    3. an authorization in progress: the callback is exchanging the code, or code in the
-    notebook started a flow after the stored token was written; 4. the stored token,
+    3. an authorization in progress: the callback is exchanging the code, or the person
+    opened the link (or code in the notebook started a flow) after the stored token was
+    written; 4. the stored token,
     expired or not; 5. nothing stored.
     """
     if config_problem is not None:
@@ -337,7 +377,7 @@ def derive_status(
     if link is not None and (
         link.exchanging
         or (
-            not link.started_by_panel
+            (not link.started_by_panel or link.opened_at is not None)
             and (token is None or link.created_at > token.updated_at)
             and link.expires_at > now.timestamp()
         )
@@ -387,8 +427,75 @@ def fallback_offers(state: PanelState, now: dt.datetime, after: float) -> tuple[
     return (*offers, "device") if state.device_endpoint else offers
 
 
+def about_text(expires_at: float, now: float) -> str:
+    """A coarse time left that needs no tick: ``in about 42 min``, ``in about 3 h``, ``now``."""
+    left = expires_at - now
+    if left <= 0:
+        return "now"
+    if left <= 60:
+        return "in less than a minute"
+    if left <= 2 * 3600:
+        return f"in about {math.ceil(left / 60)} min"
+    return f"in about {math.ceil(left / 3600)} h"
+
+
+def about_changes_at(expires_at: float, now: float) -> float | None:
+    """When :func:`about_text` for ``expires_at`` reads differently next (None: never again)."""
+    left = expires_at - now
+    if left <= 0:
+        return None
+    if left <= 60:
+        return expires_at
+    step = 60.0 if left <= 2 * 3600 else 3600.0
+    # The text shows ceil(left / step): it changes when left reaches the step below.
+    return expires_at - (math.ceil(left / step) - 1) * step
+
+
+def at_text(expires_at: float) -> str:
+    """The kernel's local clock time of ``expires_at``, with its zone: ``16:42 UTC``."""
+    moment = dt.datetime.fromtimestamp(expires_at).astimezone()
+    day = "" if moment.date() == dt.datetime.now().astimezone().date() else " on %a %d %b"
+    return moment.strftime(f"%H:%M %Z{day}")
+
+
+def next_step(state: PanelState, now: dt.datetime) -> str | None:
+    """The one action the panel offers as its primary button, or None (nothing to do next).
+
+    ``authorize`` (the Authorize link), ``show_link`` (a paste-back link is shown on request),
+    ``finish`` (an address was pasted), ``verify`` (open the device code's page),
+    ``new_code``, ``refresh`` (an expired token with a way to refresh it).
+    """
+    status = state.status(now)
+    if status in (Status.NOT_CONFIGURED, Status.WAITING) or state.busy is not None:
+        return None
+    if status is Status.EXPIRED and state.refreshable:
+        return "refresh"
+    if status is Status.AUTHORIZED and not state.again:
+        return None
+    link = state.link
+    if state.way == "device" or (link is not None and link.kind == "device"):
+        return "verify" if link is not None and link.kind == "device" else "new_code"
+    if link is None:
+        return None
+    if link.kind == "paste":
+        if state.paste_note is not None:
+            return "finish"
+        return "authorize" if link_on_show(state, now.timestamp()) else "show_link"
+    return "authorize"
+
+
+def ways_open(state: PanelState, status: Status) -> bool:
+    """Whether the ways to authorize show: not while a token works, unless asked for."""
+    if status is not Status.AUTHORIZED:
+        return True
+    return state.again or state.paste_note is not None or state.paste_error is not None
+
+
 def status_line(state: PanelState, now: dt.datetime) -> str:
-    """The state line: always starts with the status word, then says what to do next."""
+    """The state line: always starts with the status word, then says what to do next.
+
+    It holds no ticking countdown: the live ones are drawn by the browser next to it.
+    """
     status = state.status(now)
     word = STATUS_WORDS[status]
     if status is Status.NOT_CONFIGURED:
@@ -399,9 +506,11 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
     if status is Status.WAITING:
         assert state.link is not None
         if state.link.exchanging:
-            return f"{word}: the provider sent the person back; exchanging the code for a token…"
-        left = format_countdown(state.link.expires_at - now.timestamp())
-        line = f"{word}: approve at the provider; this authorization expires in {left}."
+            return f"{word}: the provider sent you back; exchanging the code for a token…"
+        if state.link.opened_at is not None:
+            line = f"{word}: waiting for you to approve in the other tab…"
+        else:
+            line = f"{word}: approve at the provider (code in a cell started this sign-in)…"
         if state.token is not None and not state.token.is_expired(now):
             # An upgrade (or re-authorization) in progress: nothing changes until it arrives.
             line += " The current token keeps working until then."
@@ -410,21 +519,21 @@ def status_line(state: PanelState, now: dt.datetime) -> str:
         assert state.token is not None
         if state.token.expires_at is None:
             return f"{word}: the provider gave the token no expiry."
-        return f"{word}: the token {expiry_text(state.token.expires_at, now)}."
+        at = state.token.expires_at.timestamp()
+        return f"{word}: the token expires at {at_text(at)} ({about_text(at, now.timestamp())})."
     if status is Status.EXPIRED:
         assert state.token is not None
         follow = "Refresh it" if state.refreshable else "Authorize again"
-        return f"{word}: the token {expiry_text(state.token.expires_at, now)}. {follow}."
+        return f"{word}: the token expired. {follow}."
     if state.link is not None:
-        left = format_countdown(state.link.expires_at - now.timestamp())
         if state.link.kind == "device":
-            return f"{word}: enter the code below at the provider (it expires in {left})."
+            return f"{word}: open the verification page, sign in, and enter the code there."
         if state.link.kind == "paste":
             return (
                 f"{word}: show the Authorize link, open it, approve, then paste the address the "
-                f"browser ends on below (the link stays valid for {left})."
+                "browser ends on below."
             )
-        return f"{word}: open the Authorize link and approve (the link stays valid for {left})."
+        return f"{word}: click Authorize and approve at the provider (it opens in a new tab)."
     if state.way == "device":
         return f"{word}: get a code and enter it at the provider."
     return f"{word}: nothing is stored for {state.user!r} at {state.alias!r}."
