@@ -158,3 +158,40 @@ def test_both_stores_keep_the_end(tmp_path: Path) -> None:
             assert row.data.refresh_lifetime == 28800
         finally:
             pg.close_all()
+
+
+def test_a_refresh_token_in_its_last_quarter_shows_in_the_panel_and_the_sidebar(
+    tmp_path: Path,
+) -> None:
+    from chat_oauth2_nb.lifecycle.overview import token_view
+    from chat_oauth2_nb.widgets.render import extras_html
+
+    now = utcnow()
+    ending = AuthData(
+        "a" * 20,
+        refresh_token="r" * 20,
+        expires_at=now + dt.timedelta(hours=1),
+        refresh_expires_at=now + dt.timedelta(hours=1),
+        refresh_lifetime=8 * 3600,  # an hour of eight left: its last quarter
+    )
+    store = Store(tmp_path / "s" / "t.db")
+    store.put_token("kc", "ada", ending)
+    record = store.get_token("kc", "ada")
+    assert record is not None
+    view = token_view(record, now=now.timestamp())
+    assert view["status"] == "refresh_expiring"
+    assert view["refresh_expires_at"] == pytest.approx(ending.refresh_expires_at.timestamp())  # type: ignore[union-attr]
+    panel = extras_html(TokenView.from_auth_data(ending, version=1, updated_at=0.0))
+    assert "chat-oauth2-refresh-note" in panel and "warn" in panel
+    # Early in its life the sidebar says authorized, and the panel's note is no warning.
+    fresh = AuthData(
+        "b" * 20,
+        refresh_token="s" * 20,
+        expires_at=now + dt.timedelta(hours=1),
+        refresh_expires_at=now + dt.timedelta(hours=7),
+        refresh_lifetime=8 * 3600,
+    )
+    store.put_token("kc", "bob", fresh)
+    again = store.get_token("kc", "bob")
+    assert again is not None and token_view(again, now=now.timestamp())["status"] == "authorized"
+    assert "warn" not in extras_html(TokenView.from_auth_data(fresh, version=1, updated_at=0.0))

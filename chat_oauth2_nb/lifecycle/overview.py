@@ -11,6 +11,7 @@ tokens, and an error is its typed form (what failed / what the provider said / w
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -91,7 +92,10 @@ def token_status(data: AuthData, now: float, failed: bool = False) -> TokenStatu
     remaining = data.expires_at.timestamp() - now
     if remaining <= 0:
         return "expired"
-    return "expires_soon" if remaining <= SOON else "authorized"
+    if remaining <= SOON:
+        return "expires_soon"
+    moment = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return "refresh_expiring" if data.refresh_ending(moment) else "authorized"
 
 
 def token_view(
@@ -116,8 +120,9 @@ def token_view(
         "scopes_requested": list(requested),
         "masked": "" if dead else mask(data.token),
         "has_refresh_token": not dead and (data.refresh_token is not None or held_refresh),
-        # Providers give no refresh-token expiry in their answers; none is known.
-        "refresh_expires_at": None,
+        "refresh_expires_at": (
+            data.refresh_expires_at.timestamp() if data.refresh_expires_at and not dead else None
+        ),
         "bound": None if data.token_type.lower() == "bearer" or dead else data.token_type,
         "has_id_token": data.id_token is not None,
         "error": error_view(error) if error is not None else None,

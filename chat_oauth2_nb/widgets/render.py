@@ -232,7 +232,13 @@ def extras_html(token: TokenView) -> str:
     if token.has_id_token and not token.claims_verified:
         # No jwksUri (or no issuer) to check it against: its claims are only what it says.
         id_token += " (not verified: set jwksUri/issuer; don't rely on its claims)"
-    return f"Refresh token: {refresh} · id_token: {id_token}"
+    shown = f"Refresh token: {refresh} · id_token: {id_token}"
+    if token.refresh_note:
+        # In its last quarter the note says how to renew: a warning, not a footnote.
+        style = "color: var(--jp-warn-color0, #b26b00)" if token.refresh_ending else ""
+        shown += f'<br><span class="chat-oauth2-refresh-note" style="{style}">'
+        shown += f"{text(token.refresh_note)}</span>"
+    return shown
 
 
 def scopes_html(state: PanelState) -> str:
