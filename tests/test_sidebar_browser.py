@@ -307,8 +307,9 @@ def test_jupyterlab_sidebar_authorize_countdown_refresh_revoke(
 
         # The palette's "Refresh all tokens" does the same for every token.
         run_palette_command(page, "OAuth2: Refresh all tokens")
+        before = refreshed.version
         wait_until(
-            lambda: (r := stored(jupyter, user)) is not None and r.version > refreshed.version,
+            lambda: (r := stored(jupyter, user)) is not None and r.version > before,
             "Refresh all to store a new token",
             UI_TIMEOUT_MS / 1000,
             0.2,
@@ -437,39 +438,12 @@ WIDGETS_CELL = """
 import time
 import ipywidgets as widgets
 from IPython.display import display
-from traitlets import Float, Unicode
 
+from chat_oauth2_nb.widgets._views import Countdown, CopyButton
 
-class _View(widgets.DOMWidget):
-    _model_module = Unicode("chat-oauth2-nb").tag(sync=True)
-    _model_module_version = Unicode("^0.1.0").tag(sync=True)
-    _view_module = Unicode("chat-oauth2-nb").tag(sync=True)
-    _view_module_version = Unicode("^0.1.0").tag(sync=True)
-
-
-class CountdownWidget(_View):
-    _model_name = Unicode("CountdownModel").tag(sync=True)
-    _view_name = Unicode("CountdownView").tag(sync=True)
-    expires_at = Float(None, allow_none=True).tag(sync=True)
-    clock_offset = Float(0.0).tag(sync=True)
-    sent_at = Float(0.0).tag(sync=True)
-    prefix = Unicode("Expires in ").tag(sync=True)
-    expired_text = Unicode("Expired").tag(sync=True)
-    empty_text = Unicode("").tag(sync=True)
-    soon_seconds = Float(300.0).tag(sync=True)
-
-
-class CopyButtonWidget(_View):
-    _model_name = Unicode("CopyButtonModel").tag(sync=True)
-    _view_name = Unicode("CopyButtonView").tag(sync=True)
-    text = Unicode("").tag(sync=True)
-    description = Unicode("Copy").tag(sync=True)
-    tooltip = Unicode("").tag(sync=True)
-
-
-later = CountdownWidget(empty_text="no expiry")
-soon = CountdownWidget(expires_at=time.time() + 125, sent_at=time.time())
-copy = CopyButtonWidget(text=REDIRECT, description="Copy URI", tooltip="Copy the redirect URI")
+later = Countdown(empty_text="no expiry")
+soon = Countdown(expires_at=time.time() + 125, sent_at=time.time())
+copy = CopyButton(text=REDIRECT, description="Copy URI", tooltip="Copy the redirect URI")
 display(widgets.VBox([later, soon, copy]))
 # A kernel whose clock is an hour behind the browser's: the view counts from sent_at.
 with later.hold_sync():
@@ -487,7 +461,12 @@ def test_countdown_and_copy_button_views_in_a_notebook(
     name = f"widgets-{app}.ipynb"
     redirect = f"{jupyter.base_url}chat-oauth2/callback/demo"
     cell = f"REDIRECT = {redirect!r}\n" + WIDGETS_CELL
-    code = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
+    code: dict[str, object] = {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {},
+        "outputs": [],
+    }
     (jupyter.root_dir / name).write_text(json.dumps(notebook_json([{**code, "source": cell}])))
     page = context.new_page()
     with artifacts_on_failure(f"widgets-{app}", context, jupyter):
