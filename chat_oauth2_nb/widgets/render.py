@@ -107,8 +107,6 @@ PANEL_CSS = """<style>
   white-space: normal; border-bottom: 1px solid var(--jp-border-color2, #d0d7de); }
 .chat-oauth2-dashboard-th .widget-html-content { white-space: nowrap; }
 .chat-oauth2-at { display: none; }
-.chat-oauth2-panel .chat-oauth2-status, .chat-oauth2-dashboard .chat-oauth2-status {
-  font-weight: normal; }
 :has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-about { display: none; }
 :has(> .chat-oauth2-countdown) > .widget-html .chat-oauth2-at { display: inline; }
 .chat-oauth2-soon { color: var(--jp-warn-color0, #bc4c00); }
