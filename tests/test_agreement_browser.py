@@ -27,7 +27,14 @@ from dataclasses import asdict, dataclass
 import nbformat
 import pytest
 import test_sidebar_browser as sb
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    expect,
+    sync_playwright,
+)
 from support.chromium import launch_chromium, require_chromium, write_lab_settings
 from support.labext import ARTIFACTS, SIDEBAR, card, link_labextension
 from support.server import JupyterServer
@@ -237,6 +244,11 @@ def panel_authorize(page: Page, context: BrowserContext, jupyter: JupyterServer)
     return since
 
 
+def style(locator: Locator, name: str) -> str:
+    """One computed style property of an element, as drawn."""
+    return str(locator.evaluate(f"e => getComputedStyle(e).{name}"))
+
+
 def countdown_minutes(text: str) -> int:
     """The whole minutes of an "Expires in 29 min 59 s" countdown."""
     match = re.search(r"Expires in (?:(\d+) h )?(\d+) min", text)
@@ -271,6 +283,11 @@ def test_the_panel_and_the_sidebar_agree_within_a_second(
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
         expect(panel_status).to_have_text(re.compile(r"^Not authorized"))
+        # The sidebar's look stays in the sidebar: its bold status and its error box's red
+        # edge do not restyle the panel's parts of the same names.
+        assert style(status, "fontWeight") == "600"
+        assert style(panel_status, "fontWeight") == "400"
+        assert style(page.locator(f"{PANEL} .chat-oauth2-error"), "borderLeftWidth") == "0px"
 
         # 1. Authorize from the panel: both turn authorized, with the same masked token.
         since = panel_authorize(page, context, jupyter)

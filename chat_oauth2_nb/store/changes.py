@@ -165,16 +165,23 @@ class ChangeNotifier:
         """After a look at the store: how soon to look again, or None to sleep as usual.
 
         ``changed``: whether that look found a commit. An event whose commit was not
-        visible yet (still syncing) asks for a few more looks, ever further apart.
+        visible yet (still syncing) asks for a few more looks, ever further apart; so does a
+        commit found after an event, whose events may have carried a later commit's too.
         """
         if self._fresh:
             # The first look at a new path always says "changed"; a commit that wrote before
             # the watch and publishes after that look would otherwise wait for the next one.
             # Two more looks (0.13 s, then 0.26 s later) cover a commit still syncing.
             self._fresh, self._rechecks, changed = False, len(RECHECKS) - 2, False
-        if changed or self._rechecks is None or self._rechecks >= len(RECHECKS):
+        if self._rechecks is None or (not changed and self._rechecks >= len(RECHECKS)):
             self._rechecks = None
             return None
+        if changed:
+            # The events just read may also be the first writes of the NEXT commit (the
+            # callback stores the token, then ends its flow), published after this look and
+            # sending no event of its own: look again as after a fresh event. Only after a
+            # change, so an idle store still costs nothing.
+            self._rechecks = 0
         delay = RECHECKS[self._rechecks]
         self._rechecks += 1
         return delay
