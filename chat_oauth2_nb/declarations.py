@@ -3,13 +3,18 @@
 A declaration is the seed's config dict (``authUri``, ``accessTokenUri``…) or
 ``{"preset": "google", ...}``, with ``clientId``/``clientSecret`` in it or, when absent,
 ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID``/``_CLIENT_SECRET`` in the environment of the process that
-holds the declaration (the Jupyter server, the hub). No I/O besides reading that mapping.
+holds the declaration (the Jupyter server, the hub). The secret may also be a reference to
+where the administrator keeps it: ``{"env": "NAME"}`` (an environment variable) or
+``{"file": "/run/secrets/x"}`` (a file: a Kubernetes Secret mount, a SOPS-decrypted file),
+read by the process that uses it and never copied anywhere by this package. No I/O besides
+reading that mapping and a referenced file.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from . import errors
@@ -17,18 +22,80 @@ from .config import ProviderConfig, env_var_name
 from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
+    "HUB_DECLARED_WHERE",
     "PRESET_PARAMETERS",
+    "SERVER_DECLARED_WHERE",
     "admins_error_payload",
     "error_from_payload",
     "error_payload",
     "public_part",
+    "referenced_declarations",
     "resolve_declarations",
     "secret_variables",
 ]
 
+#: Where an administrator declared a provider a Jupyter server holds, for error hints.
+SERVER_DECLARED_WHERE = "c.ChatOAuth2App.providers in jupyter_server_config.py"
+#: And one the hub's service holds (broker mode).
+HUB_DECLARED_WHERE = (
+    "configure_hub(c, providers=...) in jupyterhub_config.py; "
+    "python -m chat_oauth2_nb.hub check diagnoses it"
+)
 #: Keys of a declaration that are the preset's parameters rather than config keys.
 PRESET_PARAMETERS = ("tenant", "base_url", "realm", "server_url", "issuer")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: The keys of a declaration that may hold a reference instead of the value.
+_REFERABLE = {
+    "clientSecret": "client_secret",
+    "client_secret": "client_secret",
+    "clientId": "client_id",
+    "client_id": "client_id",
+}
+_MAX_SECRET_FILE = 64 * 1024
+
+
+def _resolve_reference(where: str, ref: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """The value a ``{"env": NAME}`` or ``{"file": PATH}`` reference points at (never echoed)."""
+    if set(ref) == {"env"} and isinstance(ref["env"], str) and ref["env"]:
+        value = environ.get(ref["env"], "").strip()
+        if not value:
+            raise ConfigurationError(
+                where,
+                f"refers to the environment variable {ref['env']}, which is not set here",
+                f"Set {ref['env']} in the environment of the process that holds the provider "
+                "(the hub's, for configure_hub; it passes it on to its service).",
+            )
+        return value
+    if set(ref) == {"file"} and isinstance(ref["file"], str) and ref["file"]:
+        path = Path(ref["file"])
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(_MAX_SECRET_FILE + 1)
+        except OSError as exc:
+            raise ConfigurationError(
+                where,
+                f"refers to the file {path}, which cannot be read ({type(exc).__name__})",
+                "Check the path and that the service's user may read it (a Kubernetes Secret "
+                "mount, a SOPS-decrypted file).",
+            ) from None
+        value = raw.decode("utf-8", "replace").strip()
+        if not value or len(raw) > _MAX_SECRET_FILE:
+            raise ConfigurationError(
+                where, f"refers to the file {path}, which holds no secret", "Put it there."
+            )
+        return value
+    raise ConfigurationError(
+        where,
+        "is a reference of an unknown form",
+        'Give the value, {"env": "VARIABLE"} or {"file": "/path/to/the/secret"}.',
+    )
+
+
+def _dereferenced(alias: str, values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for key in _REFERABLE:
+        ref = values.get(key)
+        if isinstance(ref, Mapping):
+            values[key] = _resolve_reference(f"providers[{alias!r}][{key!r}]", ref, environ)
 
 
 def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> ProviderConfig:
@@ -58,6 +125,7 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Leave 'alias' out: the key of the declaration is the alias.",
         )
     values["alias"] = alias
+    _dereferenced(alias, values, environ)
     return ProviderConfig.from_mapping(values, environ=environ)
 
 
@@ -75,6 +143,54 @@ def resolve_declarations(
             "providers", f"is a {type(declared).__name__}", "Give a dict: alias -> declaration."
         )
     return {alias: _one(alias, entry, environ) for alias, entry in declared.items()}
+
+
+def _reference(
+    alias: str, entry: Any, config: ProviderConfig, environ: Mapping[str, str]
+) -> tuple[dict[str, str] | None, dict[str, str]]:
+    """(the reference to keep for the secret, the variables the holder's environment needs)."""
+    if config.client_auth_method == "none" or not config.client_secret:
+        return None, {}
+    given = next(
+        (
+            entry[k]
+            for k in ("clientSecret", "client_secret")
+            if isinstance(entry, Mapping) and k in entry
+        ),
+        None,
+    )
+    if isinstance(given, Mapping) and "file" in given:
+        return {"file": str(given["file"])}, {}  # the holder reads it where the admin keeps it
+    name = str(given["env"]) if isinstance(given, Mapping) else env_var_name(alias, "CLIENT_SECRET")
+    if isinstance(given, str):
+        return {"env": name}, {name: given}  # written in the config: handed over, in memory
+    return {"env": name}, {name: environ[name]} if name in environ else {}
+
+
+def referenced_declarations(
+    declared: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The declarations with each client secret as a reference, and the variables it needs.
+
+    What a holder (the hub's service) is given instead of the secrets: each provider's checked
+    config with ``client_secret`` a ``{"env": NAME}`` or ``{"file": PATH}`` reference, and the
+    environment variables (name -> value) to hand to its process. A file reference stays a
+    path: the holder reads it at start, so a rotated Kubernetes Secret needs only a restart.
+
+    Raises:
+        ConfigurationError: as :func:`resolve_declarations`.
+    """
+    resolved = resolve_declarations(declared, environ)
+    entries: dict[str, dict[str, Any]] = {}
+    variables: dict[str, str] = {}
+    for alias, config in resolved.items():
+        ref, needed = _reference(alias, declared[alias], config, environ)
+        mapping = config.to_mapping()
+        if ref is not None:
+            mapping["client_secret"] = ref
+        entries[alias] = mapping
+        variables.update(needed)
+    return entries, variables
 
 
 def secret_variables(aliases: Mapping[str, Any]) -> list[str]:

@@ -149,7 +149,7 @@ def test_the_magic_shows_a_presets_panel_and_the_dashboard(
 
     # A person's mistakes get one line of IPython's UsageError (stderr), not a traceback.
     unknown = kernel.ok("%oauth2 gogle")
-    assert unknown.stdout.startswith("UsageError: No preset named 'gogle'")
+    assert unknown.stdout.startswith("UsageError: No preset or declared provider named 'gogle'")
     assert "google" in unknown.stdout
     typed = kernel.ok("%oauth2 google --client-secret hunter2-typed-in")
     assert typed.stdout.startswith("UsageError: --client-secret is not an option")

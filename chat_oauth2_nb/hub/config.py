@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jupyter_core.paths import secure_write
 
 from ..config import ProviderConfig
-from ..declarations import public_part, resolve_declarations
+from ..declarations import public_part, referenced_declarations
 from ..errors import ConfigurationError
 from ..routes import (
     HUB_BROKER_ENV,
@@ -26,7 +26,7 @@ from ..routes import (
     HUB_SOCKET_UID_ENV,
 )
 from ..store.postgres import is_postgres_url, redact_url, require_driver
-from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
+from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file, service_secret_file
 from .unix import DEFAULT_SOCKET, ensure_socket_folder
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
@@ -36,12 +36,12 @@ SERVICE_NAME = "chat-oauth2"
 _DEFAULT_PORT = 10101
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _UNNAMED_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104
-#: The hub-held secret the router derives store keys from, next to the hub's own secrets.
-DEFAULT_SECRET_FILE = "chat_oauth2_nb_hub_secret"  # noqa: S105 (a file name)
-#: The declared providers, client secrets included, for the service only (0600).
+#: Where versions before 0.1 wrote the declared providers, client secrets included: a file
+#: configure_hub now removes (the service gets references, never a copy of a secret).
 DEFAULT_PROVIDERS_FILE = "chat_oauth2_nb_providers.json"
 # The router's names for them (router.py imports JupyterHub, which configure_hub must not).
 _BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+_BROKER_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
 _BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
 _BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 # JupyterHub's default "server" role, which configure_hub extends rather than replaces.
@@ -181,11 +181,12 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    declared = resolve_declarations(providers or {}, os.environ)
+    entries, variables = referenced_declarations(providers or {}, os.environ)
+    declared = {a: ProviderConfig.from_mapping(e, environ=variables) for a, e in entries.items()}
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
     if declared:
-        _write_providers(service, declared, providers_file, managed, store_url)
+        _give_providers(service, entries, variables, providers_file, managed, store_url)
     _register(c, service, service_name)
     _give_servers(c, service, callback, key_url, declared)
     if socket is not None:
@@ -225,7 +226,7 @@ def _set_runner(
     """Who runs the service: the hub (command and secret file), or you (its API token)."""
     if managed:
         service["command"] = [sys.executable, "-m", "chat_oauth2_nb.hub"]
-        secret = ensure_secret_file(Path(secret_file or DEFAULT_SECRET_FILE))
+        secret = service_secret_file(Path(secret_file) if secret_file else None)
         service["environment"] = {HUB_SECRET_FILE_ENV: str(secret)}
     else:
         if secret_file is not None:
@@ -246,21 +247,34 @@ def _set_socket(
     return {HUB_SOCKET_ENV: str(path), HUB_SOCKET_UID_ENV: str(uid)}
 
 
-def _write_providers(
+def _give_providers(
     service: dict[str, Any],
-    declared: dict[str, ProviderConfig],
+    entries: dict[str, dict[str, Any]],
+    variables: dict[str, str],
     providers_file: str | os.PathLike[str] | None,
     managed: bool,
     store_url: str | None,
 ) -> None:
-    """Write the full declarations (secrets included, 0600) for the service alone to read."""
+    """Give the service the declarations with their secrets as references, never a copy.
+
+    The managed service gets them in its environment, with the variables its references name
+    (a secret written in jupyterhub_config.py or kept in the hub's environment goes from the
+    hub's memory to the service's, never to disk); a file reference stays a path it reads.
+    A service you run yourself gets a file of references (``providers_file``) and needs those
+    variables in its own environment.
+    """
     file = Path(providers_file or DEFAULT_PROVIDERS_FILE).resolve()
-    full = {alias: cfg.to_mapping(include_secret=True) for alias, cfg in declared.items()}
-    with secure_write(str(file)) as out:
-        out.write(json.dumps(full))
     if managed:
-        service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
+        if file.is_file():
+            # Written by an earlier version with the secrets in plain text: the references
+            # replace it. The store next to it stays where it was, so no token is lost.
+            file.unlink()
+        service["environment"].update(variables)
+        service["environment"][_BROKER_PROVIDERS_ENV] = json.dumps(entries)
         service["environment"][_BROKER_STORE_ENV] = store_url or str(file.with_name(_BROKER_STORE))
+        return
+    with secure_write(str(file)) as out:
+        out.write(json.dumps(entries))
 
 
 def _register(c: Any, service: dict[str, Any], service_name: str) -> None:
@@ -276,6 +290,11 @@ def _register(c: Any, service: dict[str, Any], service_name: str) -> None:
     # scope too (its token then identifies the user; it is never the user's full power).
     _grant(roles, "server", _SERVER_SCOPES, access)
     hub.load_roles = roles
+    # Set already (by the admin or another tool): it replaces the "server" role for servers'
+    # tokens, so it needs the scope too. One set after this call is `hub check`'s to find.
+    chosen = _setting(c.Spawner, "server_token_scopes")
+    if isinstance(chosen, (list, tuple, set)) and access not in chosen:
+        c.Spawner.server_token_scopes = [*chosen, access]
 
 
 def _grant(roles: list[dict[str, Any]], name: str, default: list[str], access: str) -> None:

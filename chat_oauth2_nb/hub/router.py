@@ -34,7 +34,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..declarations import admins_error_payload, resolve_declarations
+from ..declarations import HUB_DECLARED_WHERE, admins_error_payload, resolve_declarations
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
 from ..lifecycle.declared import DeclaredProviders
@@ -47,10 +47,12 @@ from .keys import load_hub_secret
 from .unix import listen_unix
 
 __all__ = [
+    "BROKER_PROVIDERS_ENV",
     "BROKER_PROVIDERS_FILE_ENV",
     "BROKER_STORE_ENV",
     "BrokerApi",
     "CallbackRouter",
+    "ScopeMissing",
     "StoreKey",
     "load_declared",
     "main",
@@ -62,6 +64,8 @@ log = logging.getLogger("chat_oauth2_nb.hub")
 #: Set by configure_hub() for the managed service: the 0600 JSON file of the declared
 #: providers, client secrets included (broker mode).
 BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+#: The same declarations in the service's environment (configure_hub's way: no file).
+BROKER_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
 #: Where the service keeps its store (refresh tokens, sealed): a SQLite file (default: in its
 #: directory) or a ``postgresql://`` URL (several replicas of the service share it).
 BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
@@ -80,6 +84,12 @@ class _Headers(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A short page that says what to do (never the request, which holds the code)."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, ScopeMissing):
+            # A server's token, not a browser: say which scope it lacks, in JSON.
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": "missing_scope", "scope": exc.scope}))
+            return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         reason = {
             403: "Your hub account may not use this service. Ask the hub administrator to "
@@ -91,6 +101,15 @@ class _Headers(web.RequestHandler):
             "<!doctype html><meta charset=utf-8><title>Authorization not forwarded</title>"
             f"<h1>Authorization not forwarded ({status_code})</h1><p>{reason}</p>"
         )
+
+
+class ScopeMissing(web.HTTPError):
+    """403: a user's token without this service's access scope (named in the JSON answer)."""
+
+    def __init__(self, scope: str) -> None:
+        """``scope``: the scope the token lacks."""
+        super().__init__(403)
+        self.scope = scope
 
 
 class OAuthCallback(_Headers, HubOAuthCallbackHandler):  # type: ignore[misc]
@@ -140,13 +159,12 @@ async def _token_user(handler: web.RequestHandler, hub_auth: HubAuth) -> str:
         raise web.HTTPError(403)
     model = await hub_auth.user_for_token(match.group(1), sync=False)
     required = hub_auth.access_scopes
-    if (
-        not model
-        or model.get("kind", "user") != "user"
-        or not required
-        or not hub_auth.check_scopes(required, model)
-    ):
+    if not model or model.get("kind", "user") != "user" or not required:
         raise web.HTTPError(403)
+    if not hub_auth.check_scopes(required, model):
+        # A user's own token that lacks the scope: usually c.Spawner.server_token_scopes
+        # replaced what configure_hub gave servers. Naming the scope tells the server so.
+        raise ScopeMissing(max(sorted(required), key=len))  # the narrowest: this service
     return str(model["name"])
 
 
@@ -231,7 +249,7 @@ class BrokerApi(_Headers):
 
 def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
     """The error for the user's server, saying when the fix is the hub administrator's."""
-    return admins_error_payload(exc, "on the hub; python -m chat_oauth2_nb.hub check diagnoses it")
+    return admins_error_payload(exc, HUB_DECLARED_WHERE)
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -276,11 +294,18 @@ def _broker_store(hub_secret: bytes | None) -> Callable[[], HeldTokenStore] | No
 
 
 def load_declared() -> DeclaredProviders | None:
-    """The declared providers configure_hub() wrote for this service (secrets included)."""
+    """The declared providers configure_hub() gave this service, their secrets resolved now.
+
+    ``CHAT_OAUTH2_NB_BROKER_PROVIDERS`` (JSON, from configure_hub) or the file
+    ``CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE`` names (a service you run yourself); each secret
+    is a reference (``{"env": …}``, ``{"file": …}``) read here, in this process's memory only.
+    """
+    inline = os.environ.get(BROKER_PROVIDERS_ENV, "")
     file = os.environ.get(BROKER_PROVIDERS_FILE_ENV, "")
-    if not file:
+    if not inline and not file:
         return None
-    declared = resolve_declarations(json.loads(Path(file).read_text()), os.environ)
+    text = inline or Path(file).read_text()
+    declared = resolve_declarations(json.loads(text), os.environ)
     return DeclaredProviders(declared) if declared else None
 
 

@@ -1,7 +1,9 @@
 """The ``%oauth2`` line magic: ``%load_ext chat_oauth2_nb``, then ``%oauth2 google``.
 
 ``%oauth2 PRESET [--PARAM VALUE ...]`` shows the panel of a preset (see
-:mod:`chat_oauth2_nb.presets`); the client id and secret come from the environment
+:mod:`chat_oauth2_nb.presets`), ``%oauth2 ALIAS`` the panel of a provider the administrator
+declared on this server or hub (any alias, preset name or not: no credentials needed); a
+preset's client id and secret come from the environment
 (``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` / ``_CLIENT_SECRET``), so no secret is typed into a
 notebook. Options: ``--alias``, ``--user``, ``--scopes "a b"``, ``--mode``, ``--as NAME``
 (bind the client to a variable); every other ``--name value`` is a preset parameter
@@ -23,7 +25,7 @@ from .client import OAuth2Client, create_oauth2_client
 __all__ = ["USAGE", "load_ipython_extension", "oauth2_magic"]
 
 USAGE = (
-    "Usage: %oauth2 PRESET [--alias A] [--user U] [--scopes 'a b'] [--mode M] [--as NAME] "
+    "Usage: %oauth2 PRESET|DECLARED-ALIAS [--alias A] [--user U] [--scopes 'a b'] [--mode M] [--as NAME] "
     "[--PARAM VALUE ...]  (presets: " + ", ".join(sorted(PRESETS)) + ")\n"
     "       %oauth2 status   (every stored token)\n"
     "Client id and secret come from CHAT_OAUTH2_<ALIAS>_CLIENT_ID and _CLIENT_SECRET."
@@ -75,8 +77,11 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
         from .board import dashboard
 
         return dashboard()
+    declared = _declared_client(name, options, params)
+    if declared is not None:
+        return _show(declared, options, shell)
     if name not in PRESETS:
-        raise _usage_error(f"No preset named {name!r}.\n{USAGE}")
+        raise _usage_error(f"No preset or declared provider named {name!r}.\n{USAGE}")
     alias = options.get("alias", name)
     for secret in ("client_id", "client_secret"):
         if secret in params:
@@ -103,6 +108,31 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
                 old.close()
                 del _clients[old_key]
         _clients[key] = client
+    return _show(client, options, shell)
+
+
+def _declared_client(
+    name: str, options: dict[str, str], params: dict[str, str]
+) -> OAuth2Client | None:
+    """The client of the provider declared as ``name`` on this server or hub, else None.
+
+    A preset name with the person's own credentials in the environment stays the preset;
+    ``--alias`` or preset parameters mean the person's own client too.
+    """
+    from ..kernel.declared import find_declared
+
+    if params or "alias" in options or find_declared(name, {}) is None:
+        return None
+    key = ("", name, ())
+    client = _clients.get(key)
+    if client is None:
+        client = create_oauth2_client(name, mode=options.get("mode"))  # type: ignore[arg-type]
+        _clients[key] = client
+    return client
+
+
+def _show(client: OAuth2Client, options: dict[str, str], shell: Any) -> Any:
+    """Bind ``--as``, ask for ``--scopes`` and return the panel of ``client`` for ``--user``."""
     if "as" in options:
         if not options["as"].isidentifier():
             raise _usage_error(f"--as needs a variable name, got {options['as']!r}.")

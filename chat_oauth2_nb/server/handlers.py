@@ -23,7 +23,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..declarations import admins_error_payload
+from ..declarations import HUB_DECLARED_WHERE, SERVER_DECLARED_WHERE, admins_error_payload
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import (
     ROUTE_VALUE,
@@ -307,7 +307,9 @@ class _KernelApi(web.RequestHandler):
 
     def _failed(self, exc: OAuth2Error) -> None:
         status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        where = "c.ChatOAuth2App.providers in jupyter_server_config.py"
+        # A provider the hub's service holds was declared in the hub's config, not here.
+        hub = self.declared.holder is not None
+        where = HUB_DECLARED_WHERE if hub else SERVER_DECLARED_WHERE
         self._answer(status, admins_error_payload(exc, where))
 
 
