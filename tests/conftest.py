@@ -12,7 +12,7 @@ from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.notebook.client import OAuth2Client, create_oauth2_client
 from chat_oauth2_nb.store import Store
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "support.oidc"]
 
 
 @pytest.fixture
