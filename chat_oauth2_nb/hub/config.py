@@ -21,12 +21,14 @@ from ..routes import (
     HUB_CALLBACK_ENV,
     HUB_KEY_ENV,
     HUB_KEY_PATH,
+    HUB_LOGIN_ENV,
     HUB_PROVIDERS_ENV,
     HUB_SOCKET_ENV,
     HUB_SOCKET_UID_ENV,
 )
 from ..store.postgres import is_postgres_url, redact_url, require_driver
 from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file, service_secret_file
+from .signin import LOGIN_SCOPES, login_declaration, stamp_expiries
 from .unix import DEFAULT_SOCKET, ensure_socket_folder
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
@@ -42,6 +44,8 @@ DEFAULT_PROVIDERS_FILE = "chat_oauth2_nb_providers.json"
 # The router's names for them (router.py imports JupyterHub, which configure_hub must not).
 _BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
 _BROKER_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
+_BROKER_LOGIN_ENV = "CHAT_OAUTH2_NB_BROKER_LOGIN_ALIAS"
+_BROKER_LOGIN_URL_ENV = "CHAT_OAUTH2_NB_HUB_LOGIN_URL"
 _BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
 _BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 # JupyterHub's default "server" role, which configure_hub extends rather than replaces.
@@ -134,6 +138,7 @@ def configure_hub(
     providers_file: str | os.PathLike[str] | None = None,
     store_url: str | None = None,
     socket_path: str | os.PathLike[str] | None = None,
+    login_provider: str | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -165,6 +170,13 @@ def configure_hub(
     server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
 
+    The hub sign-in as a provider: ``login_provider="login"`` declares the hub's
+    OAuthenticator client under that alias; each user's kernels then get the access token of
+    their own hub sign-in (``create_oauth2_client("login")``) with no consent, refreshed by the
+    service (which reads and writes the user's ``auth_state`` through the hub's API), never
+    holding its refresh token. Needs ``enable_auth_state`` and ``JUPYTERHUB_CRYPT_KEY``; see
+    docs/hub-login.md.
+
     Servers send their API token only to an authenticated service: the managed service also
     listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_run/router.sock``
     in the hub's directory, in a folder only the hub's user may write), and servers check
@@ -181,7 +193,12 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    entries, variables = referenced_declarations(providers or {}, os.environ)
+    providers = dict(providers or {})
+    if login_provider:
+        declaration, section = login_declaration(c, os.environ)
+        providers[login_provider] = declaration
+        stamp_expiries(c, section)
+    entries, variables = referenced_declarations(providers, os.environ)
     declared = {a: ProviderConfig.from_mapping(e, environ=variables) for a, e in entries.items()}
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
@@ -189,6 +206,8 @@ def configure_hub(
         _give_providers(service, entries, variables, providers_file, managed, store_url)
     _register(c, service, service_name)
     _give_servers(c, service, callback, key_url, declared)
+    if login_provider:
+        _give_login(c, service, service_name, login_provider, callback)
     if socket is not None:
         c.Spawner.environment = {**c.Spawner.environment, **socket}
     return callback
@@ -275,6 +294,22 @@ def _give_providers(
         return
     with secure_write(str(file)) as out:
         out.write(json.dumps(entries))
+
+
+def _give_login(
+    c: Any, service: dict[str, Any], service_name: str, alias: str, callback: str
+) -> None:
+    """Let the service read and write users' auth_state; tell it and servers the alias."""
+    roles = list(_setting(c.JupyterHub, "load_roles") or [])
+    name = f"{service_name}-login"
+    roles = [r for r in roles if r.get("name") != name]
+    roles.append({"name": name, "scopes": list(LOGIN_SCOPES), "services": [service_name]})
+    c.JupyterHub.load_roles = roles
+    hub_root = callback.split("/services/", 1)[0]
+    if "environment" in service:
+        service["environment"][_BROKER_LOGIN_ENV] = alias
+        service["environment"][_BROKER_LOGIN_URL_ENV] = f"{hub_root}/hub/login"
+    c.Spawner.environment = {**c.Spawner.environment, HUB_LOGIN_ENV: alias}
 
 
 def _register(c: Any, service: dict[str, Any], service_name: str) -> None:

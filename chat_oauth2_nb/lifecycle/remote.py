@@ -97,11 +97,17 @@ class RemoteGrants(TokenShelf):
         holder: Holder,
         timeout: float = 10.0,
         leeway: float = 30.0,
+        ask_when_empty: bool = False,
     ) -> None:
-        """``timeout``: the holder's own deadline with the provider (this side waits longer)."""
+        """``timeout``: the holder's own deadline with the provider (this side waits longer).
+
+        ``ask_when_empty``: with nothing stored here, ask the holder rather than answer None
+        (the hub sign-in's token, which the holder has before anyone authorizes here).
+        """
         super().__init__(config, store, leeway=leeway, hold_refresh_tokens=False)
         self.holder = holder
         self.timeout = timeout
+        self.ask_when_empty = ask_when_empty
 
     def _ask(self, action: str, body: dict[str, Any], slack: float) -> dict[str, Any]:
         # The holder may itself ask the provider (one deadline) and another holder: slack.
@@ -116,6 +122,10 @@ class RemoteGrants(TokenShelf):
         """
         leeway = self.leeway if leeway is None else leeway
         record = self.stored(user)
+        if record is None and self.ask_when_empty:
+            return self._from_holder(
+                user, None, {"leeway": leeway, "optional": True}, optional=True
+            )
         if record is None or not record.data.is_expired(leeway):
             return record
         return self._from_holder(user, record, {"leeway": leeway}, optional=False)
@@ -125,6 +135,10 @@ class RemoteGrants(TokenShelf):
     ) -> TokenRecord | None:
         """Have the holder refresh now, unless a newer token than the caller's is here or there."""
         record = self.stored(user)
+        if record is None and self.ask_when_empty:
+            return self._from_holder(
+                user, None, {"force": True, "optional": optional}, optional=optional
+            )
         if record is None:
             return None
         mine = digest(record.data.token)
@@ -134,22 +148,23 @@ class RemoteGrants(TokenShelf):
         return self._from_holder(user, record, body, optional=optional)
 
     def _from_holder(
-        self, user: str, record: TokenRecord, body: dict[str, Any], *, optional: bool
+        self, user: str, record: TokenRecord | None, body: dict[str, Any], *, optional: bool
     ) -> TokenRecord | None:
         try:
             answer = self._ask("token", {"user": user, **body}, 40.0)
         except GrantRevokedError:
             # The holder found the grant dead: so is this side's copy of its access token.
-            self.bury(user, record)
+            if record is not None:
+                self.bury(user, record)
             raise
         data = data_from_payload(answer)
         if data is None:
             if optional:
                 return None
             raise nothing_stored(user, self.alias)
-        if data.token == record.data.token:
+        if record is not None and data.token == record.data.token:
             return record
-        return self._write(user, data, record.version)
+        return self._write(user, data, None if record is None else record.version)
 
     def exchange(
         self, user: str, code: AuthorizationCode, note: Noter | None = None

@@ -21,6 +21,7 @@ from ..routes import (
     CALLBACK_PATH,
     HUB_BROKER_ENV,
     HUB_CALLBACK_ENV,
+    HUB_LOGIN_ENV,
     HUB_PROVIDERS_ENV,
     SERVER_API_ENV,
     SERVER_API_PATH,
@@ -148,7 +149,10 @@ class ChatOAuth2App(ExtensionApp):
         for name in secret_variables(self.providers):
             os.environ.pop(name, None)
         self._declared = DeclaredProviders(
-            declared, timeout=self.token_timeout, holder=self._hub_holder()
+            declared,
+            timeout=self.token_timeout,
+            holder=self._hub_holder(),
+            login=os.environ.get(HUB_LOGIN_ENV) or None,
         )
         self._api_token = secrets.token_urlsafe(32)
         if declared:
