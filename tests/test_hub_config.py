@@ -224,3 +224,86 @@ def test_server_token_scopes_set_before_gain_the_service() -> None:
         "access:servers!server",
         ACCESS,
     ]
+
+
+def _oauth_hub(**settings: object) -> Config:
+    c = Config()
+    c.JupyterHub.public_url = "https://hub.example.org/"
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    c.GenericOAuthenticator.client_id = "hub"
+    c.GenericOAuthenticator.client_secret = "hub-Secret-555"
+    c.GenericOAuthenticator.authorize_url = "https://id.example.org/authorize"
+    c.GenericOAuthenticator.token_url = "https://id.example.org/token"
+    c.GenericOAuthenticator.scope = ["openid", "offline_access"]
+    c.Authenticator.enable_auth_state = True
+    for name, value in settings.items():
+        section, _, key = name.partition("__")
+        setattr(getattr(c, section), key, value)
+    return c
+
+
+def test_the_hub_sign_in_as_a_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", os.urandom(32).hex())
+    c = _oauth_hub()
+    configure_hub(c, login_provider="login")
+    (service,) = c.JupyterHub.services
+    environment = service["environment"]
+    entries = json.loads(environment["CHAT_OAUTH2_NB_BROKER_PROVIDERS"])
+    assert entries["login"]["client_id"] == "hub"
+    assert entries["login"]["default_scopes"] == ["openid", "offline_access"]
+    assert environment["CHAT_OAUTH2_NB_BROKER_LOGIN_ALIAS"] == "login"
+    assert environment["CHAT_OAUTH2_NB_HUB_LOGIN_URL"] == "https://hub.example.org/hub/login"
+    assert c.Spawner.environment["CHAT_OAUTH2_NB_HUB_LOGIN_ALIAS"] == "login"
+    assert "hub-Secret-555" not in json.dumps(c.Spawner.environment)
+    assert "hub-Secret-555" not in _files_text(tmp_path)
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "chat-oauth2-login")
+    assert role == {
+        "name": "chat-oauth2-login",
+        "scopes": ["admin:auth_state", "admin:users"],
+        "services": ["chat-oauth2"],
+    }
+    assert c.GenericOAuthenticator.modify_auth_state_hook is not None
+    assert c.GenericOAuthenticator.refresh_user_hook is not None
+
+
+@pytest.mark.parametrize(
+    ("settings", "crypt_key", "words"),
+    [
+        ({"JupyterHub__authenticator_class": "dummy"}, True, "OAuthenticator"),
+        ({"Authenticator__enable_auth_state": False}, True, "enable_auth_state = True"),
+        ({}, False, "JUPYTERHUB_CRYPT_KEY"),
+        ({"GenericOAuthenticator__token_url": ""}, True, "c.GenericOAuthenticator.token_url"),
+    ],
+)
+def test_the_hub_sign_in_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, object], crypt_key: bool, words: str
+) -> None:
+    if crypt_key:
+        monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", os.urandom(32).hex())
+    else:
+        monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match=words.replace(".", r"\.")):
+        configure_hub(_oauth_hub(**settings), login_provider="login")
+
+
+def test_stamp_expiry_keeps_the_first_expiry() -> None:
+    from chat_oauth2_nb.hub.login import EXPIRES_KEY, stamp_expiry
+
+    answer = {"access_token": "a", "expires_in": 60}
+    state = stamp_expiry(None, {"token_response": answer})
+    first = state[EXPIRES_KEY]
+    # The hub's refresh_user rebuilds the auth_state from the same answer later.
+    again = stamp_expiry(None, {"token_response": answer})
+    assert again[EXPIRES_KEY] == first
+
+
+def test_the_hubs_own_refresh_leaves_a_valid_auth_state_alone() -> None:
+    import time
+
+    from chat_oauth2_nb.hub.login import EXPIRES_KEY, keep_written_back
+
+    valid = {"access_token": "a", EXPIRES_KEY: time.time() + 60}
+    expired = {"access_token": "a", EXPIRES_KEY: time.time() - 1}
+    assert keep_written_back(None, None, valid) is True  # no rebuild, no save
+    assert keep_written_back(None, None, expired) is None  # OAuthenticator's own refresh
+    assert keep_written_back(None, None, {"access_token": "a"}) is None

@@ -170,12 +170,7 @@ def configure_hub(
     server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
 
-    The hub sign-in as a provider: ``login_provider="login"`` declares the hub's
-    OAuthenticator client under that alias; each user's kernels then get the access token of
-    their own hub sign-in (``create_oauth2_client("login")``) with no consent, refreshed by the
-    service (which reads and writes the user's ``auth_state`` through the hub's API), never
-    holding its refresh token. Needs ``enable_auth_state`` and ``JUPYTERHUB_CRYPT_KEY``; see
-    docs/hub-login.md.
+    ``login_provider="login"``: kernels get their user's hub sign-in token: docs/hub-login.md.
 
     Servers send their API token only to an authenticated service: the managed service also
     listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_run/router.sock``
@@ -193,12 +188,9 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    providers = dict(providers or {})
-    if login_provider:
-        declaration, section = login_declaration(c, os.environ)
-        providers[login_provider] = declaration
-        stamp_expiries(c, section)
-    entries, variables = referenced_declarations(providers, os.environ)
+    entries, variables = referenced_declarations(
+        _with_login(c, providers or {}, login_provider), os.environ
+    )
     declared = {a: ProviderConfig.from_mapping(e, environ=variables) for a, e in entries.items()}
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
@@ -211,6 +203,15 @@ def configure_hub(
     if socket is not None:
         c.Spawner.environment = {**c.Spawner.environment, **socket}
     return callback
+
+
+def _with_login(c: Any, providers: dict[str, Any], alias: str | None) -> dict[str, Any]:
+    """``providers``, plus the hub sign-in's provider as ``alias`` when asked (checked here)."""
+    if not alias:
+        return providers
+    declaration, section = login_declaration(c, os.environ)
+    stamp_expiries(c, section)
+    return {**providers, alias: declaration}
 
 
 def _check_arguments(

@@ -40,7 +40,7 @@ from ..oauth.answers import token_from_answer
 from ..oauth.requests import refresh_request
 from ..store import TokenRecord
 
-__all__ = ["EXPIRES_KEY", "LoginGrants", "stamp_expiry"]
+__all__ = ["EXPIRES_KEY", "LoginGrants", "keep_written_back", "stamp_expiry"]
 
 log = logging.getLogger("chat_oauth2_nb.hub")
 
@@ -72,6 +72,20 @@ def stamp_expiry(authenticator: Any, auth_state: dict[str, Any]) -> dict[str, An
     if isinstance(at, (int, float)):
         auth_state[EXPIRES_KEY] = at
     return auth_state
+
+
+def keep_written_back(authenticator: Any, user: Any, auth_state: Any) -> bool | None:
+    """OAuthenticator's ``refresh_user_hook``: no change while the access token is valid.
+
+    Without it the hub's ``refresh_user`` rebuilds the auth_state from the token answer it
+    read at its start and saves it, even when nothing changed: one that started just before
+    this service wrote a refresh back would put the spent refresh token back (the provider's
+    reuse detection then ends the sign-in). Past the expiry: OAuthenticator's own refresh.
+    """
+    at = auth_state.get(EXPIRES_KEY) if isinstance(auth_state, Mapping) else None
+    if isinstance(at, (int, float)) and auth_state.get("access_token") and at > time.time():
+        return True
+    return None
 
 
 class _Hub:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from .login import stamp_expiry
+from .login import keep_written_back, stamp_expiry
 
 __all__ = ["LOGIN_SCOPES", "login_declaration", "stamp_expiries"]
 
@@ -120,8 +120,9 @@ def login_declaration(c: Any, environ: Mapping[str, str]) -> tuple[dict[str, Any
 
 
 def stamp_expiries(c: Any, section: str) -> None:
-    """Have the authenticator note each access token's expiry in the auth_state it keeps."""
+    """Have the authenticator note each token's expiry, and not rewrite a valid auth_state."""
     config = getattr(c, section)
+    _keep_written_back(c, section)
     existing = _value(c, section, "modify_auth_state_hook")
     if existing is None or existing is stamp_expiry:
         config.modify_auth_state_hook = stamp_expiry
@@ -139,3 +140,25 @@ def stamp_expiries(c: Any, section: str) -> None:
 
     both.__wrapped_by_chat_oauth2_nb__ = True  # type: ignore[attr-defined]
     config.modify_auth_state_hook = both
+
+
+def _keep_written_back(c: Any, section: str) -> None:
+    """``refresh_user_hook`` (OAuthenticator >= 17.3): ours first, then the admin's own."""
+    config = getattr(c, section)
+    existing = _value(c, section, "refresh_user_hook")
+    if existing is None or existing is keep_written_back:
+        config.refresh_user_hook = keep_written_back
+        return
+    if getattr(existing, "__wrapped_by_chat_oauth2_nb__", False):
+        return
+
+    async def both(authenticator: Any, user: Any, auth_state: Any) -> Any:
+        import inspect
+
+        if keep_written_back(authenticator, user, auth_state) is True:
+            return True
+        result = existing(authenticator, user, auth_state)
+        return await result if inspect.isawaitable(result) else result
+
+    both.__wrapped_by_chat_oauth2_nb__ = True  # type: ignore[attr-defined]
+    config.refresh_user_hook = both

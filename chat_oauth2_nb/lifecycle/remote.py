@@ -53,6 +53,8 @@ class Holder:
     connect: Callable[[str, float], httpx.Client] = dataclasses.field(
         default=lambda url, timeout: httpx.Client(timeout=timeout), repr=False
     )
+    #: Aliases whose tokens the holder has before anyone authorizes here (the hub sign-in's).
+    eager: frozenset[str] = frozenset()
 
 
 def ask(
@@ -107,7 +109,7 @@ class RemoteGrants(TokenShelf):
         super().__init__(config, store, leeway=leeway, hold_refresh_tokens=False)
         self.holder = holder
         self.timeout = timeout
-        self.ask_when_empty = ask_when_empty
+        self.ask_when_empty = ask_when_empty or config.alias in holder.eager
 
     def _ask(self, action: str, body: dict[str, Any], slack: float) -> dict[str, Any]:
         # The holder may itself ask the provider (one deadline) and another holder: slack.

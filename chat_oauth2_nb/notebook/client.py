@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -42,7 +41,6 @@ from ..oauth import (
 )
 from ..routes import (
     CALLBACK_PATH,
-    HUB_LOGIN_ENV,
     START_PATH,
 )
 from ..store import (
@@ -125,13 +123,7 @@ class OAuth2Client:
             LocalGrants(self.config, self._store_now, connections=self._connections, leeway=leeway)
             if holder is None
             else RemoteGrants(
-                self.config,
-                self._store_now,
-                holder=holder,
-                timeout=timeout,
-                leeway=leeway,
-                # The hub sign-in's token is there before anyone authorizes in a notebook.
-                ask_when_empty=self.config.alias == os.environ.get(HUB_LOGIN_ENV),
+                self.config, self._store_now, holder=holder, timeout=timeout, leeway=leeway
             )
         )
         # The named parts this façade is composed of (docs/ARCHITECTURE.md).
