@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ pytestmark = pytest.mark.timeout(600)
 
 SECRET = "hub-login-secret-0123456789abcdef0123456789"
 TTL = 40  # seconds: stale after half of it
+CLOCK_TOLERANCE = 17  # oidc-provider still takes a token 15 s past its expiry
 
 
 def _hub_config(hub: RealHub, op: OidcProvider) -> str:
@@ -202,11 +202,10 @@ def test_the_hub_sign_in_reaches_kernels_refreshed_once_and_written_back(
     assert state["refresh_token"] and state["refresh_token"] != first_refresh
     assert state["token_response"]["access_token"] == new_token
 
-    # The hub's own refresh (refresh_user, once the token expired and the provider refuses
-    # it: the test's oidc-provider still answers userinfo for an expired one, so it is also
-    # revoked) uses the rotated refresh token: no reuse detected, alice stays signed in.
-    time.sleep(max(0.0, state["chat_oauth2_nb_expires_at"] - time.time() + 1))
-    _revoke(op, new_token, "access_token")
+    # The hub's own refresh (OAuthenticator's refresh_user, once the provider refuses the
+    # expired token: oidc-provider allows 15 s of clock tolerance) uses the rotated refresh
+    # token: no reuse detected, alice stays signed in.
+    time.sleep(max(0.0, state["chat_oauth2_nb_expires_at"] + CLOCK_TOLERANCE - time.time()))
     status = alice.home_status()
     why = f"{op.counters()}\n{hub.log()[-3000:]}"
     assert status == 200, why
@@ -290,7 +289,7 @@ def test_a_revoked_sign_in_says_sign_in_to_the_hub_again(
         "except Exception as exc:\n"
         "    print(type(exc).__name__, '|', exc)\n"
     ).strip()
-    assert error.startswith("GrantRevokedError |"), error
+    # (A warning line of the kernel's log may come first.)
+    assert "GrantRevokedError | The hub sign-in of 'bob' has ended" in error, error
     assert "Sign in to the hub again" in error, error
     assert f"{hub.url}hub/login" in error, error
-    print(json.dumps(op.counters()))
