@@ -70,6 +70,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealHub, O
         root / "op", {"clients": [metadata], "ttl": {"AccessToken": TTL}, "rotate_refresh": True}
     )
     hub.extra_config = _hub_config(hub, op)
+    # What the authenticator's settings do not say: where the id_tokens are checked.
+    more = {"issuer": op.issuer, "jwksUri": op.metadata()["jwks_uri"]}
+    hub.hub_args += f", providers={{'login': {more!r}}}"
     hub.hub_env["JUPYTERHUB_CRYPT_KEY"] = os.urandom(32).hex()
     try:
         hub.start()
@@ -110,6 +113,25 @@ class SignedIn:
             else:
                 raise AssertionError(f"{answer.status_code} at {url}: {answer.text[:500]}")
         raise AssertionError("the sign-in never came back to the hub")
+
+    def browse(self, url: str) -> httpx.Response:
+        """Open ``url`` and follow it through the hub, the provider's pages and back."""
+        answer = self.http.get(url)
+        for _ in range(40):
+            current = str(answer.url)
+            if answer.is_redirect:
+                answer = self.http.get(urljoin(current, answer.headers["location"]))
+            elif current.startswith(self.op.issuer) and "/interaction/" in current:
+                path = urlsplit(current).path
+                if 'name="login"' in answer.text:
+                    answer = self.http.post(
+                        f"{self.op.issuer}{path}/login", data={"login": self.user}
+                    )
+                else:
+                    answer = self.http.post(f"{self.op.issuer}{path}/confirm")
+            else:
+                return answer
+        raise AssertionError(f"still redirected at {answer.url}")
 
     def home_status(self) -> int:
         """The hub's home page: 200 while signed in (the hub refreshes the sign-in first)."""
@@ -245,6 +267,31 @@ def test_bob_gets_only_his_own_sign_in(setup: tuple[RealHub, OidcProvider]) -> N
     assert alice["access_token"] not in error
     assert error.strip().endswith("404"), error
     bob.close()
+
+
+def test_more_scopes_than_the_sign_in_is_an_upgrade(setup: tuple[RealHub, OidcProvider]) -> None:
+    hub, op = setup
+    alice = SignedIn(hub, op, "alice")
+    kernel = Kernel(hub, hub.spawn("alice"))
+    signed_in = kernel.run(READ).strip()
+    link = kernel.run(
+        "print(client.get_user_authorization_url(scopes=['openid', 'offline_access', 'profile']))"
+    ).strip()
+    # Meanwhile the sign-in's token still serves.
+    assert kernel.run("print(client.get_access_token_for_user().token)").strip() == signed_in
+    consents = op.counters()["consent_pages"]
+    page = alice.browse(link)  # through the hub's redirect URI, as any declared provider
+    assert page.status_code == 200 and "Authorized" in page.text, page.text[:800]
+    token, scope = kernel.run(
+        "data = client.wait_for_authorization(timeout=60)\nprint(data.token, '|', data.scope)"
+    ).split(" | ")
+    assert "profile" in scope.split()
+    assert _userinfo(op, token)["name"] == "alice"  # the new scope's claim
+    assert op.counters()["consent_pages"] == consents + 1  # for the new scope only
+    # It replaced the sign-in's tokens where the hub keeps them.
+    state = _auth_state(hub, "alice")
+    assert state["access_token"] == token and "profile" in state["scope"]
+    alice.close()
 
 
 def _scan_processes(secrets: list[str]) -> None:

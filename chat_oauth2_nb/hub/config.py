@@ -211,7 +211,8 @@ def _with_login(c: Any, providers: dict[str, Any], alias: str | None) -> dict[st
         return providers
     declaration, section = login_declaration(c, os.environ)
     stamp_expiries(c, section)
-    return {**providers, alias: declaration}
+    # An entry of the same alias adds to what the authenticator says (issuer, jwksUri...).
+    return {**providers, alias: {**declaration, **(providers.get(alias) or {})}}
 
 
 def _check_arguments(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -32,12 +33,14 @@ from ..errors import (
     GrantRevokedError,
     NotAuthorizedError,
     OAuth2Error,
+    TokenExchangeError,
     TokenRefreshError,
 )
 from ..lifecycle.grants import AuthorizationCode, Connections, Noter, digest
 from ..oauth import AuthData
 from ..oauth.answers import token_from_answer
-from ..oauth.requests import refresh_request
+from ..oauth.models import HttpExchange
+from ..oauth.requests import code_exchange_request, refresh_request
 from ..store import TokenRecord
 
 __all__ = ["EXPIRES_KEY", "LoginGrants", "keep_written_back", "stamp_expiry"]
@@ -243,16 +246,7 @@ class LoginGrants:
                 "was refused: revoked, expired or signed out there)",
                 hint=f"Sign in to the hub again: {self.login_url}",
             ) from None
-        new_state = {
-            **state,
-            "access_token": data.token,
-            # A provider that does not rotate sends none: the one we have stays valid.
-            "refresh_token": data.refresh_token or refresh_token,
-            "id_token": data.id_token or state.get("id_token"),
-            "scope": data.scope.split() if data.scope else state.get("scope"),
-            "token_response": _public_answer(data, state),
-            EXPIRES_KEY: data.expires_at.timestamp() if data.expires_at else None,
-        }
+        new_state = _merged(state, data, refresh_token)
         # Written back before anyone sees the new token: the hub's refresh_user and every
         # other caller then start from the rotated refresh token, never the spent one.
         self._hub.save(user, new_state)
@@ -267,11 +261,56 @@ class LoginGrants:
     def exchange(
         self, user: str, code: AuthorizationCode, note: Noter | None = None
     ) -> TokenRecord:
-        """Not offered: the hub login's tokens come from signing in to the hub."""
-        raise NotAuthorizedError(
-            "The hub sign-in's provider takes no authorization from a notebook",
-            hint=f"Sign in to the hub again: {self.login_url}",
+        """A scope upgrade: more scopes than the sign-in's, through the hub's redirect URI.
+
+        The answer replaces the sign-in's tokens in the auth_state (the hub's own refresh
+        then keeps the upgraded grant going), but only when its id_token names the person
+        the hub signed in: another account at the provider never lands in this user's state.
+        """
+        request = code_exchange_request(
+            self._config,
+            code=code.code,
+            redirect_uri=code.redirect_uri,
+            code_verifier=code.code_verifier,
         )
+        answer = self._connections.send(request)
+        if note is not None:
+            note(dataclasses.asdict(HttpExchange.of(request, answer)))
+        data = token_from_answer(
+            TokenExchangeError,
+            "Exchanging the authorization code (more scopes for the hub sign-in)",
+            request,
+            answer,
+            timeout=self._connections.timeout,
+            requested_scopes=code.scopes,
+        )
+        with self._locks(user):
+            state = self._state(user)
+            self._same_person(user, state, data, code)
+            new_state = _merged(state, data, None)
+            self._hub.save(user, new_state)
+        return self._record(user, new_state)
+
+    def _same_person(
+        self, user: str, state: Mapping[str, Any], data: AuthData, code: AuthorizationCode
+    ) -> None:
+        from ..oauth.oidc import verify_for_config
+
+        signed_in = state.get("oauth_user")
+        sub = signed_in.get("sub") if isinstance(signed_in, Mapping) else None
+        claims = (
+            verify_for_config(
+                self._config, data.id_token, code.nonce, timeout=self._connections.timeout
+            )
+            if data.id_token
+            else None
+        )
+        if not sub or claims is None or claims.get("sub") != sub:
+            raise NotAuthorizedError(
+                f"The authorization for more scopes of {user!r} was not signed by the person "
+                "the hub signed in (or had no id_token to tell), so it was not kept",
+                hint="Authorize with the account you signed in to the hub with.",
+            )
 
     def keep(self, user: str, data: AuthData) -> TokenRecord:
         """Not offered (see :meth:`exchange`)."""
@@ -295,6 +334,20 @@ class LoginGrants:
             f"names the hub sign-in's provider {self._config.alias!r}",
             f"{what} is not offered.",
         )
+
+
+def _merged(state: Mapping[str, Any], data: AuthData, refresh_token: str | None) -> dict[str, Any]:
+    """The auth_state with the provider's new answer in it, as OAuthenticator reads it."""
+    return {
+        **state,
+        "access_token": data.token,
+        # A provider that does not rotate sends none: the one we have stays valid.
+        "refresh_token": data.refresh_token or refresh_token,
+        "id_token": data.id_token or state.get("id_token"),
+        "scope": data.scope.split() if data.scope else state.get("scope"),
+        "token_response": _public_answer(data, state),
+        EXPIRES_KEY: data.expires_at.timestamp() if data.expires_at else None,
+    }
 
 
 def _public_answer(data: AuthData, state: Mapping[str, Any]) -> dict[str, Any]:
