@@ -294,6 +294,34 @@ def test_more_scopes_than_the_sign_in_is_an_upgrade(setup: tuple[RealHub, OidcPr
     alice.close()
 
 
+def test_an_upgrade_by_another_account_is_refused(setup: tuple[RealHub, OidcProvider]) -> None:
+    hub, op = setup
+    alice = SignedIn(hub, op, "alice")
+    kernel = Kernel(hub, hub.spawn("alice"))
+    signed_in = kernel.run(READ).strip()
+    link = kernel.run(
+        "print(client.get_user_authorization_url(scopes=['openid', 'offline_access', 'email']))"
+    ).strip()
+    # In alice's browser, someone signs in at the provider as mallory for the upgrade.
+    for cookie in list(alice.http.cookies.jar):
+        if cookie.name.startswith(("_session", "_interaction", "_grant")):
+            alice.http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+    alice.user = "mallory"
+    alice.browse(link)
+    error = kernel.run(
+        "try:\n"
+        "    client.wait_for_authorization(timeout=60)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, '|', exc)\n"
+    )
+    assert "was not signed by the person the hub signed in" in error, error
+    # Her sign-in's tokens are untouched, and none of mallory's is kept for her.
+    state = _auth_state(hub, "alice")
+    assert _userinfo(op, state["access_token"])["sub"] == "alice"
+    assert kernel.run(READ).strip() in (signed_in, state["access_token"])
+    alice.close()
+
+
 def _scan_processes(secrets: list[str]) -> None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
