@@ -17,7 +17,7 @@ from _common import machine
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["imports", "auth_overhead", "callback_latency", "idle_panels", "forged_state", "fuzz"]
-BENCHES += ["hub_router"]
+BENCHES += ["hub_router", "change_latency", "start_link_probe"]
 
 
 def main(argv: list[str]) -> int:

@@ -47,6 +47,7 @@ _EXPORTS = {
     "IdTokenError": "errors",
     "TokenRefreshError": "errors",
     "TokenRevokeError": "errors",
+    "RedirectUriError": "errors",
 }
 
 # A literal list, so type checkers see what the package exports.
@@ -72,6 +73,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderError",
     "ProviderMismatchError",
+    "RedirectUriError",
     "StateError",
     "Store",
     "StoreError",
@@ -105,6 +107,7 @@ if TYPE_CHECKING:
         OAuth2Error,
         ProviderError,
         ProviderMismatchError,
+        RedirectUriError,
         StateError,
         StoreError,
         StoreLockedError,
@@ -140,6 +143,11 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import ChatOAuth2App
 
     return [{"module": "chat_oauth2_nb", "app": ChatOAuth2App}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension is (``jupyter labextension develop .``)."""
+    return [{"src": "labextension", "dest": "chat-oauth2-nb"}]
 
 
 def load_ipython_extension(ipython: Any) -> None:

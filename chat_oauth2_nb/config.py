@@ -9,26 +9,43 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OAuth2Error, did_you_mean
+
+E = TypeVar("E", bound=OAuth2Error)
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
+    "GRANTS",
     "REVOKE_STYLES",
     "ClientAuthMethod",
+    "Grant",
     "ProviderConfig",
     "check_redirect_uri",
+    "credentials_advice",
     "discover_config",
     "env_var_name",
     "provider_identity",
+    "require_authentication",
     "same_issuer",
     "scopes_argument",
+    "unknown_key",
+    "with_credentials_advice",
 ]
 
-ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
-CLIENT_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post", "none")
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+CLIENT_AUTH_METHODS: tuple[str, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "none",
+    "private_key_jwt",
+)
+# How tokens are obtained: a person authorizes (the code grant, or the device grant), or the
+# client alone, with no person and no redirect (RFC 6749 §4.4: scheduled notebooks).
+Grant = Literal["authorization_code", "client_credentials"]
+GRANTS: tuple[str, ...] = ("authorization_code", "client_credentials")
 # How revokeTokenUri is called: "rfc7009" (each token, with a hint), "google" (one request
 # with the refresh token, else the access token: Google revokes the whole grant and answers
 # 400 for a token already revoked), "github" (DELETE /applications/{client_id}/token with
@@ -62,7 +79,17 @@ _SEED_KEYS = {
     "revokeStyle": "revoke_style",
     # Where a person revokes this app's access themselves (providers without revocation).
     "revokeUrlForPeople": "revoke_url_for_people",
+    # RFC 9449: sender-constrained tokens, bound to a key pair held where the token is.
+    "dpop": "dpop",
+    # RFC 8707: the resource servers the tokens are for (absolute URIs, no fragment).
+    "resource": "resource",
+    "grant": "grant",
+    # Where a private_key_jwt client's key came from (a path or a variable, never the key).
+    "clientKeySource": "client_key_source",
 }
+# A private_key_jwt client's key file: read once when the config is built (never stored as
+# a path: the key itself travels like a client secret, sealed in the store).
+_KEY_PATH_KEYS = ("clientKey", "client_key")
 _FIELDS = set(_SEED_KEYS.values())
 _SEED_NAMES = {name: key for key, name in _SEED_KEYS.items()}
 # Fields a dict must give; None reads as "missing" when the config is built.
@@ -267,12 +294,48 @@ def _check_auth_method(value: object) -> ClientAuthMethod:
         raise ConfigurationError(
             "client_auth_method",
             f"is {value!r}",
-            "Use 'client_secret_basic' (default), 'client_secret_post' or 'none' (public client).",
+            "Use 'client_secret_basic' (default), 'client_secret_post', 'private_key_jwt' (with "
+            "client_key=) or 'none' (public client).",
         )
     return cast(ClientAuthMethod, value)
 
 
+def _check_grant(value: object) -> Grant:
+    grant = value or "authorization_code"
+    if grant not in GRANTS:
+        raise ConfigurationError(
+            "grant",
+            f"is {grant!r}",
+            "Use 'authorization_code' (default: a person authorizes) or 'client_credentials' "
+            "(the client alone, no person: scheduled notebooks).",
+        )
+    return cast(Grant, grant)
+
+
+def require_authentication(config: ProviderConfig) -> ProviderConfig:
+    """``config``, unless it is a client credentials client that cannot authenticate.
+
+    Checked where a client that talks to the token endpoint is made (a declared provider's
+    copy in a kernel is a public client on purpose: the server holds its credentials).
+    """
+    if config.grant == "client_credentials" and config.client_auth_method == "none":
+        raise ConfigurationError(
+            "client_auth_method",
+            "is 'none', but the client_credentials grant needs a client that authenticates",
+            "Give the client secret (client_secret=) or its private key (client_key=).",
+        )
+    return config
+
+
 def _require_secret(config: ProviderConfig) -> None:
+    if config.client_auth_method == "private_key_jwt" and not config.client_secret:
+        raise ConfigurationError(
+            "client_key",
+            "is missing (client_auth_method is 'private_key_jwt')",
+            f"Pass client_key= the path of the client's private key, or set "
+            f"{env_var_name(config.alias, 'CLIENT_KEY_FILE')} (a path) or "
+            f"{env_var_name(config.alias, 'CLIENT_KEY')} (the PEM text).",
+        )
     if config.client_auth_method != "none" and not config.client_secret:
         raise ConfigurationError(
             "client_secret",
@@ -287,8 +350,11 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     http = config.allow_insecure_http
     alias = _check_alias(config.alias)
     fields: dict[str, object] = {"alias": alias}
-    fields["auth_uri"] = _check_uri("authUri", config.auth_uri, allow_http=http)
     token_uri = _check_uri("accessTokenUri", config.access_token_uri, allow_http=http)
+    auth_uri = config.auth_uri
+    if not auth_uri and config.grant == "client_credentials":
+        auth_uri = token_uri  # never opened: no person authorizes this grant
+    fields["auth_uri"] = _check_uri("authUri", auth_uri, allow_http=http)
     fields["access_token_uri"] = token_uri
     fields["refresh_token_uri"] = (
         _optional_uri("refreshTokenUri", config.refresh_token_uri, allow_http=http) or token_uri
@@ -310,10 +376,14 @@ def _checked_fields(config: ProviderConfig) -> dict[str, object]:
     fields["revoke_style"] = _check_revoke_style(config.revoke_style)
     fields["auth_uri_params"] = _check_auth_uri_params(config.auth_uri_params)
     fields["authorization_callback"] = _check_callback(config.authorization_callback)
+    fields["dpop"] = _check_dpop(config.dpop)
+    fields["resource"] = resource_argument(config.resource, "resource")
     fields["client_id"] = _check_client_id(config.client_id, alias)
     method = fields["client_auth_method"] = _check_auth_method(config.client_auth_method)
+    fields["grant"] = _check_grant(config.grant)
     # A public client sends no secret, so it keeps none (not even one from the environment).
     fields["client_secret"] = config.client_secret if method != "none" else None
+    fields["client_key_source"] = config.client_key_source if method == "private_key_jwt" else None
     return fields
 
 
@@ -331,12 +401,7 @@ def _field_values(config: object) -> dict[str, Any]:
     for key, value in config.items():
         name = _SEED_KEYS.get(key, key)
         if name not in _FIELDS:
-            known = ", ".join(sorted(_SEED_KEYS))
-            raise ConfigurationError(
-                str(key),
-                "is not a known config key",
-                f"Use one of: {known} (or their snake_case twins).",
-            )
+            raise unknown_key(str(key))
         if name in values:
             raise ConfigurationError(
                 str(key),
@@ -345,6 +410,43 @@ def _field_values(config: object) -> dict[str, Any]:
             )
         values[name] = value
     return values
+
+
+def _client_key(
+    alias: object,
+    path: object,
+    environ: Mapping[str, str],
+    method: object,
+    secret_given: object,
+) -> tuple[str, str] | None:
+    """A private_key_jwt client's key (text, where it came from), checked; None without one.
+
+    A secret given explicitly (argument or config) wins over a key found in the environment,
+    unless the method says private_key_jwt.
+    """
+    if not isinstance(alias, str) or method not in (None, "private_key_jwt"):
+        return None
+    if path is None and secret_given and method is None:
+        return None
+    from .clientkey import checked_client_key, find_client_key
+
+    found = find_client_key(alias, path, environ, env_var_name)
+    if found is None:
+        return None
+    checked_client_key(*found)
+    return found
+
+
+def unknown_key(key: str) -> ConfigurationError:
+    """The error for a config dict's ``key`` that is no config key: the closest ones first.
+
+    The known keys are read from ``_SEED_KEYS`` (and their snake_case twins), so a key added
+    there is suggested too.
+    """
+    known = _FIELDS if "_" in key else _SEED_KEYS
+    guess = did_you_mean(key, known) or did_you_mean(key, [*_SEED_KEYS, *_FIELDS])
+    listing = f"The keys are: {', '.join(sorted(_SEED_KEYS))} (or their snake_case twins)."
+    return ConfigurationError(key, "is not a known config key", guess or listing)
 
 
 def _from_environment(environ: Mapping[str, str], alias: object, what: str) -> str | None:
@@ -373,6 +475,8 @@ class ProviderConfig:
     default_scopes: tuple[str, ...] = ()
     auth_uri_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     client_id: str = ""
+    #: The client's credential: its secret, or with ``private_key_jwt`` its private key (PEM
+    #: or JWK text), which travels and is sealed in the store exactly like a secret.
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     client_auth_method: ClientAuthMethod = "client_secret_basic"
     authorization_callback: AuthorizationCallback | None = dataclasses.field(
@@ -387,6 +491,17 @@ class ProviderConfig:
     jwks_uri: str | None = None
     revoke_style: RevokeStyle = "rfc7009"
     revoke_url_for_people: str | None = None
+    #: RFC 9449: ask for DPoP-bound tokens and prove the key on every request.
+    dpop: bool = False
+    #: RFC 8707: the resources (absolute URIs) sent with the authorization, token and
+    #: refresh requests; the first is the default resource of the stored token.
+    resource: tuple[str, ...] = ()
+    grant: Grant = "authorization_code"
+    #: Where a ``private_key_jwt`` client's key came from (shown in hints; never the key).
+    client_key_source: str | None = None
+    #: Where the credentials came from, for messages: field -> "the client_secret= argument",
+    #: "the environment variable CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET", "c.ChatOAuth2App.providers"…
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     #: Accept plain http endpoints on hosts other than this machine (test providers). The
     #: rule the fields were checked under, not a fact about the provider: it is neither
     #: compared nor written by :meth:`to_mapping`.
@@ -403,7 +518,7 @@ class ProviderConfig:
             f"ProviderConfig(alias={self.alias!r}, auth_uri={self.auth_uri!r}, "
             f"access_token_uri={self.access_token_uri!r}, client_id={self.client_id!r}, "
             f"client_secret=<{secret}>, client_auth_method={self.client_auth_method!r}, "
-            f"default_scopes={list(self.default_scopes)!r})"
+            f"grant={self.grant!r}, default_scopes={list(self.default_scopes)!r})"
         )
 
     @classmethod
@@ -414,27 +529,52 @@ class ProviderConfig:
         client_id: str | None = None,
         client_secret: str | None = None,
         client_auth_method: str | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        grant: str | None = None,
         allow_insecure_http: bool = False,
         environ: Mapping[str, str] | None = None,
+        source: str = "the config dict",
+        holder: str = "",
     ) -> ProviderConfig:
-        """Build and validate a config from the seed's dict (camelCase) or snake_case keys."""
+        """Build and validate a config from the seed's dict (camelCase) or snake_case keys.
+
+        ``client_key`` (or the config key ``clientKey``) is the path of a ``private_key_jwt``
+        client's private key; see :mod:`chat_oauth2_nb.clientkey` for the other sources.
+
+        ``source`` names where the dict came from and ``holder`` whose environment
+        ``environ`` is, for messages that say where a credential came from.
+        """
+        if isinstance(config, Mapping):
+            key_paths = [config[k] for k in _KEY_PATH_KEYS if k in config]
+            config = {k: v for k, v in config.items() if k not in _KEY_PATH_KEYS}
+            client_key = client_key if client_key is not None else next(iter(key_paths), None)
         values = _field_values(config)
         env = os.environ if environ is None else environ
         alias = values.get("alias")
+        given = {"client_id": client_id, "client_secret": client_secret}
+        origins = _origins(given, values, env, alias, source, holder)
         cid = client_id or values.get("client_id") or _from_environment(env, alias, "CLIENT_ID")
+        method = client_auth_method or values.get("client_auth_method")
+        secret_given = client_secret or values.get("client_secret")
+        key = _client_key(alias, client_key, env, method, secret_given)
         secret = (
-            client_secret
-            or values.get("client_secret")
+            (key[0] if key else None)
+            or secret_given
             or _from_environment(env, alias, "CLIENT_SECRET")
         )
-        method = (
-            client_auth_method
-            or values.get("client_auth_method")
-            or ("client_secret_basic" if secret else "none")
+        method = method or (
+            "private_key_jwt" if key else "client_secret_basic" if secret else "none"
         )
         credentials = {"client_id": cid, "client_secret": secret, "client_auth_method": method}
+        if key is not None:
+            credentials["client_key_source"] = key[1]
+            origins = {**origins, "client_secret": key[1]}
+        if grant is not None:
+            credentials["grant"] = grant
         built = cls(
-            **{**_REQUIRED, **values, **credentials}, allow_insecure_http=allow_insecure_http
+            **{**_REQUIRED, **values, **credentials},
+            origins=origins,
+            allow_insecure_http=allow_insecure_http,
         )
         return built.checked(allow_insecure_http=allow_insecure_http)
 
@@ -474,10 +614,86 @@ class ProviderConfig:
             "jwks_uri": self.jwks_uri,
             "revoke_style": self.revoke_style,
             "revoke_url_for_people": self.revoke_url_for_people,
+            "dpop": self.dpop,
+            "resource": list(self.resource),
+            "grant": self.grant,
+            "client_key_source": self.client_key_source,
+            "origins": dict(self.origins),
         }
         if include_secret:
             data["client_secret"] = self.client_secret
         return data
+
+
+def _origins(
+    given: Mapping[str, str | None],
+    values: Mapping[str, Any],
+    env: Mapping[str, str],
+    alias: object,
+    source: str,
+    holder: str,
+) -> dict[str, str]:
+    """Where each credential comes from: an argument, the dict, or an environment variable."""
+    origins: dict[str, str] = {}
+    for name, what in (("client_id", "CLIENT_ID"), ("client_secret", "CLIENT_SECRET")):
+        if given.get(name):
+            origins[name] = f"the {name}= argument"
+        elif values.get(name):
+            origins[name] = f"{source} ({_SEED_NAMES[name]})"
+        elif _from_environment(env, alias, what):
+            of = f" of {holder}" if holder else ""
+            origins[name] = f"the environment variable {env_var_name(str(alias), what)}{of}"
+    return origins
+
+
+def credentials_advice(config: ProviderConfig) -> str:
+    """What to change when the provider refused this client's credentials (invalid_client).
+
+    Names where the client id and secret came from, so the person edits the right place.
+    """
+    cid = config.origins.get("client_id")
+    id_from = f" (from {cid})" if cid else ""
+    if config.client_auth_method == "none":
+        return (
+            f"Check the client id {config.client_id!r}{id_from}. This client sends no secret "
+            "(client_auth_method='none'): if the provider registered it as confidential, pass "
+            f"client_secret= or set {env_var_name(config.alias, 'CLIENT_SECRET')}."
+        )
+    if config.client_auth_method == "private_key_jwt":
+        return _key_advice(config, id_from)
+    secret = config.origins.get("client_secret")
+    secret_from = f" (it came from {secret})" if secret else ""
+    return (
+        f"Check the client id {config.client_id!r}{id_from} and the client secret"
+        f"{secret_from}: copy it again from the provider's app page. The client "
+        f"authenticates by {config.client_auth_method!r}; 'client_secret_basic' and "
+        "'client_secret_post' are the two usual ones (client_auth_method=)."
+    )
+
+
+def _key_advice(config: ProviderConfig, id_from: str) -> str:
+    """What to check when the provider refused a private_key_jwt client's assertion."""
+    from .clientkey import parse_client_key
+
+    try:
+        key = parse_client_key(config.client_secret or "")
+        which = f" (kid {key.kid!r}, alg {key.alg})"
+    except ValueError:
+        which = ""
+    source = config.client_key_source or config.origins.get("client_secret") or "the stored config"
+    return (
+        f"The provider refused the client's signed assertion: register the public half of the "
+        f"private key from {source}{which} for the client {config.client_id!r}{id_from} at the "
+        "provider, with private_key_jwt as its authentication method; or give the key that is "
+        "registered."
+    )
+
+
+def with_credentials_advice(exc: E, config: ProviderConfig) -> E:
+    """``exc``, its advice naming where the credentials came from if the provider refused them."""
+    if exc.error == "invalid_client":
+        exc.with_hint(credentials_advice(config))
+    return exc
 
 
 def provider_identity(config: ProviderConfig) -> str:
@@ -491,6 +707,35 @@ def provider_identity(config: ProviderConfig) -> str:
         # issuers were kept verbatim carry the form without a trailing slash.
         return config.issuer.rstrip("/")
     return f"{config.access_token_uri} (client_id {config.client_id})"
+
+
+def _check_dpop(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            "dpop", f"must be True or False (got {value!r})", "Write dpop=True to bind tokens."
+        )
+    return value
+
+
+def resource_argument(value: object, field: str = "resource") -> tuple[str, ...]:
+    """Normalise a ``resource=`` value (RFC 8707 §2): one absolute URI or a list of them."""
+    items = (value,) if isinstance(value, str) else value
+    if value is None:
+        return ()
+    if isinstance(items, Iterable):
+        found = tuple(items)
+        if all(isinstance(uri, str) and _is_resource_uri(uri) for uri in found):
+            return tuple(dict.fromkeys(found))
+    raise ConfigurationError(
+        field,
+        f"must be an absolute URI or a list of them, without a fragment (got {value!r})",
+        "Write e.g. resource='https://api.example.com/' (RFC 8707 §2).",
+    )
+
+
+def _is_resource_uri(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return bool(parts.scheme and parts.netloc) and not parts.fragment and " " not in uri
 
 
 def _scopes(field: str, value: object) -> tuple[str, ...]:

@@ -6,25 +6,29 @@ A declaration is the seed's config dict (``authUri``, ``accessTokenUri``…) or
 holds the declaration (the Jupyter server, the hub). The secret may also be a reference to
 where the administrator keeps it: ``{"env": "NAME"}`` (an environment variable) or
 ``{"file": "/run/secrets/x"}`` (a file: a Kubernetes Secret mount, a SOPS-decrypted file),
-read by the process that uses it and never copied anywhere by this package. No I/O besides
-reading that mapping and a referenced file.
+read by the process that uses it and never copied anywhere by this package. A
+``private_key_jwt`` client declares ``clientKey`` (the path of its private key file) or
+``_CLIENT_KEY_FILE``/``_CLIENT_KEY`` instead of a secret: the holder reads the key once, and
+it is kept like a secret. No I/O besides reading that mapping, a referenced file and a
+declared key file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import errors
-from .config import ProviderConfig, env_var_name
+from .config import ProviderConfig, env_var_name, require_authentication
 from .errors import ConfigurationError, OAuth2Error
 
 __all__ = [
-    "HUB_DECLARED_WHERE",
+    "HUB_PROVIDERS",
     "PRESET_PARAMETERS",
-    "SERVER_DECLARED_WHERE",
+    "SERVER_PROVIDERS",
     "admins_error_payload",
     "error_from_payload",
     "error_payload",
@@ -34,13 +38,9 @@ __all__ = [
     "secret_variables",
 ]
 
-#: Where an administrator declared a provider a Jupyter server holds, for error hints.
-SERVER_DECLARED_WHERE = "c.ChatOAuth2App.providers in jupyter_server_config.py"
-#: And one the hub's service holds (broker mode).
-HUB_DECLARED_WHERE = (
-    "configure_hub(c, providers=...) in jupyterhub_config.py; "
-    "python -m chat_oauth2_nb.hub check diagnoses it"
-)
+#: Where a Jupyter server's administrator declares providers, and a hub's.
+SERVER_PROVIDERS = "c.ChatOAuth2App.providers"
+HUB_PROVIDERS = "configure_hub(providers=...)"
 #: Keys of a declaration that are the preset's parameters rather than config keys.
 PRESET_PARAMETERS = ("tenant", "base_url", "realm", "server_url", "issuer")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -91,14 +91,27 @@ def _resolve_reference(where: str, ref: Mapping[str, Any], environ: Mapping[str,
     )
 
 
-def _dereferenced(alias: str, values: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _dereferenced(
+    alias: str, values: dict[str, Any], environ: Mapping[str, str], holder: str
+) -> dict[str, str]:
+    """Replace each reference in ``values`` by its value; the origins of those values."""
+    origins: dict[str, str] = {}
+    of = f" of {holder}" if holder else ""
     for key in _REFERABLE:
         ref = values.get(key)
         if isinstance(ref, Mapping):
             values[key] = _resolve_reference(f"providers[{alias!r}][{key!r}]", ref, environ)
+            origins[_REFERABLE[key]] = (
+                f"the environment variable {ref['env']}{of}"
+                if "env" in ref
+                else f"the file {ref['file']}{of}"
+            )
+    return origins
 
 
-def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> ProviderConfig:
+def _one(
+    alias: str, entry: Mapping[str, Any], environ: Mapping[str, str], where: str, holder: str
+) -> ProviderConfig:
     if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
         raise ConfigurationError(
             "providers",
@@ -112,6 +125,8 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Give a dict: the seed's config keys, or {'preset': 'google', ...}.",
         )
     values = dict(entry)
+    # A declaration written out by configure_hub() says where its credentials came from.
+    carried = values.pop("origins", None)
     preset = values.pop("preset", None)
     if preset is not None:
         from .presets import config as preset_config
@@ -125,14 +140,29 @@ def _one(alias: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Pr
             "Leave 'alias' out: the key of the declaration is the alias.",
         )
     values["alias"] = alias
-    _dereferenced(alias, values, environ)
-    return ProviderConfig.from_mapping(values, environ=environ)
+    referenced = _dereferenced(alias, values, environ, holder)
+    config = ProviderConfig.from_mapping(
+        values, environ=environ, source=f"{where}[{alias!r}]", holder=holder
+    )
+    if isinstance(carried, Mapping):
+        config = dataclasses.replace(config, origins={str(k): str(v) for k, v in carried.items()})
+    elif referenced:
+        config = dataclasses.replace(config, origins={**config.origins, **referenced})
+    return require_authentication(config)
 
 
 def resolve_declarations(
-    declared: Mapping[str, Any], environ: Mapping[str, str]
+    declared: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    where: str = SERVER_PROVIDERS,
+    holder: str = "the Jupyter server",
 ) -> dict[str, ProviderConfig]:
     """The full configs (client secrets included) of ``declared``: alias -> config.
+
+    ``where`` names where an administrator declared them and ``holder`` whose environment
+    ``environ`` is: each config's :attr:`~chat_oauth2_nb.config.ProviderConfig.origins`
+    says so, for the advice on a refused secret.
 
     Raises:
         ConfigurationError: a declaration is malformed or lacks its credentials; the message
@@ -142,13 +172,19 @@ def resolve_declarations(
         raise ConfigurationError(
             "providers", f"is a {type(declared).__name__}", "Give a dict: alias -> declaration."
         )
-    return {alias: _one(alias, entry, environ) for alias, entry in declared.items()}
+    return {alias: _one(alias, entry, environ, where, holder) for alias, entry in declared.items()}
 
 
 def _reference(
     alias: str, entry: Any, config: ProviderConfig, environ: Mapping[str, str]
 ) -> tuple[dict[str, str] | None, dict[str, str]]:
     """(the reference to keep for the secret, the variables the holder's environment needs)."""
+    if config.client_auth_method == "private_key_jwt":
+        # The key stays where the admin keeps it: a declared path is kept (in the mapping),
+        # the key's variables are handed over in memory.
+        kinds = ("CLIENT_KEY_FILE", "CLIENT_KEY")
+        names = [env_var_name(alias, kind) for kind in kinds]
+        return None, {name: environ[name] for name in names if name in environ}
     if config.client_auth_method == "none" or not config.client_secret:
         return None, {}
     given = next(
@@ -168,7 +204,11 @@ def _reference(
 
 
 def referenced_declarations(
-    declared: Mapping[str, Any], environ: Mapping[str, str]
+    declared: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    where: str = SERVER_PROVIDERS,
+    holder: str = "the Jupyter server",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The declarations with each client secret as a reference, and the variables it needs.
 
@@ -180,7 +220,7 @@ def referenced_declarations(
     Raises:
         ConfigurationError: as :func:`resolve_declarations`.
     """
-    resolved = resolve_declarations(declared, environ)
+    resolved = resolve_declarations(declared, environ, where=where, holder=holder)
     entries: dict[str, dict[str, Any]] = {}
     variables: dict[str, str] = {}
     for alias, config in resolved.items():
@@ -188,20 +228,27 @@ def referenced_declarations(
         mapping = config.to_mapping()
         if ref is not None:
             mapping["client_secret"] = ref
+        entry = declared[alias]
+        path = next((entry[k] for k in ("clientKey", "client_key") if k in entry), None)
+        if config.client_auth_method == "private_key_jwt" and path is not None:
+            mapping["client_key"] = str(path)
         entries[alias] = mapping
         variables.update(needed)
     return entries, variables
 
 
 def secret_variables(aliases: Mapping[str, Any]) -> list[str]:
-    """The environment variables that may hold the declared providers' client secrets."""
-    return [env_var_name(alias, "CLIENT_SECRET") for alias in aliases]
+    """The environment variables that may hold the declared providers' secrets or keys."""
+    kinds = ("CLIENT_SECRET", "CLIENT_KEY", "CLIENT_KEY_FILE")
+    return [env_var_name(alias, kind) for alias in aliases for kind in kinds]
 
 
 def public_part(config: ProviderConfig) -> dict[str, Any]:
     """What kernels and people may see of a declared provider: endpoints, scopes, client id."""
     mapping = config.to_mapping()
     mapping.pop("client_secret", None)  # to_mapping() leaves it out; this keeps it that way
+    mapping.pop("client_key_source", None)  # where the holder's key file is: its business
+    mapping.pop("origins", None)  # the holder's business (and a kernel's config has no such key)
     return mapping
 
 

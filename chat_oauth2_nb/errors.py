@@ -11,6 +11,7 @@ what to do next. No error message ever contains a token, code, verifier or secre
     │   └── GrantRevokedError       the provider ended the grant: authorize again (also a
     │                               TokenRefreshError when a refresh found it so)
     ├── AuthorizationDeniedError    the provider redirected back with error=...
+    ├── RedirectUriError            the provider refuses the redirect URI: register it exactly
     ├── StateError                  unknown, used, expired or missing state
     │   └── BrowserBindingError     the redirect came from another browser or Jupyter user
     ├── IssuerMismatchError         the redirect's iss is not the provider's (RFC 9207)
@@ -25,11 +26,19 @@ what to do next. No error message ever contains a token, code, verifier or secre
         │   └── IdTokenError        the id_token failed OpenID Connect verification
         ├── TokenRefreshError       the refresh token grant failed
         └── TokenRevokeError        the revocation endpoint failed
+
+In IPython (a notebook) an error shows as its short form, the three parts above and a
+pointer to ``%tb``; ``%tb`` then shows IPython's full traceback (see
+:meth:`OAuth2Error._render_traceback_`).
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
+
 __all__ = [
+    "ActionUnavailableError",
     "AuthorizationCancelledError",
     "AuthorizationDeniedError",
     "AuthorizationTimeoutError",
@@ -42,13 +51,16 @@ __all__ = [
     "OAuth2Error",
     "ProviderError",
     "ProviderMismatchError",
+    "RedirectUriError",
     "StateError",
     "StoreError",
     "StoreLockedError",
     "TokenExchangeError",
     "TokenRefreshError",
     "TokenRevokeError",
+    "UnknownProviderError",
     "UntrustedPeer",
+    "did_you_mean",
     "hint_for",
 ]
 
@@ -89,6 +101,24 @@ def hint_for(error: str | None) -> str | None:
     return _HINTS.get(error or "")
 
 
+def did_you_mean(word: str, known: Iterable[str], *, suffix: str = "") -> str:
+    """A "Did you mean 'x'?" for the known name closest to ``word`` (difflib), else "".
+
+    Case is ignored when comparing (``clientid`` is ``clientId``'s typo); names as close as
+    the closest are offered too; ``suffix`` is written after each (``=`` for keywords).
+    """
+    by_folded: dict[str, str] = {}
+    for name in sorted(set(known)):
+        by_folded.setdefault(name.lower(), name)
+    folded = word.lower()
+    close = difflib.get_close_matches(folded, list(by_folded), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    best = difflib.SequenceMatcher(None, folded, close[0]).ratio()
+    ties = [c for c in close if difflib.SequenceMatcher(None, folded, c).ratio() >= best - 0.02]
+    return "Did you mean " + " or ".join(f"'{by_folded[c]}{suffix}'" for c in ties) + "?"
+
+
 class OAuth2Error(Exception):
     """Base class of every error raised by chat_oauth2_nb."""
 
@@ -105,30 +135,78 @@ class OAuth2Error(Exception):
         self.error_description = error_description
         self.status_code = status_code
         self.hint = hint if hint is not None else hint_for(error)
-        parts = [message.rstrip(".") + "."]
-        if error:
-            said = f"The provider said {error!r}"
-            if error_description:
-                said += f": {error_description}"
-            parts.append(said.rstrip(".") + ".")
-        if status_code is not None:
-            parts.append(f"(HTTP {status_code})")
-        if self.hint:
-            parts.append(self.hint)
-        super().__init__(" ".join(parts))
         self.message = message
+        self._shown_short = False
+        super().__init__(" ".join(self._parts()))
+
+    def _said(self) -> str:
+        """What the provider said, in one sentence ("" when it said nothing)."""
+        if not self.error and self.status_code is None:
+            return ""
+        said = ""
+        if self.error:
+            said = f"The provider said {self.error!r}"
+            if self.error_description:
+                said += f": {self.error_description}"
+            said = said.rstrip(".") + "."
+        if self.status_code is not None:
+            said = f"{said} (HTTP {self.status_code})".strip()
+        return said
+
+    def _parts(self) -> list[str]:
+        """What failed, what the provider said, what to change: the message's three parts."""
+        return [p for p in (self.message.rstrip(".") + ".", self._said(), self.hint) if p]
+
+    def with_hint(self, hint: str) -> OAuth2Error:
+        """This error with ``hint`` as what to change (its message rebuilt); returns it."""
+        self.hint = hint
+        self.args = (" ".join(self._parts()),)
+        return self
+
+    def _short_traceback(self) -> list[str]:
+        """The lines IPython shows for this error: the three parts, then where the rest is."""
+        self._shown_short = True
+        lines = [f"{type(self).__name__}: {self.message.rstrip('.')}."]
+        if self._said():
+            lines.append(self._said())
+        if self.hint:
+            lines.append(f"What to change: {self.hint}")
+        lines.append("(The full traceback: run %tb in the next cell.)")
+        return lines
+
+    @property
+    def _render_traceback_(self) -> Callable[[], list[str]]:
+        """IPython's hook: the short form the first time, IPython's full traceback after.
+
+        IPython asks ``hasattr(error, "_render_traceback_")`` each time it shows an error,
+        and ``%tb`` shows the last one again: once the short form was shown, this attribute
+        is absent, so ``%tb`` prints IPython's own full traceback.
+        """
+        if self._shown_short:
+            raise AttributeError("_render_traceback_")
+        return self._short_traceback
 
 
 class ConfigurationError(OAuth2Error, ValueError):
     """A configuration field is missing or malformed."""
 
-    def __init__(self, field: str, problem: str, what_to_do: str) -> None:
+    def __init__(
+        self, field: str, problem: str, what_to_do: str, *, label: str = "Config field"
+    ) -> None:
         self.field = field
-        super().__init__(f"Config field {field!r} {problem}", hint=what_to_do)
+        super().__init__(f"{label} {field!r} {problem}", hint=what_to_do)
 
 
 class NotAuthorizedError(OAuth2Error):
     """Nothing is stored for this (alias, user): authorize first."""
+
+
+class UnknownProviderError(NotAuthorizedError):
+    """An alias names no provider known here (the message lists them, the hint may guess one)."""
+
+
+class ActionUnavailableError(NotAuthorizedError):
+    """This process cannot do that for this provider (another one holds what it needs)."""
 
 
 class ProviderMismatchError(NotAuthorizedError):
@@ -137,6 +215,14 @@ class ProviderMismatchError(NotAuthorizedError):
 
 class AuthorizationDeniedError(OAuth2Error):
     """The provider redirected back with ``error=`` instead of a code."""
+
+
+class RedirectUriError(OAuth2Error):
+    """The provider refuses the redirect URI: it is not registered for this client, exactly.
+
+    Found when the browser opened the start link (the Jupyter server asks the provider's
+    authorization page first); the fix is at the provider, never another way to authorize.
+    """
 
 
 class StateError(OAuth2Error):

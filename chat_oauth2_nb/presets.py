@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, did_you_mean
 
-__all__ = ["PRESETS", "config"]
+__all__ = ["PRESETS", "config", "preset_parameters", "unknown_preset"]
 
 
 def _base(name: str, value: object) -> str:
@@ -234,6 +234,35 @@ PRESETS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def preset_parameters(name: str) -> list[str]:
+    """The parameters preset ``name`` takes (``alias`` aside)."""
+    import inspect
+
+    return [
+        p.name
+        for p in inspect.signature(PRESETS[name]).parameters.values()
+        if p.name != "alias" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+
+
+def unknown_preset(name: str, others: Iterable[str] = (), where: str = "") -> ConfigurationError:
+    """The error for a preset ``name`` that does not exist, the closest name first.
+
+    ``others`` are more names ``name`` may stand for (providers declared on the Jupyter
+    server), ``where`` says where those are declared.
+    """
+    guess = did_you_mean(name, [*PRESETS, *others])
+    known = f"The presets are: {', '.join(sorted(PRESETS))}"
+    if others:
+        known += f"; declared {where or 'here'}: {', '.join(sorted(others))}"
+    problem = f"names the preset {name!r}, which does not exist"
+    if others:
+        problem = f"is {name!r}, which is neither a preset nor a declared provider"
+    return ConfigurationError(
+        "config", problem, f"{guess} {known}; or pass a config dict.".strip(), label="Argument"
+    )
+
+
 def config(name: str, *, alias: str | None = None, **params: Any) -> dict[str, Any]:
     """The seed-style config dict of preset ``name`` (``alias`` defaults to the name).
 
@@ -247,24 +276,16 @@ def config(name: str, *, alias: str | None = None, **params: Any) -> dict[str, A
     """
     builder = PRESETS.get(name)
     if builder is None:
-        raise ConfigurationError(
-            "config",
-            f"names the preset {name!r}, which does not exist",
-            f"Use one of: {', '.join(sorted(PRESETS))}, or pass a config dict.",
-        )
-    import inspect
-
-    accepted = [
-        p.name
-        for p in inspect.signature(builder).parameters.values()
-        if p.name != "alias" and p.kind is not inspect.Parameter.VAR_KEYWORD
-    ]
+        raise unknown_preset(name)
+    accepted = preset_parameters(name)
     open_ended = name == "oidc"
     unknown = sorted(set(params) - set(accepted))
     if unknown and not open_ended:
+        guess = did_you_mean(unknown[0], accepted)
         raise ConfigurationError(
             unknown[0],
             f"is not a parameter of the {name!r} preset",
-            f"Its parameters are: {', '.join(accepted) or 'none'}.",
+            f"{guess} Its parameters are: {', '.join(accepted) or 'none'}.".strip(),
+            label="Preset parameter",
         )
     return builder(alias or name, **params)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.scan import nasty_secret
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
 from chat_oauth2_nb.notebook.client import OAuth2Client, create_oauth2_client
@@ -25,6 +26,15 @@ def provider() -> Iterator[DemoProvider]:
     p = start_demo_provider(port=0, token_lifetime=3600)
     yield p
     p.stop()
+
+
+@pytest.fixture
+def declared(provider: DemoProvider, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A client of the demo provider whose secret only the server's environment holds."""
+    client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
+    assert secret is not None
+    monkeypatch.setenv("CHAT_OAUTH2_DEMO_CLIENT_SECRET", secret)
+    return client_id, secret
 
 
 @pytest.fixture

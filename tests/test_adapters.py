@@ -210,16 +210,19 @@ def test_google_credentials_say_when_tokens_are_too_short_lived_for_google_auth(
 
 # azure-core --------------------------------------------------------------------------------
 
+SCOPE = "api://demo/.default"
+
 
 def test_azure_credential_in_a_bearer_token_policy_refreshes_through_the_store(
     authorized: Authorized, provider: DemoProvider
 ) -> None:
     provider.set_token_lifetime(4)
-    client = authorized()
+    # The grant carries the scope azure-core asks for: its own token serves (no other resource).
+    client = authorized(config={**provider.config(alias="demo"), "defaultScopes": [SCOPE]})
     first = stored(client)
     credential = client.azure_credential("ada")
     assert isinstance(credential, TokenCredential)
-    policy = BearerTokenCredentialPolicy(credential, "api://demo/.default")
+    policy = BearerTokenCredentialPolicy(credential, SCOPE)
     with PipelineClient(provider.issuer, policies=[policy]) as pipeline:
 
         def me() -> Any:
@@ -237,7 +240,7 @@ def test_azure_credential_in_a_bearer_token_policy_refreshes_through_the_store(
     second = stored(client)
     assert second.token != first.token
     assert answer.request.headers["Authorization"] == f"Bearer {second.token}"
-    token = credential.get_token("api://demo/.default")
+    token = credential.get_token(SCOPE)
     assert token.token == second.token
     assert second.expires_at is not None
     assert token.expires_on == int(second.expires_at.timestamp())

@@ -214,7 +214,9 @@ def call_with(adapter: str, client: OAuth2Client, url: str) -> None:
         with AuthorizedSession(client.google_credentials("ada")) as session:
             session.get(url, timeout=10)
     else:
-        policy = BearerTokenCredentialPolicy(client.azure_credential("ada"), "api://x/.default")
+        # The scopes the grant carries: its own token serves (no token for another resource).
+        scopes = stored(client).scopes or ("openid",)
+        policy = BearerTokenCredentialPolicy(client.azure_credential("ada"), *scopes)
         with PipelineClient(url, policies=[policy]) as pipeline:
             pipeline.send_request(HttpRequest("GET", url), enforce_https=False)
 
@@ -384,7 +386,9 @@ def send_through(adapter: str, client: OAuth2Client, url: str, sent: list[str]) 
             session = requests.Session()
             session.mount("http://", recorder)
             session.mount("https://", recorder)
-            policy = BearerTokenCredentialPolicy(client.azure_credential("ada"), "x/.default")
+            # The scopes the grant carries: its own token serves.
+            scopes = stored(client).scopes or ("openid",)
+            policy = BearerTokenCredentialPolicy(client.azure_credential("ada"), *scopes)
             transport = RequestsTransport(session=session, session_owner=False)
             with PipelineClient(url, policies=[policy], transport=transport) as pipeline:
                 pipeline.send_request(HttpRequest("GET", url)).read()

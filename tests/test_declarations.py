@@ -15,7 +15,11 @@ def test_a_preset_declaration_takes_its_credentials_from_the_environment() -> No
     assert config.alias == "google" and config.client_id == "id-1"
     assert config.client_secret == "s3cr3t"
     assert "s3cr3t" not in repr(public_part(config))
-    assert secret_variables(declared) == ["CHAT_OAUTH2_GOOGLE_CLIENT_SECRET"]
+    assert secret_variables(declared) == [
+        "CHAT_OAUTH2_GOOGLE_CLIENT_SECRET",
+        "CHAT_OAUTH2_GOOGLE_CLIENT_KEY",
+        "CHAT_OAUTH2_GOOGLE_CLIENT_KEY_FILE",
+    ]
 
 
 def test_preset_parameters_and_overrides_in_one_declaration() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from support.jupyter import Browser
-from support.scan import assert_no_secret, nasty_secret
+from support.scan import assert_no_secret
 
 from chat_oauth2_nb import NotAuthorizedError, create_oauth2_client, providers
 from chat_oauth2_nb.demo import DemoProvider
@@ -28,15 +28,6 @@ from chat_oauth2_nb.store import open_store
 
 Fetch = Callable[..., Awaitable[Any]]
 SECRET_ENV = "CHAT_OAUTH2_DEMO_CLIENT_SECRET"
-
-
-@pytest.fixture
-def declared(provider: DemoProvider, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    """A client of the demo provider whose secret only the server's environment holds."""
-    client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
-    assert secret is not None
-    monkeypatch.setenv(SECRET_ENV, secret)
-    return client_id, secret
 
 
 @pytest.fixture
@@ -425,5 +416,3 @@ async def test_the_magic_shows_a_declared_alias_that_is_no_preset(
         for key, made in list(_clients.items()):
             made.close()
             del _clients[key]
-    with pytest.raises(Exception, match="No preset or declared provider named 'nowhere'"):
-        await asyncio.to_thread(oauth2_magic, "nowhere")

@@ -292,6 +292,37 @@ def test_guest_on_a_shared_server_gets_403_and_the_owner_completes(
     bob.close()
 
 
+def test_a_guest_on_a_shared_server_can_neither_start_nor_act_for_the_owner(
+    hub: RealHub, hub_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    shared = hub.api("POST", "shares/alice/", json={"user": "bob"})
+    assert shared.status_code in (200, 201), shared.text
+    alice, bob = HubBrowser(hub, "alice"), HubBrowser(hub, "bob")
+    alice.login()
+    bob.login()
+    try:
+        assert bob.get_consenting(f"{hub.url}user/alice/lab").status_code == 200
+        api = f"{hub.url}user/alice/chat-oauth2/api"
+        xsrf = next(
+            c.value for c in bob.http.cookies.jar if c.name == "_xsrf" and "alice" in c.path
+        )
+        assert bob.http.get(f"{api}/state").json()["user"] == "alice"  # reading is allowed
+        for action in ("authorize", "refresh", "revoke"):
+            refused = bob.http.post(f"{api}/{action}/demo", headers={"X-XSRFToken": xsrf or ""})
+            assert refused.status_code == 403, (action, refused.text[:300])
+            assert refused.json()["error"]["type"] == "ActionUnavailableError"
+        # Alice's notebook's link, opened by bob before her: refused and not spent.
+        link = _link(kernels["alice"])
+        opened = bob.http.get(link, follow_redirects=False)
+        assert opened.status_code == 403, opened.text[:300]
+        redirect = alice.approve(hub_provider, alice.open_start_link(link, hub_provider))
+        assert alice.follow(redirect).status_code == 200
+        kernels["alice"].run(_WAIT)
+    finally:
+        alice.close()
+        bob.close()
+
+
 def test_a_route_to_another_server_never_leaves_the_users_prefix(
     hub: RealHub, kernels: dict[str, Kernel]
 ) -> None:

@@ -233,8 +233,42 @@ def test_a_rejected_client_names_the_hub_config(
     )
     assert "invalid_client" in error, error
     # On a hub the admin declared it in the hub's config: the hint says so.
-    assert "configure_hub(c, providers=...) in jupyterhub_config.py" in error, error
+    assert "configure_hub(providers=...) in jupyterhub_config.py" in error, error
     assert "jupyter_server_config" not in error, error
+
+
+def test_the_sidebar_api_lists_the_hub_declared_provider_and_refreshes_through_the_broker(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    client_id, secret = hub.declared  # type: ignore[attr-defined]
+    browser = HubBrowser(hub, "alice")
+    try:
+        browser.login()
+        # The Lab page logs the browser in to alice's server (the hub's OAuth) and sets the
+        # server's XSRF cookie, as a person opening JupyterLab does.
+        lab = browser.get_consenting(f"{hub.url}user/alice/lab")
+        assert lab.status_code == 200, lab.text[:500]
+        http, api = browser.http, f"{hub.url}user/alice/chat-oauth2/api"
+        xsrf = next(c.value for c in http.cookies.jar if c.name == "_xsrf" and "alice" in c.path)
+        state = http.get(f"{api}/state")
+        assert state.status_code == 200, state.text
+        demo = {p["alias"]: p for p in state.json()["providers"]}["demo"]
+        assert demo["source"] == "hub" and demo["way"] == "hub"
+        assert demo["redirect_uri"] == f"{hub.callback_base}/demo" and demo["can_refresh"]
+        token = {t["alias"]: t for t in state.json()["tokens"]}["demo"]
+        assert token["user"] == "alice" and token["status"] == "authorized"
+
+        before = broker_provider.token_requests["refresh_token"]
+        refreshed = http.post(f"{api}/refresh/demo", headers={"X-XSRFToken": xsrf or ""})
+        assert refreshed.status_code == 200, refreshed.text
+        assert broker_provider.token_requests["refresh_token"] == before + 1
+        assert refreshed.json()["token"]["masked"] != token["masked"]
+    finally:
+        browser.close()
+    record = hub.store("alice").get_token("demo", "alice")
+    assert record is not None and record.data.refresh_token is None
+    answers = "\n".join([state.text, refreshed.text])
+    assert_no_secret(answers, [secret, record.data.token], "the sidebar's answers", [client_id])
 
 
 def test_alice_cannot_get_bobs_token_through_the_service(

@@ -307,3 +307,46 @@ def test_the_hubs_own_refresh_leaves_a_valid_auth_state_alone() -> None:
     assert keep_written_back(None, None, valid) is True  # no rebuild, no save
     assert keep_written_back(None, None, expired) is None  # OAuthenticator's own refresh
     assert keep_written_back(None, None, {"access_token": "a"}) is None
+
+
+def test_a_private_key_jwt_client_keeps_its_key_where_the_admin_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from joserfc.jwk import ECKey
+
+    from chat_oauth2_nb.hub.router import load_declared
+
+    pem = ECKey.generate_key("P-256").as_pem(private=True).decode()
+    body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    path = tmp_path / "keys" / "by-path.pem"
+    path.parent.mkdir()
+    path.write_text(pem)
+    path.chmod(0o600)
+    monkeypatch.setenv("CHAT_OAUTH2_BY_ENV_CLIENT_KEY", pem)
+    (tmp_path / "hub").mkdir()
+    monkeypatch.chdir(tmp_path / "hub")
+    c = Config()
+    c.JupyterHub.public_url = "https://hub.example.org/"
+    endpoints = {k: v for k, v in _declaration(None).items() if k != "clientSecret"}
+    configure_hub(
+        c,
+        providers={
+            "by-path": {**endpoints, "clientKey": str(path)},
+            "by-env": {**endpoints, "clientAuthMethod": "private_key_jwt"},
+        },
+    )
+    (service,) = c.JupyterHub.services
+    # The key is in no file the hub wrote, nor in the declarations the service is given.
+    written = (
+        _files_text(tmp_path / "hub") + service["environment"]["CHAT_OAUTH2_NB_BROKER_PROVIDERS"]
+    )
+    assert body[:40] not in written and body[-40:] not in written
+    monkeypatch.delenv("CHAT_OAUTH2_BY_ENV_CLIENT_KEY")
+    for name, value in service["environment"].items():  # what the hub starts it with
+        monkeypatch.setenv(name, value)
+    declared = load_declared()
+    assert declared is not None
+    for alias in ("by-path", "by-env"):
+        config = declared.config_for(alias)
+        assert config.client_auth_method == "private_key_jwt"
+        assert config.client_secret == pem

@@ -11,8 +11,8 @@ socket's path gets nothing either.
 Finding 5: what a notebook user can read from a kernel. In broker mode (a real hub) the
 client secret and the refresh tokens are in none of: the server's ``/proc/<pid>/environ``,
 the kernel's, the user's store (decrypted with the user's key, as the kernel can), the home.
-On a single-user server with declared providers they ARE readable, as README and SECURITY.md
-say: the test asserts it, so that the statement stays true.
+On a single-user server with declared providers they ARE readable, as docs/providers.md and
+SECURITY.md say: the test asserts it, so that the statement stays true.
 
 Needs root (to run the squatter as another user); the hub tests also need
 configurable-http-proxy.
@@ -384,7 +384,7 @@ def _finish_in_a_browser(server: JupyterServer, provider: DemoProvider, link: st
 def test_on_a_single_user_server_the_same_os_user_reads_the_declared_secret_and_refresh_token(
     tmp_path: Path, provider: DemoProvider
 ) -> None:
-    """What README and SECURITY.md say: only the hub's broker mode keeps these from a user."""
+    """What docs/providers.md and SECURITY.md say: only the hub's broker mode keeps these from a user."""
     client_id, secret = provider.register_client(client_secret=nasty_secret("GOCSPX-"), scopes=None)
     assert secret is not None
     declared = {"demo": {**provider.config(alias="demo"), "clientId": client_id}}

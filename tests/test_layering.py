@@ -23,10 +23,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "store": {"store", "core"},
     "lifecycle": {"lifecycle", "store", "core"},
     "kernel": {"kernel", "lifecycle", "store", "core"},
-    "server": {"server", "lifecycle", "store", "core"},
+    "server": {"server", "doctor", "lifecycle", "store", "core"},
     "hub": {"hub", "lifecycle", "store", "core"},
     "widgets": {"widgets", "kernel", "lifecycle", "store", "core"},
-    "doctor": {"doctor", "kernel", "lifecycle", "store", "core"},
+    "doctor": {"doctor", "lifecycle", "store", "core"},
     "notebook": {"notebook", "widgets", "doctor", "kernel", "lifecycle", "store", "core"},
     "demo": {"demo"},
 }

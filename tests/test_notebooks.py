@@ -39,7 +39,8 @@ QUICKSTART = NOTEBOOKS / "01-quickstart.ipynb"
 STEP_BY_STEP = NOTEBOOKS / "02-the-oauth2-flow-step-by-step.ipynb"
 REAL_PROVIDERS = NOTEBOOKS / "03-real-providers.ipynb"
 REMOTE_KERNELS = NOTEBOOKS / "04-remote-kernels.ipynb"
-ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS, REMOTE_KERNELS)
+SCHEDULED = NOTEBOOKS / "05-scheduled-client-credentials.ipynb"  # run by test_scheduled_notebook
+ALL_NOTEBOOKS = (QUICKSTART, STEP_BY_STEP, REAL_PROVIDERS, REMOTE_KERNELS, SCHEDULED)
 
 # Runs in the kernel after the notebook, as an extra cell that is removed again: every
 # secret the demo provider(s) of the notebook issued or hold. It reads the provider's

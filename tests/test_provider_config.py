@@ -42,7 +42,7 @@ def test_building_one_checks_and_normalises_the_fields() -> None:
         ({"revoke_style": "rfc9999"}, "revokeStyle", "rfc9999"),
         ({"auth_uri_params": {"state": "x"}}, "authUriParams", "sets itself"),
         ({"client_id": ""}, "client_id", "missing"),
-        ({"client_auth_method": "private_key_jwt"}, "client_auth_method", "private_key_jwt"),
+        ({"client_auth_method": "client_secret_jwt"}, "client_auth_method", "client_secret_jwt"),
     ],
 )
 def test_building_and_replacing_raise_what_from_mapping_raises(

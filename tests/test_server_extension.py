@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import stat
 import subprocess
@@ -174,7 +175,9 @@ async def test_wrong_client_secret_shows_invalid_client(
     with pytest.raises(HTTPClientError) as info:
         await browser.callback(params)
     page = info.value.response.body.decode()  # type: ignore[union-attr]
-    assert info.value.code == 502 and "invalid_client" in page and "client id and secret" in page
+    assert info.value.code == 502 and "invalid_client" in page
+    # The advice names where the refused secret came from (the server exchanged the code).
+    assert "the client secret (it came from the client_secret= argument)" in html.unescape(page)
     assert "wrong-secret-xyz" not in page
 
 

@@ -374,3 +374,20 @@ def test_honest_places_still_work(people: People) -> None:
         people.victim, [people.group], lambda: keep_a_token(public / "s" / "x.db", token())
     )
     assert "ok" in outcome, outcome
+
+
+def test_a_store_put_straight_into_a_sticky_shared_folder_is_refused_and_the_folder_untouched(
+    tmp_path: Path,
+) -> None:
+    # Found in the wild: store=/tmp/tokens.db, opened as root (who owns /tmp), made /tmp 0700
+    # for every program on the machine. A sticky folder is a shared place: refuse it, as is.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # noqa: S103 - playing /tmp
+    with pytest.raises(StoreError) as caught:
+        Store(shared / "tokens.db")
+    assert "sticky" in str(caught.value) and "folder of its own" in (caught.value.hint or "")
+    assert stat.S_IMODE(os.lstat(shared).st_mode) == 0o1777
+    assert not (shared / "tokens.db").exists()
+    # A folder of its own inside the shared one works, as the advice says.
+    Store(shared / "mine" / "tokens.db").put_token("demo", "ada", AuthData(token="t"))

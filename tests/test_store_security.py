@@ -244,7 +244,7 @@ def test_a_token_is_never_sent_to_another_provider_under_the_same_alias(
         assert_no_secret(message, secrets, "the mismatch error", [provider.client_id])
 
     assert sum(other_provider.token_requests.values()) == 0
-    assert b.http_log == type(b.http_log)(maxlen=b.http_log.maxlen)  # nothing sent at all
+    assert b.http_log == []  # nothing sent at all
     # A's grant is untouched: still active, still refreshable by its own client.
     assert provider.introspect(mine.token)["active"] is True
     assert a.refresh_user_access_token("ada").token != mine.token

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scopes", default="openid profile email", help="defaultScopes of the printed config"
     )
+    parser.add_argument(
+        "--dpop-nonce",
+        action="store_true",
+        help="demand a server nonce in every DPoP proof (RFC 9449 §8, §9)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -40,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         provider = DemoProvider(port=args.port, token_lifetime=args.token_lifetime, host=args.host)
+        provider.dpop.require_nonce = args.dpop_nonce
         provider.start()
     except (OSError, ValueError) as exc:
         print(f"cannot start the demo provider: {exc}", file=sys.stderr)
@@ -57,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"client_secret: {provider.client_secret}")
     print("config:")
     print(json.dumps(provider.config(alias="demo", scopes=tuple(args.scopes.split())), indent=2))
+    print(
+        "DPoP: pass dpop=True to create_oauth2_client(); the token is bound to a key kept with "
+        f"it, and {provider.api_url} refuses it as a Bearer token.",
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         # wait() with a timeout so the main thread keeps running signal handlers.

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -29,8 +30,13 @@ from authlib.oauth2.rfc6749 import (
     OAuth2Request,
     UnauthorizedClientError,
 )
-from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
+from authlib.oauth2.rfc6749.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint, DeviceCodeGrant
@@ -221,12 +227,27 @@ def token_claims(token: IssuedToken, issuer: str) -> dict[str, Any]:
     }
     if token.expires_at is not None:
         claims["exp"] = token.expires_at
+    if token.jkt is not None:
+        claims["cnf"] = {"jkt": token.jkt}
+    if token.audience:
+        claims["aud"] = list(token.audience)
     return claims
+
+
+def _scope_audience(scope: str) -> tuple[str, ...]:
+    """Entra-style scopes name their resource ("https://storage.example/.default")."""
+    found = []
+    for item in scope.split():
+        if "://" in item:
+            resource = item.rsplit("/", 1)[0]
+            if resource not in found:
+                found.append(resource)
+    return tuple(found)
 
 
 # -- grants --------------------------------------------------------------------------------
 
-_ALL_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+_ALL_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
 
 class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
@@ -297,6 +318,20 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         return authorization_code.user
 
 
+class _ClientGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    """RFC 6749 §4.4: the client's own token; its subject is the client (no person)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        self.request.user = DemoUser(self.request.client.client_id)
+
+
 class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = _ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
@@ -319,6 +354,9 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
             )
         if record.is_revoked():
             raise InvalidGrantError("The refresh token was revoked. Authorize again.")
+        if record.jkt is not None and record.jkt != self.server.pending_jkt:
+            # RFC 9449 §5: a bound refresh token is refreshed with a proof of its own key.
+            raise InvalidGrantError("The refresh token is bound to another DPoP key.")
         return record
 
     def authenticate_user(self, refresh_token: IssuedToken) -> DemoUser:
@@ -524,7 +562,11 @@ class _Revocation(RevocationEndpoint):  # type: ignore[misc]
 
 
 class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
 
     def check_params(self, request: DemoRequest, client: DemoClient) -> None:
         _require_token(request)
@@ -542,6 +584,35 @@ class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         return token_claims(token, self.server.issuer)
 
 
+class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
+    """RFC 7523 §2.2 client authentication: a JWT signed with a key the client registered."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, server: DemoAuthorizationServer) -> None:
+        super().__init__(leeway=5)
+        self._server = server
+
+    def get_audiences(self) -> list[str]:
+        return [f"{self._server.issuer}/token", self._server.issuer]
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        # Each assertion is good once: a replayed one (from a log) is refused.
+        store = self._server.store
+        with store.lock:
+            if jti in store.assertion_ids:
+                return False
+            store.assertion_ids.add(jti)
+            return True
+
+    def resolve_client_public_key(self, client: DemoClient) -> Any:
+        if not client.jwks:
+            raise InvalidClientError(description="The client registered no keys.")
+        from joserfc.jwk import KeySet
+
+        return KeySet.import_key_set(cast(Any, client.jwks))
+
+
 # -- the server ----------------------------------------------------------------------------
 
 
@@ -555,6 +626,10 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         #: Appended to the issuer in id_tokens (a Keycloak realm names itself in its issuer).
         self.issuer_path = ""
         self._token_lifetime = token_lifetime
+        #: The key thumbprint of the token request being answered (set under the store's
+        #: lock by the provider once its DPoP proof checked out), and its RFC 8707 resources.
+        self.pending_jkt: str | None = None
+        self.pending_resources: tuple[str, ...] = ()
         #: "google": credentials with / + = ~ % as real providers issue; "plain": urlsafe.
         self.value_style = "google"
         #: RFC 8628 knobs: device code lifetime, polling interval, slow_down increment (s).
@@ -565,9 +640,11 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.register_grant(_RefreshGrant, [_OpenIDRefresh(self)])
         self.register_grant(_DeviceGrant)
+        self.register_grant(_ClientGrant)
         self.register_endpoint(_DeviceEndpoint(self))
         self.register_endpoint(_Revocation(self))
         self.register_endpoint(_Introspection(self))
+        self.register_client_auth_method("private_key_jwt", _ClientAssertion(self))
 
     # framework glue that Authlib requires
 
@@ -595,7 +672,11 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             if previous is not None:
                 grant = previous.grant
             else:
-                grant = store.new_grant(request.client.client_id, request.user, token["scope"])
+                # The grant keeps all that was consented to, even when this access token is
+                # for one resource of it only (RFC 8707: the others come by refresh).
+                code = request.authorization_code
+                consented = code.scope if code is not None else token["scope"]
+                grant = store.new_grant(request.client.client_id, request.user, consented)
                 if request.authorization_code is not None:
                     request.authorization_code.grant = grant
             now = int(time.time())
@@ -608,6 +689,8 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                     scope=token["scope"],
                     issued_at=now,
                     expires_in=int(token["expires_in"]),
+                    jkt=self.pending_jkt,
+                    audience=self.pending_resources or _scope_audience(token["scope"]),
                 )
             )
             if "refresh_token" in token:
@@ -622,6 +705,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                         scope=grant.scope,
                         issued_at=now,
                         expires_in=None,
+                        jkt=self.pending_jkt,
                     )
                 )
 
@@ -668,9 +752,16 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         allowed = client.get_allowed_scope(scope)
         if allowed is None:
             raise InvalidScopeError()
+        if self.pending_resources:
+            # Entra-like: one access token is for its resource's scopes only.
+            allowed = " ".join(
+                item
+                for item in allowed.split()
+                if "://" not in item or item.rsplit("/", 1)[0] in self.pending_resources
+            )
         token: dict[str, Any] = {
             "access_token": self.new_value("ya29.", 32),
-            "token_type": "Bearer",
+            "token_type": "DPoP" if self.pending_jkt else "Bearer",
             "expires_in": self._token_lifetime() if expires_in is None else expires_in,
             "scope": allowed,
         }
@@ -681,7 +772,7 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization server metadata (also served as OIDC discovery)."""
         issuer = self.issuer
-        auth_methods = ["client_secret_basic", "client_secret_post", "none"]
+        auth_methods = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
         return {
             "issuer": issuer,
             "authorization_endpoint": f"{issuer}{AUTHORIZE_PATH}",
@@ -697,11 +788,17 @@ class DemoAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 "authorization_code",
                 "refresh_token",
                 DEVICE_CODE_GRANT_TYPE,
+                "client_credentials",
             ],
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
-            "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+            "introspection_endpoint_auth_methods_supported": [auth_methods[i] for i in (0, 1, 3)],
+            # RFC 8414 §2: a JWT method at an endpoint needs its signing algorithms listed.
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "code_challenge_methods_supported": ["S256"],
+            "dpop_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [SIGNING_ALG],
             "claims_supported": [

@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -31,13 +31,15 @@ __all__ = [
     "normalize_user_code",
 ]
 
-AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})
+AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none", "private_key_jwt"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # RFC 6749 §4.1.2 recommends 10 minutes at most.
 CODE_LIFETIME = 600
 CONSENT_TICKET_LIFETIME = 600
 DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-_GRANT_TYPES = frozenset({"authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE})
+_GRANT_TYPES = frozenset(
+    {"authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE, "client_credentials"}
+)
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")
 
@@ -82,11 +84,13 @@ class DemoClient:
     redirect_uris: tuple[str, ...] | None  # None: any loopback URI
     scopes: tuple[str, ...] | None  # None: any syntactically valid scope
     client_name: str
+    #: A private_key_jwt client's public keys (a JWK set); it has no secret.
+    jwks: dict[str, Any] | None = None
 
     @property
     def is_public(self) -> bool:
-        """Whether the client has no secret (PKCE is then its only protection)."""
-        return self.client_secret is None
+        """Whether the client has no credential (PKCE is then its only protection)."""
+        return self.client_secret is None and self.jwks is None
 
     def get_client_id(self) -> str:
         """Return the client identifier."""
@@ -133,7 +137,10 @@ class DemoClient:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        """The authorization code, device code (RFC 8628) and refresh token grants are offered."""
+        """The code, device code (RFC 8628), refresh token and (confidential clients only)
+        client credentials grants are offered."""
+        if grant_type == "client_credentials" and self.is_public:
+            return False
         return grant_type in _GRANT_TYPES
 
 
@@ -208,6 +215,10 @@ class IssuedToken:
     expires_in: int | None  # None: does not expire (refresh tokens)
     revoked: bool = False
     used: bool = False  # refresh tokens: rotated away by a refresh
+    #: RFC 9449: the thumbprint of the key the token is bound to (``cnf.jkt``), or None.
+    jkt: str | None = None
+    #: RFC 8707: the resources (audiences) an access token is for.
+    audience: tuple[str, ...] = ()
 
     @property
     def expires_at(self) -> int | None:
@@ -299,6 +310,8 @@ class MemoryStore:
         self.codes: dict[str, AuthorizationCode] = {}
         self.grants: dict[str, Grant] = {}
         self.tokens: dict[str, IssuedToken] = {}
+        #: The jti of every client assertion accepted (RFC 7523 §3: each is good once).
+        self.assertion_ids: set[str] = set()
         self.devices: dict[str, DeviceCredential] = {}  # by device code
         self._user_codes: dict[str, DeviceCredential] = {}  # by normalized user code
         self._tickets: dict[str, tuple[str, float]] = {}

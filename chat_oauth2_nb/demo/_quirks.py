@@ -72,6 +72,10 @@ class Quirks:
         #: GitHub: issue expiring user tokens with refresh tokens (a GitHub App that opted in);
         #: else tokens never expire and no refresh token comes back (an OAuth app).
         self.github_expiring_tokens = False
+        #: Seconds a refresh token lives, as the answer says (GitHub's
+        #: ``refresh_token_expires_in``: six months; Keycloak's ``refresh_expires_in``: its
+        #: SSO session idle time, 30 minutes by default).
+        self.refresh_lifetime = {"github": 15897600, "keycloak": 1800}.get(profile or "", 0)
 
     # -- paths ----------------------------------------------------------------------------
 
@@ -128,10 +132,12 @@ class Quirks:
             and "offline_access" not in str(data.get("scope", "")).split()
         ):
             data.pop("refresh_token", None)
+        elif self.profile == "keycloak" and data.get("refresh_token"):
+            data["refresh_expires_in"] = self.refresh_lifetime
         elif self.profile == "github":
             data["scope"] = ",".join(str(data.get("scope", "")).split())
             if self.github_expiring_tokens:
-                data["refresh_token_expires_in"] = 15897600  # six months, as GitHub says
+                data["refresh_token_expires_in"] = self.refresh_lifetime
             else:
                 data.pop("refresh_token", None)
                 data.pop("expires_in", None)

@@ -28,6 +28,7 @@ from ._authserver import (
     RawRequest,
     token_claims,
 )
+from ._dpop import DPoPProblem, DPoPVerifier
 from ._http import DemoHTTPServer
 from ._models import (
     AUTH_METHODS,
@@ -209,6 +210,8 @@ class DemoProvider:
         self.date_offset: float = 0.0
         #: Serve RFC 8414 / OpenID metadata (False: both well-known paths answer 404).
         self.publish_metadata: bool = True
+        #: RFC 9449: DPoP proofs checked, the jti seen, nonces (``dpop.require_nonce``).
+        self.dpop = DPoPVerifier()
         #: Metadata fields to change (a value of None removes the field): metadata that
         #: disagrees with the config handed out by :meth:`config`.
         self.metadata_overrides: dict[str, Any] = {}
@@ -336,6 +339,7 @@ class DemoProvider:
         redirect_uris: list[str] | tuple[str, ...] | None = None,
         scopes: str | list[str] | tuple[str, ...] | None = "openid profile email",
         client_name: str | None = None,
+        jwks: dict[str, Any] | None = None,
     ) -> tuple[str, str | None]:
         """Register a client and return ``(client_id, client_secret)``.
 
@@ -350,6 +354,8 @@ class DemoProvider:
                 127.0.0.1, localhost or [::1] (any port, any path).
             scopes: Scopes the client may ask for; None allows any scope.
             client_name: Name shown on the consent page (default: the client id).
+            jwks: With ``auth_method="private_key_jwt"``: the client's public keys (a JWK
+                set); the client has no secret and signs assertions (RFC 7523).
 
         Returns:
             The client id and its secret (None for a public client).
@@ -361,9 +367,11 @@ class DemoProvider:
             raise ValueError(
                 f"auth_method must be one of {sorted(AUTH_METHODS)}, not {auth_method!r}"
             )
-        if auth_method == "none":
+        if (auth_method == "private_key_jwt") != (jwks is not None):
+            raise ValueError("jwks= goes with auth_method='private_key_jwt', and only there.")
+        if auth_method in ("none", "private_key_jwt"):
             if client_secret is not None:
-                raise ValueError("A public client (auth_method='none') has no client_secret.")
+                raise ValueError(f"A client with auth_method={auth_method!r} has no client_secret.")
             secret = None
         else:
             secret = (
@@ -382,6 +390,7 @@ class DemoProvider:
             redirect_uris=tuple(redirect_uris) if redirect_uris is not None else None,
             scopes=tuple(allowed) if allowed is not None else None,
             client_name=client_name if client_name is not None else cid,
+            jwks=jwks,
         )
         with self._store.lock:
             if cid in self._store.clients:
@@ -767,8 +776,22 @@ class DemoProvider:
             )
         if self.token_delay > 0 and self._stopping.wait(self.token_delay):
             return None
+        jkt: str | None = None
+        proof = raw.headers.get("DPoP")
+        if proof is not None:
+            try:
+                jkt = self.dpop.check(proof, "POST", f"{self.issuer}/token")
+            except DPoPProblem as problem:
+                return self._dpop_refusal(400, problem)
+        resources = tuple(value for name, value in raw.form_pairs() if name == "resource")
         with self._store.lock:
-            response: DemoResponse = self._auth.create_token_response(raw)
+            self._auth.pending_jkt, self._auth.pending_resources = jkt, resources
+            try:
+                response: DemoResponse = self._auth.create_token_response(raw)
+            finally:
+                self._auth.pending_jkt, self._auth.pending_resources = None, ()
+        if jkt is not None:
+            response.headers.append(("DPoP-Nonce", self.dpop.nonce))
         response = self.quirks.token_answer(raw, response)
         if self.answer_format == "form":
             return _as_form(response)
@@ -880,9 +903,41 @@ class DemoProvider:
             200, json.dumps(self._auth.jwks()).encode(), [("Content-Type", "application/json")]
         )
 
+    def _dpop_refusal(self, status: int, problem: DPoPProblem) -> DemoResponse:
+        """A refused proof: 400 at the token endpoint, 401 with a DPoP challenge at the API."""
+        body = {"error": problem.error, "error_description": problem.description}
+        headers = [("DPoP-Nonce", self.dpop.nonce)]
+        if status == 401:
+            headers.append(
+                (
+                    "WWW-Authenticate",
+                    f'DPoP error="{problem.error}", algs="ES256", '
+                    f'error_description="{problem.description}"',
+                )
+            )
+        return _json(status, body, headers)
+
     def _api_me(self, raw: RawRequest) -> DemoResponse:
         scheme, _, value = (raw.headers.get("Authorization") or "").partition(" ")
         token = value.strip()
+        with self._store.lock:
+            issued = self._store.tokens.get(token)
+        bound = issued.jkt if issued is not None else None
+        if bound is not None or scheme.lower() == "dpop":
+            # RFC 9449 §7.1: a bound token only as DPoP, with a proof of its own key.
+            if scheme.lower() != "dpop":
+                unproven = DPoPProblem("invalid_token", "This token is DPoP-bound: send a proof.")
+                return self._dpop_refusal(401, unproven)
+            try:
+                jkt = self.dpop.check(
+                    raw.headers.get("DPoP") or "", "GET", self.api_url, access_token=token
+                )
+            except DPoPProblem as problem:
+                return self._dpop_refusal(401, problem)
+            if jkt != bound:
+                other = DPoPProblem("invalid_token", "The proof is from another key.")
+                return self._dpop_refusal(401, other)
+            scheme = "bearer"  # from here on, the same checks as a bearer token's
         if scheme.lower() != "bearer" or not token:
             # RFC 6750 §3.1: no credentials at all gets a challenge without an error code.
             return _json(

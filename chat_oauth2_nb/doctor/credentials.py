@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets as _random
 
+from ..config import credentials_advice
 from ..errors import TokenExchangeError
 from ..oauth import (
     HttpRequest,
@@ -90,25 +91,18 @@ def _judge(session: Session, url: str, request: HttpRequest, answer: ProviderAns
     )
     words = error.error or ""
     said = f"{words}: {error.error_description}" if error.error_description else words
-    method = session.config.client_auth_method
     if words in _BAD_CLIENT or (status == 401 and words not in _CODE_REFUSED):
-        who = (
-            "the client id (a public client: no secret)"
-            if method == "none"
-            else f"the client id, the client secret and client_auth_method (now {method!r}: "
-            "the provider may want the other of client_secret_basic / client_secret_post)"
-        )
         return (
             "fail",
             f"A token request with a made-up code was refused as a bad client "
             f"(HTTP {status}, the provider said {said or 'nothing readable'}).",
-            f"Check {who}.",
+            credentials_advice(session.config),
         )
     if words in _CODE_REFUSED:
         return (
             "ok",
             f"A token request with a made-up code was refused only for the code "
-            f"({words}): the provider accepted the client credentials ({method}).",
+            f"({words}): the provider accepted the client credentials ({session.config.client_auth_method}).",
             "",
         )
     return _unclear(url, status, answer, words, said)

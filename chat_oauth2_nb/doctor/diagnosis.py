@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..kernel.users import UserLike
+from ..users import UserLike
 from .clock import check_clock
 from .credentials import check_credentials
 from .endpoints import check_endpoints

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
-from html.parser import HTMLParser
-from urllib.parse import urlsplit
 
 import httpx
 
-from ..oauth import MAX_ANSWER_BYTES, HttpRequest, ProviderAnswer
+from ..oauth import HttpRequest, ProviderAnswer
+from ..oauth.pages import MAX_PAGE_BYTES, excerpt, page_text, where
 from ..oauth.transport import send
 
-#: The start of a page the doctor reads (an authorization page may be larger than a token
-#: answer may be): what it needs to recognise a provider's error is in its first bytes.
-MAX_PAGE_BYTES = 4 * MAX_ANSWER_BYTES
-
-__all__ = ["excerpt", "fetch", "is_loopback", "page_text", "where"]
+__all__ = ["MAX_PAGE_BYTES", "excerpt", "fetch", "is_loopback", "page_text", "where"]
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -79,50 +73,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def where(url: str) -> str:
-    """A URL without its query: enough to name a page, never a state or code it carries."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
-
-
-class _Text(HTMLParser):
-    """The visible text of an HTML page (scripts and styles left out)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def page_text(content: bytes) -> str:
-    """A page's visible words on one line (its HTML dropped)."""
-    text = content.decode("utf-8", "replace")
-    if "<" in text:
-        parser = _Text()
-        parser.feed(text)
-        parser.close()
-        text = " ".join(parser.parts)
-    return " ".join(text.split())
-
-
-def excerpt(text: str, match: re.Match[str] | None, width: int = 160) -> str:
-    """Up to ``width`` characters of ``text`` around ``match`` (its start without one)."""
-    if match is None:
-        return text[:width] + ("…" if len(text) > width else "")
-    start = max(0, match.start() - width // 2)
-    piece = text[start : start + width]
-    return ("…" if start else "") + piece + ("…" if start + width < len(text) else "")

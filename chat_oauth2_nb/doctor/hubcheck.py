@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ..config import ProviderConfig
-from ..declarations import resolve_declarations
+from ..declarations import HUB_PROVIDERS, resolve_declarations
 from ..errors import ConfigurationError, OAuth2Error
 from ..routes import HUB_CALLBACK_ENV
 from . import Report, Subject, diagnose
@@ -138,7 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         overridden = overridden_server_scopes(config)
         if overridden is not None:
             print(f"error: {overridden}", file=sys.stderr)
-        declared = resolve_declarations(_declarations(config, args.providers_file), environ)
+        declared = resolve_declarations(
+            _declarations(config, args.providers_file),
+            environ,
+            where=HUB_PROVIDERS,
+            holder="JupyterHub",
+        )
         results = check_declared(declared, callback, timeout=args.timeout)
     except OAuth2Error as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ProviderConfig, same_issuer
+from ..config import CLIENT_AUTH_METHODS, ProviderConfig, same_issuer
 from ..oauth import HttpRequest
 from ..oauth.oidc import unverifiable_reason
+from .binding import judge_dpop
 from .endpoints import ENDPOINT_FIELDS
 from .report import Finding
 from .session import Session
@@ -179,16 +180,41 @@ def _client_auth(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
         methods = [str(methods)]
     if method in methods:
         return ("ok", f"client_auth_method {method!r} is among the provider's {methods}.", "")
-    usable = [m for m in methods if m in ("client_secret_basic", "client_secret_post", "none")]
+    usable = [m for m in methods if m in CLIENT_AUTH_METHODS]
     action = (
         f"Pass client_auth_method={usable[0]!r} to create_oauth2_client()."
         if usable
-        else "The provider wants a method this kit does not offer (e.g. private_key_jwt)."
+        else "The provider wants a method this kit does not offer (e.g. tls_client_auth)."
     )
     return (
         "fail",
         f"client_auth_method is {method!r} but the provider supports {methods}.",
         action,
+    )
+
+
+def _client_key(config: ProviderConfig, meta: Mapping[str, Any]) -> Finding:
+    """A private_key_jwt client: its key reads, and the provider accepts its algorithm."""
+    if config.client_auth_method != "private_key_jwt":
+        return ("skipped", "The client does not sign with a private key.", "")
+    from ..clientkey import parse_client_key
+
+    source = config.client_key_source or "the stored config"
+    try:
+        key = parse_client_key(config.client_secret or "")
+    except ValueError as exc:
+        return ("fail", f"The client key from {source} is not usable: {exc}.", "Give a PEM key.")
+    algs = meta.get("token_endpoint_auth_signing_alg_values_supported")
+    said = f"The key from {source} signs with {key.alg} (kid {key.kid!r})"
+    if not isinstance(algs, list):
+        return ("ok", f"{said}; the provider lists no signing algorithms.", "")
+    if key.alg in algs:
+        return ("ok", f"{said}, among the provider's {algs}.", "")
+    return (
+        "fail",
+        f"{said}, which is not in the provider's "
+        f"token_endpoint_auth_signing_alg_values_supported {algs}.",
+        "Use a key of a type the provider accepts (an RSA key signs RS256, a P-256 key ES256).",
     )
 
 
@@ -275,6 +301,8 @@ _COMPARISONS: tuple[tuple[str, str, Judge], ...] = (
     ("metadata:endpoints", "Endpoints match the metadata", _endpoints),
     ("metadata:pkce", "PKCE S256 supported", _pkce),
     ("metadata:client_auth", "Client authentication supported", _client_auth),
+    ("metadata:client_key", "Client key accepted (private_key_jwt)", _client_key),
     ("metadata:scopes", "Scopes offered", _scopes),
     ("metadata:iss", "Issuer in the redirect (RFC 9207)", _iss),
+    ("metadata:dpop", "Tokens bound to a key (DPoP, RFC 9449)", judge_dpop),
 )

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from ..config import ProviderConfig
-from ..kernel.users import UserLike
 from ..oauth import HttpExchange, HttpRequest, ProviderAnswer, redact
+from ..users import UserLike
 from .http import fetch
 from .report import Check, Verdict
 from .subject import Subject

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ..errors import GrantRevokedError, ProviderMismatchError
-from ..kernel.users import resolve_user
 from ..oauth import AuthData
+from ..oauth.lifetime import refresh_note
+from ..users import resolve_user
 from .report import Finding, Verdict
 from .session import Session
 
@@ -72,10 +73,16 @@ def _scopes(key: str, data: AuthData, requested: Iterable[str]) -> Finding:
 
 
 def _refresh(key: str, data: AuthData, auth_uri: str, scopes: Iterable[str]) -> Finding:
+    note = refresh_note(data, auth_uri)
+    if note is not None and note.ending:
+        # The last quarter of the refresh token's life: say so before a refresh fails.
+        return ("warn", f"A refresh token is stored for {key!r}. {note.text}", note.text)
     if data.refresh_token:
+        more = f" {note.text}" if note is not None else ""
         return (
             "ok",
-            f"A refresh token is stored for {key!r}: expired tokens are renewed without a person.",
+            f"A refresh token is stored for {key!r}: expired tokens are renewed without a "
+            f"person.{more}",
             "",
         )
     expires = "never expires" if data.expires_at is None else "expires"

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 from jupyter_core.paths import secure_write
 
 from ..config import ProviderConfig
-from ..declarations import public_part, referenced_declarations
+from ..declarations import (
+    HUB_PROVIDERS,
+    public_part,
+    referenced_declarations,
+    resolve_declarations,
+)
 from ..errors import ConfigurationError
 from ..routes import (
     HUB_BROKER_ENV,
@@ -188,10 +193,7 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    entries, variables = referenced_declarations(
-        _with_login(c, providers or {}, login_provider), os.environ
-    )
-    declared = {a: ProviderConfig.from_mapping(e, environ=variables) for a, e in entries.items()}
+    entries, variables, declared = _declarations(c, providers or {}, login_provider)
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
     if declared:
@@ -203,6 +205,20 @@ def configure_hub(
     if socket is not None:
         c.Spawner.environment = {**c.Spawner.environment, **socket}
     return callback
+
+
+def _declarations(
+    c: Any, providers: dict[str, Any], login_provider: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, ProviderConfig]]:
+    """The declarations with secrets as references, the variables they need, the configs."""
+    entries, variables = referenced_declarations(
+        _with_login(c, providers, login_provider),
+        os.environ,
+        where=HUB_PROVIDERS,
+        holder="JupyterHub",
+    )
+    declared = resolve_declarations(entries, variables, where=HUB_PROVIDERS, holder="JupyterHub")
+    return entries, variables, declared
 
 
 def _with_login(c: Any, providers: dict[str, Any], alias: str | None) -> dict[str, Any]:

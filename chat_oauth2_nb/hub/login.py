@@ -327,6 +327,15 @@ class LoginGrants:
         """Not offered for the hub sign-in."""
         self.needs_secret("Introspection")
 
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """Not offered: the hub's authenticator got a Bearer token, bound to no DPoP key."""
+        raise NotAuthorizedError(
+            f"The hub sign-in's token at {self._config.alias!r} is a Bearer token: it takes "
+            "no DPoP proof",
+            hint="Send it as a Bearer token (client.auth()), or declare a provider with "
+            "dpop=True in configure_hub(c, providers=...) for DPoP-bound tokens.",
+        )
+
     def needs_secret(self, what: str) -> NoReturn:
         """Refuse ``what`` for the hub sign-in's provider."""
         raise ConfigurationError(

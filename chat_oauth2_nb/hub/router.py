@@ -35,7 +35,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from ..declarations import (
-    HUB_DECLARED_WHERE,
+    HUB_PROVIDERS,
     admins_error_payload,
     error_payload,
     resolve_declarations,
@@ -294,7 +294,10 @@ async def _serve_login(handler: BrokerApi, login: LoginGrants, action: str, hub_
 
 def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
     """The error for the user's server, saying when the fix is the hub administrator's."""
-    return admins_error_payload(exc, HUB_DECLARED_WHERE)
+    return admins_error_payload(
+        exc,
+        f"{HUB_PROVIDERS} in jupyterhub_config.py; python -m chat_oauth2_nb.hub check diagnoses it",
+    )
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -350,8 +353,10 @@ def load_declared() -> DeclaredProviders | None:
     if not inline and not file:
         return None
     text = inline or Path(file).read_text()
-    declared = resolve_declarations(json.loads(text), os.environ)
-    return DeclaredProviders(declared) if declared else None
+    declared = resolve_declarations(
+        json.loads(text), os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
+    )
+    return DeclaredProviders(declared, where=HUB_PROVIDERS) if declared else None
 
 
 def load_login(declared: DeclaredProviders | None) -> LoginGrants | None:
@@ -390,7 +395,7 @@ def make_app(
         [
             (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),
             (
-                rf"{prefix}/{HUB_BROKER_PATH}/(exchange|token|revoke)/({_ALIAS})",
+                rf"{prefix}/{HUB_BROKER_PATH}/(exchange|token|revoke|proof)/({_ALIAS})",
                 BrokerApi,
                 broker_args,
             ),

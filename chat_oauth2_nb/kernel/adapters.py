@@ -10,24 +10,27 @@ adapter is made, so ``import chat_oauth2_nb`` never loads them.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import importlib
 import time
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigurationError, NotAuthorizedError, TokenRefreshError
+from ..lifecycle.grants import Grants
 from ..oauth import AuthData
-from .auth import TokenKeeper, TokenSource, bearer_header, require_tls, same_origin
+from .auth import TokenKeeper, TokenSource, is_dpop, nonce_asked, require_tls, same_origin
+from .resources import resource_token
 
 if TYPE_CHECKING:
     import requests
     from azure.core.credentials import AccessToken
     from google.oauth2.credentials import Credentials
 
-__all__ = ["AzureCredential", "google_credentials", "requests_auth"]
+__all__ = ["AsyncAzureCredential", "AzureCredential", "google_credentials", "requests_auth"]
 
 # What each adapter needs, and the pip name that provides it.
 _PACKAGES = {
@@ -64,10 +67,12 @@ def _requests_auth_class() -> type[Any]:
     class RequestsAuth(TokenKeeper, requests_auth_module.AuthBase):  # type: ignore[misc,name-defined]
         """A ``requests`` auth: the user's bearer token, refreshed on expiry and once on a 401."""
 
+        carries_dpop = True
+
         def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
             data = self.current()
             signed = request.url or ""
-            request.headers["Authorization"] = bearer_header(data, signed)
+            request.headers.update(self.headers(data, request.method or "GET", signed))
             # A body that is a stream must be rewound before the request is sent again.
             tell = getattr(request.body, "tell", None)
             position = tell() if callable(tell) else None
@@ -90,13 +95,16 @@ def _requests_auth_class() -> type[Any]:
             # Authorization header from those that leave the origin: a 401 from there is
             # not this token's refusal, and a retry must not put a token back on it.
             refused = response.request
+            scheme = "DPoP" if is_dpop(used) else "Bearer"
             if (
                 response.status_code != 401
                 or not same_origin(refused.url or "", signed)
-                or refused.headers.get("Authorization") != f"Bearer {used.token}"
+                or refused.headers.get("Authorization") != f"{scheme} {used.token}"
             ):
                 return response
-            fresh = self.after_rejection(used)
+            # RFC 9449 §9: a DPoP resource server that wants a nonce gets the same token again.
+            nonce = nonce_asked(signed, 401, response.headers) if is_dpop(used) else None
+            fresh = used if nonce is not None else self.after_rejection(used)
             if fresh is None or response.connection is None:
                 return response
             body = response.request.body
@@ -109,11 +117,11 @@ def _requests_auth_class() -> type[Any]:
             # The retry is sent by the adapter directly, so this hook does not run again.
             cookies.extract_cookies_to_jar(retry._cookies, response.request, response.raw)
             retry.prepare_cookies(retry._cookies)
-            retry.headers["Authorization"] = bearer_header(fresh, retry.url or "")
+            retry.headers.update(self.headers(fresh, retry.method or "GET", retry.url or "", nonce))
             again: requests.Response = response.connection.send(retry, **kwargs)
             again.history.append(response)
             again.request = retry
-            if again.status_code == 401:
+            if again.status_code == 401 and nonce is None:
                 self.refused_again(fresh)  # sent by the adapter: the signed origin refused
             return again
 
@@ -240,19 +248,48 @@ def google_credentials(client: TokenSource, user: str) -> Credentials:
 # azure-core -------------------------------------------------------------------------------
 
 
+class _AzureSource(TokenSource, Protocol):
+    """A token source with its grants: what per-scope tokens come from."""
+
+    @property
+    def grants(self) -> Grants:
+        """The token lifecycle of the client's provider."""
+
+
 class AzureCredential(TokenKeeper):
     """An ``azure.core.credentials.TokenCredential`` for one user of a chat_oauth2_nb client.
 
-    ``get_token`` returns the user's access token (refreshed when expired, single-flight);
-    the scopes azure-core asks for are ignored: the token carries what the user granted
-    (ask for more with ``client.get_user_authorization_url(user, scopes=[...])``).
-    A token that is not Bearer is refused. azure-core asks without saying for which URL, so
-    the https rule is azure-core's own (``BearerTokenCredentialPolicy``'s ``enforce_https``).
+    ``get_token(*scopes)`` returns a token for the resource the scopes name
+    (``https://storage.azure.com/.default``: Storage), got from the user's one grant with its
+    refresh token (Entra's multi-resource refresh; RFC 8707 elsewhere) and kept per resource;
+    scopes that name no resource, or that the grant's own token carries, get that token.
+    ``claims=`` (a claims challenge, Entra's continuous access evaluation) always gets a new
+    token. A token that is not Bearer is refused. azure-core asks without saying for which
+    URL, so the https rule is azure-core's own (``BearerTokenCredentialPolicy``'s
+    ``enforce_https``).
     """
 
-    def __init__(self, client: TokenSource, user: str) -> None:
+    def __init__(self, client: _AzureSource | TokenSource, user: str) -> None:
         self._access_token = _require("azure.core.credentials").AccessToken
         super().__init__(client, user)
+        # A token source without grants (a test double, another library's client) has one
+        # token for every scope, as before tokens were kept per resource.
+        self._grants: Grants | None = getattr(client, "grants", None)
+
+    def _for_scopes(self, scopes: tuple[str, ...], claims: str | None) -> AuthData:
+        if self._grants is None:
+            return self.current()
+        grant = self._grants.stored(self._user)
+        if grant is not None:
+            self._usable(grant.data)  # a grant whose tokens azure-core cannot send: no request
+        record = resource_token(self._grants, self._user, scopes, claims=claims or None)
+        if record is None:
+            raise NotAuthorizedError(
+                f"{self._user!r} has not authorized {self._client.alias!r}",
+                hint="Authorize first: open client.get_user_authorization_url(), or show "
+                "client.panel().",
+            )
+        return self._usable(record.data)
 
     def get_token(
         self,
@@ -262,8 +299,8 @@ class AzureCredential(TokenKeeper):
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
-        """The user's access token and its expiry (Unix seconds), as azure-core expects."""
-        data = self.current()
+        """A token for the scopes' resource and its expiry (Unix seconds), as azure-core expects."""
+        data = self._for_scopes(scopes, claims)
         if data.expires_at is None:
             expires_on = int(time.time()) + _NO_EXPIRY_SECONDS
         else:
@@ -279,3 +316,34 @@ class AzureCredential(TokenKeeper):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncAzureCredential:
+    """An ``azure.core.credentials_async.AsyncTokenCredential``: :class:`AzureCredential` for
+    azure-core's async clients; the store and the provider are asked in a worker thread."""
+
+    def __init__(self, client: _AzureSource, user: str) -> None:
+        self._sync = AzureCredential(client, user)
+
+    def __repr__(self) -> str:
+        return f"<AsyncAzureCredential {self._sync!r}>"
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """Async twin of :meth:`AzureCredential.get_token`."""
+        return await asyncio.to_thread(self._sync.get_token, *scopes, claims=claims)
+
+    async def close(self) -> None:
+        """Nothing to release: the client owns the connections."""
+
+    async def __aenter__(self) -> AsyncAzureCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import threading
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -17,9 +17,13 @@ from ..oauth import AuthData
 
 __all__ = [
     "OAuth2Auth",
+    "Prover",
     "TokenKeeper",
     "TokenSource",
+    "auth_headers",
     "bearer_header",
+    "is_dpop",
+    "nonce_asked",
     "require_tls",
     "same_origin",
 ]
@@ -106,6 +110,52 @@ def bearer_header(data: AuthData, url: str) -> str:
     return f"Bearer {data.token}"
 
 
+#: Signs a DPoP proof for (method, url, nonce) with a key held elsewhere (the holder).
+Prover = Callable[[str, str, "str | None"], str]
+
+
+def is_dpop(data: AuthData) -> bool:
+    """Whether ``data`` is sent as a DPoP token (RFC 9449 §7), not as a Bearer token."""
+    return (data.token_type or "").lower() == "dpop"
+
+
+def auth_headers(
+    data: AuthData,
+    method: str,
+    url: str,
+    nonce: str | None = None,
+    prover: Prover | None = None,
+) -> dict[str, str]:
+    """The headers that send ``data`` to ``url``: Bearer, or DPoP with a fresh proof (RFC 9449 §7).
+
+    The proof's nonce is ``nonce``, or the last one ``url``'s server gave this process. The
+    key is the token's own, or held by whoever holds the grant (``prover`` asks it).
+    """
+    if not is_dpop(data):
+        return {"Authorization": bearer_header(data, url)}
+    from ..lifecycle.proofs import NONCES, key_of
+
+    require_tls(url)
+    nonce = nonce or NONCES.get(url)
+    key = key_of(data)
+    if key is not None:
+        proof = key.proof(method, url, access_token=data.token, nonce=nonce)
+    elif prover is not None:
+        proof = prover(method, url, nonce)
+    else:
+        raise NotAuthorizedError("A DPoP-bound token cannot be sent without its key")
+    return {"Authorization": f"DPoP {data.token}", "DPoP": proof}
+
+
+def nonce_asked(url: str, status: int, headers: Mapping[str, str]) -> str | None:
+    """Note a resource server's ``DPoP-Nonce``; the nonce when its 401 asks for one (§9)."""
+    from ..lifecycle.proofs import NONCES
+    from ..oauth.dpop import nonce_challenge
+
+    NONCES.note(url, headers)
+    return nonce_challenge(status, headers)
+
+
 def _bearer_only(data: AuthData) -> AuthData:
     """``data`` without its refresh token and id_token: all an API call needs.
 
@@ -126,6 +176,10 @@ class TokenKeeper:
     token is kept in memory between requests, so a call costs no store read until the token
     nears expiry or the API answers 401.
     """
+
+    #: Whether this keeper's HTTP library sends a DPoP proof with each request (RFC 9449 §7);
+    #: the others (google-auth, azure-core) can only send Bearer tokens.
+    carries_dpop = False
 
     def __init__(self, client: TokenSource, user: str) -> None:
         self._client = client
@@ -164,7 +218,24 @@ class TokenKeeper:
         # a MAC or DPoP token sent as a bearer token is a proof-of-possession token without
         # its proof. A missing type is taken as Bearer: many providers omit it.
         kind = data.token_type or "Bearer"
-        if kind.lower() != "bearer":
+        if kind.lower() == "dpop" and data.dpop_key is None and self._prover(data) is None:
+            raise NotAuthorizedError(
+                f"{self._user!r} holds a token of type {kind[:40]!r} for "
+                f"{self._client.alias!r}, not a Bearer token, and not the key it is bound "
+                "to, so it is not sent (RFC 9449: without a proof of that key the API "
+                "refuses it)",
+                hint="Use a client with its own credentials and dpop=True, which keeps the "
+                "key with the token; or have the provider issue Bearer tokens.",
+            )
+        if kind.lower() == "dpop" and not self.carries_dpop:
+            raise NotAuthorizedError(
+                f"{self._user!r} holds a DPoP-bound token for {self._client.alias!r}; "
+                f"{type(self).__name__} can only send Bearer tokens (no proof per request), "
+                "so it is not sent",
+                hint="Use client.auth() (httpx) or client.requests_auth() (requests), which "
+                "send a DPoP proof with every request; or set dpop=False for this provider.",
+            )
+        if kind.lower() not in ("bearer", "dpop"):
             raise NotAuthorizedError(
                 f"{self._user!r} holds a token of type {kind[:40]!r} for "
                 f"{self._client.alias!r}, not a Bearer token, so it is not sent "
@@ -174,6 +245,28 @@ class TokenKeeper:
                 "client.get_access_token_for_user(user).token.",
             )
         return _bearer_only(data)
+
+    def _prover(self, data: AuthData) -> Prover | None:
+        """Who signs proofs for ``data`` when its key is held elsewhere (a declared provider)."""
+        from ..lifecycle.grants import digest
+        from ..lifecycle.remote import RemoteGrants
+
+        grants = getattr(self._client, "grants", None)
+        if data.dpop_key is not None or not isinstance(grants, RemoteGrants):
+            return None
+        have, user = digest(data.token), self._user
+
+        def prove(method: str, url: str, nonce: str | None) -> str:
+            request = {"method": method, "url": url, "have": have, "nonce": nonce}
+            return grants.proof(user, request)
+
+        return prove
+
+    def headers(
+        self, data: AuthData, method: str, url: str, nonce: str | None = None
+    ) -> dict[str, str]:
+        """The headers that send ``data`` with one request (see :func:`auth_headers`)."""
+        return auth_headers(data, method, url, nonce, self._prover(data))
 
     def after_rejection(self, used: AuthData) -> AuthData | None:
         """After ``used`` was refused (or will not do): a newer or refreshed token, or None."""
@@ -196,7 +289,7 @@ class TokenKeeper:
 
 
 class OAuth2Auth(TokenKeeper, httpx.Auth):
-    """Sends ``Authorization: Bearer …`` for one user; refreshes when expired or rejected.
+    """Sends ``Authorization: Bearer …`` (or DPoP with a proof) for one user; refreshes when needed.
 
     The token is kept in memory between requests, so an API call costs no store read
     until the token nears expiry or the API answers 401. A token whose type is not Bearer
@@ -204,9 +297,18 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
     machine :class:`~chat_oauth2_nb.errors.ConfigurationError`; neither is sent.
     """
 
-    @staticmethod
-    def _sign(request: httpx.Request, data: AuthData) -> None:
-        request.headers["Authorization"] = bearer_header(data, str(request.url))
+    carries_dpop = True
+
+    def _sign(self, request: httpx.Request, data: AuthData, nonce: str | None = None) -> None:
+        request.headers.update(self.headers(data, request.method, str(request.url), nonce))
+
+    async def _asign(
+        self, request: httpx.Request, data: AuthData, nonce: str | None = None
+    ) -> None:
+        if is_dpop(data) and data.dpop_key is None:  # the holder signs: a request to it
+            await asyncio.to_thread(self._sign, request, data, nonce)
+        else:
+            self._sign(request, data, nonce)
 
     @staticmethod
     def _rejected(request: httpx.Request, data: AuthData, response: httpx.Response) -> bool:
@@ -214,11 +316,19 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         # After redirects the response is the last hop's: a 401 from another origin (which
         # httpx sent no token) must not cost a refresh, and a retry would go to it again.
         refused = response.request
+        scheme = "DPoP" if is_dpop(data) else "Bearer"
         return (
             response.status_code == 401
             and same_origin(str(refused.url), str(request.url))
-            and refused.headers.get("Authorization") == f"Bearer {data.token}"
+            and refused.headers.get("Authorization") == f"{scheme} {data.token}"
         )
+
+    @staticmethod
+    def _nonce(request: httpx.Request, data: AuthData, response: httpx.Response) -> str | None:
+        """The nonce a DPoP resource server asks for, when it refused for want of one."""
+        if not is_dpop(data):
+            return None
+        return nonce_asked(str(request.url), response.status_code, response.headers)
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -230,6 +340,10 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         data = self.current()
         self._sign(request, data)
         response = yield request
+        nonce = self._nonce(request, data, response)
+        if nonce is not None and self._rejected(request, data, response):
+            self._sign(request, data, nonce)  # RFC 9449 §9: once more, with its nonce
+            response = yield request
         if self._rejected(request, data, response):
             fresh = self.after_rejection(data)
             if fresh is not None:
@@ -244,12 +358,16 @@ class OAuth2Auth(TokenKeeper, httpx.Auth):
         """Async twin of :meth:`sync_auth_flow`; store and provider I/O run in a worker thread."""
         cached = self._fresh_cached()
         data = cached if cached is not None else await asyncio.to_thread(self.current)
-        self._sign(request, data)
+        await self._asign(request, data)
         response = yield request
+        nonce = self._nonce(request, data, response)
+        if nonce is not None and self._rejected(request, data, response):
+            await self._asign(request, data, nonce)  # RFC 9449 §9: once more, with its nonce
+            response = yield request
         if self._rejected(request, data, response):
             fresh = await asyncio.to_thread(self.after_rejection, data)
             if fresh is not None:
-                self._sign(request, fresh)
+                await self._asign(request, fresh)
                 again = yield request
                 if self._rejected(request, fresh, again):
                     await asyncio.to_thread(self.refused_again, fresh)

@@ -8,7 +8,6 @@ the callback's code exchange to the client's HTTP log once, and runs the config'
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from ..errors import NotAuthorizedError, OAuth2Error, StateError
 from ..oauth import AuthData, HttpExchange
 from ..store import FlowEndpoint, FlowOrigin, PendingFlow, Store, TokenRecord
 from .flows import POLL_INTERVAL, Waiter, belongs_to, new_flow, provider_url, read_outcome
+from .httplog import HttpLog
 
 if TYPE_CHECKING:
     from .ways import Ways
@@ -74,7 +74,7 @@ class Authorizations:
         stored: Callable[[str], TokenRecord | None],
         client_ref: str,
         flow_ttl: Callable[[], float],
-        http_log: collections.deque[HttpExchange],
+        http_log: HttpLog,
         closed: threading.Event,
     ) -> None:
         self.config = config

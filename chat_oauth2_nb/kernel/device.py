@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, with_credentials_advice
 from ..errors import (
     AuthorizationDeniedError,
     DeviceAuthorizationError,
@@ -82,14 +82,18 @@ class DeviceFlows:
         store = self._store()
         store.put_provider(self.config)
         answer = self._send(request, "Device authorization", DeviceAuthorizationError)
-        device = parse_device_authorization(
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            received_at=utcnow(),
-            secrets=request.secrets,
-            client_id=request.client_id,
-        )
+        try:
+            device = parse_device_authorization(
+                answer.status or 0,
+                answer.headers,
+                answer.content,
+                received_at=utcnow(),
+                secrets=request.secrets,
+                client_id=request.client_id,
+            )
+        except DeviceAuthorizationError as exc:
+            with_credentials_advice(exc, self.config)
+            raise
         lifetime = max(1.0, (device.expires_at - utcnow()).total_seconds())
         flow = new_flow(
             self.config,
@@ -174,6 +178,7 @@ class DeviceFlows:
                 "stored a new token for %r at %r (device code)", current.user, self.config.alias
             )
         else:
+            with_credentials_advice(outcome, self.config)
             kind: FlowErrorKind = (
                 "id_token"
                 if isinstance(outcome, IdTokenError)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..config import ProviderConfig, provider_identity
 from ..errors import (
@@ -25,13 +24,9 @@ from ..errors import (
     OAuth2Error,
     StateError,
 )
-from ..oauth import (
-    AuthData,
-    device_code_expired_error,
-    new_code_verifier,
-    new_state,
-)
-from ..store import FLOW_EXPIRED, FlowEndpoint, FlowError, FlowOrigin, PendingFlow, Store
+from ..lifecycle.flows import new_flow
+from ..oauth import AuthData, device_code_expired_error
+from ..store import FLOW_EXPIRED, FlowError, PendingFlow, Store
 
 __all__ = [
     "POLL_INTERVAL",
@@ -61,39 +56,6 @@ class Outcome:
             raise self.error
         assert self.data is not None
         return self.data
-
-
-def new_flow(
-    config: ProviderConfig,
-    *,
-    user: str,
-    redirect_uri: str,
-    scopes: Iterable[str],
-    origin: FlowOrigin,
-    client_ref: str,
-    endpoint: FlowEndpoint,
-    ttl: float,
-) -> PendingFlow:
-    """A fresh pending flow: new state (256 bits), PKCE verifier and opaque start id."""
-    now = time.time()
-    scopes = tuple(scopes)
-    return PendingFlow(
-        state=new_state(),
-        alias=config.alias,
-        user=user,
-        code_verifier=new_code_verifier(),
-        redirect_uri=redirect_uri,
-        scopes=scopes,
-        created_at=now,
-        expires_at=now + ttl,
-        provider=config,
-        start_id=secrets.token_urlsafe(24),
-        origin=origin,
-        client_ref=client_ref,
-        endpoint=endpoint,
-        # OpenID Connect (Core §3.1.2.1): bind the id_token to this very authorization.
-        nonce=new_state() if "openid" in scopes else None,
-    )
 
 
 def belongs_to(flow: PendingFlow, config: ProviderConfig) -> bool:

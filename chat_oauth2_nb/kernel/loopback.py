@@ -39,6 +39,7 @@ from ..lifecycle.callback import (
     scrub_uri,
 )
 from ..lifecycle.pages import render_outcome
+from ..lifecycle.probe import RedirectProbe
 from ..store import Store
 
 __all__ = ["LoopbackServer", "listening_sockets"]
@@ -119,6 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             owner=None,
             accepts=lambda flow: _same_listener(flow.redirect_uri, port, None),
             cookies=self._cookies(),
+            refusal=self.server.probe.refusal,
         )
         if isinstance(result, str):
             self._answer(400, _page("Authorization failed", result))
@@ -212,6 +214,8 @@ class _Server(HTTPServer):
         self.store = store
         self.transport_timeout = transport_timeout
         self.idle_timeout = idle_timeout
+        # A start link asks the provider about its redirect URI first (as the server's does).
+        self.probe = RedirectProbe(timeout=min(transport_timeout, 5.0))
         self.slots = threading.BoundedSemaphore(MAX_HANDLERS)
         # Insertion order is deadline order: the first entry is the oldest head.
         self._heads: dict[socket.socket, _Head] = {}
@@ -336,6 +340,7 @@ class _Server(HTTPServer):
         super().server_close()
         for sock in list(self._heads):
             self._drop(sock)
+        self.probe.close()
 
 
 class LoopbackServer:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from ..config import ProviderConfig
-from ..errors import ConfigurationError, StateError
+from ..errors import ConfigurationError, StateError, did_you_mean
 from ..oauth import device_authorization_request
 from ..routes import CALLBACK_PATH, CALLBACK_TAIL, SERVER_CALLBACK_ENV, SERVER_START_ENV, START_PATH
 from ..store import FlowEndpoint, PendingFlow, Store
@@ -38,12 +38,18 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"}  # noqa:
 
 def check_mode(mode: str | None) -> Mode:
     """The mode to use: ``mode``, else ``CHAT_OAUTH2_NB_MODE``, else auto; a typo is an error."""
+    field, label = "mode", "Argument"
     if mode is None:
         # An administrator (or a test) may pick the way for every notebook of a machine.
         mode = os.environ.get(MODE_ENV) or "auto"
+        field, label = MODE_ENV, "Environment variable"
     if mode not in _MODES:
+        guess = did_you_mean(str(mode), _MODES)
         raise ConfigurationError(
-            "mode", f"is {mode!r}", "Use 'auto', 'jupyter', 'loopback', 'device' or 'paste'."
+            field,
+            f"is {mode!r}",
+            f"{guess} Use 'auto', 'jupyter', 'loopback', 'device' or 'paste'.".strip(),
+            label=label,
         )
     return mode  # type: ignore[return-value]
 

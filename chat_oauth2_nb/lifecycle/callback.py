@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ..config import ProviderConfig, same_issuer
+from ..config import ProviderConfig, provider_identity, same_issuer
 from ..errors import (
     AuthorizationDeniedError,
     BrowserBindingError,
@@ -101,6 +101,7 @@ def open_start_link(
     owner: str | None,
     accepts: Callable[[PendingFlow], bool],
     cookies: Mapping[str, str] | None = None,
+    refusal: Callable[[PendingFlow, list[str | None]], OAuth2Error | None] | None = None,
 ) -> tuple[str, str, str] | str:
     """Bind the flow of ``start_id`` to this browser: (provider URL, cookie name, cookie value).
 
@@ -109,6 +110,10 @@ def open_start_link(
     can read) and rebinds nothing; the browser that holds the binding (``cookies``) may open
     it again. Returns the reason (words for a page) when the link is unknown, used, expired,
     opened already, another Jupyter user's, or was issued for another endpoint.
+
+    ``refusal(flow, secrets)`` asks the provider first (:class:`~chat_oauth2_nb.lifecycle.probe.
+    RedirectProbe`): a refused redirect URI ends the flow with that error at once, so the
+    notebook says what to register instead of waiting, and the browser is not sent on.
     """
 
     if not 0 < len(start_id) <= 128:
@@ -123,6 +128,13 @@ def open_start_link(
         again = _same_browser(flow, owner, cookies or {})
         if again is not None:
             return again
+        refused = None
+        if refusal is not None and flow.status == "pending" and flow.provider is not None:
+            held = store.get_provider(flow.alias, provider_identity(flow.provider))
+            refused = refusal(flow, [held.client_secret if held is not None else None])
+        if refused is not None:
+            store.finish_flow(flow.state, error=FlowError.of(refused, "redirect_uri"))
+            return str(refused)
         value = secrets.token_urlsafe(32)
         flow = store.bind_flow(start_id, _digest(value), owner)
     except OAuth2Error as exc:

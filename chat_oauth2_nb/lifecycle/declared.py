@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import ProviderConfig, provider_identity
 from ..declarations import public_part
-from ..errors import NotAuthorizedError
+from ..errors import UnknownProviderError, did_you_mean
 from ..store import HeldTokenStore
 from .grants import Connections, Grants
 from .local import LocalGrants
@@ -32,14 +32,17 @@ class DeclaredProviders:
         *,
         timeout: float = 10.0,
         holder: Holder | None = None,
+        where: str = "c.ChatOAuth2App.providers",
         login: str | None = None,
     ) -> None:
         """``holder``: who holds the secrets (the hub's service); None: this process does.
 
-        ``login``: the alias of the hub sign-in's provider, whose tokens the holder has
-        before anyone authorizes here.
+        ``where``: where an administrator declares them, for messages. ``login``: the alias
+        of the hub sign-in's provider, whose tokens the holder has before anyone authorizes
+        here.
         """
         self.declared = dict(declared)
+        self.where = where
         self.holder = holder
         self.login = login
         self.connections = Connections(timeout)
@@ -52,13 +55,17 @@ class DeclaredProviders:
         return {alias: public_part(config) for alias, config in self.declared.items()}
 
     def config_for(self, alias: str) -> ProviderConfig:
-        """The declared config of ``alias``, secret included; NotAuthorizedError when undeclared."""
+        """The declared config of ``alias``, secret included; UnknownProviderError when undeclared."""
         config = self.declared.get(alias)
         if config is None:
-            raise NotAuthorizedError(
-                f"No provider is declared as {alias!r} on this server",
-                hint="Ask the administrator to declare it (c.ChatOAuth2App.providers), or "
-                "pass a config and credentials to create_oauth2_client().",
+            guess = did_you_mean(alias, self.declared)
+            declared = ", ".join(sorted(self.declared)) or "none"
+            hint = (
+                f"Declared ({self.where}): {declared}. Ask the administrator to declare it "
+                "there, or pass a config and credentials to create_oauth2_client()."
+            )
+            raise UnknownProviderError(
+                f"No provider is declared as {alias!r} here", hint=f"{guess} {hint}".strip()
             )
         return config
 

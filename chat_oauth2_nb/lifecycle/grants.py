@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -152,6 +152,12 @@ class Grants(Protocol):
 
     def needs_secret(self, what: str) -> None:
         """Raise ConfigurationError when ``what`` needs the client secret and it is held elsewhere."""
+
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """A DPoP proof for one API request with the user's bound token (RFC 9449 §7).
+
+        ``request``: ``method``, ``url``, ``have`` (the digest of the caller's token), ``nonce``.
+        """
 
 
 class TokenShelf:

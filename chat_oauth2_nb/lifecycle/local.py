@@ -17,10 +17,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..config import ProviderConfig
+from ..config import ProviderConfig, with_credentials_advice
 from ..errors import (
     ConfigurationError,
     IdTokenError,
@@ -34,6 +34,8 @@ from ..errors import (
 from ..oauth import (
     AuthData,
     HttpExchange,
+    HttpRequest,
+    client_credentials_request,
     code_exchange_request,
     introspection_request,
     parse_error_response,
@@ -55,12 +57,15 @@ from .grants import (
     is_dead,
     lease_ttl,
     nothing_stored,
+    patiently,
     replaced_grant_kept,
     revocations,
     warn_if_local_only,
 )
+from .proofs import bind, holder_proof, key_for, send_token_request
+from .resources import Target
 
-__all__ = ["LocalGrants"]
+__all__ = ["LocalGrants", "explained"]
 
 log = logging.getLogger("chat_oauth2_nb")
 
@@ -77,6 +82,15 @@ _ASK_THE_ADMINISTRATOR = (
     "Authorize again; the administrator may need to ask the provider for refresh tokens in "
     "the declaration (Google: authUriParams {'access_type': 'offline', 'prompt': 'consent'})."
 )
+
+
+def explained(config: ProviderConfig, exc: ProviderError) -> ProviderError:
+    """``exc`` with advice that fits this client: where its secret or key came from
+    (``invalid_client``), or the grant to allow (``unauthorized_client``)."""
+    with_credentials_advice(exc, config)
+    if exc.error == "unauthorized_client" and config.grant == "client_credentials":
+        exc.with_hint("Allow the client credentials grant for this client at the provider.")
+    return exc
 
 
 class LocalGrants(TokenShelf):
@@ -115,7 +129,13 @@ class LocalGrants(TokenShelf):
         refreshed comes back as it is; None when nothing is stored.
         """
         record = self.stored(user)
-        if record is None or not record.data.is_expired(self.leeway if leeway is None else leeway):
+        fresh = record is not None and not record.data.is_expired(
+            self.leeway if leeway is None else leeway
+        )
+        if self._config.grant == "client_credentials":
+            # No person and no refresh token: the client asks for a new token itself.
+            return record if fresh else self._refresh(user, record)
+        if record is None or fresh:
             return record
         if self._refresh_token(user, record) is None:
             return record
@@ -131,10 +151,17 @@ class LocalGrants(TokenShelf):
         ``optional``, else TokenRefreshError.
         """
         record = self.stored(user)
-        if record is None:
+        if record is None and self._config.grant != "client_credentials":
             return None
-        if have is not None and not hmac.compare_digest(digest(record.data.token), have):
+        if (
+            record is not None
+            and have is not None
+            and not hmac.compare_digest(digest(record.data.token), have)
+        ):
             return record  # refreshed (or re-authorized) since the caller read its copy
+        if self._config.grant == "client_credentials":
+            return self._refresh(user, record)
+        assert record is not None
         if self._refresh_token(user, record) is None:
             if optional:
                 return None
@@ -147,40 +174,65 @@ class LocalGrants(TokenShelf):
             hint=_ASK_THE_ADMINISTRATOR if self.hold_refresh_tokens else _ASK_FOR_REFRESH,
         )
 
-    def _refresh(self, user: str, seen: TokenRecord) -> TokenRecord:
-        """Refresh ``user``'s token unless someone else already did: single flight.
+    def _reread(self, user: str, seen: TokenRecord | None) -> TokenRecord | None:
+        """The stored token, if it moved past ``seen`` (None: renew it)."""
+        if self._config.grant == "client_credentials":
+            current = self.stored(user)  # gone meanwhile: the client simply asks again
+        else:
+            current = self._current(user)
+        if current is None or (seen is not None and current.version == seen.version):
+            return None
+        return current
 
-        The invariant: a refresh token is sent to the provider at most once. Whoever gets the
-        lease re-reads the token first: if its version moved, the refresh already happened and
-        the newer token is returned without a request. A failed refresh releases the lease
-        and leaves the stored token as it was.
+    def _refresh(self, user: str, seen: TokenRecord | None) -> TokenRecord:
+        """Renew ``user``'s token unless someone else already did: single flight.
+
+        The invariant: a refresh token is sent to the provider at most once, and a client
+        credentials token is asked for once per expiry however many processes want it.
+        Whoever gets the lease re-reads the token first: if its version moved, the renewal
+        already happened and the newer token is returned without a request. A failed
+        renewal releases the lease and leaves the stored token as it was.
         """
+
+        def work() -> TokenRecord:
+            if self._config.grant == "client_credentials":
+                return self._do_client_credentials(user)
+            return self._do_refresh(user, self._current(user))
+
+        # Someone renewed (or re-authorized) meanwhile: theirs is the newer token.
+        return self._under_lease(user, lambda: self._reread(user, seen), work)
+
+    def _under_lease(
+        self,
+        user: str,
+        settled: Callable[[], TokenRecord | None],
+        work: Callable[[], TokenRecord],
+    ) -> TokenRecord:
+        """``work()`` under the grant's lease, unless ``settled()`` (asked before and under it)."""
         store = self._store()
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         with self._connections.lock(self.alias, user):
             while True:
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current  # someone refreshed (or re-authorized) meanwhile
+                done = settled()
+                if done is not None:
+                    return done
                 if store.acquire_lease(self.alias, user, owner, lease_ttl(self.timeout)):
                     break
                 time.sleep(POLL)
             try:
-                # Re-read under the lease: another process may have refreshed just before.
-                current = self._current(user)
-                if current.version != seen.version:
-                    return current
-                return self._do_refresh(user, current)
+                # Re-read under the lease: another process may have finished just before.
+                done = settled()
+                return done if done is not None else work()
             finally:
                 store.release_lease(self.alias, user, owner)
 
-    def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
-        refresh_token = self._refresh_token(user, record)
-        if refresh_token is None:  # gone from the held table since refresh() looked
-            raise self._no_refresh_token()
-        request = refresh_request(self._config, refresh_token=refresh_token)
-        what = "Refreshing the token"
-        answer = self._connections.send(request)
+    def _do_client_credentials(self, user: str) -> TokenRecord:
+        """Ask for a token with the client's own credentials (RFC 6749 §4.4); store it."""
+        scopes = self._config.default_scopes
+        request = client_credentials_request(self._config, scopes=scopes)
+        what = "Getting a token with the client credentials grant"
+        key = key_for(self._config, None)  # no refresh token to bind: a fresh key per token
+        request, answer = send_token_request(self._connections.send, request, key)
         try:
             data = token_from_answer(
                 TokenRefreshError,
@@ -188,17 +240,26 @@ class LocalGrants(TokenShelf):
                 request,
                 answer,
                 timeout=self.timeout,
-                previous=dataclasses.replace(record.data, refresh_token=refresh_token),
+                requested_scopes=scopes,
             )
-        except TokenRefreshError as exc:
-            if answer.status != 400 or exc.error != "invalid_grant":
-                raise  # a provider that failed (5xx, network, garbage) may answer next time
-            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
-            # over (the person removed the app, the provider revoked it). Its token must
-            # stop being used, here and in every process that shares the store.
-            self.bury(user, record)
-            raise grant_ended(user, self.alias, exc) from None
-        data = self._continued(data, record)
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
+        if key is not None:
+            data = bind(data, key, what)
+        # RFC 6749 §4.4.3: no refresh token is expected; the client asks again instead.
+        data = dataclasses.replace(data, refresh_token=None)
+        stored = self._write(user, data, None)
+        log.info("got a client credentials token at %r", self.alias)
+        return stored
+
+    def _do_refresh(self, user: str, record: TokenRecord) -> TokenRecord:
+        refresh_token = self._refresh_token(user, record)
+        if refresh_token is None:  # gone from the held table since refresh() looked
+            raise self._no_refresh_token()
+        request = refresh_request(self._config, refresh_token=refresh_token)
+        previous = dataclasses.replace(record.data, refresh_token=refresh_token)
+        data = self._refreshed(user, record, request, previous)
+        data = self._continued(dataclasses.replace(data, resource=record.data.resource), record)
         try:
             # The provider already rotated the refresh token: dropping its answer because
             # the store is briefly locked would lose the grant, so keep trying a while.
@@ -211,6 +272,74 @@ class LocalGrants(TokenShelf):
                 "client.get_user_authorization_url().",
             ) from None
         log.info("refreshed the token for %r at %r", user, self.alias)
+        return stored
+
+    def _refreshed(
+        self, user: str, record: TokenRecord, request: HttpRequest, previous: AuthData | None
+    ) -> AuthData:
+        """Send a refresh of ``record``'s grant and read the answer: the one reading of it.
+
+        A grant the provider ended (``invalid_grant`` to its own refresh) is buried where it
+        is found; refused for another resource, the grant may still be alive (Entra answers
+        ``invalid_grant`` when a resource needs more consent), so the error is only raised.
+        """
+        what = "Refreshing the token"
+        # RFC 9449 §5.2: a bound refresh token is refreshed with the same key.
+        key = key_for(self._config, record.data)
+        request, answer = send_token_request(self._connections.send, request, key)
+        try:
+            data = token_from_answer(
+                TokenRefreshError, what, request, answer, timeout=self.timeout, previous=previous
+            )
+        except TokenRefreshError as exc:
+            if answer.status != 400 or exc.error != "invalid_grant" or previous is None:
+                # A provider that failed (5xx, network, garbage) may answer next time.
+                raise explained(self._config, exc) from None
+            # RFC 6749 §5.2: the refresh token is invalid, expired or revoked: the grant is
+            # over (the person removed the app, the provider revoked it). Its token must
+            # stop being used, here and in every process that shares the store.
+            self.bury(user, record)
+            raise grant_ended(user, self.alias, exc) from None
+        return data if key is None else bind(data, key, what)
+
+    # tokens for other resources (RFC 8707; Entra's multi-resource refresh) ------------------
+
+    def token_for(self, user: str, target: Target) -> TokenRecord | None:
+        """A token for ``target`` from the user's grant; None when nothing is stored.
+
+        The grant's own token when it serves; else the one kept for that resource while it is
+        fresh; else (and always for a claims challenge) a new one from the refresh token,
+        under the grant's lease: a rotated refresh token goes back to the grant.
+        """
+        main = self.stored(user)
+        if main is None:
+            return None
+        if target.served_by(main.data):
+            return self.token(user)
+
+        def settled() -> TokenRecord | None:
+            held = self._store().get_resource_token(self.alias, user, target.key)
+            return target.still_good(held, self._identity, self.leeway)
+
+        return self._under_lease(user, settled, lambda: self._do_refresh_for(user, target))
+
+    def _do_refresh_for(self, user: str, target: Target) -> TokenRecord:
+        record = self._current(user)
+        refresh_token = self._refresh_token(user, record)
+        if refresh_token is None:
+            raise self._no_refresh_token()
+        request = target.refresh_request(self._config, refresh_token)
+        data = self._refreshed(user, record, request, None)
+        if data.refresh_token is not None and data.refresh_token != refresh_token:
+            # Rotated: the grant keeps the new refresh token, its own access token unchanged.
+            rotated = dataclasses.replace(record.data, refresh_token=data.refresh_token)
+            self._write(user, rotated, record.version)
+        store = self._store()
+        put = store.put_resource_token
+        stored = patiently(
+            store, lambda: put(self.alias, user, target.key, data, provider=self._identity)
+        )
+        log.info("got a token for %r of %r at %r", target.key, user, self.alias)
         return stored
 
     def _continued(self, data: AuthData, record: TokenRecord) -> AuthData:
@@ -247,17 +376,25 @@ class LocalGrants(TokenShelf):
             redirect_uri=code.redirect_uri,
             code_verifier=code.code_verifier,
         )
-        answer = self._connections.send(request)
+        key = key_for(self._config, None)
+        request, answer = send_token_request(self._connections.send, request, key)
         if note is not None:
             note(dataclasses.asdict(HttpExchange.of(request, answer)))
-        data = token_from_answer(
-            TokenExchangeError,
-            "Exchanging the authorization code",
-            request,
-            answer,
-            timeout=self.timeout,
-            requested_scopes=code.scopes,
-        )
+        try:
+            data = token_from_answer(
+                TokenExchangeError,
+                "Exchanging the authorization code",
+                request,
+                answer,
+                timeout=self.timeout,
+                requested_scopes=code.scopes,
+            )
+        except TokenExchangeError as exc:
+            raise explained(self._config, exc) from None
+        if key is not None:
+            data = bind(data, key, "Exchanging the authorization code")
+        # RFC 8707: the code exchange names the first configured resource (if any).
+        data = dataclasses.replace(data, resource=next(iter(self._config.resource), ""))
         if data.id_token is not None:
             from ..oauth.oidc import verify_for_config  # joserfc loads when an id_token comes
 
@@ -337,7 +474,8 @@ class LocalGrants(TokenShelf):
             request.secrets,
             request.client_id,
         )
-        return None if status == 400 and failure.error in _GONE else failure
+        gone = status == 400 and failure.error in _GONE
+        return None if gone else with_credentials_advice(failure, self._config)
 
     def revoke(self, user: str) -> bool:
         """Revoke the user's tokens at the provider, then delete them; False when none is stored.
@@ -403,14 +541,21 @@ class LocalGrants(TokenShelf):
             raise nothing_stored(user, self.alias)
         request = introspection_request(self._config, token=record.data.token)
         answer = self._connections.call(request, "Introspecting the token", ProviderError)
-        return parse_introspection(
-            ProviderError,
-            answer.status or 0,
-            answer.headers,
-            answer.content,
-            request.secrets,
-            request.client_id,
-        )
+        try:
+            return parse_introspection(
+                ProviderError,
+                answer.status or 0,
+                answer.headers,
+                answer.content,
+                request.secrets,
+                request.client_id,
+            )
+        except ProviderError as exc:
+            raise explained(self._config, exc) from None
 
     def needs_secret(self, what: str) -> None:
         """Nothing to refuse: the secret is here."""
+
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """A DPoP proof with the key held here, for a caller that has the user's token."""
+        return holder_proof(self.stored(user), user, self.alias, request)

@@ -124,6 +124,9 @@ class RemoteGrants(TokenShelf):
         """
         leeway = self.leeway if leeway is None else leeway
         record = self.stored(user)
+        if record is None and self._config.grant == "client_credentials":
+            # The holder gets the client's own token: nothing to authorize first.
+            return self._from_holder(user, None, {"leeway": leeway}, optional=False)
         if record is None and self.ask_when_empty:
             return self._from_holder(
                 user, None, {"leeway": leeway, "optional": True}, optional=True
@@ -166,7 +169,20 @@ class RemoteGrants(TokenShelf):
             raise nothing_stored(user, self.alias)
         if record is not None and data.token == record.data.token:
             return record
-        return self._write(user, data, None if record is None else record.version)
+        return self._write(
+            user, self._with_held_key(user, data), record.version if record is not None else None
+        )
+
+    def _with_held_key(self, user: str, data: AuthData) -> AuthData:
+        """``data`` with the DPoP key of the same token, when this store holds it already.
+
+        A kernel may share the holder's store: the holder wrote the token with its key, and
+        the copy the holder hands back (which never carries a key) must not erase it.
+        """
+        current = self._store().get_token(self.alias, user)
+        if current is None or current.data.token != data.token or not current.data.dpop_key:
+            return data
+        return dataclasses.replace(data, dpop_key=current.data.dpop_key)
 
     def exchange(
         self, user: str, code: AuthorizationCode, note: Noter | None = None
@@ -185,7 +201,7 @@ class RemoteGrants(TokenShelf):
 
     def keep(self, user: str, data: AuthData) -> TokenRecord:
         """Store the access token the holder handed back (it revoked any grant it replaced)."""
-        return self._write(user, data, None)
+        return self._write(user, self._with_held_key(user, data), None)
 
     def revoke(self, user: str) -> bool:
         """Have the holder revoke at the provider; then delete the token here too."""
@@ -195,6 +211,14 @@ class RemoteGrants(TokenShelf):
         answer = self._ask("revoke", {"user": user}, 10.0)
         self._store().delete_token(self.alias, user)
         return answer.get("revoked") is True
+
+    def proof(self, user: str, request: Mapping[str, object]) -> str:
+        """A DPoP proof from the holder, which keeps the key (RFC 9449: it never travels)."""
+        answer = self._ask("proof", {**request, "user": user}, 10.0)
+        proof = answer.get("proof")
+        if not isinstance(proof, str):
+            raise OAuth2Error(f"{self.holder.name} gave no DPoP proof", hint=self.holder.hint)
+        return proof
 
     def needs_secret(self, what: str) -> NoReturn:
         """Refuse ``what``: it needs the client secret, which the holder keeps."""

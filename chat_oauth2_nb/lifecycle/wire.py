@@ -19,14 +19,16 @@ from .grants import AuthorizationCode, Grants, nothing_stored
 __all__ = ["data_from_payload", "serve", "token_payload"]
 
 #: The calls a holder answers: path segment -> what it does.
-ACTIONS = ("exchange", "token", "revoke")
+ACTIONS = ("exchange", "token", "revoke", "proof")
 
 
 def token_payload(record: TokenRecord | None) -> dict[str, Any]:
     """The JSON answer for a caller: the access token and its version, never a refresh token."""
     if record is None:
         return {"data": None, "version": None}
-    data = json.loads(dataclasses.replace(record.data, refresh_token=None).to_json())
+    # A DPoP key stays with its holder (RFC 9449): it never travels, as a refresh token never does.
+    kept = dataclasses.replace(record.data, refresh_token=None, dpop_key=None)
+    data = json.loads(kept.to_json())
     return {"data": data, "version": record.version}
 
 
@@ -41,13 +43,16 @@ def serve(grants: Grants, action: str, user: str, body: Mapping[str, Any]) -> di
 
     ``token``: the holder's token, refreshed if the holder finds it stale (body ``leeway``),
     or at once with ``force`` (then ``have``, the digest of the caller's token, and
-    ``optional``). ``revoke``; ``exchange`` (an :class:`AuthorizationCode`). Raises
+    ``optional``). ``revoke``; ``exchange`` (an :class:`AuthorizationCode`); ``proof`` (a
+    DPoP proof for one API request: ``method``, ``url``, ``have``, ``nonce``). Raises
     ValueError for a malformed body (answer 400), OAuth2Error otherwise.
     """
     if action == "token":
         return token_payload(_token(grants, user, body))
     if action == "revoke":
         return {"revoked": grants.revoke(user)}
+    if action == "proof":
+        return {"proof": grants.proof(user, body)}
     if action == "exchange":
         noted: list[dict[str, Any]] = []
         record = grants.exchange(user, _code(body), note=noted.append)

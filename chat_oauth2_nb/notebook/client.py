@@ -11,23 +11,34 @@ and ``device`` in :mod:`chat_oauth2_nb.kernel`.
 from __future__ import annotations
 
 import asyncio
-import collections
+import dataclasses
 import logging
+import os
+import sys
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..config import ProviderConfig, check_redirect_uri, provider_identity
+from ..config import (
+    ProviderConfig,
+    check_redirect_uri,
+    provider_identity,
+    require_authentication,
+    resource_argument,
+)
 from ..errors import (
     ConfigurationError,
     NotAuthorizedError,
+    OAuth2Error,
+    did_you_mean,
 )
 from ..kernel.authorizations import Authorizations, AuthorizationURL
 from ..kernel.device import DeviceFlows
 from ..kernel.flows import Waiter
+from ..kernel.httplog import HttpLog
 from ..kernel.paste import finish_pasted
 from ..kernel.users import UserLike, resolve_user
 from ..kernel.ways import Mode, Ways, check_mode
@@ -51,17 +62,18 @@ from ..store import (
     TokenRecord,
     open_store,
 )
+from ._resources import ResourceMethods
 
 if TYPE_CHECKING:
     import requests
     from google.oauth2.credentials import Credentials as GoogleCredentials
 
     from ..doctor import Report, Subject
-    from ..kernel.adapters import AzureCredential
     from ..kernel.auth import OAuth2Auth
 
 __all__ = [
     "CALLBACK_PATH",
+    "CLIENT_CREDENTIALS_USER",
     "START_PATH",
     "AuthorizationURL",
     "HttpExchange",
@@ -73,8 +85,11 @@ __all__ = [
 
 log = logging.getLogger("chat_oauth2_nb")
 
+#: Under which name a client credentials token is stored: it is the client's, no person's.
+CLIENT_CREDENTIALS_USER = "(client)"
 
-class OAuth2Client:
+
+class OAuth2Client(ResourceMethods):
     """An OAuth2 authorization-code client for one provider, storing tokens per user."""
 
     def __init__(
@@ -115,7 +130,8 @@ class OAuth2Client:
         # Identifies this client instance in the flows it starts (shared store, many kernels).
         self._ref = uuid.uuid4().hex
         self._closed = threading.Event()
-        self.http_log: collections.deque[HttpExchange] = collections.deque(maxlen=http_log_size)
+        #: The latest exchanges with the provider, secrets masked (``client.http_log[-6:]``).
+        self.http_log = HttpLog(http_log_size)
         self._connections = Connections(timeout, transport=transport, record=self.http_log.append)
         #: Exchange, refresh, revoke, introspect: with this client's secret, or asking the
         #: ``holder`` of it (the Jupyter server, for a provider declared there).
@@ -190,7 +206,7 @@ class OAuth2Client:
         Raises ProviderMismatchError when the stored token belongs to another provider
         configured under this alias. The panel and the doctor read tokens through here.
         """
-        return self._stored(resolve_user(user))
+        return self._stored(_owner(self.config, user))
 
     @property
     def held_elsewhere(self) -> bool:
@@ -226,7 +242,11 @@ class OAuth2Client:
             self._closed.clear()
             if not self.held_elsewhere:  # the server registered a declared provider itself
                 self.store.put_provider(self.config)
-            return self.ways.choose()
+            fresh = self.ways.way is None
+            uri = self.ways.choose()
+        if fresh:
+            _note_way(self)
+        return uri
 
     async def asetup(self) -> str:
         """Async twin of :meth:`setup`."""
@@ -287,7 +307,7 @@ class OAuth2Client:
         ``origin`` says who started it: ``code`` (what wait_for_authorization() follows) or
         ``panel`` (a panel's standby link, followed only once it finishes).
         """
-        key = resolve_user(user)
+        key = _person(self.config, user, "an authorization flow")
         redirect = self.redirect_uri if self.way else self.setup()
         assert redirect is not None
         if self.way == "device":
@@ -355,8 +375,9 @@ class OAuth2Client:
             ConfigurationError: the provider has no ``deviceAuthorizationUri``.
             DeviceAuthorizationError: the provider refused; the message says why.
         """
+        key = _person(self.config, user, "the device authorization grant")
         self.grants.needs_secret("The device authorization grant")
-        return self.device.start(resolve_user(user), scopes)
+        return self.device.start(key, scopes)
 
     async def astart_device_authorization(
         self, user: UserLike = None, scopes: str | Iterable[str] | None = None
@@ -431,7 +452,7 @@ class OAuth2Client:
 
     def get_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """The user's token, refreshed if stale; None if never authorized (GrantRevokedError: dead)."""
-        return _data(self.grants.token(resolve_user(user)))
+        return _data(self.grants.token(_owner(self.config, user)))
 
     async def aget_access_token_for_user(self, user: UserLike = None) -> AuthData | None:
         """Async twin of :meth:`get_access_token_for_user`."""
@@ -443,7 +464,7 @@ class OAuth2Client:
         Raises NotAuthorizedError when nothing is stored, TokenRefreshError when no refresh
         token is (some providers only issue one when asked) or the provider refused.
         """
-        key = resolve_user(user)
+        key = _owner(self.config, user)
         return _data_or_raise(self.grants.refresh(key), key, self.alias)
 
     async def arefresh_user_access_token(self, user: UserLike = None) -> AuthData:
@@ -453,11 +474,11 @@ class OAuth2Client:
     def refresh_after_rejection(self, user: UserLike, used: AuthData) -> AuthData | None:
         """After an API answered 401 to ``used``: the newer stored token, or a refreshed one, or None."""
         have = digest(used.token)
-        return _data(self.grants.refresh(resolve_user(user), have=have, optional=True))
+        return _data(self.grants.refresh(_owner(self.config, user), have=have, optional=True))
 
     def refused_after_refresh(self, user: UserLike, used: AuthData) -> None:
         """The API refused ``used`` too, right after a 401 refreshed it: end the grant here."""
-        self.grants.refused(resolve_user(user), digest(used.token))
+        self.grants.refused(_owner(self.config, user), digest(used.token))
 
     def revoke_user_access_token(self, user: UserLike = None) -> bool:
         """Revoke the user's tokens at the provider, then delete them here.
@@ -469,7 +490,7 @@ class OAuth2Client:
         ``DELETE /applications/{client_id}/token``. A provider or network failure raises
         TokenRevokeError and keeps the token.
         """
-        return self.grants.revoke(resolve_user(user))
+        return self.grants.revoke(_owner(self.config, user))
 
     def revoke_advice(self) -> str | None:
         """Why the kit cannot revoke at the provider, and where a person does it (or None)."""
@@ -486,7 +507,7 @@ class OAuth2Client:
         no token in it; ``{"active": False}`` means revoked or expired there, whatever the
         store says. Needs ``introspectionUri`` in the config.
         """
-        return self.grants.introspect(resolve_user(user))
+        return self.grants.introspect(_owner(self.config, user))
 
     async def aintrospect_user_token(self, user: UserLike = None) -> dict[str, Any]:
         """Async twin of :meth:`introspect_user_token`."""
@@ -498,25 +519,23 @@ class OAuth2Client:
         """An ``httpx.Auth`` that sends the user's bearer token and refreshes it when needed."""
         from ..kernel.auth import OAuth2Auth
 
-        return OAuth2Auth(self, resolve_user(user))
+        return OAuth2Auth(self, _owner(self.config, user))
 
     def requests_auth(self, user: UserLike = None) -> requests.auth.AuthBase:
         """A ``requests`` auth (``requests.get(url, auth=...)``) that refreshes like :meth:`auth`."""
         from ..kernel.adapters import requests_auth
 
-        return requests_auth(self, resolve_user(user))
+        return requests_auth(self, _owner(self.config, user))
 
     def google_credentials(self, user: UserLike = None) -> GoogleCredentials:
         """google-auth ``Credentials`` (token and expiry only) that refresh through this client."""
         from ..kernel.adapters import google_credentials
 
-        return google_credentials(self, resolve_user(user))
+        return google_credentials(self, _owner(self.config, user))
 
-    def azure_credential(self, user: UserLike = None) -> AzureCredential:
-        """An azure-core ``TokenCredential`` whose ``get_token`` refreshes through this client."""
-        from ..kernel.adapters import AzureCredential
-
-        return AzureCredential(self, resolve_user(user))
+    def _key(self, user: UserLike) -> str:
+        """Under which name the token is stored: ``user``'s, or the client's own."""
+        return _owner(self.config, user)
 
     def panel(self, user: UserLike = None) -> Any:
         """The ipywidgets panel for ``user``: link, token details, Refresh and Revoke."""
@@ -538,6 +557,58 @@ class OAuth2Client:
     async def adiagnose(self, user: UserLike = None) -> Report:
         """Async twin of :meth:`diagnose`."""
         return await asyncio.to_thread(self.diagnose, user)
+
+
+def _owner(config: ProviderConfig, user: UserLike) -> str:
+    """Whose token: ``user``'s, or with the client credentials grant the client's own."""
+    if config.grant == "client_credentials":
+        return CLIENT_CREDENTIALS_USER
+    return resolve_user(user)
+
+
+def _person(config: ProviderConfig, user: UserLike, what: str) -> str:
+    """``user``'s store key; refuses ``what`` (a flow) for a client credentials client."""
+    if config.grant == "client_credentials":
+        raise ConfigurationError(
+            "grant",
+            f"is 'client_credentials', which has no person to authorize, so {what} does not apply",
+            "Call client.get_access_token_for_user() (or use client.auth()): the client "
+            "gets its own token, renewed when it expires.",
+        )
+    return resolve_user(user)
+
+
+_WAY_WORDS = {
+    "loopback": "a one-time listener on 127.0.0.1 in this kernel (the loopback way)",
+    "device": "a device code typed at the provider (the device way)",
+    "paste": "pasting back the address the browser ends on (the paste way)",
+}
+
+
+def way_note(client: OAuth2Client) -> str | None:
+    """One line on the way ``mode='auto'`` chose and why, unless it is the Jupyter callback."""
+    if client.mode != "auto" or client.way not in _WAY_WORDS:
+        return None
+    others = ", ".join(f"'{m}'" for m in ("jupyter", "loopback", "device", "paste"))
+    return (
+        f"chat_oauth2_nb: {client.alias!r} authorizes by {_WAY_WORDS[client.way]}, as no "
+        f"Jupyter server with the chat_oauth2_nb extension runs this kernel. "
+        f"{client.way_reason} Pass mode= ({others}) to create_oauth2_client() to choose."
+    )
+
+
+def _note_way(client: OAuth2Client) -> None:
+    """Say in the notebook (a kernel's output) which way auto chose and why: else it is silent."""
+    note = way_note(client)
+    if note is None:
+        return
+    ipython = sys.modules.get("IPython")  # never imported here for this: only if in use
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return  # not a notebook's kernel: the log line (ways.py) says it
+    from IPython.display import display
+
+    display({"text/plain": note}, raw=True)  # type: ignore[no-untyped-call]
 
 
 def _subject_of(client: OAuth2Client) -> Subject:
@@ -610,18 +681,71 @@ def _config_of(
 ) -> ProviderConfig:
     """The provider config a preset name, a mapping or a ProviderConfig stands for."""
     if isinstance(config, str):
+        from ..presets import PRESETS, unknown_preset
         from ..presets import config as preset_config
 
+        if config not in PRESETS:
+            raise unknown_preset(config, *_declared_names())
         config = preset_config(config, **preset_params)
-    elif preset_params:
-        name = sorted(preset_params)[0]
+    return require_authentication(ProviderConfig.from_mapping(config, **credentials))
+
+
+def _declared_names() -> tuple[list[str], str]:
+    """The aliases declared on this kernel's Jupyter server (for a suggestion), and where."""
+    from ..kernel.declared import providers, server_holder
+
+    if server_holder() is None:
+        return [], ""
+    try:
+        names = list(providers())
+    except OAuth2Error:  # the server is gone: the suggestion is among presets only
+        return [], ""
+    return names, "on this Jupyter server (c.ChatOAuth2App.providers)"
+
+
+def _keywords() -> list[str]:
+    """create_oauth2_client()'s own keywords (not the preset parameters)."""
+    import inspect
+
+    params = inspect.signature(create_oauth2_client).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_keywords(config: object, preset_params: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is neither create_oauth2_client()'s nor the preset's, with a guess."""
+    from ..presets import PRESETS, preset_parameters
+
+    if not preset_params or (isinstance(config, str) and config not in PRESETS):
+        return  # nothing to check, or the missing preset's own error says more
+    accepted = [*preset_parameters(config), "alias"] if isinstance(config, str) else []
+    for name in sorted(set(preset_params) - set(accepted)):
+        guess = did_you_mean(name, _keywords(), suffix="=")
+        if accepted and not guess:
+            continue  # the preset's error names its parameters (and the closest)
+        problem = "is not a keyword of create_oauth2_client()"
+        if accepted:
+            problem = f"is neither a keyword of create_oauth2_client() nor of the {config!r} preset"
         raise ConfigurationError(
             name,
-            "is a preset parameter, but config is not a preset name",
-            "Put the value into the config dict itself, or pass a preset name such as "
-            "'microsoft' as config.",
+            problem,
+            guess
+            or "Put the value into the config dict itself; preset parameters such as "
+            "tenant= go with a preset name such as 'microsoft' as config.",
+            label="Keyword argument",
         )
-    return ProviderConfig.from_mapping(config, **credentials)
+
+
+def _bound_to(
+    cfg: ProviderConfig, dpop: bool | None, resource: str | Sequence[str] | None
+) -> ProviderConfig:
+    """``cfg`` with the ``dpop=`` and ``resource=`` arguments (None: the config's own)."""
+    if dpop is None and resource is None:
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        dpop=cfg.dpop if dpop is None else dpop,
+        resource=cfg.resource if resource is None else resource_argument(resource),
+    )
 
 
 def create_oauth2_client(
@@ -630,6 +754,8 @@ def create_oauth2_client(
     client_id: str | None = None,
     client_secret: str | None = None,
     client_auth_method: str | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+    grant: str | None = None,
     redirect_uri: str | None = None,
     mode: Mode | None = None,
     store: Store | None = None,
@@ -640,6 +766,8 @@ def create_oauth2_client(
     allow_insecure_http: bool = False,
     transport: httpx.BaseTransport | None = None,
     store_key: str | None = None,
+    dpop: bool | None = None,
+    resource: str | Sequence[str] | None = None,
     **preset_params: Any,
 ) -> OAuth2Client:
     """Create an OAuth2 client from the seed's config dict (or snake_case keys), or a preset.
@@ -656,7 +784,9 @@ def create_oauth2_client(
         client_id: the client id; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` from the environment.
         client_secret: the client secret; else ``CHAT_OAUTH2_<ALIAS>_CLIENT_SECRET``.
         client_auth_method: ``client_secret_basic`` (default with a secret),
-            ``client_secret_post`` or ``none`` (public client, PKCE only).
+            ``client_secret_post``, ``private_key_jwt`` (default with ``client_key``: a
+            private key file's path, never its text) or ``none``; see docs/grants.md.
+        grant: ``authorization_code`` (default) or ``client_credentials`` (no person).
         redirect_uri: the redirect URI registered at the provider; wins over detection.
         mode: how the person authorizes: ``auto`` (the default, or ``CHAT_OAUTH2_NB_MODE``)
             picks ``jupyter`` (the extension's callback), ``loopback``, ``device`` (a code)
@@ -668,10 +798,10 @@ def create_oauth2_client(
         loopback_port: the port for the loopback redirect server (0 = any free port).
         allow_insecure_http: allow plain http endpoints on other hosts than this machine.
         transport: an httpx transport (for tests of faults a real provider cannot produce).
-        store_key: seal tokens, PKCE verifiers and the client secret in the store with
-            AES-GCM (a key from ``chat_oauth2_nb.store.new_store_key()``); else
-            ``CHAT_OAUTH2_NB_STORE_KEY`` or ``keyring`` when set. The Jupyter server needs
-            the same key in its environment.
+        store_key: seal tokens, PKCE verifiers and the client secret in the store (AES-GCM,
+            ``chat_oauth2_nb.store.new_store_key()``); else ``CHAT_OAUTH2_NB_STORE_KEY`` or
+            ``keyring``. The Jupyter server needs the same key in its environment.
+        dpop, resource: DPoP-bound tokens; their resource URI(s) (docs/dpop-and-resources.md).
 
     Returns:
         An :class:`OAuth2Client`; call ``setup()`` then ``get_user_authorization_url()``.
@@ -683,21 +813,18 @@ def create_oauth2_client(
         >>> client = create_oauth2_client(provider.config(), client_id=..., client_secret=...)
         >>> client = create_oauth2_client("microsoft", tenant="contoso.onmicrosoft.com")
     """
+    _check_keywords(config, preset_params)
     # What a declared provider's client takes too; the rest is for the person's own client.
     common: dict[str, Any] = dict(redirect_uri=redirect_uri, mode=mode, store=store)
     common.update(timeout=timeout, leeway=leeway, flow_ttl=flow_ttl, store_key=store_key)
-    if isinstance(config, str) and client_id is None and client_secret is None:
-        # A provider the administrator declared on this Jupyter server.
+    if isinstance(config, str) and not (client_id or client_secret or client_key):
+        # A provider the administrator declared on this Jupyter server (no credentials given).
         declared = _declared_client(config, preset_params, **common)
         if declared is not None:
             return declared
-    cfg = _config_of(
-        config,
-        preset_params,
-        client_id=client_id,
-        client_secret=client_secret,
-        client_auth_method=client_auth_method,
-        allow_insecure_http=allow_insecure_http,
-    )
+    credentials = dict(client_id=client_id, client_secret=client_secret, client_key=client_key)
+    credentials.update(client_auth_method=client_auth_method, grant=grant)
+    cfg = _config_of(config, preset_params, **credentials, allow_insecure_http=allow_insecure_http)
+    cfg = _bound_to(cfg, dpop, resource)
     own: dict[str, Any] = dict(loopback_port=loopback_port, transport=transport)
     return OAuth2Client(cfg, allow_insecure_http=allow_insecure_http, **own, **common)

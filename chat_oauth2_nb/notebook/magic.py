@@ -8,7 +8,8 @@ preset's client id and secret come from the environment
 notebook. Options: ``--alias``, ``--user``, ``--scopes "a b"``, ``--mode``, ``--as NAME``
 (bind the client to a variable); every other ``--name value`` is a preset parameter
 (``--tenant``, ``--base-url``, ``--realm``, ``--server-url``, ``--issuer``).
-``%oauth2 status`` shows the dashboard of every stored token.
+``%oauth2 status`` shows the dashboard of every stored token. A mistyped name or option gets
+the closest one suggested.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import shlex
 from typing import Any
 
 from ..config import env_var_name, scopes_argument
-from ..errors import ConfigurationError
-from ..presets import PRESETS
+from ..errors import ConfigurationError, OAuth2Error, did_you_mean
+from ..presets import PRESETS, preset_parameters
 from ..presets import config as preset_config
 from .client import OAuth2Client, create_oauth2_client
 
 __all__ = ["USAGE", "load_ipython_extension", "oauth2_magic"]
 
 USAGE = (
-    "Usage: %oauth2 PRESET|DECLARED-ALIAS [--alias A] [--user U] [--scopes 'a b'] [--mode M] [--as NAME] "
+    "Usage: %oauth2 PRESET|DECLARED-ALIAS [--alias A] [--user U] [--scopes 'a b'] [--mode M] "
+    "[--as NAME] "
     "[--PARAM VALUE ...]  (presets: " + ", ".join(sorted(PRESETS)) + ")\n"
     "       %oauth2 status   (every stored token)\n"
     "Client id and secret come from CHAT_OAUTH2_<ALIAS>_CLIENT_ID and _CLIENT_SECRET."
@@ -68,6 +70,63 @@ def _parse(line: str) -> tuple[str, dict[str, str], dict[str, str]]:
     return name, options, params
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _declared(name: str) -> bool:
+    """Whether ``name`` is a provider declared on this kernel's Jupyter server; else an error."""
+    from ..kernel.declared import providers, server_holder
+
+    aliases: list[str] = []
+    if server_holder() is not None:
+        try:
+            aliases = list(providers())
+        except OAuth2Error:  # the server is gone: suggest among the presets only
+            aliases = []
+    if name in aliases:
+        return True
+    guess = did_you_mean(name, [*PRESETS, *aliases, "status"])
+    declared = (
+        f" (declared on this Jupyter server: {', '.join(sorted(aliases))})" if aliases else ""
+    )
+    raise _usage_error(
+        f"No preset named {name!r}{' nor a declared provider' if aliases else ''}. "
+        f"{guess}\n{USAGE}{declared}"
+    )
+
+
+def _preset_declared(name: str, options: dict[str, str], params: dict[str, str]) -> bool:
+    """Whether the preset name ``name`` means the provider declared under that alias.
+
+    A preset name with the person's own credentials in the environment stays the preset;
+    ``--alias`` or preset parameters mean the person's own client too.
+    """
+    from ..kernel.declared import find_declared
+
+    if params or "alias" in options:
+        return False
+    try:
+        return find_declared(name, {}) is not None
+    except OAuth2Error:  # the server is gone: the preset, whose errors say what to set
+        return False
+
+
+def _check_params(name: str, params: dict[str, str], declared: bool) -> None:
+    """Refuse a --name that is neither an option nor the preset's parameter, with a guess."""
+    accepted = [] if declared else preset_parameters(name)
+    for key in sorted(set(params) - set(accepted) - {"client_id", "client_secret"}):
+        guess = did_you_mean(_flag(key), [_flag(k) for k in (*_OPTIONS, *accepted)])
+        takes = f"the {name!r} preset's parameters: {', '.join(map(_flag, accepted))}"
+        raise _usage_error(
+            f"{_flag(key)} is not an option of %oauth2"
+            + (f" nor a parameter of the {name!r} preset" if not declared else "")
+            + f". {guess}\nOptions: {', '.join(map(_flag, _OPTIONS))}"
+            + (f"; {takes}" if accepted else "")
+            + "."
+        )
+
+
 def oauth2_magic(line: str, shell: Any = None) -> Any:
     """``%oauth2 PRESET …`` returns the preset's panel; ``%oauth2 status`` the dashboard."""
     name, options, params = _parse(line)
@@ -77,11 +136,8 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
         from .board import dashboard
 
         return dashboard()
-    declared = _declared_client(name, options, params)
-    if declared is not None:
-        return _show(declared, options, shell)
-    if name not in PRESETS:
-        raise _usage_error(f"No preset or declared provider named {name!r}.\n{USAGE}")
+    declared = _declared(name) if name not in PRESETS else _preset_declared(name, options, params)
+    _check_params(name, params, declared)
     alias = options.get("alias", name)
     for secret in ("client_id", "client_secret"):
         if secret in params:
@@ -96,8 +152,12 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
         try:
             # Parameters go to the preset only: never to create_oauth2_client(), whose
             # keywords include the secret, which belongs in the environment, not a notebook.
-            config = preset_config(name, alias=alias, **params)
-            client = create_oauth2_client(config, mode=options.get("mode"))  # type: ignore[arg-type]
+            mode: Any = options.get("mode")
+            if declared:  # the server holds its secret: nothing to read here
+                client = create_oauth2_client(name, mode=mode)
+            else:
+                config = preset_config(name, alias=alias, **params)
+                client = create_oauth2_client(config, mode=mode)
         except ConfigurationError as exc:
             raise _usage_error(
                 f"{exc}\n(%oauth2 reads {env_var_name(alias, 'CLIENT_ID')} and "
@@ -109,26 +169,6 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
                 del _clients[old_key]
         _clients[key] = client
     return _show(client, options, shell)
-
-
-def _declared_client(
-    name: str, options: dict[str, str], params: dict[str, str]
-) -> OAuth2Client | None:
-    """The client of the provider declared as ``name`` on this server or hub, else None.
-
-    A preset name with the person's own credentials in the environment stays the preset;
-    ``--alias`` or preset parameters mean the person's own client too.
-    """
-    from ..kernel.declared import find_declared
-
-    if params or "alias" in options or find_declared(name, {}) is None:
-        return None
-    key = ("", name, ())
-    client = _clients.get(key)
-    if client is None:
-        client = create_oauth2_client(name, mode=options.get("mode"))  # type: ignore[arg-type]
-        _clients[key] = client
-    return client
 
 
 def _show(client: OAuth2Client, options: dict[str, str], shell: Any) -> Any:

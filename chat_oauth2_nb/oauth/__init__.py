@@ -53,6 +53,7 @@ from .redaction import (
 )
 from .requests import (
     authorization_url,
+    client_credentials_request,
     code_exchange_request,
     introspection_request,
     new_code_verifier,
@@ -79,6 +80,7 @@ __all__ = [
     "ProviderAnswer",
     "authorization_url",
     "classify_device_poll",
+    "client_credentials_request",
     "code_exchange_request",
     "device_authorization_request",
     "device_code_expired_error",

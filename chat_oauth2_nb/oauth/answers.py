@@ -272,7 +272,11 @@ def parse_token_response(
         error_class, what, status, "refresh_token", data.get("refresh_token")
     )
     id_token = _bounded_string(error_class, what, status, "id_token", data.get("id_token"))
+    refresh_ends, refresh_life = _refresh_expiry(data, refresh_token, received_at)
     if previous is not None:
+        if refresh_token is None:  # the same refresh token goes on: so does its end
+            refresh_ends = previous.refresh_expires_at
+            refresh_life = previous.refresh_lifetime
         refresh_token = refresh_token or previous.refresh_token
         id_token = id_token or previous.id_token
     return AuthData(
@@ -285,7 +289,31 @@ def parse_token_response(
         obtained_at=received_at,
         # Verified claims stay with the id_token they were verified from.
         claims=previous.claims if previous and previous.id_token == id_token else None,
+        refresh_expires_at=refresh_ends,
+        refresh_lifetime=refresh_life,
     )
+
+
+#: The names providers give the refresh token's lifetime: Keycloak, GitHub (and others).
+_REFRESH_LIFETIME_FIELDS = ("refresh_expires_in", "refresh_token_expires_in")
+
+
+def _refresh_expiry(
+    data: Mapping[str, Any], refresh_token: str | None, received_at: dt.datetime
+) -> tuple[dt.datetime | None, float | None]:
+    """When a refresh token just issued ends, and its whole life; (None, None) when unknown.
+
+    Keycloak's 0 means "does not expire" (offline tokens); anything unreadable counts as
+    unknown rather than failing a grant that is otherwise fine.
+    """
+    if refresh_token is None:
+        return None, None
+    for name in _REFRESH_LIFETIME_FIELDS:
+        value = seconds(data.get(name))
+        if value is not None and value > 0:
+            value = min(value, MAX_EXPIRES_IN)
+            return received_at + dt.timedelta(seconds=value), float(value)
+    return None, None
 
 
 def token_from_answer(

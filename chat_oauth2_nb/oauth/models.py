@@ -45,15 +45,31 @@ class AuthData:
     #: The id_token's claims once its signature, issuer, audience, expiry and nonce were
     #: verified (OpenID Connect); None when there is no id_token or it was not verified.
     claims: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+    #: When the refresh token ends, if the provider said (Keycloak ``refresh_expires_in``,
+    #: GitHub ``refresh_token_expires_in``); None: unknown, or it does not expire.
+    refresh_expires_at: dt.datetime | None = None
+    #: The refresh token's whole life in seconds, as the provider gave it when it was issued.
+    refresh_lifetime: float | None = None
+    #: RFC 9449: the private JWK (JSON) of the key this token is bound to; None for a bearer
+    #: token. Stored sealed with the token, never shown.
+    dpop_key: str | None = dataclasses.field(default=None, compare=False)
+    #: RFC 8707: the resource this token is for ('' for the grant's own token).
+    resource: str = ""
 
     def __repr__(self) -> str:
         expires = self.expires_at.isoformat(timespec="seconds") if self.expires_at else None
+        ending = self.refresh_expires_at
+        refresh = ending.isoformat(timespec="seconds") if ending else None
         return (
             f"AuthData(token={mask(self.token)!r}, token_type={self.token_type!r}, "
             f"expires_at={expires!r}, scope={self.scope!r}, "
             f"refresh_token={'<set>' if self.refresh_token else None}, "
             f"id_token={'<set>' if self.id_token else None}, "
-            f"claims={_claims_word(self)})"
+            f"claims={_claims_word(self)}"
+            + (f", refresh_expires_at={refresh!r}" if refresh else "")
+            + (", bound='DPoP'" if self.dpop_key else "")
+            + (f", resource={self.resource!r}" if self.resource else "")
+            + ")"
         )
 
     __str__ = __repr__
@@ -68,6 +84,11 @@ class AuthData:
         if self.id_token is None:
             return None
         return self.claims is not None
+
+    @property
+    def bound(self) -> str | None:
+        """How the token is bound to its holder ("DPoP"), or None for a bearer token."""
+        return "DPoP" if self.dpop_key else None
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -90,6 +111,20 @@ class AuthData:
         remaining = self.expires_in(now)
         return remaining is not None and remaining <= effective
 
+    def refresh_expires_in(self, now: dt.datetime | None = None) -> float | None:
+        """Seconds until the refresh token ends (negative once ended); None when unknown."""
+        if self.refresh_expires_at is None:
+            return None
+        return (self.refresh_expires_at - (now or utcnow())).total_seconds()
+
+    def refresh_ending(self, now: dt.datetime | None = None) -> bool:
+        """True in the last quarter of the refresh token's life (or past it): authorize soon."""
+        remaining = self.refresh_expires_in(now)
+        if remaining is None:
+            return False
+        lifetime = self.refresh_lifetime or 0.0
+        return remaining <= lifetime / 4
+
     def to_json(self) -> str:
         """Serialise for the store."""
         return json.dumps(
@@ -102,6 +137,12 @@ class AuthData:
                 "id_token": self.id_token,
                 "obtained_at": self.obtained_at.isoformat(),
                 "claims": dict(self.claims) if self.claims is not None else None,
+                "refresh_expires_at": (
+                    self.refresh_expires_at.isoformat() if self.refresh_expires_at else None
+                ),
+                "refresh_lifetime": self.refresh_lifetime,
+                "dpop_key": self.dpop_key,
+                "resource": self.resource,
             }
         )
 
@@ -118,6 +159,14 @@ class AuthData:
             id_token=raw["id_token"],
             obtained_at=dt.datetime.fromisoformat(raw["obtained_at"]),
             claims=raw.get("claims"),
+            refresh_expires_at=(
+                dt.datetime.fromisoformat(raw["refresh_expires_at"])
+                if raw.get("refresh_expires_at")
+                else None
+            ),
+            refresh_lifetime=raw.get("refresh_lifetime"),
+            dpop_key=raw.get("dpop_key"),
+            resource=raw.get("resource") or "",
         )
 
 

@@ -25,6 +25,7 @@ from .models import HttpRequest
 __all__ = [
     "authenticated_request",
     "authorization_url",
+    "client_credentials_request",
     "code_exchange_request",
     "introspection_request",
     "new_code_verifier",
@@ -66,7 +67,7 @@ def authorization_url(
     extra = dict(config.auth_uri_params)
     if nonce is not None:
         extra["nonce"] = nonce
-    return str(
+    url = str(
         prepare_grant_uri(
             config.auth_uri,
             client_id=config.client_id,
@@ -79,6 +80,25 @@ def authorization_url(
             **extra,
         )
     )
+    # RFC 8707 §2: one resource parameter per resource the grant is for.
+    return _with_resources(url, "&", config.resource)
+
+
+def _with_resources(text: str, joiner: str, resources: Iterable[str]) -> str:
+    """``text`` (a URL or a form body) with a ``resource`` parameter per resource."""
+    pairs = urlencode([("resource", uri) for uri in resources])
+    if not pairs:
+        return text
+    return f"{text}{joiner}{pairs}" if text else pairs
+
+
+def _token_resources(config: ProviderConfig) -> tuple[str, ...]:
+    """The resource a token request names: the first configured one (RFC 8707 §2.2).
+
+    Servers may refuse several resources for one access token (oidc-provider does); a token
+    for another resource comes from the refresh token (``refresh_request(resource=…)``).
+    """
+    return config.resource[:1]
 
 
 def authenticated_request(config: ProviderConfig, url: str, body: str) -> HttpRequest:
@@ -87,10 +107,37 @@ def authenticated_request(config: ProviderConfig, url: str, body: str) -> HttpRe
         "Content-Type": "application/x-www-form-urlencoded",
         "Accept": "application/json",
     }
+    if config.client_auth_method == "private_key_jwt":
+        return _assertion_request(config, url, headers, body)
     client_auth = ClientAuth(config.client_id, config.client_secret, config.client_auth_method)
     url, headers, body = client_auth.prepare("POST", url, headers, body)
     secrets = tuple(s for s in (config.client_secret, headers.get("Authorization")) if s)
     return HttpRequest("POST", url, dict(headers), body, secrets, config.client_id)
+
+
+def _assertion_request(
+    config: ProviderConfig, url: str, headers: dict[str, str], body: str
+) -> HttpRequest:
+    """RFC 7523 §2.2: the client proves itself with a JWT signed by its private key.
+
+    The assertion's ``aud`` is the token endpoint for every request (RFC 7523 §3: "the
+    token endpoint URL of the authorization server"), revocation and introspection too.
+    """
+    from ..clientkey import ASSERTION_TYPE, sign_client_assertion
+
+    assertion = sign_client_assertion(
+        config.client_secret or "", client_id=config.client_id, audience=config.access_token_uri
+    )
+    extra = urlencode(
+        [
+            ("client_id", config.client_id),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ]
+    )
+    body = f"{body}&{extra}" if body else extra
+    secrets = tuple(s for s in (config.client_secret, assertion) if s)
+    return HttpRequest("POST", url, headers, body, secrets, config.client_id)
 
 
 def code_exchange_request(
@@ -100,19 +147,43 @@ def code_exchange_request(
     body = prepare_token_request(
         "authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
     )
+    body = _with_resources(body, "&", _token_resources(config))
     request = authenticated_request(config, config.access_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, code, code_verifier))
 
 
-def refresh_request(
-    config: ProviderConfig, *, refresh_token: str, scopes: Iterable[str] = ()
+def client_credentials_request(
+    config: ProviderConfig, *, scopes: Iterable[str] = ()
 ) -> HttpRequest:
-    """Prepare the refresh token grant request (RFC 6749 §6)."""
+    """Prepare the client credentials grant request (RFC 6749 §4.4.2): no person, no code."""
+    scope = " ".join(scopes)
+    body = prepare_token_request("client_credentials", **({"scope": scope} if scope else {}))
+    return authenticated_request(config, config.access_token_uri, body)
+
+
+def refresh_request(
+    config: ProviderConfig,
+    *,
+    refresh_token: str,
+    scopes: Iterable[str] = (),
+    resource: str | None = None,
+    claims: str | None = None,
+) -> HttpRequest:
+    """Prepare the refresh token grant request (RFC 6749 §6).
+
+    ``resource``: the token is for that resource (RFC 8707 §2.2; the config's first one when
+    None); ``scopes`` narrow it (Entra names the resource in the scope); ``claims``: the
+    claims a resource's challenge asked for (OpenID Connect §5.5, Entra's CAE).
+    """
     extra: dict[str, Any] = {"refresh_token": refresh_token}
     scope = " ".join(scopes)
     if scope:
         extra["scope"] = scope
+    if claims is not None:
+        extra["claims"] = claims
     body = prepare_token_request("refresh_token", **extra)
+    resources = _token_resources(config) if resource is None else (resource,)
+    body = _with_resources(body, "&", () if resource == "" else resources)
     request = authenticated_request(config, config.refresh_token_uri, body)
     return dataclasses.replace(request, secrets=(*request.secrets, refresh_token))
 

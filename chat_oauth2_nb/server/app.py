@@ -11,11 +11,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Dict, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Float, Int, Unicode, default
 
-from ..declarations import resolve_declarations, secret_variables
+from ..declarations import (
+    HUB_PROVIDERS,
+    SERVER_PROVIDERS,
+    resolve_declarations,
+    secret_variables,
+)
 from ..errors import ConfigurationError
 from ..lifecycle.declared import DeclaredProviders
+from ..lifecycle.probe import RedirectProbe
 from ..lifecycle.remote import Holder
 from ..routes import (
     CALLBACK_PATH,
@@ -32,6 +38,8 @@ from ..routes import (
 )
 from ..store import Store, open_store
 from ..store.hubpeer import hub_client
+from .api import api_handlers
+from .changes import ChangeFeed
 from .handlers import CallbackHandler, GrantsHandler, ProvidersHandler, StartHandler
 
 __all__ = ["ChatOAuth2App"]
@@ -113,6 +121,23 @@ class ChatOAuth2App(ExtensionApp):
         10.0, help="Seconds to wait for the provider's token endpoint when exchanging a code."
     ).tag(config=True)
 
+    check_redirect_uri = Bool(
+        True,
+        help=(
+            "When a browser opens a start link, first ask the provider's authorization page "
+            "whether it accepts the flow's redirect URI (no cookies, a throwaway state; an "
+            "accepted one is not asked again for 10 minutes). A refusal ends the flow at once "
+            "with the URI to register, instead of the provider's error page and a notebook "
+            "waiting in silence."
+        ),
+    ).tag(config=True)
+
+    changes_timeout = Float(
+        25.0,
+        help="Seconds a long-poll of api/changes waits for the store to change before it "
+        "answers with the same version (stay under the proxies' idle timeouts).",
+    ).tag(config=True)
+
     workers = Int(
         8,
         help=(
@@ -148,11 +173,16 @@ class ChatOAuth2App(ExtensionApp):
         declared = resolve_declarations(self.providers, os.environ)
         for name in secret_variables(self.providers):
             os.environ.pop(name, None)
+        holder = self._hub_holder()
         self._declared = DeclaredProviders(
             declared,
             timeout=self.token_timeout,
-            holder=self._hub_holder(),
+            holder=holder,
             login=os.environ.get(HUB_LOGIN_ENV) or None,
+            # Broker mode: the hub's administrator declared them, in jupyterhub_config.py.
+            where=f"{HUB_PROVIDERS} in jupyterhub_config.py"
+            if holder is not None
+            else f"{SERVER_PROVIDERS} in jupyter_server_config.py",
         )
         self._api_token = secrets.token_urlsafe(32)
         if declared:
@@ -162,8 +192,16 @@ class ChatOAuth2App(ExtensionApp):
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, self.workers), thread_name_prefix="chat-oauth2"
         )
+        self._probe = (
+            RedirectProbe(timeout=min(self.token_timeout, 5.0)) if self.check_redirect_uri else None
+        )
+        self._feed = ChangeFeed()
         self.settings.update(
+            chat_oauth2_nb_redirect_probe=self._probe,
             chat_oauth2_nb_declared=self._declared,
+            chat_oauth2_nb_feed=self._feed,
+            chat_oauth2_nb_changes_timeout=self.changes_timeout,
+            chat_oauth2_nb_token_timeout=self.token_timeout,
             chat_oauth2_nb_executor=self._executor,
             chat_oauth2_nb_api_token=self._api_token,
             chat_oauth2_nb_store=get_store,
@@ -232,15 +270,19 @@ class ChatOAuth2App(ExtensionApp):
                 (rf"/{CALLBACK_PATH}", CallbackHandler),
                 (rf"/{SERVER_API_PATH}/providers", ProvidersHandler),
                 (
-                    rf"/{SERVER_API_PATH}/(token|revoke)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
+                    rf"/{SERVER_API_PATH}/(token|revoke|proof)/([A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})",
                     GrantsHandler,
                 ),
+                *api_handlers(f"/{SERVER_API_PATH}"),
             ]
         )
 
     async def stop_extension(self) -> None:
         """Stop the worker pool, close the HTTP client and stop advertising the callback URL."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._feed.close()
         self._declared.close()
+        if self._probe is not None:
+            self._probe.close()
         for name in (SERVER_CALLBACK_ENV, SERVER_START_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV):
             os.environ.pop(name, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from ..declarations import HUB_DECLARED_WHERE, SERVER_DECLARED_WHERE, admins_error_payload
+from ..declarations import admins_error_payload
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import (
     ROUTE_VALUE,
@@ -37,6 +38,7 @@ from ..lifecycle.callback import (
 )
 from ..lifecycle.declared import DeclaredProviders
 from ..lifecycle.pages import render_outcome
+from ..lifecycle.probe import RedirectProbe
 from ..lifecycle.wire import serve
 from ..store import PendingFlow, Store
 from ..store.sealing import Cipher
@@ -47,6 +49,7 @@ __all__ = [
     "GrantsHandler",
     "ProvidersHandler",
     "StartHandler",
+    "hub_guest",
 ]
 
 AUTH_RESOURCE = "chat_oauth2_nb"
@@ -78,6 +81,19 @@ def open_query(path: str, sealed: str) -> str | None:
         return None
     sealed_at, query = json.loads(plain)
     return str(query) if time.time() - float(sealed_at) <= _RESUME_TTL else None
+
+
+def hub_guest(handler: web.RequestHandler) -> str | None:
+    """On JupyterHub, the owner's name when the logged-in user is someone else (a guest), else None.
+
+    The store's tokens are the server owner's (``JUPYTERHUB_USER``). A guest with
+    ``access:servers`` may see their views, but must not start, refresh or revoke them: a
+    guest who authorized would put their own provider account in the owner's place.
+    """
+    owner = os.environ.get("JUPYTERHUB_USER")
+    user = handler.current_user
+    name = getattr(user, "username", None) or (user if isinstance(user, str) else None)
+    return owner if owner and name and name != owner else None
 
 
 async def in_worker(handler: web.RequestHandler, work: Callable[[], T]) -> T:
@@ -201,13 +217,37 @@ class StartHandler(_Base):
         def accepts(flow: PendingFlow) -> bool:
             return flow.endpoint != "loopback" and self._issued_for_us(flow.redirect_uri)
 
+        server_owner = hub_guest(self)
+        if server_owner is not None:
+            self._page(
+                CallbackOutcome(
+                    status=403,
+                    title="Authorization refused",
+                    message=f"This server is {server_owner}'s: only {server_owner} authorizes "
+                    "here. Authorize from your own server.",
+                )
+            )
+            return
         open_store: Callable[[], Store] = self.settings["chat_oauth2_nb_store"]
+        probe: RedirectProbe | None = self.settings.get("chat_oauth2_nb_redirect_probe")
+        declared: DeclaredProviders = self.settings["chat_oauth2_nb_declared"]
+
+        def refusal(flow: PendingFlow, secrets: list[str | None]) -> OAuth2Error | None:
+            assert probe is not None
+            held = declared.declared.get(flow.alias)  # a declared provider's secret is here
+            return probe.refusal(flow, [*secrets, held.client_secret if held else None])
+
         owner = self._user_name()
         cookies = {name: morsel.value for name, morsel in self.request.cookies.items()}
         result = await in_worker(
             self,
             lambda: open_start_link(
-                open_store(), start_id, owner=owner, accepts=accepts, cookies=cookies
+                open_store(),
+                start_id,
+                owner=owner,
+                accepts=accepts,
+                cookies=cookies,
+                refusal=refusal if probe is not None else None,
             ),
         )
         if isinstance(result, str):
@@ -307,10 +347,7 @@ class _KernelApi(web.RequestHandler):
 
     def _failed(self, exc: OAuth2Error) -> None:
         status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        # A provider the hub's service holds was declared in the hub's config, not here.
-        hub = self.declared.holder is not None
-        where = HUB_DECLARED_WHERE if hub else SERVER_DECLARED_WHERE
-        self._answer(status, admins_error_payload(exc, where))
+        self._answer(status, admins_error_payload(exc, self.declared.where))
 
 
 class ProvidersHandler(_KernelApi):

@@ -193,6 +193,16 @@ def _secure_folder(folder: Path) -> None:
     _check_entry(folder, st, "store folder")
     if not stat.S_ISDIR(st.st_mode):
         raise _unsafe(folder, "the store folder is not a folder", MOVE_HINT)
+    if st.st_mode & stat.S_ISVTX:
+        # A sticky folder (/tmp) is shared by design: making it 0700 would break every other
+        # program, and leaving it open lets another user plant the store's -wal or -journal.
+        raise _unsafe(
+            folder,
+            "the store folder is a shared folder with the sticky bit (like /tmp), where other "
+            "users may create the store's companion files",
+            "Give the store a folder of its own inside it (e.g. store=/tmp/mine/tokens.db), "
+            + _OR_MOVE,
+        )
     if stat.S_IMODE(st.st_mode) != 0o700:
         # O_NOFOLLOW: a link swapped in after the lstat is refused, not followed. A folder
         # descriptor holds no SQLite lock, so opening and closing it is harmless.

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import ConfigurationError, StoreError
 from ..oauth import AuthData
 from .records import TokenRecord
-from .sealing import Cipher, aad, held_aad, parse_key, token_aad
+from .sealing import Cipher, aad, held_aad, parse_key, resource_aad, token_aad
 
 if TYPE_CHECKING:
     import psycopg
@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS chat_oauth2_tokens (
     updated_at DOUBLE PRECISION NOT NULL,
     provider TEXT,
     PRIMARY KEY (alias, username)
+);
+CREATE TABLE IF NOT EXISTS chat_oauth2_resource_tokens (
+    alias TEXT NOT NULL,
+    username TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    data TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    provider TEXT,
+    PRIMARY KEY (alias, username, resource)
 );
 CREATE TABLE IF NOT EXISTS chat_oauth2_held_refresh_tokens (
     alias TEXT NOT NULL,
@@ -247,6 +257,11 @@ class PostgresStore:
         now = time.time()
         values = (alias, user, sealed, now, provider)
         if expect_version is None:
+            # A new grant: the tokens the one it replaces got for other resources go with it.
+            cur.execute(
+                "DELETE FROM chat_oauth2_resource_tokens WHERE alias = %s AND username = %s",
+                (alias, user),
+            )
             cur.execute(
                 "INSERT INTO chat_oauth2_tokens (alias, username, data, version, updated_at, "
                 "provider) VALUES (%s, %s, %s, 1, %s, %s) ON CONFLICT (alias, username) DO "
@@ -348,12 +363,53 @@ class PostgresStore:
             )
             deleted = cur.rowcount > 0
             if deleted:
-                cur.execute(
-                    "DELETE FROM chat_oauth2_held_refresh_tokens "
-                    "WHERE alias = %s AND username = %s",
-                    (alias, user),
-                )
+                for table in ("chat_oauth2_held_refresh_tokens", "chat_oauth2_resource_tokens"):
+                    cur.execute(
+                        f"DELETE FROM {table} WHERE alias = %s AND username = %s",  # noqa: S608
+                        (alias, user),
+                    )
         return deleted
+
+    def get_resource_token(self, alias: str, user: str, resource: str) -> TokenRecord | None:
+        """The token stored for (alias, user) and ``resource`` (RFC 8707), or None."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT data, version, updated_at, provider FROM chat_oauth2_resource_tokens "
+                "WHERE alias = %s AND username = %s AND resource = %s",
+                (alias, user, resource),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        data, version, updated_at, provider = row
+        plain = self._open(data, resource_aad(alias, user, provider, resource))
+        return TokenRecord(alias, user, AuthData.from_json(plain), version, updated_at, provider)
+
+    def put_resource_token(
+        self,
+        alias: str,
+        user: str,
+        resource: str,
+        data: AuthData,
+        *,
+        provider: str | None = None,
+    ) -> TokenRecord:
+        """Store the access token for ``resource`` (never a refresh token: the grant holds it)."""
+        kept = dataclasses.replace(data, refresh_token=None, resource=resource)
+        sealed = self._cipher.seal(kept.to_json(), resource_aad(alias, user, provider, resource))
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO chat_oauth2_resource_tokens (alias, username, resource, data, "
+                "version, updated_at, provider) VALUES (%s, %s, %s, %s, 1, %s, %s) "
+                "ON CONFLICT (alias, username, resource) DO UPDATE SET data = EXCLUDED.data, "
+                "version = chat_oauth2_resource_tokens.version + 1, "
+                "updated_at = EXCLUDED.updated_at, provider = EXCLUDED.provider "
+                "RETURNING version",
+                (alias, user, resource, sealed, now, provider),
+            )
+            row = cur.fetchone()
+        return TokenRecord(alias, user, kept, int(row[0]) if row else 1, now, provider)
 
     # leases ------------------------------------------------------------------------------
     #

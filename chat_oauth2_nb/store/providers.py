@@ -63,6 +63,12 @@ class ProviderTable(Connections):
             row = db.execute(query + " ORDER BY updated_at DESC LIMIT 1", args).fetchone()
         return self._provider_row(row) if row else None
 
+    def list_providers(self) -> list[ProviderConfig]:
+        """Every registered provider, the latest registration of each alias first (secrets opened)."""
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT * FROM providers ORDER BY updated_at DESC").fetchall()
+        return [self._provider_row(row) for row in rows]
+
     def _provider_row(self, row: sqlite3.Row) -> ProviderConfig:
         """A providers row as a config, its client secret opened."""
         secret = row["client_secret"]

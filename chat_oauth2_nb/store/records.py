@@ -21,6 +21,7 @@ from ..errors import (
     IssuerMismatchError,
     OAuth2Error,
     ProviderError,
+    RedirectUriError,
     StateError,
     StoreError,
     TokenExchangeError,
@@ -68,6 +69,7 @@ FlowErrorKind = Literal[
     "expired",
     "device_expired",
     "id_token",
+    "redirect_uri",
 ]
 _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "denied": AuthorizationDeniedError,
@@ -79,6 +81,7 @@ _ERROR_CLASSES: dict[str, type[OAuth2Error]] = {
     "store": StoreError,
     "device_expired": DeviceCodeExpiredError,
     "id_token": IdTokenError,
+    "redirect_uri": RedirectUriError,
 }
 
 
@@ -259,6 +262,20 @@ class HeldTokenStore(Protocol):
 
     def delete_token(self, alias: str, user: str, *, expect_version: int | None = None) -> bool:
         """Delete the token and its held refresh token; False when there was none."""
+
+    def get_resource_token(self, alias: str, user: str, resource: str) -> TokenRecord | None:
+        """The access token stored for (alias, user) and ``resource`` (RFC 8707), or None."""
+
+    def put_resource_token(
+        self,
+        alias: str,
+        user: str,
+        resource: str,
+        data: AuthData,
+        *,
+        provider: str | None = None,
+    ) -> TokenRecord:
+        """Store the access token for ``resource``, without any refresh token."""
 
     def acquire_lease(self, alias: str, user: str, owner: str, ttl: float) -> bool:
         """Take the refresh lease for (alias, user) unless another owner holds a live one."""

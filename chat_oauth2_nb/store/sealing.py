@@ -25,6 +25,7 @@ __all__ = [
     "new_store_key",
     "parse_key",
     "provider_aad",
+    "resource_aad",
     "token_aad",
 ]
 
@@ -66,6 +67,11 @@ def aad(*parts: str | None) -> bytes:
 def token_aad(alias: str, user: str, provider: str | None) -> bytes:
     """Binds a token's data to its (alias, user, provider) row."""
     return aad("tokens.data", alias, user, provider)
+
+
+def resource_aad(alias: str, user: str, provider: str | None, resource: str) -> bytes:
+    """Binds a per-resource token's data to its (alias, user, provider, resource) row."""
+    return aad("resource_tokens.data", alias, user, provider, resource)
 
 
 def held_aad(alias: str, user: str, provider: str | None) -> bytes:

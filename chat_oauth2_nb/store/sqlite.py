@@ -26,14 +26,24 @@ from .files import default_store_path, prepare_store_file
 from .flows import FlowTable
 from .keys import STORE_KEY_ENV, KeySource, store_key_from_environment
 from .providers import stored_provider
-from .sealing import Cipher, aad, flow_aad, held_aad, is_sealed, parse_key, provider_aad, token_aad
+from .sealing import (
+    Cipher,
+    aad,
+    flow_aad,
+    held_aad,
+    is_sealed,
+    parse_key,
+    provider_aad,
+    resource_aad,
+    token_aad,
+)
 from .tokens import TokenTable
 
 __all__ = ["Store"]
 
 # PRAGMA user_version: 2 = providers keyed by (alias, provider, client_id), tokens.provider,
-# flows hold their provider without the client secret.
-_SCHEMA_VERSION = 2
+# flows hold their provider without the client secret; 3 = resource_tokens (RFC 8707).
+_SCHEMA_VERSION = 3
 # A provider is keyed by who it is, not by its alias alone: two notebooks may use one alias
 # for two providers, and each flow's exchange needs its own provider's secret.
 _PROVIDERS = """
@@ -84,6 +94,16 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resource_tokens (
+    alias TEXT NOT NULL,
+    user TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    data TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    provider TEXT,
+    PRIMARY KEY (alias, user, resource)
 );
 CREATE TABLE IF NOT EXISTS held_refresh_tokens (
     alias TEXT NOT NULL,
@@ -253,6 +273,17 @@ class Store(FlowTable, TokenTable):
                         row["alias"],
                         row["user"],
                     ),
+                )
+        for row in db.execute("SELECT * FROM resource_tokens").fetchall():
+            if not is_sealed(row["data"]):
+                where = (row["alias"], row["user"], row["resource"])
+                sealed = self._seal(
+                    row["data"], resource_aad(*where[:2], row["provider"], where[2])
+                )
+                db.execute(
+                    "UPDATE resource_tokens SET data = ? WHERE alias = ? AND user = ? "
+                    "AND resource = ?",
+                    (sealed, *where),
                 )
         for row in db.execute("SELECT * FROM held_refresh_tokens").fetchall():
             if not is_sealed(row["refresh_token"]):

@@ -14,7 +14,7 @@ import time
 from ..oauth import AuthData
 from .connections import Connections
 from .records import TokenRecord
-from .sealing import held_aad, token_aad
+from .sealing import held_aad, resource_aad, token_aad
 
 __all__ = ["TokenTable"]
 
@@ -83,6 +83,9 @@ class TokenTable(Connections):
         if expect_version is not None and current != expect_version:
             return None, row is None
         now = time.time()
+        if expect_version is None:
+            # A new grant: the tokens the one it replaces got for other resources go with it.
+            db.execute("DELETE FROM resource_tokens WHERE alias = ? AND user = ?", (alias, user))
         db.execute(
             "INSERT OR REPLACE INTO tokens (alias, user, data, version, updated_at, provider) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -107,11 +110,66 @@ class TokenTable(Connections):
                     "DELETE FROM tokens WHERE alias = ? AND user = ? AND version = ?",
                     (alias, user, expect_version),
                 )
-            if cur.rowcount > 0:
-                db.execute(
-                    "DELETE FROM held_refresh_tokens WHERE alias = ? AND user = ?", (alias, user)
-                )
-            return cur.rowcount > 0
+            deleted = cur.rowcount > 0
+            if deleted:
+                for table in ("held_refresh_tokens", "resource_tokens"):
+                    db.execute(f"DELETE FROM {table} WHERE alias = ? AND user = ?", (alias, user))  # noqa: S608
+            return deleted
+
+    # tokens for other resources (RFC 8707), got with the grant's refresh token -------------
+
+    def get_resource_token(self, alias: str, user: str, resource: str) -> TokenRecord | None:
+        """The token stored for (alias, user) and ``resource``, or None."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT * FROM resource_tokens WHERE alias = ? AND user = ? AND resource = ?",
+                (alias, user, resource),
+            ).fetchone()
+        if row is None:
+            return None
+        aad = resource_aad(alias, user, row["provider"], resource)
+        return TokenRecord(
+            alias,
+            user,
+            AuthData.from_json(self._open(row["data"], aad)),
+            row["version"],
+            row["updated_at"],
+            row["provider"],
+        )
+
+    def put_resource_token(
+        self,
+        alias: str,
+        user: str,
+        resource: str,
+        data: AuthData,
+        *,
+        provider: str | None = None,
+    ) -> TokenRecord:
+        """Store the access token for ``resource`` (never a refresh token: the grant holds it)."""
+        kept = dataclasses.replace(data, refresh_token=None, resource=resource)
+        with self._transaction() as db:
+            self._writable(db)
+            row = db.execute(
+                "SELECT version FROM resource_tokens WHERE alias = ? AND user = ? AND resource = ?",
+                (alias, user, resource),
+            ).fetchone()
+            version = (row["version"] if row else 0) + 1
+            now = time.time()
+            db.execute(
+                "INSERT OR REPLACE INTO resource_tokens (alias, user, resource, data, version, "
+                "updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alias,
+                    user,
+                    resource,
+                    self._seal(kept.to_json(), resource_aad(alias, user, provider, resource)),
+                    version,
+                    now,
+                    provider,
+                ),
+            )
+        return TokenRecord(alias, user, kept, version, now, provider)
 
     # held refresh tokens: declared providers, whose refresh token only the server reads -----
 

@@ -1,30 +1,33 @@
 """Background threads for the widgets: one shared store watcher, one-shot action workers.
 
-The browser's callback lands in another process, so a widget learns about it only by
-looking at the shared store. Rather than one polling thread per widget, every panel and
-dashboard of the process subscribes to ONE daemon thread that asks SQLite, on a dedicated
-connection, ``PRAGMA data_version`` every :data:`CHECK_INTERVAL` seconds: a single cheap
-pragma whose value changes when any other connection (another process, or another thread
-of this one) committed. Only then do subscribers re-read the store. A :data:`TICK_INTERVAL`
-tick drives the countdowns. ipykernel sends comm messages from any thread, so callbacks may
-update widgets themselves.
+The browser's callback lands in another process, so a widget learns about it only from the
+shared store. Rather than one polling thread per widget, every panel and dashboard of the
+process subscribes to ONE daemon thread, which sleeps until the store's files are written
+(:class:`~chat_oauth2_nb.store.changes.ChangeNotifier`: inotify on Linux, a look every
+:data:`CHECK_INTERVAL` seconds elsewhere) and then asks SQLite, on a dedicated connection,
+``PRAGMA data_version``: only when another connection (another process, or another thread
+of this one) committed do subscribers re-read the store. Subscribers that still want a
+countdown tick get one every :data:`TICK_INTERVAL`; with none, an idle watcher wakes only
+every :data:`SAFETY_INTERVAL` seconds. ipykernel sends comm messages from any thread, so
+callbacks may update widgets themselves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
-import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GrantRevokedError
+from ..store.changes import POLL_INTERVAL, ChangeNotifier, DataVersions
 from .state import ErrorInfo
 
 __all__ = [
     "CHECK_INTERVAL",
+    "SAFETY_INTERVAL",
     "TICK_INTERVAL",
     "ActionRunner",
     "Subscription",
@@ -34,11 +37,14 @@ __all__ = [
 
 log = logging.getLogger("chat_oauth2_nb")
 
-# How often the watcher asks SQLite whether the store changed: callback → panel latency is
-# at most this plus one re-read, far under the 300 ms a person notices.
-CHECK_INTERVAL = 0.15
-# How often countdowns are re-rendered (they show whole seconds).
+# Where the store's changes are not notified: how often the watcher asks SQLite whether the
+# store changed (callback → panel latency is at most this plus one re-read).
+CHECK_INTERVAL = POLL_INTERVAL
+# How often countdowns are re-rendered for subscribers that ask for ticks (whole seconds).
 TICK_INTERVAL = 1.0
+# Where changes are notified: the longest an idle watcher sleeps before asking SQLite anyway
+# (a file system that drops events); one pragma, so the cost is nil.
+SAFETY_INTERVAL = 30.0
 
 BUSY_WORDS = {
     "refresh": "Refreshing…",
@@ -62,7 +68,7 @@ class Subscription:
 
     path: Path
     on_change: Callable[[], None]
-    on_tick: Callable[[], None]
+    on_tick: Callable[[], None] | None
     # Runs on the watcher thread once the subscription ended: closes the thread's
     # SQLite connection of the widget's Store (the store keeps one per thread).
     on_end: Callable[[], None]
@@ -91,6 +97,9 @@ class _Watcher:
         self._ended: list[Subscription] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._notifier: ChangeNotifier | None = None
+        #: Whether the store's changes are notified (else polled); for tests and benchmarks.
+        self.native = True
 
     def add(self, sub: Subscription) -> None:
         with self._lock:
@@ -99,10 +108,32 @@ class _Watcher:
             if self._thread is None or not self._thread.is_alive() or self._stop.is_set():
                 # A thread told to stop may still be finishing: leave it, start a new one.
                 self._stop = threading.Event()
+                self._notifier = ChangeNotifier(native=self.native)
                 self._thread = threading.Thread(
-                    target=self._run, args=(self._stop,), name="chat-oauth2-watcher", daemon=True
+                    target=self._run,
+                    args=(self._stop, self._notifier),
+                    name="chat-oauth2-watcher",
+                    daemon=True,
                 )
                 self._thread.start()
+            else:
+                self._poke()
+
+    def _poke(self) -> None:
+        if self._notifier is not None:
+            self._notifier.poke()
+
+    @property
+    def wakeups(self) -> int:
+        """How often the current thread woke up (0 without one)."""
+        notifier = self._notifier
+        return notifier.wakeups if notifier is not None else 0
+
+    @property
+    def notified(self) -> bool:
+        """Whether the current thread is told of the store's changes (False: it polls)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.native
 
     def serves(self, sub: Subscription) -> bool:
         with self._lock:
@@ -116,71 +147,52 @@ class _Watcher:
             self._subs.remove(sub)
             self._ended.append(sub)
             thread = self._thread
+            self._poke()
             if self._subs or thread is None:
                 return
             self._stop.set()
         if thread.is_alive() and threading.current_thread() is not thread:
             thread.join(timeout)
 
-    def _run(self, stop: threading.Event) -> None:
-        versions: dict[Path, int | None] = {}
-        connections: dict[Path, sqlite3.Connection] = {}
+    def _run(self, stop: threading.Event, notifier: ChangeNotifier) -> None:
+        versions = DataVersions()
         served: dict[int, Subscription] = {}
-        ticks = itertools.count(1)
-        per_tick = max(1, round(TICK_INTERVAL / CHECK_INTERVAL))
+        watched: set[Path] = set()
+        next_tick = time.monotonic() + TICK_INTERVAL
         try:
-            while not stop.wait(CHECK_INTERVAL):
+            while not stop.is_set():
                 with self._lock:
                     subs, ended, self._ended = list(self._subs), self._ended, []
                 self._end(ended)
                 served.update((id(sub), sub) for sub in subs)
                 paths = {sub.path for sub in subs}
-                changed = {p for p in paths if self._changed(p, versions, connections)}
-                tick = next(ticks) % per_tick == 0
+                for path in paths - watched:
+                    notifier.watch(path)
+                for path in watched - paths:
+                    notifier.unwatch(path)
+                watched = paths
+                versions.keep_only(paths)
+                changed = {p for p in paths if versions.changed(p)}
+                tick = time.monotonic() >= next_tick
+                if tick:
+                    next_tick = time.monotonic() + TICK_INTERVAL
                 for sub in subs:
                     if sub.path in changed:
                         self._call(sub.on_change, sub.name)
-                    elif tick:
+                    elif tick and sub.on_tick is not None:
                         self._call(sub.on_tick, sub.name)
-                for path in [p for p in connections if p not in paths]:
-                    connections.pop(path).close()
-                    versions.pop(path, None)
+                ticking = any(sub.on_tick is not None for sub in subs)
+                wait = max(0.0, next_tick - time.monotonic()) if ticking else SAFETY_INTERVAL
+                recheck = notifier.recheck_in(bool(changed))
+                notifier.wait(wait if recheck is None else min(wait, recheck))
         finally:
-            for db in connections.values():
-                db.close()
+            versions.close()
+            notifier.close()
             with self._lock:
                 ended, self._ended = self._ended, []
             # Every store connection this thread opened for its subscribers closes here (a
             # replacing thread opens its own); closing one twice is harmless.
             self._end([*ended, *served.values()])
-
-    @staticmethod
-    def _changed(
-        path: Path, versions: dict[Path, int | None], connections: dict[Path, sqlite3.Connection]
-    ) -> bool:
-        try:
-            db = connections.get(path)
-            if db is None:
-                # Its own connection that never writes: data_version counts the commits of
-                # every OTHER connection, in this process or another.
-                # mode=rw: a store file deleted under us must not be re-created empty.
-                uri = f"{path.resolve().as_uri()}?mode=rw"
-                db = connections[path] = sqlite3.connect(
-                    uri, uri=True, timeout=1.0, isolation_level=None
-                )
-            version = int(db.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error as exc:
-            # Fall back to re-reading on every tick: a missed change would freeze the panel.
-            log.warning("chat-oauth2-watcher: cannot watch the store (%s)", type(exc).__name__)
-            stale = connections.pop(path, None)
-            if stale is not None:
-                stale.close()
-            versions[path] = None
-            return True
-        if path in versions and versions[path] == version:
-            return False
-        versions[path] = version
-        return True
 
     @staticmethod
     def _call(callback: Callable[[], None], name: str) -> None:
@@ -203,14 +215,14 @@ def watch_store(
     path: Path,
     *,
     on_change: Callable[[], None],
-    on_tick: Callable[[], None],
+    on_tick: Callable[[], None] | None = None,
     on_end: Callable[[], None],
     name: str,
 ) -> Subscription:
     """Subscribe to the process's shared store watcher (started on first use).
 
     ``on_change`` runs on the watcher thread after another connection committed to the
-    store at ``path``; ``on_tick`` once a second otherwise; ``on_end`` after
+    store at ``path``; ``on_tick`` (optional) once a second otherwise; ``on_end`` after
     :meth:`Subscription.cancel` and when the thread ends (closing the thread's connections).
     """
     sub = Subscription(path=path, on_change=on_change, on_tick=on_tick, on_end=on_end, name=name)

