@@ -16,6 +16,7 @@ __all__ = [
     "HUB_CALLBACK_ENV",
     "HUB_KEY_ENV",
     "HUB_KEY_PATH",
+    "HUB_LOGIN_ENV",
     "HUB_PROVIDERS_ENV",
     "HUB_SOCKET_ENV",
     "HUB_SOCKET_UID_ENV",
@@ -65,5 +66,8 @@ SERVER_API_TOKEN_ENV = "CHAT_OAUTH2_NB_SERVER_API_TOKEN"  # noqa: S105 - a varia
 #: secrets answers (broker mode).
 HUB_PROVIDERS_ENV = "CHAT_OAUTH2_NB_HUB_PROVIDERS"
 HUB_BROKER_ENV = "CHAT_OAUTH2_NB_HUB_BROKER_URL"
+#: Set by ``configure_hub(c, login_provider=...)``: the alias whose tokens are the user's own
+#: hub sign-in, which the hub's service holds with no authorization from a notebook.
+HUB_LOGIN_ENV = "CHAT_OAUTH2_NB_HUB_LOGIN_ALIAS"
 #: The broker's endpoints, under the service's prefix: ``…/broker/{exchange,token,revoke}/<alias>``.
 HUB_BROKER_PATH = "broker"

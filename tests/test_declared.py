@@ -387,3 +387,26 @@ async def test_revoke_in_the_panel_asks_for_confirmation_first(
     assert store.get_token("demo", "ada") is None
     assert provider.introspect(record.data.token)["active"] is False
     assert question.layout.display == "none"
+
+
+async def test_the_magic_shows_a_declared_alias_that_is_no_preset(
+    jp_serverapp: Any, http_server_client: Any, declared: tuple[str, str]
+) -> None:
+    from chat_oauth2_nb.notebook.magic import _clients, oauth2_magic
+
+    class Shell:
+        def __init__(self) -> None:
+            self.user_ns: dict[str, Any] = {}
+
+    shell = Shell()
+    # "demo" names no preset: the magic finds it among the server's declared providers.
+    panel = await asyncio.to_thread(oauth2_magic, "demo --as demo_client", shell)
+    client = shell.user_ns["demo_client"]
+    try:
+        assert panel is not None
+        assert isinstance(client.grants, RemoteGrants)
+        assert client.config.client_id == declared[0] and client.config.client_secret is None
+    finally:
+        for key, made in list(_clients.items()):
+            made.close()
+            del _clients[key]

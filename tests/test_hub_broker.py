@@ -46,8 +46,13 @@ def declare_demo(running: RealHub, provider: DemoProvider) -> tuple[str, str]:
         scopes=None,
     )
     assert secret is not None
+    # Where the admin keeps it (a Kubernetes Secret mount, a SOPS-decrypted file), outside
+    # the hub's directory; the hub's config refers to it.
+    mounted = running.root.with_name(running.root.name + "-secrets") / "demo-client-secret"
+    mounted.parent.mkdir(exist_ok=True)
+    mounted.write_text(secret + "\n")
     declaration = {**provider.config(alias="demo"), "clientId": client_id}
-    declaration["clientSecret"] = secret
+    declaration["clientSecret"] = {"file": str(mounted)}
     running.hub_args = f", providers={{'demo': {declaration!r}}}"
     return client_id, secret
 
@@ -161,6 +166,75 @@ def test_users_authorize_a_declared_provider_and_never_hold_its_secrets(
         assert_no_secret(outputs, secrets, f"{user}'s notebook outputs", [client_id])
         assert_no_secret(_files_under(hub.home(user)), secrets, f"{user}'s home", [client_id])
     assert_no_secret(hub.log(full=True), [*secrets, *tokens], "the hub's log", [client_id])
+    # Nor anything the hub wrote: the secret is read where the admin keeps it, never copied.
+    written = _files_under(hub.root) + _files_under(hub.config_home)
+    assert_no_secret(written, [secret], "the hub's directory and config", [client_id])
+
+
+def test_a_kernel_in_another_language_gets_the_token_with_one_http_call(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    # What an R or Julia kernel does (docs/hub-other-languages.md): its server's variables,
+    # one POST, the access token in the JSON answer. Here curl, in a process that never
+    # imports chat_oauth2_nb, started from alice's kernel so it inherits what any kernel does.
+    script = (
+        "curl -sS --fail-with-body -X POST "
+        '-H "Authorization: Bearer $CHAT_OAUTH2_NB_SERVER_API_TOKEN" '
+        '-H "Content-Type: application/json" '
+        '-d "{\\"user\\": \\"$JUPYTERHUB_USER\\"}" '
+        '"$CHAT_OAUTH2_NB_SERVER_API_URL/token/demo"'
+    )
+    answer = kernels["alice"].run(
+        "import os, subprocess\n"
+        "env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}\n"
+        f"done = subprocess.run(['sh', '-c', {script!r}], env=env, capture_output=True,\n"
+        "                      text=True, timeout=60)\n"
+        "print(done.stdout or done.stderr)\n"
+    )
+    body = json.loads(answer)
+    token = body["data"]["token"]
+    assert body["data"]["refresh_token"] is None
+    assert token == hub.store("alice").get_token("demo", "alice").data.token  # type: ignore[union-attr]
+    assert broker_provider.introspect(token)["username"] == "alice"
+    # Without the server's token: refused.
+    refused = (
+        kernels["alice"]
+        .run(
+            "import os, subprocess\n"
+            "url = os.environ['CHAT_OAUTH2_NB_SERVER_API_URL'] + '/token/demo'\n"
+            "print(subprocess.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', "
+            "'POST', '-d', '{\"user\": \"alice\"}', url], capture_output=True, text=True, "
+            "timeout=60).stdout)\n"
+        )
+        .strip()
+    )
+    assert refused == "403"
+
+
+def test_a_rejected_client_names_the_hub_config(
+    hub: RealHub, broker_provider: DemoProvider, kernels: dict[str, Kernel]
+) -> None:
+    # The provider no longer accepts the declared client (its secret was rotated there).
+    broker_provider.inject_fault(
+        "token",
+        status=401,
+        body='{"error": "invalid_client", "error_description": "bad secret"}',
+        content_type="application/json",
+    )
+    error = (
+        kernels["alice"]
+        .run(
+            "try:\n"
+            "    client.refresh_user_access_token()\n"
+            "except Exception as exc:\n"
+            "    print(type(exc).__name__, '|', exc)\n"
+        )
+        .strip()
+    )
+    assert "invalid_client" in error, error
+    # On a hub the admin declared it in the hub's config: the hint says so.
+    assert "configure_hub(providers=...) in jupyterhub_config.py" in error, error
+    assert "jupyter_server_config" not in error, error
 
 
 def test_the_sidebar_api_lists_the_hub_declared_provider_and_refreshes_through_the_broker(

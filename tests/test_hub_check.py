@@ -20,7 +20,9 @@ PUBLIC = "https://hub.example.org/"
 REDIRECT = f"{PUBLIC}services/chat-oauth2/callback/demo"
 
 
-def _check(folder: Path, provider: DemoProvider, client_id: str, secret: str) -> tuple[int, str]:
+def _check(
+    folder: Path, provider: DemoProvider, client_id: str, secret: str, after: str = ""
+) -> tuple[int, str]:
     declaration = {**provider.config(alias="demo"), "clientId": client_id}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "jupyterhub_config.py").write_text(
@@ -31,9 +33,14 @@ def _check(folder: Path, provider: DemoProvider, client_id: str, secret: str) ->
             configure_hub(c, providers={{"demo": {declaration!r}}})
             """
         )
+        + after
     )
     # The secret from the hub's environment, as an administrator keeps it out of the file.
-    env = {**os.environ, "CHAT_OAUTH2_DEMO_CLIENT_SECRET": secret}
+    env = {
+        **os.environ,
+        "CHAT_OAUTH2_DEMO_CLIENT_SECRET": secret,
+        "XDG_CONFIG_HOME": str(folder / "config"),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "chat_oauth2_nb.hub", "check"],
         cwd=folder,
@@ -58,8 +65,8 @@ def test_check_prints_the_redirect_uri_and_a_clean_diagnosis(
     assert code == 0, out
     assert "Client credentials accepted" in out and "Redirect URI accepted" in out
     assert_no_secret(out, [secret], "the check's output", client_ids=[client_id])
-    # The service's copy of the declarations is the admin's alone.
-    assert (tmp_path / "hub" / "chat_oauth2_nb_providers.json").stat().st_mode & 0o077 == 0
+    # No copy of the secret: the service is handed a reference to where the admin keeps it.
+    assert not (tmp_path / "hub" / "chat_oauth2_nb_providers.json").exists()
 
 
 def test_check_names_a_wrong_client_secret(tmp_path: Path, provider: DemoProvider) -> None:
@@ -69,3 +76,18 @@ def test_check_names_a_wrong_client_secret(tmp_path: Path, provider: DemoProvide
     assert code == 1, out
     assert "invalid_client" in out
     assert_no_secret(out, [wrong], "the check's output", client_ids=[client_id])
+
+
+def test_check_finds_server_token_scopes_that_leave_the_service_out(
+    tmp_path: Path, provider: DemoProvider
+) -> None:
+    client_id, secret = provider.register_client(
+        client_secret=nasty_secret("GOCSPX-"), redirect_uris=[REDIRECT], scopes=None
+    )
+    assert secret is not None
+    # Another tool's setting, later in the file: it replaces the "server" role's scopes.
+    after = 'c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server"]\n'
+    code, out = _check(tmp_path / "hub", provider, client_id, secret, after)
+    assert code == 1, out
+    assert "c.Spawner.server_token_scopes" in out
+    assert "access:services!service=chat-oauth2" in out

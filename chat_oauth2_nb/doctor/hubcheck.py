@@ -25,10 +25,11 @@ from ..errors import ConfigurationError, OAuth2Error
 from ..routes import HUB_CALLBACK_ENV
 from . import Report, Subject, diagnose
 
-__all__ = ["check_declared", "main"]
+__all__ = ["check_declared", "main", "overridden_server_scopes"]
 
-# configure_hub()'s name for the service's providers file (hub/config.py).
+# configure_hub()'s names for the service's declarations (hub/config.py).
 _PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
 
 
 def check_declared(
@@ -60,11 +61,44 @@ def _hub_config(path: Path) -> Any:
     return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
 
 
+def _service_environment(config: Any) -> dict[str, str]:
+    """The environment configure_hub gave the managed service (the secrets' variables too)."""
+    found: dict[str, str] = {}
+    for service in dict.get(config.JupyterHub, "services") or []:
+        environment = service.get("environment") or {}
+        if _PROVIDERS_ENV in environment or _PROVIDERS_FILE_ENV in environment:
+            found = {str(k): str(v) for k, v in environment.items()}
+    return found
+
+
+def overridden_server_scopes(config: Any, service_name: str = "chat-oauth2") -> str | None:
+    """What is wrong when ``c.Spawner.server_token_scopes`` leaves out the service, or None.
+
+    configure_hub gives the hub's "server" role the service's access scope; that setting,
+    when set, replaces the role for servers' tokens, so every server's store key fetch and
+    broker call would be refused (403).
+    """
+    chosen = dict.get(config.Spawner, "server_token_scopes")
+    access = f"access:services!service={service_name}"
+    if chosen is None or callable(chosen):
+        return None
+    if access in chosen or "access:services" in chosen:
+        return None
+    return (
+        f"c.Spawner.server_token_scopes is set (after configure_hub(c), perhaps by another "
+        f"tool) and leaves out {access!r}: every server's API token lacks it, so users' "
+        f"servers cannot fetch their store key or reach the declared providers. Add {access!r} "
+        "to that list, or call configure_hub(c) after it."
+    )
+
+
 def _declarations(config: Any, providers_file: str | None) -> dict[str, Any]:
     file = providers_file
-    if not file:
-        for service in dict.get(config.JupyterHub, "services") or []:
-            file = (service.get("environment") or {}).get(_PROVIDERS_FILE_ENV) or file
+    environment = _service_environment(config)
+    if not file and _PROVIDERS_ENV in environment:
+        value: Any = json.loads(environment[_PROVIDERS_ENV])
+        return value if isinstance(value, dict) else {}
+    file = file or environment.get(_PROVIDERS_FILE_ENV)
     if not file:
         raise ConfigurationError(
             "providers",
@@ -99,9 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "Add `from chat_oauth2_nb.hub import configure_hub; configure_hub(c, "
                 "providers=...)` at its end.",
             )
+        # References resolve as the service resolves them: its variables, then this shell's.
+        environ = {**os.environ, **_service_environment(config)}
+        overridden = overridden_server_scopes(config)
+        if overridden is not None:
+            print(f"error: {overridden}", file=sys.stderr)
         declared = resolve_declarations(
             _declarations(config, args.providers_file),
-            os.environ,
+            environ,
             where=HUB_PROVIDERS,
             holder="JupyterHub",
         )
@@ -114,4 +153,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Register exactly this redirect URI at the provider: {redirect}")
         print(report)
         print()
-    return 0 if all(report.ok for _, _, report in results) else 1
+    return 0 if overridden is None and all(report.ok for _, _, report in results) else 1

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 from jupyter_core.paths import secure_write
 
 from ..config import ProviderConfig
-from ..declarations import HUB_PROVIDERS, public_part, resolve_declarations
+from ..declarations import (
+    HUB_PROVIDERS,
+    public_part,
+    referenced_declarations,
+    resolve_declarations,
+)
 from ..errors import ConfigurationError
 from ..routes import (
     HUB_BROKER_ENV,
@@ -21,12 +26,14 @@ from ..routes import (
     HUB_CALLBACK_ENV,
     HUB_KEY_ENV,
     HUB_KEY_PATH,
+    HUB_LOGIN_ENV,
     HUB_PROVIDERS_ENV,
     HUB_SOCKET_ENV,
     HUB_SOCKET_UID_ENV,
 )
 from ..store.postgres import is_postgres_url, redact_url, require_driver
-from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file
+from .keys import HUB_SECRET_FILE_ENV, ensure_secret_file, service_secret_file
+from .signin import LOGIN_SCOPES, login_declaration, stamp_expiries
 from .unix import DEFAULT_SOCKET, ensure_socket_folder
 
 __all__ = ["SERVICE_NAME", "configure_hub"]
@@ -36,12 +43,14 @@ SERVICE_NAME = "chat-oauth2"
 _DEFAULT_PORT = 10101
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _UNNAMED_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104
-#: The hub-held secret the router derives store keys from, next to the hub's own secrets.
-DEFAULT_SECRET_FILE = "chat_oauth2_nb_hub_secret"  # noqa: S105 (a file name)
-#: The declared providers, client secrets included, for the service only (0600).
+#: Where versions before 0.1 wrote the declared providers, client secrets included: a file
+#: configure_hub now removes (the service gets references, never a copy of a secret).
 DEFAULT_PROVIDERS_FILE = "chat_oauth2_nb_providers.json"
 # The router's names for them (router.py imports JupyterHub, which configure_hub must not).
 _BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+_BROKER_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
+_BROKER_LOGIN_ENV = "CHAT_OAUTH2_NB_BROKER_LOGIN_ALIAS"
+_BROKER_LOGIN_URL_ENV = "CHAT_OAUTH2_NB_HUB_LOGIN_URL"
 _BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
 _BROKER_STORE = "chat_oauth2_nb_broker.sqlite3"
 # JupyterHub's default "server" role, which configure_hub extends rather than replaces.
@@ -134,6 +143,7 @@ def configure_hub(
     providers_file: str | os.PathLike[str] | None = None,
     store_url: str | None = None,
     socket_path: str | os.PathLike[str] | None = None,
+    login_provider: str | None = None,
 ) -> str:
     """Set up the chat-oauth2 router on this hub; return the redirect URI base to register.
 
@@ -165,6 +175,8 @@ def configure_hub(
     server will do; ``pip install 'chat_oauth2_nb[postgres]'``) makes them share one store,
     so that a refresh is single flight across all of them. Its tables are ``chat_oauth2_*``.
 
+    ``login_provider="login"``: kernels get their user's hub sign-in token: docs/hub-login.md.
+
     Servers send their API token only to an authenticated service: the managed service also
     listens on a Unix socket (``socket_path``, default ``chat_oauth2_nb_run/router.sock``
     in the hub's directory, in a folder only the hub's user may write), and servers check
@@ -181,18 +193,42 @@ def configure_hub(
         "oauth_no_confirm": True,
         "display": False,
     }
-    declared = resolve_declarations(
-        providers or {}, os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
-    )
+    entries, variables, declared = _declarations(c, providers or {}, login_provider)
     _set_runner(service, managed, secret_file, api_token)
     socket = _set_socket(service, managed, socket_path)
     if declared:
-        _write_providers(service, declared, providers_file, managed, store_url)
+        _give_providers(service, entries, variables, providers_file, managed, store_url)
     _register(c, service, service_name)
     _give_servers(c, service, callback, key_url, declared)
+    if login_provider:
+        _give_login(c, service, service_name, login_provider, callback)
     if socket is not None:
         c.Spawner.environment = {**c.Spawner.environment, **socket}
     return callback
+
+
+def _declarations(
+    c: Any, providers: dict[str, Any], login_provider: str | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, ProviderConfig]]:
+    """The declarations with secrets as references, the variables they need, the configs."""
+    entries, variables = referenced_declarations(
+        _with_login(c, providers, login_provider),
+        os.environ,
+        where=HUB_PROVIDERS,
+        holder="JupyterHub",
+    )
+    declared = resolve_declarations(entries, variables, where=HUB_PROVIDERS, holder="JupyterHub")
+    return entries, variables, declared
+
+
+def _with_login(c: Any, providers: dict[str, Any], alias: str | None) -> dict[str, Any]:
+    """``providers``, plus the hub sign-in's provider as ``alias`` when asked (checked here)."""
+    if not alias:
+        return providers
+    declaration, section = login_declaration(c, os.environ)
+    stamp_expiries(c, section)
+    # An entry of the same alias adds to what the authenticator says (issuer, jwksUri...).
+    return {**providers, alias: {**declaration, **(providers.get(alias) or {})}}
 
 
 def _check_arguments(
@@ -227,7 +263,7 @@ def _set_runner(
     """Who runs the service: the hub (command and secret file), or you (its API token)."""
     if managed:
         service["command"] = [sys.executable, "-m", "chat_oauth2_nb.hub"]
-        secret = ensure_secret_file(Path(secret_file or DEFAULT_SECRET_FILE))
+        secret = service_secret_file(Path(secret_file) if secret_file else None)
         service["environment"] = {HUB_SECRET_FILE_ENV: str(secret)}
     else:
         if secret_file is not None:
@@ -248,21 +284,50 @@ def _set_socket(
     return {HUB_SOCKET_ENV: str(path), HUB_SOCKET_UID_ENV: str(uid)}
 
 
-def _write_providers(
+def _give_providers(
     service: dict[str, Any],
-    declared: dict[str, ProviderConfig],
+    entries: dict[str, dict[str, Any]],
+    variables: dict[str, str],
     providers_file: str | os.PathLike[str] | None,
     managed: bool,
     store_url: str | None,
 ) -> None:
-    """Write the full declarations (secrets included, 0600) for the service alone to read."""
+    """Give the service the declarations with their secrets as references, never a copy.
+
+    The managed service gets them in its environment, with the variables its references name
+    (a secret written in jupyterhub_config.py or kept in the hub's environment goes from the
+    hub's memory to the service's, never to disk); a file reference stays a path it reads.
+    A service you run yourself gets a file of references (``providers_file``) and needs those
+    variables in its own environment.
+    """
     file = Path(providers_file or DEFAULT_PROVIDERS_FILE).resolve()
-    full = {alias: cfg.to_mapping(include_secret=True) for alias, cfg in declared.items()}
-    with secure_write(str(file)) as out:
-        out.write(json.dumps(full))
     if managed:
-        service["environment"][_BROKER_PROVIDERS_FILE_ENV] = str(file)
+        if file.is_file():
+            # Written by an earlier version with the secrets in plain text: the references
+            # replace it. The store next to it stays where it was, so no token is lost.
+            file.unlink()
+        service["environment"].update(variables)
+        service["environment"][_BROKER_PROVIDERS_ENV] = json.dumps(entries)
         service["environment"][_BROKER_STORE_ENV] = store_url or str(file.with_name(_BROKER_STORE))
+        return
+    with secure_write(str(file)) as out:
+        out.write(json.dumps(entries))
+
+
+def _give_login(
+    c: Any, service: dict[str, Any], service_name: str, alias: str, callback: str
+) -> None:
+    """Let the service read and write users' auth_state; tell it and servers the alias."""
+    roles = list(_setting(c.JupyterHub, "load_roles") or [])
+    name = f"{service_name}-login"
+    roles = [r for r in roles if r.get("name") != name]
+    roles.append({"name": name, "scopes": list(LOGIN_SCOPES), "services": [service_name]})
+    c.JupyterHub.load_roles = roles
+    hub_root = callback.split("/services/", 1)[0]
+    if "environment" in service:
+        service["environment"][_BROKER_LOGIN_ENV] = alias
+        service["environment"][_BROKER_LOGIN_URL_ENV] = f"{hub_root}/hub/login"
+    c.Spawner.environment = {**c.Spawner.environment, HUB_LOGIN_ENV: alias}
 
 
 def _register(c: Any, service: dict[str, Any], service_name: str) -> None:
@@ -278,6 +343,11 @@ def _register(c: Any, service: dict[str, Any], service_name: str) -> None:
     # scope too (its token then identifies the user; it is never the user's full power).
     _grant(roles, "server", _SERVER_SCOPES, access)
     hub.load_roles = roles
+    # Set already (by the admin or another tool): it replaces the "server" role for servers'
+    # tokens, so it needs the scope too. One set after this call is `hub check`'s to find.
+    chosen = _setting(c.Spawner, "server_token_scopes")
+    if isinstance(chosen, (list, tuple, set)) and access not in chosen:
+        c.Spawner.server_token_scopes = [*chosen, access]
 
 
 def _grant(roles: list[dict[str, Any]], name: str, default: list[str], access: str) -> None:

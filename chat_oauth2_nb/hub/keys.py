@@ -1,7 +1,12 @@
 """The hub-held secret that every user's store key is derived from (``store.keys``).
 
-The secret lives in a 0600 file next to the hub's own secrets (``configure_hub`` makes it
-once) or in ``CHAT_OAUTH2_NB_HUB_SECRET``; every router replica must see the same one.
+The secret lives in a 0600 file (``configure_hub`` makes it once) or in
+``CHAT_OAUTH2_NB_HUB_SECRET``; every router replica must see the same one. By default the file
+is kept away from what it seals: not in the hub's directory, where the service's store and
+the hub's database sit (and which backups and volume snapshots copy), but in the hub user's
+own configuration folder, ``$XDG_CONFIG_HOME/chat_oauth2_nb/hub_secret`` (``~/.config``),
+a 0700 folder. A secret an earlier version made in the hub's directory is moved there, the
+same secret, so no stored token is lost.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import binascii
 import os
 import secrets
+import shutil
 import stat
 from pathlib import Path
 
@@ -17,14 +23,61 @@ from ..errors import ConfigurationError
 __all__ = [
     "HUB_SECRET_ENV",
     "HUB_SECRET_FILE_ENV",
+    "LEGACY_SECRET_FILE",
+    "default_secret_file",
     "ensure_secret_file",
     "load_hub_secret",
+    "service_secret_file",
 ]
 
 #: The hub-held secret itself (hex), for replicas fed from a Kubernetes Secret.
 HUB_SECRET_ENV = "CHAT_OAUTH2_NB_HUB_SECRET"  # noqa: S105 (a variable name)
 #: A file holding the secret (hex); ``configure_hub`` points the managed service at it.
 HUB_SECRET_FILE_ENV = "CHAT_OAUTH2_NB_HUB_SECRET_FILE"  # noqa: S105 (a variable name)
+
+
+#: Where versions before 0.1 made the secret: the hub's directory, beside the store it seals.
+LEGACY_SECRET_FILE = "chat_oauth2_nb_hub_secret"  # noqa: S105 (a file name)
+
+
+def default_secret_file() -> Path:
+    """``$XDG_CONFIG_HOME/chat_oauth2_nb/hub_secret`` (``~/.config`` by default) of the hub's user."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "chat_oauth2_nb" / "hub_secret"
+
+
+def service_secret_file(chosen: Path | None) -> Path:
+    """The secret file the managed service reads: ``chosen``, or the default (made, or moved).
+
+    Without ``chosen``, a secret left in the hub's directory by an earlier version moves to
+    the default place (copied, then removed), so every user's store key stays the same.
+    """
+    if chosen is not None:
+        return ensure_secret_file(chosen)
+    path = default_secret_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    legacy = Path(LEGACY_SECRET_FILE).resolve()
+    if legacy.is_file() and not path.exists():
+        ensure_secret_file(legacy)  # refuse one others could read before moving it
+        staged = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out, legacy.open() as source:
+            shutil.copyfileobj(source, out)
+        os.replace(staged, path)
+    if legacy.is_file():
+        if not _same_secret(legacy, path):
+            raise ConfigurationError(
+                "the chat-oauth2 hub secret",
+                f"exists twice, different in {legacy} and in {path}",
+                f"Keep the one your users' stores were sealed with: move it to {path} (or pass "
+                "configure_hub(c, secret_file=...)) and remove the other.",
+            )
+        legacy.unlink()
+    return ensure_secret_file(path)
+
+
+def _same_secret(one: Path, other: Path) -> bool:
+    return one.read_text().strip() == other.read_text().strip()
 
 
 def _parse_secret(text: str, where: str) -> bytes:

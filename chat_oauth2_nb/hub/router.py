@@ -34,7 +34,12 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from ..declarations import HUB_PROVIDERS, admins_error_payload, resolve_declarations
+from ..declarations import (
+    HUB_PROVIDERS,
+    admins_error_payload,
+    error_payload,
+    resolve_declarations,
+)
 from ..errors import NotAuthorizedError, OAuth2Error
 from ..lifecycle.callback import ROUTE_VALUE, SECURITY_HEADERS, route_cookie_name, scrub_uri
 from ..lifecycle.declared import DeclaredProviders
@@ -44,15 +49,19 @@ from ..store import HeldTokenStore, open_store
 from ..store.keys import derive_store_key
 from ..store.postgres import PostgresStore, is_postgres_url
 from .keys import load_hub_secret
+from .login import LoginGrants
 from .unix import listen_unix
 
 __all__ = [
+    "BROKER_PROVIDERS_ENV",
     "BROKER_PROVIDERS_FILE_ENV",
     "BROKER_STORE_ENV",
     "BrokerApi",
     "CallbackRouter",
+    "ScopeMissing",
     "StoreKey",
     "load_declared",
+    "load_login",
     "main",
     "make_app",
 ]
@@ -62,6 +71,12 @@ log = logging.getLogger("chat_oauth2_nb.hub")
 #: Set by configure_hub() for the managed service: the 0600 JSON file of the declared
 #: providers, client secrets included (broker mode).
 BROKER_PROVIDERS_FILE_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE"
+#: The same declarations in the service's environment (configure_hub's way: no file).
+BROKER_PROVIDERS_ENV = "CHAT_OAUTH2_NB_BROKER_PROVIDERS"
+#: The alias of the hub sign-in's provider (configure_hub(c, login_provider=...)), and the
+#: hub's login page a person is sent to when that sign-in has ended.
+BROKER_LOGIN_ENV = "CHAT_OAUTH2_NB_BROKER_LOGIN_ALIAS"
+BROKER_LOGIN_URL_ENV = "CHAT_OAUTH2_NB_HUB_LOGIN_URL"
 #: Where the service keeps its store (refresh tokens, sealed): a SQLite file (default: in its
 #: directory) or a ``postgresql://`` URL (several replicas of the service share it).
 BROKER_STORE_ENV = "CHAT_OAUTH2_NB_BROKER_STORE"
@@ -80,6 +95,12 @@ class _Headers(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """A short page that says what to do (never the request, which holds the code)."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, ScopeMissing):
+            # A server's token, not a browser: say which scope it lacks, in JSON.
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"error": "missing_scope", "scope": exc.scope}))
+            return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         reason = {
             403: "Your hub account may not use this service. Ask the hub administrator to "
@@ -91,6 +112,15 @@ class _Headers(web.RequestHandler):
             "<!doctype html><meta charset=utf-8><title>Authorization not forwarded</title>"
             f"<h1>Authorization not forwarded ({status_code})</h1><p>{reason}</p>"
         )
+
+
+class ScopeMissing(web.HTTPError):
+    """403: a user's token without this service's access scope (named in the JSON answer)."""
+
+    def __init__(self, scope: str) -> None:
+        """``scope``: the scope the token lacks."""
+        super().__init__(403)
+        self.scope = scope
 
 
 class OAuthCallback(_Headers, HubOAuthCallbackHandler):  # type: ignore[misc]
@@ -140,13 +170,12 @@ async def _token_user(handler: web.RequestHandler, hub_auth: HubAuth) -> str:
         raise web.HTTPError(403)
     model = await hub_auth.user_for_token(match.group(1), sync=False)
     required = hub_auth.access_scopes
-    if (
-        not model
-        or model.get("kind", "user") != "user"
-        or not required
-        or not hub_auth.check_scopes(required, model)
-    ):
+    if not model or model.get("kind", "user") != "user" or not required:
         raise web.HTTPError(403)
+    if not hub_auth.check_scopes(required, model):
+        # A user's own token that lacks the scope: usually c.Spawner.server_token_scopes
+        # replaced what configure_hub gave servers. Naming the scope tells the server so.
+        raise ScopeMissing(max(sorted(required), key=len))  # the narrowest: this service
     return str(model["name"])
 
 
@@ -180,9 +209,12 @@ class BrokerApi(_Headers):
         declared: DeclaredProviders | None,
         store: Callable[[], HeldTokenStore] | None,
         hub_auth: HubAuth,
+        login: LoginGrants | None = None,
     ) -> None:
-        """``declared``: the declared providers (None: none); ``store``: opens the service's store."""
+        """``declared``: the declared providers (None: none); ``store``: opens the service's store;
+        ``login``: the hub sign-in's provider, whose tokens are users' auth_state."""
         self.declared, self.open_store, self.hub_auth = declared, store, hub_auth
+        self.login = login
 
     def _json(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)
@@ -192,6 +224,10 @@ class BrokerApi(_Headers):
     async def post(self, action: str, alias: str) -> None:
         """Exchange a code, hand out an access token (refreshing once), or revoke."""
         hub_user = await _token_user(self, self.hub_auth)
+        login = self.login
+        if login is not None and alias == login.config.alias:
+            await self._login(login, action, hub_user)
+            return
         declared, open_store = self.declared, self.open_store
         if declared is None or open_store is None:
             self._json(
@@ -228,10 +264,40 @@ class BrokerApi(_Headers):
             raise web.HTTPError(400) from None
         self._json(200, answer)
 
+    async def _login(self, login: LoginGrants, action: str, hub_user: str) -> None:
+        await _serve_login(self, login, action, hub_user)
+
+
+async def _serve_login(handler: BrokerApi, login: LoginGrants, action: str, hub_user: str) -> None:
+    """The hub sign-in's token of the token's own hub user: no one else's, whatever is asked."""
+    try:
+        body = json.loads(handler.request.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("user"), str):
+        raise web.HTTPError(400)
+    try:
+        if body["user"] != hub_user:
+            raise NotAuthorizedError(
+                f"The hub sign-in's token is only for the hub user {hub_user!r}",
+                hint="Call it without user=, as the signed-in hub user.",
+            )
+        answer = await asyncio.to_thread(serve, login, action, hub_user, body)
+    except OAuth2Error as exc:
+        status = 404 if isinstance(exc, NotAuthorizedError) else 502
+        handler._json(status, error_payload(exc))
+        return
+    except ValueError:
+        raise web.HTTPError(400) from None
+    handler._json(200, answer)
+
 
 def _admins_error(exc: OAuth2Error) -> dict[str, Any]:
     """The error for the user's server, saying when the fix is the hub administrator's."""
-    return admins_error_payload(exc, "on the hub; python -m chat_oauth2_nb.hub check diagnoses it")
+    return admins_error_payload(
+        exc,
+        f"{HUB_PROVIDERS} in jupyterhub_config.py; python -m chat_oauth2_nb.hub check diagnoses it",
+    )
 
 
 def _log_request(handler: web.RequestHandler) -> None:
@@ -276,14 +342,35 @@ def _broker_store(hub_secret: bytes | None) -> Callable[[], HeldTokenStore] | No
 
 
 def load_declared() -> DeclaredProviders | None:
-    """The declared providers configure_hub() wrote for this service (secrets included)."""
+    """The declared providers configure_hub() gave this service, their secrets resolved now.
+
+    ``CHAT_OAUTH2_NB_BROKER_PROVIDERS`` (JSON, from configure_hub) or the file
+    ``CHAT_OAUTH2_NB_BROKER_PROVIDERS_FILE`` names (a service you run yourself); each secret
+    is a reference (``{"env": …}``, ``{"file": …}``) read here, in this process's memory only.
+    """
+    inline = os.environ.get(BROKER_PROVIDERS_ENV, "")
     file = os.environ.get(BROKER_PROVIDERS_FILE_ENV, "")
-    if not file:
+    if not inline and not file:
         return None
+    text = inline or Path(file).read_text()
     declared = resolve_declarations(
-        json.loads(Path(file).read_text()), os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
+        json.loads(text), os.environ, where=HUB_PROVIDERS, holder="JupyterHub"
     )
     return DeclaredProviders(declared, where=HUB_PROVIDERS) if declared else None
+
+
+def load_login(declared: DeclaredProviders | None) -> LoginGrants | None:
+    """The hub sign-in's provider configure_hub(c, login_provider=...) declared, or None."""
+    alias = os.environ.get(BROKER_LOGIN_ENV, "")
+    if not alias or declared is None:
+        return None
+    return LoginGrants(
+        declared.config_for(alias),
+        api_url=os.environ["JUPYTERHUB_API_URL"],
+        api_token=os.environ["JUPYTERHUB_API_TOKEN"],
+        login_url=os.environ.get(BROKER_LOGIN_URL_ENV, "") or "the hub's login page",
+        connections=declared.connections,
+    )
 
 
 def make_app(
@@ -292,12 +379,18 @@ def make_app(
     cookie_secret: bytes | None = None,
     hub_secret: bytes | None = None,
     broker: DeclaredProviders | None = None,
+    login: LoginGrants | None = None,
 ) -> web.Application:
     """The tornado application serving under the service's ``prefix`` (``/services/chat-oauth2/``)."""
     prefix = "/" + prefix.strip("/")
     hub_auth = HubAuth()
     key_args = {"secret": hub_secret, "hub_auth": hub_auth}
-    broker_args = {"declared": broker, "store": _broker_store(hub_secret), "hub_auth": hub_auth}
+    broker_args = {
+        "declared": broker,
+        "store": _broker_store(hub_secret),
+        "hub_auth": hub_auth,
+        "login": login,
+    }
     return web.Application(
         [
             (rf"{prefix}/{HUB_KEY_PATH}", StoreKey, key_args),
@@ -322,12 +415,14 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
     url = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     secret = os.environ.get("CHAT_OAUTH2_NB_HUB_COOKIE_SECRET")
+    declared = load_declared()
     app = make_app(
         os.environ["JUPYTERHUB_SERVICE_PREFIX"],
         os.environ.get("JUPYTERHUB_BASE_URL") or "/",
         bytes.fromhex(secret) if secret else None,
         load_hub_secret(),
-        load_declared(),
+        declared,
+        load_login(declared),
     )
     server = HTTPServer(app, xheaders=True)
     # The port first: a port someone else holds stops the service before it opens its socket.

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import ProviderConfig, env_var_name
 from ..lifecycle.remote import Holder, ask
-from ..routes import SERVER_API_ENV, SERVER_API_TOKEN_ENV
+from ..routes import HUB_LOGIN_ENV, SERVER_API_ENV, SERVER_API_TOKEN_ENV
 
 __all__ = ["declared_config", "find_declared", "providers", "server_holder"]
 
@@ -34,6 +34,7 @@ def server_holder() -> Holder | None:
         name="The Jupyter server's chat-oauth2 API",
         place="the Jupyter server",
         hint="Check that the Jupyter server running this kernel is still up.",
+        eager=frozenset(filter(None, [os.environ.get(HUB_LOGIN_ENV)])),
     )
 
 

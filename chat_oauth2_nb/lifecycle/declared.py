@@ -33,14 +33,18 @@ class DeclaredProviders:
         timeout: float = 10.0,
         holder: Holder | None = None,
         where: str = "c.ChatOAuth2App.providers",
+        login: str | None = None,
     ) -> None:
         """``holder``: who holds the secrets (the hub's service); None: this process does.
 
-        ``where``: where an administrator declares them, for messages.
+        ``where``: where an administrator declares them, for messages. ``login``: the alias
+        of the hub sign-in's provider, whose tokens the holder has before anyone authorizes
+        here.
         """
         self.declared = dict(declared)
         self.where = where
         self.holder = holder
+        self.login = login
         self.connections = Connections(timeout)
 
     def __repr__(self) -> str:
@@ -70,7 +74,11 @@ class DeclaredProviders:
         config = self.config_for(alias)
         if self.holder is not None:
             return RemoteGrants(
-                config, lambda: store, holder=self.holder, timeout=self.connections.timeout
+                config,
+                lambda: store,
+                holder=self.holder,
+                timeout=self.connections.timeout,
+                ask_when_empty=alias == self.login,
             )
         return LocalGrants(
             config, lambda: store, connections=self.connections, hold_refresh_tokens=True

@@ -53,6 +53,8 @@ class Holder:
     connect: Callable[[str, float], httpx.Client] = dataclasses.field(
         default=lambda url, timeout: httpx.Client(timeout=timeout), repr=False
     )
+    #: Aliases whose tokens the holder has before anyone authorizes here (the hub sign-in's).
+    eager: frozenset[str] = frozenset()
 
 
 def ask(
@@ -97,11 +99,17 @@ class RemoteGrants(TokenShelf):
         holder: Holder,
         timeout: float = 10.0,
         leeway: float = 30.0,
+        ask_when_empty: bool = False,
     ) -> None:
-        """``timeout``: the holder's own deadline with the provider (this side waits longer)."""
+        """``timeout``: the holder's own deadline with the provider (this side waits longer).
+
+        ``ask_when_empty``: with nothing stored here, ask the holder rather than answer None
+        (the hub sign-in's token, which the holder has before anyone authorizes here).
+        """
         super().__init__(config, store, leeway=leeway, hold_refresh_tokens=False)
         self.holder = holder
         self.timeout = timeout
+        self.ask_when_empty = ask_when_empty or config.alias in holder.eager
 
     def _ask(self, action: str, body: dict[str, Any], slack: float) -> dict[str, Any]:
         # The holder may itself ask the provider (one deadline) and another holder: slack.
@@ -119,6 +127,10 @@ class RemoteGrants(TokenShelf):
         if record is None and self._config.grant == "client_credentials":
             # The holder gets the client's own token: nothing to authorize first.
             return self._from_holder(user, None, {"leeway": leeway}, optional=False)
+        if record is None and self.ask_when_empty:
+            return self._from_holder(
+                user, None, {"leeway": leeway, "optional": True}, optional=True
+            )
         if record is None or not record.data.is_expired(leeway):
             return record
         return self._from_holder(user, record, {"leeway": leeway}, optional=False)
@@ -128,6 +140,10 @@ class RemoteGrants(TokenShelf):
     ) -> TokenRecord | None:
         """Have the holder refresh now, unless a newer token than the caller's is here or there."""
         record = self.stored(user)
+        if record is None and self.ask_when_empty:
+            return self._from_holder(
+                user, None, {"force": True, "optional": optional}, optional=optional
+            )
         if record is None:
             return None
         mine = digest(record.data.token)

@@ -1,14 +1,15 @@
 """The ``%oauth2`` line magic: ``%load_ext chat_oauth2_nb``, then ``%oauth2 google``.
 
 ``%oauth2 PRESET [--PARAM VALUE ...]`` shows the panel of a preset (see
-:mod:`chat_oauth2_nb.presets`); the client id and secret come from the environment
+:mod:`chat_oauth2_nb.presets`), ``%oauth2 ALIAS`` the panel of a provider the administrator
+declared on this server or hub (any alias, preset name or not: no credentials needed); a
+preset's client id and secret come from the environment
 (``CHAT_OAUTH2_<ALIAS>_CLIENT_ID`` / ``_CLIENT_SECRET``), so no secret is typed into a
 notebook. Options: ``--alias``, ``--user``, ``--scopes "a b"``, ``--mode``, ``--as NAME``
 (bind the client to a variable); every other ``--name value`` is a preset parameter
 (``--tenant``, ``--base-url``, ``--realm``, ``--server-url``, ``--issuer``).
-``%oauth2 status`` shows the dashboard of every stored token. ``%oauth2 ALIAS`` shows the
-panel of a provider declared on the Jupyter server (``c.ChatOAuth2App.providers``), whose
-secret the server holds. A mistyped name or option gets the closest one suggested.
+``%oauth2 status`` shows the dashboard of every stored token. A mistyped name or option gets
+the closest one suggested.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .client import OAuth2Client, create_oauth2_client
 __all__ = ["USAGE", "load_ipython_extension", "oauth2_magic"]
 
 USAGE = (
-    "Usage: %oauth2 PRESET [--alias A] [--user U] [--scopes 'a b'] [--mode M] [--as NAME] "
+    "Usage: %oauth2 PRESET|DECLARED-ALIAS [--alias A] [--user U] [--scopes 'a b'] [--mode M] "
+    "[--as NAME] "
     "[--PARAM VALUE ...]  (presets: " + ", ".join(sorted(PRESETS)) + ")\n"
     "       %oauth2 status   (every stored token)\n"
     "Client id and secret come from CHAT_OAUTH2_<ALIAS>_CLIENT_ID and _CLIENT_SECRET."
@@ -94,6 +96,22 @@ def _declared(name: str) -> bool:
     )
 
 
+def _preset_declared(name: str, options: dict[str, str], params: dict[str, str]) -> bool:
+    """Whether the preset name ``name`` means the provider declared under that alias.
+
+    A preset name with the person's own credentials in the environment stays the preset;
+    ``--alias`` or preset parameters mean the person's own client too.
+    """
+    from ..kernel.declared import find_declared
+
+    if params or "alias" in options:
+        return False
+    try:
+        return find_declared(name, {}) is not None
+    except OAuth2Error:  # the server is gone: the preset, whose errors say what to set
+        return False
+
+
 def _check_params(name: str, params: dict[str, str], declared: bool) -> None:
     """Refuse a --name that is neither an option nor the preset's parameter, with a guess."""
     accepted = [] if declared else preset_parameters(name)
@@ -118,7 +136,7 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
         from .board import dashboard
 
         return dashboard()
-    declared = name not in PRESETS and _declared(name)
+    declared = _declared(name) if name not in PRESETS else _preset_declared(name, options, params)
     _check_params(name, params, declared)
     alias = options.get("alias", name)
     for secret in ("client_id", "client_secret"):
@@ -150,6 +168,11 @@ def oauth2_magic(line: str, shell: Any = None) -> Any:
                 old.close()
                 del _clients[old_key]
         _clients[key] = client
+    return _show(client, options, shell)
+
+
+def _show(client: OAuth2Client, options: dict[str, str], shell: Any) -> Any:
+    """Bind ``--as``, ask for ``--scopes`` and return the panel of ``client`` for ``--user``."""
     if "as" in options:
         if not options["as"].isidentifier():
             raise _usage_error(f"--as needs a variable name, got {options['as']!r}.")

@@ -27,6 +27,7 @@ from ..routes import (
     CALLBACK_PATH,
     HUB_BROKER_ENV,
     HUB_CALLBACK_ENV,
+    HUB_LOGIN_ENV,
     HUB_PROVIDERS_ENV,
     SERVER_API_ENV,
     SERVER_API_PATH,
@@ -177,6 +178,7 @@ class ChatOAuth2App(ExtensionApp):
             declared,
             timeout=self.token_timeout,
             holder=holder,
+            login=os.environ.get(HUB_LOGIN_ENV) or None,
             # Broker mode: the hub's administrator declared them, in jupyterhub_config.py.
             where=f"{HUB_PROVIDERS} in jupyterhub_config.py"
             if holder is not None

@@ -116,6 +116,31 @@ def _refused(url: str, problem: str) -> StoreError:
     )
 
 
+def _missing_scope(body: bytes) -> str | None:
+    """The scope the service says this server's token lacks, or None."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("error") != "missing_scope":
+        return None
+    scope = answer.get("scope")
+    return scope if isinstance(scope, str) and len(scope) <= 200 else None
+
+
+def _scope_overridden(url: str, scope: str) -> StoreError:
+    return StoreError(
+        f"The token store's key could not be fetched from the hub's chat-oauth2 service at "
+        f"{url}: this server's API token (JUPYTERHUB_API_TOKEN) lacks the scope {scope}. "
+        "configure_hub(c) gives it to the hub's 'server' role, but c.Spawner."
+        "server_token_scopes (set in jupyterhub_config.py after configure_hub, perhaps by "
+        "another tool or a profile) replaces that role's scopes for servers' tokens",
+        hint=f"Ask the hub administrator to add {scope!r} to c.Spawner.server_token_scopes "
+        "(or call configure_hub(c) after it is set; `python -m chat_oauth2_nb.hub check` "
+        "finds this), then restart your server from the hub's home page.",
+    )
+
+
 def fetch_hub_store_key() -> str | None:
     """This user's store key from the hub (cached), or None outside a hub-spawned server.
 
@@ -151,6 +176,10 @@ def _fetch(url: str, token: str) -> str:
     if answer.status_code == 503:
         # The service's answer for a missing hub secret: the administrator's to fix.
         raise _refused(url, "HTTP 503, the hub administrator has not given it its secret")
+    if answer.status_code == 403 and len(answer.content) <= _MAX_ANSWER:
+        scope = _missing_scope(answer.content)
+        if scope is not None:
+            raise _scope_overridden(url, scope)
     if answer.status_code != 200:
         raise _refused(url, f"HTTP {answer.status_code}")
     key = _key_from(answer.content) if len(answer.content) <= _MAX_ANSWER else None

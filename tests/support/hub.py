@@ -85,6 +85,8 @@ class RealHub:
         self.after_config = after_config
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "hub.log"
+        #: More variables of the hub's environment (secrets an administrator keeps there).
+        self.hub_env: dict[str, str] = {}
 
     @property
     def callback_base(self) -> str:
@@ -96,9 +98,14 @@ class RealHub:
         return self.root / "home" / user
 
     @property
+    def config_home(self) -> Path:
+        """The hub user's XDG_CONFIG_HOME: where configure_hub() keeps the hub secret."""
+        return self.root / "hub-config"
+
+    @property
     def secret_file(self) -> Path:
-        """The hub-held secret configure_hub() made in the hub's directory."""
-        return self.root / "chat_oauth2_nb_hub_secret"
+        """The hub-held secret configure_hub() made, away from the hub's directory."""
+        return self.config_home / "chat_oauth2_nb" / "hub_secret"
 
     def store_path(self, user: str) -> Path:
         """Where the user's Jupyter server keeps its token store."""
@@ -166,6 +173,8 @@ class RealHub:
         config = self.root / "jupyterhub_config.py"
         config.write_text(self._config())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "CHAT_OAUTH2"))}
+        env["XDG_CONFIG_HOME"] = str(self.config_home)
+        env.update(self.hub_env)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(config)],
