@@ -27,25 +27,31 @@ from dataclasses import asdict, dataclass
 import nbformat
 import pytest
 import test_sidebar_browser as sb
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    Locator,
-    Page,
-    expect,
-    sync_playwright,
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from support.chromium import (  # noqa: F401 (fixtures: jp_asyncio_loop, jp_server_cleanup, browser)
+    UI_TIMEOUT_MS,
+    module_browser,
+    new_context,
+    no_jupyter_cleanup,
+    no_jupyter_loop,
 )
-from support.chromium import launch_chromium, require_chromium, write_lab_settings
-from support.labext import ARTIFACTS, SIDEBAR, card, link_labextension
+from support.labext import (  # noqa: F401 (fixture: provider)
+    ARTIFACTS,
+    SIDEBAR,
+    card,
+    lab_server,
+    module_provider,
+    running,
+)
+from support.labext import lab_artifacts_on_failure as artifacts_on_failure
 from support.server import JupyterServer
 from support.wait import wait_until
 
-from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.oauth import mask
 
 pytestmark = pytest.mark.browser
 
-UI_TIMEOUT_MS = 90_000
 #: How long each agreement may take before the test fails (the goal is a second).
 AGREE_TIMEOUT_MS = 60_000
 ALIAS = "demo"
@@ -107,33 +113,6 @@ class Lag:
 MEASURED: list[Lag] = []
 
 
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None  # no Jupyter server in this process (see test_browser.py)
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[DemoProvider]:
-    demo = start_demo_provider(port=0, token_lifetime=3600)
-    yield demo
-    demo.stop()
-
-
 def write_notebook(server: JupyterServer) -> None:
     """A client of the server's declared provider (no credentials in the kernel), its panel."""
     setup = (
@@ -153,39 +132,20 @@ def write_notebook(server: JupyterServer) -> None:
 def jupyter(
     browser: Browser, provider: DemoProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[JupyterServer]:
-    server = JupyterServer(
-        tmp_path_factory.mktemp("agree"),
-        app="lab",
-        args=[
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-        ],
-        # The declared provider's secret, in the server's environment only.
-        env={sb.SECRET_ENV: provider.client_secret},
-    )
     declared = {**provider.config(alias=ALIAS), "clientId": provider.client_id}
     config = {"ChatOAuth2App": {"providers": {ALIAS: declared}}}
-    (server.config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
-    write_lab_settings(server.config_dir / "lab" / "user-settings")
-    link_labextension(server.data_dir)
+    # The declared provider's secret, in the server's environment only.
+    env = {sb.SECRET_ENV: provider.client_secret}
+    server = lab_server(tmp_path_factory.mktemp("agree"), env, config)
     write_notebook(server)
-    try:
-        server.start(timeout=120)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    with running(server) as started:
+        yield started
 
 
 @pytest.fixture
 def context(browser: Browser, jupyter: JupyterServer) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-    ctx.set_default_timeout(UI_TIMEOUT_MS)
-    yield ctx
-    ctx.close()
+    with new_context(browser, width=1440, height=1000) as ctx:
+        yield ctx
 
 
 def watch(page: Page, panel: tuple[str, str], sidebar: tuple[str, str]) -> int:
@@ -268,7 +228,7 @@ def test_the_panel_and_the_sidebar_agree_within_a_second(
     demo = card(page, ALIAS)
     status, masked = demo.locator(".chat-oauth2-status"), demo.locator(".chat-oauth2-masked")
     clock = demo.locator(".chat-oauth2-token .chat-oauth2-countdown")
-    with sb.artifacts_on_failure("agree", context, jupyter):
+    with artifacts_on_failure("agree", context, jupyter):
         page.goto(jupyter.login_url(f"lab/tree/{NOTEBOOK}", reset=True))
         sb.open_by_icon(page)
         expect(status).to_have_text("Not authorized")

@@ -22,7 +22,6 @@ log go to test-artifacts/.
 from __future__ import annotations
 
 import base64
-import contextlib
 import getpass
 import hashlib
 import json
@@ -35,21 +34,29 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium, write_lab_settings
-from support.labext import link_labextension
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from support.chromium import (  # noqa: F401 (fixtures: jp_asyncio_loop, jp_server_cleanup, browser)
+    ARTIFACTS,
+    UI_TIMEOUT_MS,
+    module_browser,
+    new_context,
+    no_jupyter_cleanup,
+    no_jupyter_loop,
+)
+from support.labext import SERVER_START_TIMEOUT, module_provider, running  # noqa: F401 (provider)
+from support.labext import lab_artifacts_on_failure as artifacts_on_failure
+from support.labext import lab_server as new_lab_server
 from support.scan import assert_no_secret as scan
 from support.server import JupyterServer
 from support.wait import wait_until
 
-from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.oauth import mask
 from chat_oauth2_nb.store import TokenRecord
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 # The README's picture is refreshed only on request, so a test run leaves the tree clean.
 SCREENSHOT = (
     ROOT / "docs" / "panel.png"
@@ -61,17 +68,9 @@ LAB_USER = "lab-tester"
 NB7_USER = "notebook7-tester"
 DEVICE_USER = "device-tester"
 PASTE_USER = "paste-tester"
-# Generous: kernel start-up and the first JupyterLab load are slow on a 2-core machine.
-UI_TIMEOUT_MS = 90_000
-SERVER_START_TIMEOUT = 120.0
 
 
 # -- the parts ---------------------------------------------------------------------------------
-
-
-def write_settings(config_dir: Path) -> None:
-    """User settings of the isolated JupyterLab: save widget state, fetch no news."""
-    write_lab_settings(config_dir / "lab" / "user-settings", save_widget_state=True)
 
 
 def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "auto") -> None:
@@ -84,10 +83,10 @@ def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "a
         f"client = create_oauth2_client({provider.config(alias=ALIAS)!r}, mode={mode!r})\n"
         "client.setup()"
     )
-    nb = nbformat.v4.new_notebook(
+    nb = nbformat.v4.new_notebook(  # type: ignore[no-untyped-call]
         cells=[
-            nbformat.v4.new_code_cell(setup),
-            nbformat.v4.new_code_cell(f"client.panel(user={user!r})"),
+            nbformat.v4.new_code_cell(setup),  # type: ignore[no-untyped-call]
+            nbformat.v4.new_code_cell(f"client.panel(user={user!r})"),  # type: ignore[no-untyped-call]
         ],
         metadata={
             "kernelspec": {
@@ -97,29 +96,22 @@ def write_notebook(path: Path, provider: DemoProvider, user: str, mode: str = "a
             }
         },
     )
-    nbformat.write(nb, path)
+    nbformat.write(nb, path)  # type: ignore[no-untyped-call]
 
 
 def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
     """JupyterLab with the two test notebooks; kernels get the demo credentials from its env."""
-    server = JupyterServer(
+    # Kernels inherit the server's environment: this is how the credentials reach them. The
+    # panel's countdown and copy buttons are views of this checkout's labextension.
+    server = new_lab_server(
         tmp,
-        app="lab",
-        args=[
-            # Nothing may leave this machine: no news, no update check, no PyPI extension manager.
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-        ],
-        # Kernels inherit the server's environment: this is how the credentials reach them.
-        env={
+        {
             "CHAT_OAUTH2_DEMO_CLIENT_ID": provider.client_id,
             "CHAT_OAUTH2_DEMO_CLIENT_SECRET": provider.client_secret,
         },
+        # Widget state goes into the saved notebook: the test checks what would be shared.
+        save_widget_state=True,
     )
-    write_settings(server.config_dir)
-    # The panel's countdown and copy buttons are views of this checkout's labextension.
-    link_labextension(server.data_dir)
     write_notebook(server.root_dir / "test.ipynb", provider, LAB_USER)
     write_notebook(server.root_dir / "test-nb7.ipynb", provider, NB7_USER)
     write_notebook(server.root_dir / "test-device.ipynb", provider, DEVICE_USER, "device")
@@ -130,75 +122,18 @@ def lab_server(tmp: Path, provider: DemoProvider) -> JupyterServer:
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-# pytest-jupyter (loaded by conftest.py for the server tests) makes every test share an asyncio
-# loop and closes it afterwards; here it would find and close Playwright's loop instead. This
-# module runs no Jupyter server in-process, so it needs neither fixture.
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    # Locator assertions wait this long (Playwright's default is 5 s).
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[DemoProvider]:
-    demo = start_demo_provider(port=0, token_lifetime=3600)
-    yield demo
-    demo.stop()
-
-
 @pytest.fixture(scope="module")
 def jupyter(
     browser: Browser, provider: DemoProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[JupyterServer]:
-    server = lab_server(tmp_path_factory.mktemp("jupyter"), provider)
-    try:
-        server.start(timeout=SERVER_START_TIMEOUT)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
+    with running(lab_server(tmp_path_factory.mktemp("jupyter"), provider)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(UI_TIMEOUT_MS)
-    yield ctx
-    ctx.close()
-
-
-@contextlib.contextmanager
-def artifacts_on_failure(
-    name: str, context: BrowserContext, server: JupyterServer
-) -> Iterator[None]:
-    """On any failure, save a screenshot of every open tab and the server log."""
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for index, page in enumerate(context.pages):
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(ARTIFACTS / f"{name}-tab{index}.png"), full_page=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(server.log_path, ARTIFACTS / f"{name}-jupyter.log")
-        raise
+    with new_context(browser) as ctx:
+        yield ctx
 
 
 # -- steps a person takes ----------------------------------------------------------------------

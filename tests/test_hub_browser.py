@@ -11,18 +11,28 @@ CHAT_OAUTH2_NB_REQUIRE_HUB=1). On failure, screenshots and the hub's log go to t
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import nbformat
 import pytest
-from playwright.sync_api import BrowserContext, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium, write_lab_settings
-from support.hub import RealHub, require_hub
+from playwright.sync_api import BrowserContext, expect
+from support.chromium import (  # noqa: F401 (fixtures: jp_asyncio_loop, jp_server_cleanup)
+    UI_TIMEOUT_MS,
+    no_jupyter_cleanup,
+    no_jupyter_loop,
+)
+from support.hub import (
+    RealHub,
+    consent_in_new_tab,
+    lab_browser,
+    lab_home,
+    lab_spawner_config,
+    log_in_to_lab,
+    require_hub_lab,
+)
 from support.scan import assert_no_secret
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
@@ -31,33 +41,22 @@ from chat_oauth2_nb.oauth import mask
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-UI_TIMEOUT_MS = 90_000
 NOTEBOOK = "hub-test.ipynb"
 
 
-# pytest-jupyter's loop fixtures would close Playwright's loop (see tests/test_browser.py).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield None
-
-
 def _prepare_home(hub: RealHub, provider: DemoProvider) -> None:
-    home = hub.home("alice")
-    write_lab_settings(home / ".jupyter" / "lab" / "user-settings")
+    home = lab_home(hub)
     setup = (
         "# The client id and secret come from the environment the hub gives the server.\n"
         "from chat_oauth2_nb import create_oauth2_client\n"
         f"client = create_oauth2_client({provider.config(alias='demo')!r})\n"
         "client.setup()"
     )
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell("client.panel()")],
+    nb = nbformat.v4.new_notebook(  # type: ignore[no-untyped-call]
+        cells=[
+            nbformat.v4.new_code_cell(setup),  # type: ignore[no-untyped-call]
+            nbformat.v4.new_code_cell("client.panel()"),  # type: ignore[no-untyped-call]
+        ],
         metadata={
             "kernelspec": {
                 "display_name": "Python 3 (ipykernel)",
@@ -66,7 +65,7 @@ def _prepare_home(hub: RealHub, provider: DemoProvider) -> None:
             }
         },
     )
-    nbformat.write(nb, home / NOTEBOOK)
+    nbformat.write(nb, home / NOTEBOOK)  # type: ignore[no-untyped-call]
 
 
 def _kernel_idle(hub: RealHub) -> bool:
@@ -81,49 +80,21 @@ def _kernel_idle(hub: RealHub) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _artifacts_on_failure(context: BrowserContext, hub: RealHub) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for index, page in enumerate(context.pages):
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(ARTIFACTS / f"hub-tab{index}.png"), full_page=True)
-        with contextlib.suppress(OSError):
-            (ARTIFACTS / "hub.log").write_text(hub.log(full=True))
-        raise
-
-
 def test_alice_authorizes_from_jupyterlab_through_the_hub(tmp_path: Path) -> None:
-    require_chromium()
-    require_hub()
-    # The hub's single-user servers run in this Python: JupyterLab must be installed here.
-    pytest.importorskip("jupyterlab")
+    require_hub_lab()
     provider = start_demo_provider(port=0, token_lifetime=3600)
     hub = RealHub(tmp_path / "hub", base_url="/jh/")
     # The one redirect URI of the whole hub, registered at the provider.
     client_id, secret = provider.register_client(redirect_uris=[f"{hub.callback_base}/demo"])
-    hub.extra_config = (
-        "c.Spawner.default_url = '/lab'\n"
-        "c.Spawner.args = ['--allow-root', '--LabApp.news_url=None',"
-        " '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',"
-        " '--LabApp.extension_manager=readonly']\n"
+    hub.extra_config = lab_spawner_config(
         f"c.Spawner.environment = {{'CHAT_OAUTH2_DEMO_CLIENT_ID': {client_id!r},"
         f" 'CHAT_OAUTH2_DEMO_CLIENT_SECRET': {secret!r}}}\n"
-    ).replace("\n", "\n            ")
+    )
     try:
         hub.start()
         _prepare_home(hub, provider)
-        expect.set_options(timeout=UI_TIMEOUT_MS)
-        with sync_playwright() as playwright:
-            chromium = launch_chromium(playwright)
-            context = chromium.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            with _artifacts_on_failure(context, hub):
-                _click_through(hub, provider, context)
-            context.close()
-            chromium.close()
+        with lab_browser(hub, "hub") as context:
+            _click_through(hub, provider, context)
         record = hub.store("alice").get_token("demo", "alice")
         assert record is not None
         assert provider.introspect(record.data.token)["username"] == "alice-at-the-provider"
@@ -135,13 +106,7 @@ def test_alice_authorizes_from_jupyterlab_through_the_hub(tmp_path: Path) -> Non
 
 def _click_through(hub: RealHub, provider: DemoProvider, context: BrowserContext) -> None:
     page = context.new_page()
-    # The hub's login page, as alice (DummyAuthenticator takes any password).
-    page.goto(f"{hub.url}hub/login?next={hub.base_url}hub/spawn")
-    page.locator("#username_input").fill("alice")
-    page.locator("#password_input").fill("any password")
-    page.locator("#login_submit").click()
-    # The hub starts her server and opens JupyterLab.
-    page.wait_for_url(re.compile(re.escape(f"{hub.url}user/alice/lab") + ".*"), timeout=120_000)
+    log_in_to_lab(page, hub)
     page.goto(f"{hub.url}user/alice/lab/tree/{NOTEBOOK}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
     deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
@@ -161,19 +126,8 @@ def _click_through(hub: RealHub, provider: DemoProvider, context: BrowserContext
     )
     link = page.locator(".chat-oauth2-panel a.chat-oauth2-authorize")
     expect(link).to_have_attribute("href", re.compile(re.escape(f"{hub.url}user/alice/")))
-    with context.expect_page() as opened:
-        link.click()
-    tab = opened.value
-    tab.wait_for_load_state()
-    # Consent at the provider.
-    expect(tab.locator("form#consent")).to_be_visible()
-    tab.locator("form#consent input[name=username]").fill("alice-at-the-provider")
-    tab.locator("button.approve").click()
-    # Through the router, to alice's own server's callback.
-    tab.wait_for_url(
-        re.compile(re.escape(f"{hub.url}user/alice/chat-oauth2/callback/demo?") + ".*")
-    )
-    expect(tab.locator("h1#outcome")).to_have_text("Authorized")
+    # Consent at the provider, through the router, to alice's own server's callback.
+    tab = consent_in_new_tab(context, hub, link)
     # The panel in the notebook's tab turns by itself.
     expect(status).to_have_text(re.compile(r"^Authorized"))
     record = hub.store("alice").get_token("demo", "alice")

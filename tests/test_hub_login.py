@@ -102,14 +102,8 @@ class SignedIn:
                     assert done.status_code == 302, done.text[:500]
                     return
                 answer = self.http.get(target)
-            elif url.startswith(self.op.issuer) and "/interaction/" in url:
-                path = urlsplit(url).path
-                if 'name="login"' in answer.text:
-                    answer = self.http.post(
-                        f"{self.op.issuer}{path}/login", data={"login": self.user}
-                    )
-                else:
-                    answer = self.http.post(f"{self.op.issuer}{path}/confirm")
+            elif self._at_provider(answer):
+                answer = self._interact(answer)
             else:
                 raise AssertionError(f"{answer.status_code} at {url}: {answer.text[:500]}")
         raise AssertionError("the sign-in never came back to the hub")
@@ -121,17 +115,21 @@ class SignedIn:
             current = str(answer.url)
             if answer.is_redirect:
                 answer = self.http.get(urljoin(current, answer.headers["location"]))
-            elif current.startswith(self.op.issuer) and "/interaction/" in current:
-                path = urlsplit(current).path
-                if 'name="login"' in answer.text:
-                    answer = self.http.post(
-                        f"{self.op.issuer}{path}/login", data={"login": self.user}
-                    )
-                else:
-                    answer = self.http.post(f"{self.op.issuer}{path}/confirm")
+            elif self._at_provider(answer):
+                answer = self._interact(answer)
             else:
                 return answer
         raise AssertionError(f"still redirected at {answer.url}")
+
+    def _at_provider(self, answer: httpx.Response) -> bool:
+        return str(answer.url).startswith(self.op.issuer) and "/interaction/" in str(answer.url)
+
+    def _interact(self, answer: httpx.Response) -> httpx.Response:
+        """The provider's page: log in as this person, or confirm the consent."""
+        path = urlsplit(str(answer.url)).path
+        if 'name="login"' in answer.text:
+            return self.http.post(f"{self.op.issuer}{path}/login", data={"login": self.user})
+        return self.http.post(f"{self.op.issuer}{path}/confirm")
 
     def home_status(self) -> int:
         """The hub's home page: 200 while signed in (the hub refreshes the sign-in first)."""
@@ -269,14 +267,22 @@ def test_bob_gets_only_his_own_sign_in(setup: tuple[RealHub, OidcProvider]) -> N
     bob.close()
 
 
-def test_more_scopes_than_the_sign_in_is_an_upgrade(setup: tuple[RealHub, OidcProvider]) -> None:
-    hub, op = setup
+def _asking_for_more(
+    hub: RealHub, op: OidcProvider, scope: str
+) -> tuple[SignedIn, Kernel, str, str]:
+    """Alice signed in, her kernel's sign-in token, and its start link for one more scope."""
     alice = SignedIn(hub, op, "alice")
     kernel = Kernel(hub, hub.spawn("alice"))
     signed_in = kernel.run(READ).strip()
     link = kernel.run(
-        "print(client.get_user_authorization_url(scopes=['openid', 'offline_access', 'profile']))"
+        f"print(client.get_user_authorization_url(scopes=['openid', 'offline_access', {scope!r}]))"
     ).strip()
+    return alice, kernel, signed_in, link
+
+
+def test_more_scopes_than_the_sign_in_is_an_upgrade(setup: tuple[RealHub, OidcProvider]) -> None:
+    hub, op = setup
+    alice, kernel, signed_in, link = _asking_for_more(hub, op, "profile")
     # Meanwhile the sign-in's token still serves.
     assert kernel.run("print(client.get_access_token_for_user().token)").strip() == signed_in
     consents = op.counters()["consent_pages"]
@@ -296,12 +302,7 @@ def test_more_scopes_than_the_sign_in_is_an_upgrade(setup: tuple[RealHub, OidcPr
 
 def test_an_upgrade_by_another_account_is_refused(setup: tuple[RealHub, OidcProvider]) -> None:
     hub, op = setup
-    alice = SignedIn(hub, op, "alice")
-    kernel = Kernel(hub, hub.spawn("alice"))
-    signed_in = kernel.run(READ).strip()
-    link = kernel.run(
-        "print(client.get_user_authorization_url(scopes=['openid', 'offline_access', 'email']))"
-    ).strip()
+    alice, kernel, signed_in, link = _asking_for_more(hub, op, "email")
     # In alice's browser, someone signs in at the provider as mallory for the upgrade.
     for cookie in list(alice.http.cookies.jar):
         if cookie.name.startswith(("_session", "_interaction", "_grant")):

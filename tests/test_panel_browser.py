@@ -26,9 +26,17 @@ from pathlib import Path
 import nbformat
 import pytest
 import test_browser as lab
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium
-from support.labext import write_theme
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from support.chromium import (  # noqa: F401 (fixtures: jp_asyncio_loop, jp_server_cleanup, browser)
+    ARTIFACTS,
+    UI_TIMEOUT_MS,
+    module_browser,
+    new_context,
+    no_jupyter_cleanup,
+    no_jupyter_loop,
+)
+from support.labext import lab_artifacts_on_failure as artifacts_on_failure
+from support.labext import running, write_theme
 from support.server import JupyterServer
 
 from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
@@ -37,30 +45,8 @@ from chat_oauth2_nb.oauth import AuthData, mask
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 DOCS_PICTURE = ROOT / "docs" / "panel.png"
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
-UI_TIMEOUT_MS = lab.UI_TIMEOUT_MS
-
-
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None  # no Jupyter server in this process (see test_browser.py)
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +67,8 @@ def jupyter(
         lab.write_notebook(
             server.root_dir / f"device-{theme}.ipynb", provider, f"{theme}-device", "device"
         )
-    try:
-        server.start(timeout=lab.SERVER_START_TIMEOUT)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    with running(server) as started:
+        yield started
 
 
 def use_theme(server: JupyterServer, theme: str) -> None:
@@ -98,11 +78,8 @@ def use_theme(server: JupyterServer, theme: str) -> None:
 
 @pytest.fixture
 def context(browser: Browser, jupyter: JupyterServer) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
-    ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=jupyter.base_url[:-1])
-    ctx.set_default_timeout(UI_TIMEOUT_MS)
-    yield ctx
-    ctx.close()
+    with new_context(browser, height=1000, clipboard_origin=jupyter.base_url[:-1]) as ctx:
+        yield ctx
 
 
 def part(page: Page, css_class: str) -> Locator:
@@ -142,7 +119,7 @@ def test_the_panel_guides_through_every_state(
     notebook, user = f"panel-{theme}.ipynb", f"{theme}-user"
     use_theme(jupyter, theme)
     page = context.new_page()
-    with lab.artifacts_on_failure(f"panel-{theme}", context, jupyter):
+    with artifacts_on_failure(f"panel-{theme}", context, jupyter):
         page.goto(jupyter.login_url(f"lab/tree/{notebook}", reset=True))
         light = "false" if theme == "dark" else "true"
         expect(page.locator("body")).to_have_attribute("data-jp-theme-light", light)
@@ -244,7 +221,7 @@ def test_the_device_code_is_said_once_and_copied(
     notebook = f"device-{theme}.ipynb"
     use_theme(jupyter, theme)
     page = context.new_page()
-    with lab.artifacts_on_failure(f"device-{theme}", context, jupyter):
+    with artifacts_on_failure(f"device-{theme}", context, jupyter):
         page.goto(jupyter.login_url(f"lab/tree/{notebook}", reset=True))
         lab.run_all_cells(page, jupyter, notebook)
         code_box = part(page, "chat-oauth2-code")
@@ -279,7 +256,7 @@ def test_the_dashboard_is_a_table_that_fits_half_a_screen(
     ctx.set_default_timeout(UI_TIMEOUT_MS)
     page = ctx.new_page()
     try:
-        with lab.artifacts_on_failure("dashboard", ctx, jupyter):
+        with artifacts_on_failure("dashboard", ctx, jupyter):
             page.goto(jupyter.login_url(f"lab/tree/{notebook}", reset=True))
             expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible()
             # The file browser folded away: the notebook has the window's width.

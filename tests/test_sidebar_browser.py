@@ -14,59 +14,44 @@ page.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-from support.chromium import launch_chromium, require_chromium, write_lab_settings
-from support.labext import ARTIFACTS, SIDEBAR, card, colours, link_labextension, write_theme
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from support.chromium import (  # noqa: F401 (fixtures: jp_asyncio_loop, jp_server_cleanup, browser)
+    UI_TIMEOUT_MS,
+    module_browser,
+    new_context,
+    no_jupyter_cleanup,
+    no_jupyter_loop,
+)
+from support.labext import (  # noqa: F401 (fixture: provider)
+    ARTIFACTS,
+    SIDEBAR,
+    card,
+    colours,
+    lab_server,
+    module_provider,
+    running,
+    write_theme,
+)
+from support.labext import lab_artifacts_on_failure as artifacts_on_failure
 from support.scan import assert_no_secret, nasty_secret
 from support.server import JupyterServer
 from support.wait import wait_until
 
-from chat_oauth2_nb.demo import DemoProvider, start_demo_provider
+from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.oauth import mask
 from chat_oauth2_nb.store import TokenRecord
 
 pytestmark = pytest.mark.browser
 
-UI_TIMEOUT_MS = 90_000
 SECRET_ENV = "CHAT_OAUTH2_DEMO_CLIENT_SECRET"
 WRONG_SECRET = "not-the-secret-at-all"
-
-
-# pytest-jupyter's loop fixtures would close Playwright's loop (see tests/test_browser.py).
-@pytest.fixture(autouse=True)
-def jp_asyncio_loop() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(autouse=True)
-def jp_server_cleanup() -> Iterator[None]:
-    yield None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    expect.set_options(timeout=UI_TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def provider() -> Iterator[DemoProvider]:
-    demo = start_demo_provider(port=0, token_lifetime=3600)
-    yield demo
-    demo.stop()
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +67,6 @@ def secret(provider: DemoProvider) -> str:
 def jupyter(
     browser: Browser, provider: DemoProvider, secret: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[JupyterServer]:
-    server = JupyterServer(
-        tmp_path_factory.mktemp("sidebar"),
-        app="lab",
-        args=[
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-        ],
-        env={SECRET_ENV: secret},
-    )
     broken = {**provider.config(alias="broken"), "clientId": "sidebar-client"}
     broken["clientSecret"] = WRONG_SECRET
     config = {
@@ -107,43 +82,15 @@ def jupyter(
             }
         }
     }
-    (server.config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
-    write_lab_settings(server.config_dir / "lab" / "user-settings")
-    link_labextension(server.data_dir)
-    try:
-        server.start(timeout=120)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    server = lab_server(tmp_path_factory.mktemp("sidebar"), {SECRET_ENV: secret}, config)
+    with running(server) as started:
+        yield started
 
 
 @pytest.fixture
 def context(browser: Browser, jupyter: JupyterServer) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(UI_TIMEOUT_MS)
-    # Copy writes the clipboard; the test reads it back as a paste would.
-    ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=jupyter.url().rstrip("/"))
-    yield ctx
-    ctx.close()
-
-
-@contextlib.contextmanager
-def artifacts_on_failure(
-    name: str, context: BrowserContext, server: JupyterServer
-) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for index, page in enumerate(context.pages):
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(ARTIFACTS / f"{name}-tab{index}.png"), full_page=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(server.log_path, ARTIFACTS / f"{name}-jupyter.log")
-        raise
+    with new_context(browser, clipboard_origin=jupyter.url().rstrip("/")) as ctx:
+        yield ctx
 
 
 def keep(page: Page, name: str) -> None:
@@ -512,21 +459,18 @@ def test_sidebar_loads_without_the_widgets_manager(
     browser: Browser, provider: DemoProvider, secret: str, tmp_path: Path
 ) -> None:
     """@jupyter-widgets/base is optional: with the widgets manager disabled the sidebar works."""
-    server = JupyterServer(
-        tmp_path,
-        app="lab",
-        args=["--LabApp.news_url=None", "--LabApp.extension_manager=readonly"],
-        env={SECRET_ENV: secret},
-    )
     declared = {**provider.config(alias="demo"), "clientId": "sidebar-client"}
     config = {"ChatOAuth2App": {"providers": {"demo": declared}}}
-    (server.config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
+    server = lab_server(
+        tmp_path,
+        {SECRET_ENV: secret},
+        config,
+        args=("--LabApp.news_url=None", "--LabApp.extension_manager=readonly"),
+    )
     labconfig = server.config_dir / "labconfig"
     labconfig.mkdir(parents=True)
     disabled = {"disabledExtensions": {"@jupyter-widgets/jupyterlab-manager": True}}
     (labconfig / "page_config.json").write_text(json.dumps(disabled))
-    write_lab_settings(server.config_dir / "lab" / "user-settings")
-    link_labextension(server.data_dir)
     server.start(timeout=120)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(UI_TIMEOUT_MS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,8 +21,9 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpx
@@ -29,8 +31,30 @@ import pytest
 
 from chat_oauth2_nb.demo import DemoProvider
 from chat_oauth2_nb.store import Store
+from support.chromium import (
+    UI_TIMEOUT_MS,
+    artifacts_on_failure,
+    launch_chromium,
+    new_context,
+    require_chromium,
+    write_lab_settings,
+)
 
-__all__ = ["HubBrowser", "Kernel", "RealHub", "require_hub"]
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Locator, Page
+
+__all__ = [
+    "HubBrowser",
+    "Kernel",
+    "RealHub",
+    "consent_in_new_tab",
+    "lab_browser",
+    "lab_home",
+    "lab_spawner_config",
+    "log_in_to_lab",
+    "require_hub",
+    "require_hub_lab",
+]
 
 USERS = ("alice", "bob")
 
@@ -394,3 +418,87 @@ class Kernel:
         if error:
             raise RuntimeError("".join(error))
         return "".join(out)
+
+
+#: A single-user JupyterLab that asks nothing of the network (news, updates, extension manager).
+LAB_SPAWNER = (
+    "c.Spawner.default_url = '/lab'\n"
+    "c.Spawner.args = ['--allow-root', '--LabApp.news_url=None',"
+    " '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',"
+    " '--LabApp.extension_manager=readonly']\n"
+)
+
+
+def require_hub_lab() -> None:
+    """Skip (or fail, see ``require_chromium`` and ``require_hub``) without Chromium or a hub."""
+    require_chromium()
+    require_hub()
+    # The hub's single-user servers run in this Python: JupyterLab must be installed here.
+    pytest.importorskip("jupyterlab")
+
+
+def lab_home(hub: RealHub, user: str = "alice", labextension: bool = False) -> Path:
+    """A user's home with quiet JupyterLab settings (and this checkout's labextension)."""
+    home = hub.home(user)
+    write_lab_settings(home / ".jupyter" / "lab" / "user-settings")
+    if labextension:
+        from support.labext import link_labextension
+
+        link_labextension(home / ".local" / "share" / "jupyter")
+    return home
+
+
+def lab_spawner_config(more: str = "") -> str:
+    """``RealHub.extra_config`` for JupyterLab servers, with ``more`` config lines after it."""
+    # At the indentation of RealHub's config template (it dedents the whole).
+    return (LAB_SPAWNER + more).replace("\n", "\n            ")
+
+
+@contextlib.contextmanager
+def lab_browser(hub: RealHub, name: str) -> Iterator[BrowserContext]:
+    """Headless Chromium on the hub; on failure, every tab and the hub's log go to artifacts."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        with (
+            new_context(chromium) as context,
+            artifacts_on_failure(context, name, f"{name}.log", lambda: hub.log(full=True)),
+        ):
+            yield context
+        chromium.close()
+
+
+def log_in_to_lab(page: Page, hub: RealHub, user: str = "alice") -> None:
+    """Log in at the hub's login page (DummyAuthenticator: any password); wait for her Lab."""
+    page.goto(f"{hub.url}hub/login?next={hub.base_url}hub/spawn")
+    page.locator("#username_input").fill(user)
+    page.locator("#password_input").fill("any password")
+    page.locator("#login_submit").click()
+    # The hub starts the server and opens JupyterLab.
+    page.wait_for_url(re.compile(re.escape(f"{hub.url}user/{user}/lab") + ".*"), timeout=120_000)
+
+
+def consent_in_new_tab(
+    context: BrowserContext, hub: RealHub, opener: Locator, user: str = "alice"
+) -> Page:
+    """Click ``opener``; in the provider's tab it opens, consent as ``<user>-at-the-provider``.
+
+    Returns that tab once the hub's router has brought it to the user's own server's callback
+    and the callback says "Authorized".
+    """
+    from playwright.sync_api import expect
+
+    with context.expect_page() as opened:
+        opener.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    expect(tab.locator("form#consent")).to_be_visible()
+    tab.locator("form#consent input[name=username]").fill(f"{user}-at-the-provider")
+    tab.locator("button.approve").click()
+    # Through the router, to the user's own server's callback.
+    callback = f"{hub.url}user/{user}/chat-oauth2/callback/demo?"
+    tab.wait_for_url(re.compile(re.escape(callback) + ".*"))
+    expect(tab.locator("h1#outcome")).to_have_text("Authorized")
+    return tab
