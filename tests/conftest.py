@@ -104,3 +104,22 @@ def secret_log() -> Iterator[SecretLog]:
     yield handler
     logger.removeHandler(handler)
     logger.setLevel(old)
+
+
+@pytest.fixture(autouse=True)
+def _widgets_do_not_outlive_their_test() -> Iterator[None]:
+    """Close the widgets a test left open, so the next test's scans and thread counts are its own.
+
+    A panel left open keeps the shared store watcher alive and its widgets in ipywidgets'
+    registry, where a later test's secret scan would read another test's redirect URIs.
+    """
+    from ipywidgets.widgets import widget as registry
+
+    before = set(registry._instances)
+    yield
+    left = [w for key, w in list(registry._instances.items()) if key not in before]
+    from chat_oauth2_nb.widgets import OAuth2Panel
+
+    # Panels first: their close() ends their subscriptions and worker threads.
+    for widget in sorted(left, key=lambda w: not isinstance(w, OAuth2Panel)):
+        widget.close()
