@@ -241,12 +241,7 @@ class BrokerApi(_Headers):
                 },
             )
             return
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("user"), str):
-            raise web.HTTPError(400)
+        body = _user_body(self)
         # The hub user first: alice's token can never name bob's tokens.
         key = json.dumps([hub_user, body["user"]])
 
@@ -254,15 +249,7 @@ class BrokerApi(_Headers):
             # Opening a PostgreSQL store connects to the database: in the worker thread too.
             return serve(declared.grants(alias, open_store()), action, key, body)
 
-        try:
-            answer = await asyncio.to_thread(act)
-        except OAuth2Error as exc:
-            status = 404 if isinstance(exc, NotAuthorizedError) else 502
-            self._json(status, _admins_error(exc))
-            return
-        except ValueError:
-            raise web.HTTPError(400) from None
-        self._json(200, answer)
+        await _answer(self, act, _admins_error)
 
     async def _login(self, login: LoginGrants, action: str, hub_user: str) -> None:
         await _serve_login(self, login, action, hub_user)
@@ -270,22 +257,41 @@ class BrokerApi(_Headers):
 
 async def _serve_login(handler: BrokerApi, login: LoginGrants, action: str, hub_user: str) -> None:
     """The hub sign-in's token of the token's own hub user: no one else's, whatever is asked."""
+    body = _user_body(handler)
+
+    def act() -> dict[str, Any]:
+        if body["user"] != hub_user:
+            raise NotAuthorizedError(
+                f"The hub sign-in's token is only for the hub user {hub_user!r}",
+                hint="Call it without user=, as the signed-in hub user.",
+            )
+        return serve(login, action, hub_user, body)
+
+    await _answer(handler, act, error_payload)
+
+
+def _user_body(handler: BrokerApi) -> dict[str, Any]:
+    """The request's JSON object naming a ``user``; 400 for anything else."""
     try:
         body = json.loads(handler.request.body or b"{}")
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("user"), str):
         raise web.HTTPError(400)
+    return body
+
+
+async def _answer(
+    handler: BrokerApi,
+    work: Callable[[], dict[str, Any]],
+    payload: Callable[[OAuth2Error], dict[str, Any]],
+) -> None:
+    """Answer ``work``'s result, run in a worker thread: 404 when not authorized, 502 when the
+    provider failed (the error as ``payload`` words it), 400 for a malformed request."""
     try:
-        if body["user"] != hub_user:
-            raise NotAuthorizedError(
-                f"The hub sign-in's token is only for the hub user {hub_user!r}",
-                hint="Call it without user=, as the signed-in hub user.",
-            )
-        answer = await asyncio.to_thread(serve, login, action, hub_user, body)
+        answer = await asyncio.to_thread(work)
     except OAuth2Error as exc:
-        status = 404 if isinstance(exc, NotAuthorizedError) else 502
-        handler._json(status, error_payload(exc))
+        handler._json(404 if isinstance(exc, NotAuthorizedError) else 502, payload(exc))
         return
     except ValueError:
         raise web.HTTPError(400) from None
